@@ -1,0 +1,136 @@
+"""The exceptions the reconciler raises on purpose.
+
+Every expected failure is a ``ReconcilerError``; the CLI's single error boundary
+prints its message as ``error: ...`` and exits 1. Anything else is a bug and
+keeps its traceback. This module must not import anything but the standard
+library.
+
+    ReconcilerError
+    ├── ConfigError            declarations are invalid (carries every problem)
+    ├── StateError             the state file is corrupt, newer, or unusable
+    │   └── StateLockedError   another process holds the state lock
+    ├── PlanError              a plan cannot be applied (stale, conflicts, pending, limits)
+    └── ApiError               the Crayon API or the way to it failed
+        └── ConfigurationError credentials or endpoint missing or refused
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class ReconcilerError(Exception):
+    """An expected failure with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in one declarations file, at a place in it."""
+
+    path: str
+    line: int
+    column: int
+    json_path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}:{self.column}"
+        if self.json_path:
+            return f"{where}: {self.json_path}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class ConfigError(ReconcilerError):
+    """The declarations are invalid; ``problems`` holds all of them, sorted."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        noun = "error" if count == 1 else "errors"
+        super().__init__(
+            "\n".join(str(p) for p in self.problems) + f"\n{count} {noun} in declarations"
+        )
+
+
+class StateError(ReconcilerError):
+    """The state cannot be read or written as it is."""
+
+
+class StateLockedError(StateError):
+    """Another live process holds the state lock."""
+
+
+class PlanError(ReconcilerError):
+    """A plan may not be carried out."""
+
+
+class FailureKind(enum.StrEnum):
+    """How a failed API call may be handled.
+
+    RETRYABLE: the request certainly had no effect, or the endpoint is safe to repeat.
+    DEFINITIVE: the server refused the request; repeating it gives the same answer.
+    AMBIGUOUS: the server may have acted on the request; the outcome is unknown.
+    """
+
+    RETRYABLE = "retryable"
+    DEFINITIVE = "definitive"
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True)
+class ApiObjectError:
+    """One entry of the API's ``ObjectErrors``."""
+
+    code: str
+    message: str
+
+
+class ApiError(ReconcilerError):
+    """A call to the Crayon API failed.
+
+    Never holds a secret: the URL carries no credentials and bodies are the API's
+    own error text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: FailureKind,
+        method: str = "",
+        url: str = "",
+        status: int | None = None,
+        error_code: str | None = None,
+        api_message: str | None = None,
+        object_errors: Sequence[ApiObjectError] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.method = method
+        self.url = url
+        self.status = status
+        self.error_code = error_code
+        self.api_message = api_message
+        self.object_errors = tuple(object_errors)
+        self.retry_after = retry_after
+        super().__init__(message)
+
+    def describe(self) -> str:
+        """The full text shown to the user: request, status and the API's own errors."""
+        parts = [str(self)]
+        if self.method and self.url:
+            status = f" -> {self.status}" if self.status is not None else ""
+            parts.append(f"  {self.method} {self.url}{status}")
+        if self.error_code or self.api_message:
+            parts.append(f"  {self.error_code or ''}: {self.api_message or ''}".rstrip(": "))
+        parts.extend(f"  - {e.code}: {e.message}" for e in self.object_errors)
+        return "\n".join(parts)
+
+
+class ConfigurationError(ApiError):
+    """The environment does not say how to reach the API (missing or unsafe settings)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=FailureKind.DEFINITIVE)

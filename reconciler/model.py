@@ -1,0 +1,274 @@
+"""The reconciler's records: declarations, state, plans.
+
+Validated data becomes these immutable records at the edges (``config``,
+``state``, ``api``); raw dicts never travel further. This module holds data and
+pure helpers only: it performs no I/O and imports nothing outside the standard
+library.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+#: YAML names of the billing cycle -> the API's BillingCycleType integers.
+BILLING_CYCLES: Mapping[str, int] = MappingProxyType(
+    {"monthly": 1, "annual": 2, "none": 3, "one-time": 4, "triennial": 5}
+)
+#: YAML names of the purchase type -> the API's AssetType integers.
+PURCHASE_TYPES: Mapping[str, int] = MappingProxyType(
+    {"reservation": 1, "software": 2, "subscription": 3}
+)
+TERM_DURATIONS: tuple[str, ...] = ("P1M", "P1Y", "P3Y")
+TAG_KEYS: tuple[str, ...] = ("costCenter", "department", "project", "owner", "custom")
+
+#: The fields that say *what* is bought; changing one is a conflict, never an update.
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "customerTenantId",
+    "productId",
+    "skuId",
+    "billingCycle",
+    "termDuration",
+    "type",
+)
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """What a purchase buys, independent of how many seats."""
+
+    customer_tenant_id: int
+    product_id: str
+    sku_id: str
+    billing_cycle: str
+    term_duration: str
+    type: str = "subscription"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The identity in the declarations' and state file's camelCase names."""
+        return {
+            "customerTenantId": self.customer_tenant_id,
+            "productId": self.product_id,
+            "skuId": self.sku_id,
+            "billingCycle": self.billing_cycle,
+            "termDuration": self.term_duration,
+            "type": self.type,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Identity:
+        return cls(
+            customer_tenant_id=int(data["customerTenantId"]),
+            product_id=str(data["productId"]),
+            sku_id=str(data["skuId"]),
+            billing_cycle=str(data["billingCycle"]),
+            term_duration=str(data["termDuration"]),
+            type=str(data["type"]),
+        )
+
+    def differences(self, other: Identity) -> list[str]:
+        """The camelCase names of the identity fields that differ from ``other``."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        return [name for name in IDENTITY_FIELDS if mine[name] != theirs[name]]
+
+    @property
+    def product(self) -> str:
+        return f"{self.product_id}:{self.sku_id}"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a record was declared (1-based line and column)."""
+
+    path: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """One declared purchase: the total seats wanted of one identity."""
+
+    address: str
+    identity: Identity
+    quantity: int
+    product_variant_id: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    provisioning_context: Mapping[str, str] = field(default_factory=dict)
+    attestation_accepted: bool | None = None
+    notification_email: str | None = None
+    invoice_profile_id: int | None = None
+    location: Location | None = field(default=None, compare=False)
+
+    def canonical(self) -> dict[str, Any]:
+        """Every field that affects what apply sends, in a stable JSON-ready form."""
+        return {
+            "address": self.address,
+            **self.identity.as_dict(),
+            "quantity": self.quantity,
+            "productVariantId": self.product_variant_id,
+            "tags": dict(sorted(self.tags.items())),
+            "provisioningContext": dict(sorted(self.provisioning_context.items())),
+            "attestationAccepted": self.attestation_accepted,
+            "notificationEmail": self.notification_email,
+            "invoiceProfileId": self.invoice_profile_id,
+        }
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """Every declared purchase, sorted by address, and the files they came from."""
+
+    purchases: tuple[Purchase, ...]
+    files: tuple[str, ...] = ()
+
+    def by_address(self) -> dict[str, Purchase]:
+        return {p.address: p for p in self.purchases}
+
+    def digest(self) -> str:
+        """A hash of what the declarations ask for (not of comments or layout)."""
+        payload = json.dumps(
+            [p.canonical() for p in sorted(self.purchases, key=lambda p: p.address)],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CheckoutRecord:
+    """One checkout the API answered 204 (or that the user resolved as purchased)."""
+
+    external_order_id: str
+    quantity: int
+    time: str
+
+
+@dataclass(frozen=True)
+class RecordedPurchase:
+    """Seats the state says were bought for one address."""
+
+    address: str
+    identity: Identity
+    quantity: int
+    checkouts: tuple[CheckoutRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class PendingOperation:
+    """A checkout that was sent (or about to be) and whose outcome is not known."""
+
+    address: str
+    identity: Identity
+    external_order_id: str
+    quantity: int
+    time: str
+
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class State:
+    """The recorded purchases and pending operations, as of ``serial``."""
+
+    lineage: str
+    serial: int = 0
+    purchases: Mapping[str, RecordedPurchase] = field(default_factory=dict)
+    pending: Mapping[str, PendingOperation] = field(default_factory=dict)
+
+
+class Action(enum.StrEnum):
+    PURCHASE = "purchase"
+    INCREASE = "increase"
+    NOOP = "noop"
+    CONFLICT = "conflict"
+    ORPHAN = "orphan"
+    PENDING = "pending"
+
+
+#: Actions that send money through the API on apply.
+BUYING_ACTIONS = frozenset({Action.PURCHASE, Action.INCREASE})
+#: Actions that make plan --detailed-exitcode and apply fail.
+BLOCKING_ACTIONS = frozenset({Action.CONFLICT, Action.PENDING})
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply would do for one address.
+
+    ``before`` is the recorded seats (0 when none), ``after`` the declared seats
+    (None when the address is no longer declared), ``delta`` the seats to buy.
+    """
+
+    address: str
+    action: Action
+    before: int
+    after: int | None
+    delta: int
+    identity: Identity
+    purchase: Purchase | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    to_purchase: int = 0
+    purchase_seats: int = 0
+    to_increase: int = 0
+    increase_seats: int = 0
+    noop: int = 0
+    conflicts: int = 0
+    orphans: int = 0
+    pending: int = 0
+
+    @property
+    def seats(self) -> int:
+        return self.purchase_seats + self.increase_seats
+
+    @property
+    def has_purchases(self) -> bool:
+        return self.to_purchase + self.to_increase > 0
+
+    @property
+    def blocked(self) -> bool:
+        return self.conflicts + self.pending > 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change, sorted by address, and what the plan was made against."""
+
+    changes: tuple[Change, ...]
+    lineage: str
+    serial: int
+    declarations_digest: str
+
+    @property
+    def summary(self) -> Summary:
+        counts: dict[Action, int] = dict.fromkeys(Action, 0)
+        seats: dict[Action, int] = dict.fromkeys(Action, 0)
+        for change in self.changes:
+            counts[change.action] += 1
+            seats[change.action] += change.delta
+        return Summary(
+            to_purchase=counts[Action.PURCHASE],
+            purchase_seats=seats[Action.PURCHASE],
+            to_increase=counts[Action.INCREASE],
+            increase_seats=seats[Action.INCREASE],
+            noop=counts[Action.NOOP],
+            conflicts=counts[Action.CONFLICT],
+            orphans=counts[Action.ORPHAN],
+            pending=counts[Action.PENDING],
+        )
+
+    def buying(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action in BUYING_ACTIONS)
