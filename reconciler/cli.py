@@ -9,16 +9,23 @@ usage error and exits 1; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import __version__, config
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler import __version__, config, executor, planfile, planner, render
+from reconciler.errors import ApiError, ConfigError, PlanError, ReconcilerError
+from reconciler.executor import Outcome
+from reconciler.model import Action, CheckoutRecord, Plan, State
+from reconciler.state import JsonFileStateStore, utc_now
+
+if TYPE_CHECKING:
+    from reconciler import api
 
 
 @dataclass
@@ -99,6 +106,435 @@ def validate(path: str) -> int:
         f"in {files} file{'s' if files != 1 else ''}"
     )
     return 0
+
+
+_STATE = click.option(
+    "--state",
+    "state_path",
+    default="reconciler.state.json",
+    envvar="RECONCILER_STATE",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="State file (also RECONCILER_STATE).",
+)
+
+
+def _use_color(ctx: click.Context) -> bool:
+    options: _Options = ctx.find_root().obj
+    return options.color is not False and sys.stdout.isatty()
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+@cli.command()
+@_PATH
+@_STATE
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default=None,
+    help="Output format: text (default), json (machine-readable) or markdown (PR comments).",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Save the plan to this file for `reconciler apply --plan`.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing is to be bought, 2 when purchases or increases are planned.",
+)
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    path: str,
+    state_path: str,
+    as_json: bool,
+    fmt: str | None,
+    out: str | None,
+    detailed_exitcode: bool,
+) -> int:
+    """Show what apply would buy: the declarations at PATH against the state.
+
+    Never calls the API and never writes the state. Exits 1 when a change is a
+    conflict or pending, after printing the whole plan.
+    """
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError("--json and --format are exclusive")
+    fmt = "json" if as_json else (fmt or "text")
+    declarations = config.load(path)
+    state = JsonFileStateStore(state_path).load()
+    the_plan = planner.plan(declarations, state)
+    _echo_plan(ctx, the_plan, fmt)
+    summary = the_plan.summary
+    if out:
+        planfile.save(out, the_plan)
+        click.echo(
+            f"Saved the plan to {out}. Apply it with: reconciler apply --plan {out}", err=True
+        )
+    if summary.orphans:
+        orphans = [c.address for c in the_plan.changes if c.action is Action.ORPHAN]
+        _warn(
+            f"{len(orphans)} recorded purchase(s) no longer declared: {', '.join(orphans)}. "
+            "Licences are never cancelled; `reconciler state rm ADDR` forgets one."
+        )
+    if summary.blocked:
+        click.echo(
+            f"error: the plan has {summary.conflicts} conflict(s) and {summary.pending} pending "
+            "change(s); apply would refuse it",
+            err=True,
+        )
+        return 1
+    if detailed_exitcode and summary.has_purchases:
+        return 2
+    return 0
+
+
+def _echo_plan(ctx: click.Context, the_plan: Plan, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(render.plan_json(the_plan))
+    elif fmt == "markdown":
+        click.echo(render.plan_markdown(the_plan), nl=False)
+    else:
+        color = _use_color(ctx)
+        click.echo(render.plan_text(the_plan, color=color), color=color)
+
+
+@cli.command()
+@_STATE
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Show a saved plan file instead of the state.",
+)
+@click.pass_context
+def show(ctx: click.Context, state_path: str, as_json: bool, plan_path: str | None) -> int:
+    """Show the recorded purchases and pending operations (or a saved plan)."""
+    if plan_path:
+        _echo_plan(ctx, planfile.read(plan_path), "json" if as_json else "text")
+        return 0
+    state = JsonFileStateStore(state_path).load()
+    if as_json:
+        click.echo(json.dumps(render.state_dict(state), indent=2, sort_keys=True))
+    else:
+        click.echo(render.state_text(state))
+    return 0
+
+
+@cli.group()
+def state() -> None:
+    """Inspect and repair the state. Never calls the API."""
+
+
+@state.command("list")
+@_STATE
+def state_list(state_path: str) -> int:
+    """List the recorded addresses (pending ones marked with '?')."""
+    current = JsonFileStateStore(state_path).load()
+    for address in sorted(set(current.purchases) | set(current.pending)):
+        click.echo(f"{'? ' if address in current.pending else ''}{address}")
+    return 0
+
+
+@state.command("show")
+@click.argument("address")
+@_STATE
+def state_show(address: str, state_path: str) -> int:
+    """Show everything recorded for ADDRESS, as JSON."""
+    current = JsonFileStateStore(state_path).load()
+    data = render.state_dict(current)
+    entry = {key: data[key][address] for key in ("purchases", "pending") if address in data[key]}
+    if not entry:
+        raise ReconcilerError(f"{address} is not in the state {state_path}")
+    click.echo(json.dumps({"address": address, **entry}, indent=2, sort_keys=True))
+    return 0
+
+
+_YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes or not sys.stdin.isatty():
+        return
+    if not click.confirm(question, default=False, err=True):
+        raise click.exceptions.Abort()
+
+
+@state.command("rm")
+@click.argument("address")
+@_STATE
+@_YES
+def state_rm(address: str, state_path: str, yes: bool) -> int:
+    """Forget the purchase recorded at ADDRESS (the licences are not cancelled)."""
+    store = JsonFileStateStore(state_path)
+    with store.lock("reconciler state rm") as writer:
+        recorded = writer.state.purchases.get(address)
+        if recorded is None:
+            raise ReconcilerError(f"{address} is not recorded in {state_path}")
+        if address in writer.state.pending:
+            raise ReconcilerError(
+                f"{address} has a pending checkout; resolve it first with "
+                f"`reconciler state resolve {address} --purchased|--not-purchased`"
+            )
+        _confirm(f"Forget {address} ({render.seats(recorded.quantity)})?", yes)
+        writer.remove_purchase(address)
+    click.echo(
+        f"Removed {address} ({render.seats(recorded.quantity)}) from {state_path}. "
+        "The licences themselves were not cancelled."
+    )
+    return 0
+
+
+@state.command("import")
+@click.argument("address")
+@click.option("--quantity", required=True, type=click.IntRange(min=1), help="Seats already bought.")
+@click.option(
+    "--config",
+    "config_path",
+    default=".",
+    show_default=True,
+    type=click.Path(path_type=str),
+    help="Declarations to take the identity of ADDRESS from.",
+)
+@_STATE
+@_YES
+def state_import(address: str, quantity: int, config_path: str, state_path: str, yes: bool) -> int:
+    """Record seats bought outside the reconciler, without buying anything.
+
+    The identity (tenant, product, sku, terms) comes from the declaration of ADDRESS.
+    """
+    declared = config.load(config_path).by_address().get(address)
+    if declared is None:
+        raise ReconcilerError(f"{address} is not declared in {config_path}; declare it first")
+    store = JsonFileStateStore(state_path)
+    with store.lock("reconciler state import") as writer:
+        if address in writer.state.purchases or address in writer.state.pending:
+            raise ReconcilerError(f"{address} is already in the state {state_path}")
+        _confirm(f"Record {render.seats(quantity)} at {address} as already bought?", yes)
+        writer.import_purchase(address, declared.identity, quantity, utc_now())
+    click.echo(f"Imported {address}: {render.seats(quantity)} recorded, nothing bought.")
+    return 0
+
+
+@state.command("resolve")
+@click.argument("address")
+@click.option(
+    "--purchased",
+    "outcome",
+    flag_value="purchased",
+    help="The pending checkout went through: record its seats.",
+)
+@click.option(
+    "--not-purchased",
+    "outcome",
+    flag_value="not-purchased",
+    help="The pending checkout did not go through: drop it.",
+)
+@_STATE
+def state_resolve(address: str, outcome: str | None, state_path: str) -> int:
+    """Settle the pending checkout at ADDRESS once you know its outcome.
+
+    Check the order in Crayon Cloud-iQ (its externalOrderId is shown by
+    `reconciler show`) before answering.
+    """
+    if outcome is None:
+        raise click.UsageError("say what happened: --purchased or --not-purchased")
+    store = JsonFileStateStore(state_path)
+    with store.lock("reconciler state resolve") as writer:
+        pending = writer.state.pending.get(address)
+        if pending is None:
+            raise ReconcilerError(f"{address} has no pending checkout in {state_path}")
+        if outcome == "purchased":
+            writer.record_checkout(
+                address,
+                pending.identity,
+                CheckoutRecord(pending.external_order_id, pending.quantity, pending.time),
+            )
+            total = writer.state.purchases[address].quantity
+            click.echo(
+                f"Resolved {address}: {pending.external_order_id} recorded as purchased "
+                f"(+{pending.quantity}, {render.seats(total)} in total)."
+            )
+        else:
+            writer.remove_pending(address)
+            click.echo(
+                f"Resolved {address}: {pending.external_order_id} recorded as not purchased; "
+                "the next apply buys it again."
+            )
+    return 0
+
+
+_LEGACY = click.option(
+    "--legacy-endpoints",
+    is_flag=True,
+    help="Use /api/v1/assets/verify and /api/v1/assets/checkout instead of purchaserequest.",
+)
+
+
+def _client(legacy_endpoints: bool) -> api.CrayonClient:
+    from reconciler import api  # deferred: requests is slow to import; only apply needs it
+
+    settings = api.ApiSettings.from_env(os.environ, legacy_endpoints=legacy_endpoints)
+    return api.CrayonClient(settings)
+
+
+def _verify_plan(the_plan: Plan, legacy_endpoints: bool) -> dict[str, list[api.LineError]]:
+    """Ask the API's verify endpoint about every purchase and increase (never checkout)."""
+    from reconciler import api  # deferred: see _client
+
+    found: dict[str, list[api.LineError]] = {}
+    with _client(legacy_endpoints) as client:
+        for change in the_plan.buying():
+            assert change.purchase is not None
+            order = api.build_order(change.purchase, change.delta, api.new_external_order_id())
+            try:
+                found[change.address] = list(client.verify(order).errors)
+            except ApiError as exc:
+                if exc.status in (None, 401) or isinstance(exc, api.TokenError):
+                    raise
+                found[change.address] = [
+                    api.LineError(
+                        -1, exc.error_code or str(exc.status), exc.api_message or str(exc), {}
+                    )
+                ]
+    return found
+
+
+@cli.command()
+@_PATH
+@_STATE
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Apply this saved plan (refused if the state or declarations changed since).",
+)
+@click.option("--auto-approve", is_flag=True, help="Do not ask; required when not on a TTY.")
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 32),
+    default=1,
+    show_default=True,
+    help="Changes in flight at once; 1 records each result before the next checkout.",
+)
+@click.option(
+    "--max-seats",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Refuse, before any API call, a plan buying more seats than this in total.",
+)
+@_LEGACY
+@click.pass_context
+def apply(
+    ctx: click.Context,
+    path: str,
+    state_path: str,
+    plan_path: str | None,
+    auto_approve: bool,
+    parallelism: int,
+    max_seats: int | None,
+    legacy_endpoints: bool,
+) -> int:
+    """Buy what the plan says, each seat exactly once.
+
+    Verifies each order, records it as pending, checks it out, and records the
+    seats after each 204. A checkout whose outcome is unknown stays pending and
+    stops the run; settle it with `reconciler state resolve`.
+    """
+    declarations = config.load(path)
+    saved = planfile.read(plan_path) if plan_path else None
+    store = JsonFileStateStore(state_path)
+    with store.lock("reconciler apply") as writer:
+        current = writer.state
+        if current.pending:
+            raise PlanError(_pending_message(current, state_path))
+        the_plan = planner.plan(declarations, current)
+        if saved is not None and plan_path is not None:
+            planfile.check_fresh(saved, the_plan, plan_path)
+        summary = the_plan.summary
+        color = _use_color(ctx)
+        click.echo(render.plan_text(the_plan, color=color), color=color)
+        if summary.conflicts:
+            raise PlanError(
+                f"the plan has {summary.conflicts} conflict(s); nothing was bought. "
+                "Fix the declarations (a purchase cannot be undone or changed in place)"
+            )
+        if max_seats is not None and summary.seats > max_seats:
+            raise PlanError(
+                f"the plan buys {summary.seats} seats, more than --max-seats {max_seats}; "
+                "nothing was bought"
+            )
+        if not summary.has_purchases:
+            return 0
+        client = _client(legacy_endpoints)
+        if not auto_approve and not sys.stdin.isatty():
+            raise PlanError(
+                "apply needs confirmation and there is no terminal to ask on; "
+                "pass --auto-approve to apply without asking"
+            )
+        if not auto_approve:
+            answer = click.prompt(
+                "\nDo you want to buy these licences? Only 'yes' will be accepted",
+                default="",
+                show_default=False,
+                err=True,
+            )
+            if answer != "yes":
+                click.echo("Apply cancelled; nothing was bought.", err=True)
+                return 1
+        from reconciler import api  # deferred: see _client
+
+        with client:
+            result = executor.apply(
+                the_plan,
+                client=client,
+                writer=writer,
+                build_order=api.build_order,
+                new_order_id=api.new_external_order_id,
+                now=utc_now,
+                on_event=_progress(color),
+                parallelism=parallelism,
+            )
+    click.echo("")
+    click.echo(render.apply_table(result))
+    click.echo(render.apply_summary(result))
+    if result.count(Outcome.PENDING):
+        click.echo(_pending_message(store.load(), state_path), err=True)
+    return 0 if result.ok else 1
+
+
+def _progress(color: bool) -> Callable[[executor.Event], None]:
+    def on_event(event: executor.Event) -> None:
+        if event.kind == "finished" and event.result is not None:
+            click.echo(render.apply_progress(event.result, color=color), color=color)
+            for line in event.result.errors:
+                click.echo(f"    {line}", err=True)
+
+    return on_event
+
+
+def _pending_message(current: State, state_path: str) -> str:
+    lines = [
+        f"the state has {len(current.pending)} pending checkout(s) whose outcome is unknown; "
+        "nothing will be bought until each is resolved.",
+        "Check each order in Crayon Cloud-iQ by its externalOrderId, then run one of:",
+    ]
+    flag = "" if state_path == "reconciler.state.json" else f" --state {state_path}"
+    for address, op in sorted(current.pending.items()):
+        lines.append(
+            f"  {address}: {render.seats(op.quantity)}, externalOrderId {op.external_order_id}"
+        )
+        lines.append(f"    reconciler state resolve {address} --purchased{flag}")
+        lines.append(f"    reconciler state resolve {address} --not-purchased{flag}")
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -20,14 +20,16 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
-from reconciler import resources
+from reconciler import resources, schemacheck
 from reconciler.errors import ConfigError, ConfigProblem, ReconcilerError
 from reconciler.model import Declarations, Identity, Location, Purchase
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SUFFIXES = (".yaml", ".yml")
 #: Nodes one file may expand to through aliases; a real declarations file is far below.
@@ -157,6 +159,7 @@ def _duplicate_names(purchases: Sequence[Purchase]) -> list[ConfigProblem]:
 
 _SCALAR = yaml.constructor.SafeConstructor()
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass
@@ -176,16 +179,15 @@ class _FileParser:
     def __init__(self, path: str) -> None:
         self.path = path
         self.result = _Parsed()
-        self.value_marks: dict[_Path, yaml.Mark] = {}
-        self.key_marks: dict[_Path, yaml.Mark] = {}
-        self.scalar_text: dict[_Path, str] = {}
+        self.root: yaml.Node | None = None
 
     def parse(self, text: str | None) -> _Parsed:
         if text is None:
             return self.result
-        root = self._compose(text)
+        root = self._compose(text, may_alias="*" in text)
         if root is None:
             return self.result
+        self.root = root
         document = self._build(root, (), 0)
         self._check_schema(document)
         if not self.result.problems:
@@ -198,7 +200,7 @@ class _FileParser:
             ConfigProblem(self.path, line, column, json_path(path), message)
         )
 
-    def _compose(self, text: str) -> yaml.Node | None:
+    def _compose(self, text: str, *, may_alias: bool) -> yaml.Node | None:
         try:
             root = yaml.compose(text, Loader=_Loader)
         except yaml.YAMLError as exc:
@@ -220,6 +222,8 @@ class _FileParser:
                 f"expected a mapping with 'version: 1' at the top level, found a {_kind(root)}",
             )
             return None
+        if not may_alias:  # no '*' in the text: no alias, nothing can expand
+            return root
         try:
             size = _expanded_size(root)
         except _TooDeepError as exc:
@@ -240,20 +244,23 @@ class _FileParser:
         return root
 
     def _build(self, node: yaml.Node, path: _Path, depth: int) -> Any:
-        """Plain values from the node tree, recording where each one stands."""
-        self.value_marks[path] = node.start_mark
+        """Plain values from the node tree; problems are recorded with their path."""
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value
             constructor = _SCALAR.yaml_constructors.get(node.tag)
             if constructor is None:
                 self.problem(node.start_mark, path, f"unsupported YAML tag {node.tag}")
                 return None
-            self.scalar_text[path] = node.value
             return constructor(_SCALAR, node)
+        if depth >= MAX_DEPTH:
+            self.problem(node.start_mark, path, f"nesting is deeper than {MAX_DEPTH} levels")
+            return None
         if isinstance(node, yaml.SequenceNode):
             return [self._build(child, (*path, i), depth + 1) for i, child in enumerate(node.value)]
         assert isinstance(node, yaml.MappingNode)
         built: dict[str, Any] = {}
-        first_seen: dict[str, yaml.Mark] = {}
+        first_line: dict[str, int] = {}
         merged: list[yaml.MappingNode] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -262,26 +269,24 @@ class _FileParser:
             key = self._key(key_node, path)
             if key is None:
                 continue
-            if key in first_seen:
+            if key in first_line:
                 self.problem(
                     key_node.start_mark,
                     (*path, key),
-                    f"duplicate key {key!r} (first at line {first_seen[key].line + 1})",
+                    f"duplicate key {key!r} (first at line {first_line[key]})",
                 )
                 continue
-            first_seen[key] = key_node.start_mark
-            self.key_marks[(*path, key)] = key_node.start_mark
+            first_line[key] = key_node.start_mark.line + 1
             built[key] = self._build(value_node, (*path, key), depth + 1)
         for source in merged:
             for key_node, value_node in source.value:
                 key = self._key(key_node, path)
                 if key is not None and key not in built:
-                    self.key_marks[(*path, key)] = key_node.start_mark
                     built[key] = self._build(value_node, (*path, key), depth + 1)
         return built
 
     def _key(self, node: yaml.Node, path: _Path) -> str | None:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
             return str(node.value)
         text = node.value if isinstance(node, yaml.ScalarNode) else _kind(node)
         self.problem(node.start_mark, path, f"keys must be strings; quote {text!r}")
@@ -295,6 +300,8 @@ class _FileParser:
         return []
 
     def _check_schema(self, document: Any) -> None:
+        if _fast_check()(document):
+            return
         for error in _validator().iter_errors(document):
             path: _Path = tuple(error.absolute_path)
             if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -314,7 +321,7 @@ class _FileParser:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 message += f"; did you mean {close[0]!r}?" if close else ""
             key_path = (*path, key)
-            self.problem(self.key_marks.get(key_path), key_path, message)
+            self.problem(self._key_mark(key_path), key_path, message)
 
     def _message(self, error: jsonschema.ValidationError, path: _Path) -> str:
         field_name = path[-1] if path else ""
@@ -323,7 +330,8 @@ class _FileParser:
             and field_name in ("skuId", "productId")
             and isinstance(error.instance, int | float)
         ):
-            raw = self.scalar_text.get(path, str(error.instance))
+            node = self._node(path)
+            raw = node.value if isinstance(node, yaml.ScalarNode) else str(error.instance)
             return (
                 f"{raw} is read by YAML as the number {error.instance!r}; "
                 f'quote it: {field_name}: "{raw}"'
@@ -339,10 +347,31 @@ class _FileParser:
             )
         return error.message
 
+    def _node(self, path: _Path) -> yaml.Node | None:
+        """The value node at ``path``, following merge keys; None when absent."""
+        node = self.root
+        for part in path:
+            if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                node = node.value[part] if part < len(node.value) else None
+            elif isinstance(node, yaml.MappingNode):
+                found = _lookup(node, str(part))
+                node = found[1] if found else None
+            else:
+                return None
+        return node
+
+    def _key_mark(self, path: _Path) -> yaml.Mark | None:
+        parent = self._node(path[:-1])
+        found = _lookup(parent, str(path[-1])) if isinstance(parent, yaml.MappingNode) else None
+        return found[0].start_mark if found else self._mark(path[:-1])
+
     def _mark(self, path: _Path) -> yaml.Mark | None:
-        while path not in self.value_marks and path:
-            path = path[:-1]
-        return self.value_marks.get(path)
+        """Where the value at ``path`` stands, or its nearest enclosing value."""
+        for end in range(len(path), -1, -1):
+            node = self._node(path[:end])
+            if node is not None:
+                return node.start_mark
+        return None
 
     def _build_purchases(self, document: Mapping[str, Any]) -> None:
         defaults: Mapping[str, Any] = document.get("defaults", {})
@@ -354,13 +383,14 @@ class _FileParser:
             missing = [name for name in REQUIRED_AFTER_DEFAULTS if name not in merged]
             for name in missing:
                 self.problem(
-                    self.value_marks[path],
+                    self._mark(path),
                     path,
                     f"missing required key {name!r} (set it on the purchase or in defaults)",
                 )
             if missing:
                 continue
-            mark = self.value_marks[(*path, "name")]
+            mark = self._mark((*path, "name"))
+            assert mark is not None
             self.result.purchases.append(
                 Purchase(
                     address=merged["name"],
@@ -382,6 +412,26 @@ class _FileParser:
                     location=Location(self.path, mark.line + 1, mark.column + 1),
                 )
             )
+
+
+def _lookup(node: yaml.MappingNode, key: str) -> tuple[yaml.Node, yaml.Node] | None:
+    """The (key node, value node) of ``key`` in a mapping, merge keys included."""
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            return key_node, value_node
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE_TAG:
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if isinstance(source, yaml.MappingNode):
+                    found = _lookup(source, key)
+                    if found:
+                        return found
+    return None
 
 
 def _optional_int(value: Any) -> int | None:
@@ -418,5 +468,12 @@ def _expanded_size(root: yaml.Node) -> int:
 
 
 @functools.cache
+def _fast_check() -> schemacheck.Check:
+    return schemacheck.compile_schema(resources.schema("purchases"))
+
+
+@functools.cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(resources.schema("purchases"))

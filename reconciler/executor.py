@@ -1,0 +1,252 @@
+"""Carry out a plan's purchases and increases, each exactly once.
+
+For every buying change, in address order: build the order with a fresh
+externalOrderId, verify it, record a ``pending`` entry durably, check out the
+order exactly as verify returned it, then on 204 record the seats and clear the
+pending entry in one durable write. A definitive failure clears the pending
+entry; an ambiguous one keeps it and stops every change not yet started.
+
+This module never prints and never decides exit codes: it reports progress
+through ``on_event`` and returns an ``ApplyResult``. It makes no HTTP call but
+through the client and writes no state but through the writer.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconciler.errors import ApiError, FailureKind
+from reconciler.model import (
+    BUYING_ACTIONS,
+    Change,
+    CheckoutRecord,
+    PendingOperation,
+    Plan,
+    Purchase,
+)
+from reconciler.state import StateWriter
+
+
+class Issue(Protocol):
+    @property
+    def code(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
+class Verified(Protocol):
+    """What verify returns (``api.VerifiedOrder`` fits)."""
+
+    @property
+    def errors(self) -> Sequence[Issue]: ...
+    @property
+    def ok(self) -> bool: ...
+
+
+class Client(Protocol):
+    """The API calls apply needs (``api.CrayonClient`` fits)."""
+
+    def verify(self, order: Mapping[str, Any]) -> Any: ...
+    def checkout(self, verified: Any) -> None: ...
+
+
+OrderBuilder = Callable[[Purchase, int, str], dict[str, Any]]
+
+
+class Outcome(enum.StrEnum):
+    PURCHASED = "purchased"
+    FAILED = "failed"
+    PENDING = "pending"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    address: str
+    seats: int
+    outcome: Outcome
+    seconds: float = 0.0
+    external_order_id: str | None = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress: ``started`` when a change begins, ``finished`` with its result."""
+
+    kind: str
+    change: Change
+    result: ChangeResult | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    results: tuple[ChangeResult, ...]
+    interrupted: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    @property
+    def seats_bought(self) -> int:
+        return sum(r.seats for r in self.results if r.outcome is Outcome.PURCHASED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(r.outcome is Outcome.PURCHASED for r in self.results)
+
+
+def _describe(exc: ApiError) -> tuple[str, ...]:
+    return tuple(exc.describe().splitlines())
+
+
+class _Run:
+    """One apply: the shared halt flag and the per-change algorithm."""
+
+    def __init__(
+        self,
+        client: Client,
+        writer: StateWriter,
+        build_order: OrderBuilder,
+        new_order_id: Callable[[], str],
+        now: Callable[[], str],
+        on_event: Callable[[Event], None],
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.build_order = build_order
+        self.new_order_id = new_order_id
+        self.now = now
+        self.on_event = on_event
+        self.halt = threading.Event()
+        self._events = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._events:
+            self.on_event(event)
+
+    def run_one(self, change: Change) -> ChangeResult:
+        if self.halt.is_set():
+            return ChangeResult(change.address, change.delta, Outcome.SKIPPED)
+        self.emit(Event("started", change))
+        started = time.monotonic()
+        result = self._buy(change)
+        result = ChangeResult(
+            result.address,
+            result.seats,
+            result.outcome,
+            time.monotonic() - started,
+            result.external_order_id,
+            result.errors,
+        )
+        self.emit(Event("finished", change, result))
+        return result
+
+    def _buy(self, change: Change) -> ChangeResult:
+        purchase = change.purchase
+        assert purchase is not None, "buying changes always carry their declaration"
+        order_id = self.new_order_id()
+
+        def failed(*errors: str) -> ChangeResult:
+            return ChangeResult(change.address, change.delta, Outcome.FAILED, 0.0, order_id, errors)
+
+        order = self.build_order(purchase, change.delta, order_id)
+        try:
+            verified = self.client.verify(order)
+        except ApiError as exc:
+            return failed("verify failed: " + str(exc), *_describe(exc)[1:])
+        if not verified.ok:
+            return failed(*(f"verify: {e.code}: {e.description}" for e in verified.errors))
+        if self.halt.is_set():  # an ambiguous checkout elsewhere: start nothing new
+            return ChangeResult(change.address, change.delta, Outcome.SKIPPED)
+
+        self.writer.add_pending(
+            PendingOperation(change.address, change.identity, order_id, change.delta, self.now())
+        )
+        try:
+            self.client.checkout(verified)
+        except ApiError as exc:
+            if exc.kind is FailureKind.AMBIGUOUS:
+                self.halt.set()
+                return ChangeResult(
+                    change.address,
+                    change.delta,
+                    Outcome.PENDING,
+                    0.0,
+                    order_id,
+                    ("checkout outcome unknown: " + str(exc), *_describe(exc)[1:]),
+                )
+            # Definitive, or provably never reached the server: nothing was bought.
+            self.writer.remove_pending(change.address)
+            return failed("checkout refused: " + str(exc), *_describe(exc)[1:])
+        except BaseException:
+            # Anything else (a bug, Ctrl-C) may have happened after sending: keep pending.
+            self.halt.set()
+            raise
+        self.writer.record_checkout(
+            change.address, change.identity, CheckoutRecord(order_id, change.delta, self.now())
+        )
+        return ChangeResult(change.address, change.delta, Outcome.PURCHASED, 0.0, order_id)
+
+
+def apply(
+    plan: Plan,
+    *,
+    client: Client,
+    writer: StateWriter,
+    build_order: OrderBuilder,
+    new_order_id: Callable[[], str],
+    now: Callable[[], str],
+    on_event: Callable[[Event], None] = lambda event: None,
+    parallelism: int = 1,
+) -> ApplyResult:
+    """Buy every purchase and increase of ``plan``; see the module docstring.
+
+    The caller holds the state lock and has refused plans with conflicts or
+    pending entries. With ``parallelism`` 1 each result is recorded before the
+    next change starts; with more, up to that many run at once.
+    """
+    run = _Run(client, writer, build_order, new_order_id, now, on_event)
+    changes = [c for c in plan.changes if c.action in BUYING_ACTIONS]
+    results: dict[str, ChangeResult] = {}
+    interrupted = False
+    if parallelism <= 1:
+        try:
+            for change in changes:
+                results[change.address] = run.run_one(change)
+        except KeyboardInterrupt:
+            interrupted = True
+    else:
+        interrupted = _run_parallel(run, changes, parallelism, results)
+    ordered = tuple(
+        results.get(c.address, ChangeResult(c.address, c.delta, Outcome.SKIPPED)) for c in changes
+    )
+    return ApplyResult(ordered, interrupted)
+
+
+def _run_parallel(
+    run: _Run, changes: Sequence[Change], parallelism: int, results: dict[str, ChangeResult]
+) -> bool:
+    """Run changes on a pool; on Ctrl-C start nothing new and let in-flight ones finish."""
+    interrupted = False
+    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="apply") as pool:
+        futures: dict[Future[ChangeResult], Change] = {
+            pool.submit(run.run_one, change): change for change in changes
+        }
+        remaining = set(futures)
+        while remaining:
+            try:
+                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                interrupted = True
+                run.halt.set()
+                continue
+            for future in done:
+                results[futures[future].address] = future.result()
+    return interrupted
