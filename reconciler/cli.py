@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler import __version__, config, executor, planfile, planner, render
-from reconciler.errors import ApiError, ConfigError, PlanError, ReconcilerError
+from reconciler.errors import ApiError, ConfigError, FailureKind, PlanError, ReconcilerError
 from reconciler.executor import Outcome
 from reconciler.model import Action, CheckoutRecord, Plan, State
 from reconciler.state import JsonFileStateStore, utc_now
@@ -36,7 +39,7 @@ class _Options:
 class _Group(click.Group):
     """Exit codes by the contract: 0 success, 1 every error (usage errors too)."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -119,6 +122,13 @@ _STATE = click.option(
 )
 
 
+_LEGACY = click.option(
+    "--legacy-endpoints",
+    is_flag=True,
+    help="Use /api/v1/assets/verify and /api/v1/assets/checkout instead of purchaserequest.",
+)
+
+
 def _use_color(ctx: click.Context) -> bool:
     options: _Options = ctx.find_root().obj
     return options.color is not False and sys.stdout.isatty()
@@ -150,6 +160,12 @@ def _warn(message: str) -> None:
     is_flag=True,
     help="Exit 0 when nothing is to be bought, 2 when purchases or increases are planned.",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also ask the API's verify endpoint about each purchase (never buys); needs credentials.",
+)
+@_LEGACY
 @click.pass_context
 def plan(
     ctx: click.Context,
@@ -159,11 +175,14 @@ def plan(
     fmt: str | None,
     out: str | None,
     detailed_exitcode: bool,
+    verify: bool,
+    legacy_endpoints: bool,
 ) -> int:
     """Show what apply would buy: the declarations at PATH against the state.
 
-    Never calls the API and never writes the state. Exits 1 when a change is a
-    conflict or pending, after printing the whole plan.
+    Never writes the state and, without --verify, never calls the API. Exits 1
+    when a change is a conflict or pending (or fails verify), after printing the
+    whole plan.
     """
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
@@ -171,7 +190,8 @@ def plan(
     declarations = config.load(path)
     state = JsonFileStateStore(state_path).load()
     the_plan = planner.plan(declarations, state)
-    _echo_plan(ctx, the_plan, fmt)
+    verify_errors = _verify_plan(the_plan, legacy_endpoints) if verify else None
+    _echo_plan(ctx, the_plan, fmt, verify_errors)
     summary = the_plan.summary
     if out:
         planfile.save(out, the_plan)
@@ -191,19 +211,29 @@ def plan(
             err=True,
         )
         return 1
+    failing = sorted(address for address, errors in (verify_errors or {}).items() if errors)
+    if failing:
+        click.echo(f"error: verify refused {len(failing)} order(s): {', '.join(failing)}", err=True)
+        return 1
     if detailed_exitcode and summary.has_purchases:
         return 2
     return 0
 
 
-def _echo_plan(ctx: click.Context, the_plan: Plan, fmt: str) -> None:
+def _echo_plan(
+    ctx: click.Context,
+    the_plan: Plan,
+    fmt: str,
+    verify_errors: render.VerifyErrors | None = None,
+) -> None:
     if fmt == "json":
-        click.echo(render.plan_json(the_plan))
+        click.echo(render.plan_json(the_plan, verify_errors))
     elif fmt == "markdown":
-        click.echo(render.plan_markdown(the_plan), nl=False)
+        click.echo(render.plan_markdown(the_plan, verify_errors=verify_errors), nl=False)
     else:
         color = _use_color(ctx)
-        click.echo(render.plan_text(the_plan, color=color), color=color)
+        text = render.plan_text(the_plan, color=color, verify_errors=verify_errors)
+        click.echo(text, color=color)
 
 
 @cli.command()
@@ -372,13 +402,6 @@ def state_resolve(address: str, outcome: str | None, state_path: str) -> int:
     return 0
 
 
-_LEGACY = click.option(
-    "--legacy-endpoints",
-    is_flag=True,
-    help="Use /api/v1/assets/verify and /api/v1/assets/checkout instead of purchaserequest.",
-)
-
-
 def _client(legacy_endpoints: bool) -> api.CrayonClient:
     from reconciler import api  # deferred: requests is slow to import; only apply needs it
 
@@ -398,13 +421,13 @@ def _verify_plan(the_plan: Plan, legacy_endpoints: bool) -> dict[str, list[api.L
             try:
                 found[change.address] = list(client.verify(order).errors)
             except ApiError as exc:
-                if exc.status in (None, 401) or isinstance(exc, api.TokenError):
+                # A refusal of this one order is shown with it; anything else
+                # (credentials, connection, server errors) stops the plan.
+                refused = exc.status in (400, 404, 409, 422) and api.TOKEN_PATH not in exc.url
+                if exc.kind is not FailureKind.DEFINITIVE or not refused:
                     raise
-                found[change.address] = [
-                    api.LineError(
-                        -1, exc.error_code or str(exc.status), exc.api_message or str(exc), {}
-                    )
-                ]
+                code = exc.error_code or str(exc.status)
+                found[change.address] = [api.LineError(-1, code, exc.api_message or str(exc), {})]
     return found
 
 
@@ -535,6 +558,167 @@ def _pending_message(current: State, state_path: str) -> str:
         lines.append(f"    reconciler state resolve {address} --purchased{flag}")
         lines.append(f"    reconciler state resolve {address} --not-purchased{flag}")
     return "\n".join(lines)
+
+
+def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
+    parts = text.split(":")
+    if not 2 <= len(parts) <= 4 or not all(p.isdigit() for p in parts[1:3]):
+        raise click.BadParameter(
+            f"{text!r} is not ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]", param_hint="'--fail'"
+        )
+    count = int(parts[2]) if len(parts) > 2 else 1
+    return parts[0], int(parts[1]), count, parts[3] if len(parts) > 3 else None
+
+
+@cli.command("simulator")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    help="YAML or JSON catalogue of products and tenants (default: built-in).",
+)
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Milliseconds added to every answer.",
+)
+@click.option(
+    "--token-ttl",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    help="Token lifetime in seconds.",
+)
+@click.option(
+    "--token-ttl-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Token lifetime in API calls (expires after that many).",
+)
+@click.option(
+    "--fail",
+    "faults",
+    multiple=True,
+    metavar="ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]",
+    help="Answer the next COUNT calls of ENDPOINT (token, verify, checkout, orders, "
+    "subscriptions) with STATUS. Repeatable.",
+)
+@click.option(
+    "--drop-after-checkout",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Record the next N checkouts, then drop the connection without answering.",
+)
+@click.option(
+    "--hold-checkouts",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Record each checkout, then wait this many seconds before answering.",
+)
+@click.option("--verbose", is_flag=True, help="Log every request to stderr.")
+def simulator_command(
+    port: int,
+    catalog: str | None,
+    latency: float,
+    token_ttl: float,
+    token_ttl_calls: int | None,
+    faults: tuple[str, ...],
+    drop_after_checkout: int,
+    hold_checkouts: float,
+    verbose: bool,
+) -> int:
+    """Run the built-in Crayon API simulator on 127.0.0.1 until interrupted.
+
+    It answers the token, verify, checkout, orders and subscriptions endpoints
+    like the real API, with programmable faults, so you can try plans and
+    applies without buying anything.
+    """
+    from reconciler import simulator  # deferred: only this command needs it
+
+    parsed = [_parse_fault(text) for text in faults]
+    sim = simulator.Simulator(
+        port=port,
+        token_ttl_seconds=token_ttl,
+        token_ttl_calls=token_ttl_calls,
+        latency=latency / 1000,
+        verbose=verbose,
+    )
+    if catalog:
+        sim.load_catalog_file(catalog)
+    try:
+        for endpoint, status, count, retry_after in parsed:
+            sim.fail_next(endpoint, status, count, retry_after)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--fail'") from None
+    if drop_after_checkout:
+        sim.drop_after_checkout(drop_after_checkout)
+    if hold_checkouts:
+        sim.hold_checkouts(hold_checkouts)
+    try:
+        url = sim.start()
+    except OSError as exc:
+        raise ReconcilerError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    click.echo(f"Crayon API simulator listening on {url}")
+    click.echo("Point the reconciler at it (these are the simulator's own test credentials):")
+    for name, value in sim.env().items():
+        click.echo(f"  export {name}={value}")
+    click.echo("Press Ctrl-C to stop.")
+    simulator.serve_forever(sim)
+    click.echo("Simulator stopped.")
+    return 0
+
+
+@cli.command()
+def demo() -> int:
+    """Try the whole cycle safely: validate, plan, apply, plan again.
+
+    Copies the bundled examples/ to a temporary directory, starts the simulator
+    on a free loopback port, and runs each command as you would type it. Nothing
+    is bought for real and nothing is left running.
+    """
+    from reconciler import resources, simulator  # deferred: only this command needs them
+
+    steps = [
+        (["validate", "examples"], 0),
+        (["plan", "examples"], 0),
+        (["apply", "examples", "--auto-approve"], 0),
+        (["plan", "examples", "--detailed-exitcode"], 0),
+        (["show"], 0),
+    ]
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    with (
+        tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp,
+        simulator.Simulator() as sim,
+    ):
+        shutil.copytree(resources.examples_dir(), Path(tmp) / "examples")
+        os.environ.update(sim.env())
+        os.environ.pop("RECONCILER_STATE", None)
+        os.chdir(tmp)
+        try:
+            click.echo(f"# In {tmp}, with the simulator on {sim.url} and its credentials exported:")
+            for args, expected in steps:
+                click.echo(f"\n$ reconciler {' '.join(args)}")
+                code = cli.main(args, standalone_mode=False)
+                if code != expected:
+                    raise ReconcilerError(
+                        f"demo step `reconciler {' '.join(args)}` exited {code}, not {expected}"
+                    )
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+    click.echo(
+        "\nDemo complete: every declared seat bought once; the second plan had nothing to buy."
+    )
+    return 0
 
 
 def main() -> None:
