@@ -136,7 +136,13 @@ class _Run:
             return ChangeResult(change.address, change.delta, Outcome.SKIPPED)
         self.emit(Event("started", change))
         started = time.monotonic()
-        result = self._buy(change)
+        try:
+            result = self._buy(change)
+        except BaseException:
+            # A bug, a state write that failed, Ctrl-C: whatever was in flight may
+            # have been bought, so nothing new may start.
+            self.halt.set()
+            raise
         result = ChangeResult(
             result.address,
             result.seats,
@@ -185,10 +191,6 @@ class _Run:
             # Definitive, or provably never reached the server: nothing was bought.
             self.writer.remove_pending(change.address)
             return failed("checkout refused: " + str(exc), *_describe(exc)[1:])
-        except BaseException:
-            # Anything else (a bug, Ctrl-C) may have happened after sending: keep pending.
-            self.halt.set()
-            raise
         self.writer.record_checkout(
             change.address, change.identity, CheckoutRecord(order_id, change.delta, self.now())
         )
@@ -224,8 +226,16 @@ def apply(
             interrupted = True
     else:
         interrupted = _run_parallel(run, changes, parallelism, results)
+    pending = writer.state.pending
     ordered = tuple(
-        results.get(c.address, ChangeResult(c.address, c.delta, Outcome.SKIPPED)) for c in changes
+        results.get(
+            c.address,
+            # Interrupted in flight: a checkout may have been sent (pending) or not.
+            ChangeResult(
+                c.address, c.delta, Outcome.PENDING if c.address in pending else Outcome.SKIPPED
+            ),
+        )
+        for c in changes
     )
     return ApplyResult(ordered, interrupted)
 
@@ -248,5 +258,9 @@ def _run_parallel(
                 run.halt.set()
                 continue
             for future in done:
-                results[futures[future].address] = future.result()
+                try:
+                    results[futures[future].address] = future.result()
+                except BaseException:
+                    run.halt.set()  # queued changes return at once as skipped
+                    raise
     return interrupted

@@ -1,0 +1,221 @@
+"""The exactly-once algorithm, with a fake client and the real state store."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler import executor, planner
+from reconciler.errors import ApiError, FailureKind
+from reconciler.executor import Outcome
+from reconciler.model import Declarations, Identity, Purchase, State
+from reconciler.state import JsonFileStateStore, StateWriter
+
+IDENT = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M", "subscription")
+NOW = "2026-11-26T12:00:00Z"
+_ORDER_NUMBERS = itertools.count(1)  # unique across runs, as real externalOrderIds are
+
+
+@dataclass(frozen=True)
+class FakeIssue:
+    code: str
+    description: str
+
+
+@dataclass
+class FakeVerified:
+    body: dict[str, Any]
+    errors: tuple[FakeIssue, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class FakeClient:
+    """Records calls; ``checkout_faults`` maps an address to the error its checkout raises."""
+
+    store: JsonFileStateStore
+    checkout_faults: dict[str, BaseException] = field(default_factory=dict)
+    verify_errors: dict[str, tuple[FakeIssue, ...]] = field(default_factory=dict)
+    verified: list[str] = field(default_factory=list)
+    checked_out: list[dict[str, Any]] = field(default_factory=list)
+    pending_seen_at_checkout: list[bool] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def verify(self, order: Mapping[str, Any]) -> FakeVerified:
+        address = order["address"]
+        with self.lock:
+            self.verified.append(address)
+        return FakeVerified({**order, "echo": True}, self.verify_errors.get(address, ()))
+
+    def checkout(self, verified: FakeVerified) -> None:
+        address = verified.body["address"]
+        # The pending entry must be on disk before the order leaves: a fresh load sees it.
+        on_disk = self.store.load().pending.get(address)
+        with self.lock:
+            self.pending_seen_at_checkout.append(
+                on_disk is not None and on_disk.external_order_id == verified.body["id"]
+            )
+        fault = self.checkout_faults.get(address)
+        if fault is not None:
+            raise fault
+        with self.lock:
+            self.checked_out.append(verified.body)
+
+
+def build_order(purchase: Purchase, quantity: int, order_id: str) -> dict[str, Any]:
+    return {"address": purchase.address, "quantity": quantity, "id": order_id}
+
+
+def declarations(*quantities: tuple[str, int]) -> Declarations:
+    return Declarations(tuple(Purchase(a, IDENT, q) for a, q in sorted(quantities)))
+
+
+def run(
+    store: JsonFileStateStore,
+    client: FakeClient,
+    decl: Declarations,
+    parallelism: int = 1,
+) -> tuple[executor.ApplyResult, State]:
+    ids = (f"reconciler-{n}" for n in _ORDER_NUMBERS)
+    with store.lock("test") as writer:
+        plan = planner.plan(decl, writer.state)
+        result = apply_with(writer, client, plan, ids, parallelism)
+    return result, store.load()
+
+
+def apply_with(
+    writer: StateWriter, client: FakeClient, plan: Any, ids: Any, parallelism: int
+) -> executor.ApplyResult:
+    lock = threading.Lock()
+
+    def new_id() -> str:
+        with lock:
+            return str(next(ids))
+
+    return executor.apply(
+        plan,
+        client=client,
+        writer=writer,
+        build_order=build_order,
+        new_order_id=new_id,
+        now=lambda: NOW,
+        parallelism=parallelism,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JsonFileStateStore:
+    return JsonFileStateStore(tmp_path / "state.json")
+
+
+def ambiguous() -> ApiError:
+    return ApiError("connection dropped after sending", kind=FailureKind.AMBIGUOUS, status=None)
+
+
+def test_each_change_verified_recorded_pending_then_checked_out_once(
+    store: JsonFileStateStore,
+) -> None:
+    client = FakeClient(store)
+    result, state = run(store, client, declarations(("a/1", 3), ("a/2", 5)))
+    assert result.ok
+    assert [b["address"] for b in client.checked_out] == ["a/1", "a/2"]
+    assert client.pending_seen_at_checkout == [True, True]
+    assert all(b["echo"] for b in client.checked_out)  # the verify answer, not our order
+    assert {a: p.quantity for a, p in state.purchases.items()} == {"a/1": 3, "a/2": 5}
+    assert state.pending == {}
+    assert state.purchases["a/1"].checkouts[0].external_order_id == client.checked_out[0]["id"]
+
+
+def test_increase_buys_only_the_difference(store: JsonFileStateStore) -> None:
+    client = FakeClient(store)
+    run(store, client, declarations(("a/1", 3)))
+    result, state = run(store, client, declarations(("a/1", 10)))
+    assert [b["quantity"] for b in client.checked_out] == [3, 7]
+    assert state.purchases["a/1"].quantity == 10
+    assert result.seats_bought == 7
+
+
+def test_ambiguous_checkout_stays_pending_and_starts_nothing_new(
+    store: JsonFileStateStore,
+) -> None:
+    client = FakeClient(store, checkout_faults={"a/2": ambiguous()})
+    result, state = run(store, client, declarations(("a/1", 1), ("a/2", 2), ("a/3", 3)))
+    assert [r.outcome for r in result.results] == [
+        Outcome.PURCHASED,
+        Outcome.PENDING,
+        Outcome.SKIPPED,
+    ]
+    assert "a/3" not in client.verified
+    assert set(state.pending) == {"a/2"}
+    assert state.pending["a/2"].quantity == 2
+    assert not result.ok
+
+
+@pytest.mark.parametrize("kind", [FailureKind.DEFINITIVE, FailureKind.RETRYABLE])
+def test_refused_checkout_clears_pending_and_goes_on(
+    store: JsonFileStateStore, kind: FailureKind
+) -> None:
+    fault = ApiError("refused", kind=kind, status=400, error_code="400 BadRequest")
+    client = FakeClient(store, checkout_faults={"a/1": fault})
+    result, state = run(store, client, declarations(("a/1", 1), ("a/2", 2)))
+    assert [r.outcome for r in result.results] == [Outcome.FAILED, Outcome.PURCHASED]
+    assert state.pending == {}
+    assert set(state.purchases) == {"a/2"}
+    assert any("400 BadRequest" in line for line in result.results[0].errors)
+
+
+def test_verify_errors_fail_the_change_without_pending_or_checkout(
+    store: JsonFileStateStore,
+) -> None:
+    issue = FakeIssue("QuantityOutOfRange", "Quantity exceeds the allowed maximum.")
+    client = FakeClient(store, verify_errors={"a/1": (issue,)})
+    result, state = run(store, client, declarations(("a/1", 99), ("a/2", 2)))
+    assert result.results[0].outcome is Outcome.FAILED
+    assert result.results[0].errors == (
+        "verify: QuantityOutOfRange: Quantity exceeds the allowed maximum.",
+    )
+    assert [b["address"] for b in client.checked_out] == ["a/2"]
+    assert state.pending == {}
+    assert state.serial == 2  # pending + checkout of a/2 only
+
+
+def test_unexpected_error_during_checkout_keeps_pending_and_propagates(
+    store: JsonFileStateStore,
+) -> None:
+    client = FakeClient(store, checkout_faults={"a/1": RuntimeError("bug")})
+    with pytest.raises(RuntimeError, match="bug"):
+        run(store, client, declarations(("a/1", 1), ("a/2", 2)))
+    state = store.load()
+    assert set(state.pending) == {"a/1"}
+    assert "a/2" not in client.verified
+
+
+def test_parallel_apply_buys_each_change_exactly_once(store: JsonFileStateStore) -> None:
+    client = FakeClient(store)
+    wanted = [(f"c/{i:02d}", i + 1) for i in range(30)]
+    result, state = run(store, client, declarations(*wanted), parallelism=8)
+    assert result.ok
+    assert sorted(b["address"] for b in client.checked_out) == [a for a, _ in wanted]
+    assert {a: p.quantity for a, p in state.purchases.items()} == dict(wanted)
+    assert len({b["id"] for b in client.checked_out}) == 30
+    assert all(client.pending_seen_at_checkout)
+
+
+def test_parallel_ambiguous_checkout_stops_new_starts(store: JsonFileStateStore) -> None:
+    client = FakeClient(store, checkout_faults={"c/00": ambiguous()})
+    wanted = [(f"c/{i:02d}", 1) for i in range(40)]
+    result, state = run(store, client, declarations(*wanted), parallelism=2)
+    assert result.count(Outcome.PENDING) == 1
+    assert result.count(Outcome.SKIPPED) >= 30  # at most the in-flight ones finished
+    assert set(state.pending) == {"c/00"}
+    bought = {b["address"] for b in client.checked_out}
+    assert bought == {a for a, p in state.purchases.items()}
