@@ -129,6 +129,20 @@ _LEGACY = click.option(
 )
 
 
+def _set_no_color(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().obj = _Options(color=False)
+
+
+_NO_COLOR = click.option(
+    "--no-color",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_no_color,
+    help="Plain output without colour (also set by NO_COLOR).",
+)
+
+
 def _use_color(ctx: click.Context) -> bool:
     options: _Options = ctx.find_root().obj
     return options.color is not False and sys.stdout.isatty()
@@ -166,6 +180,7 @@ def _warn(message: str) -> None:
     help="Also ask the API's verify endpoint about each purchase (never buys); needs credentials.",
 )
 @_LEGACY
+@_NO_COLOR
 @click.pass_context
 def plan(
     ctx: click.Context,
@@ -204,6 +219,8 @@ def plan(
             f"{len(orphans)} recorded purchase(s) no longer declared: {', '.join(orphans)}. "
             "Licences are never cancelled; `reconciler state rm ADDR` forgets one."
         )
+    if summary.pending:
+        click.echo(f"error: {_pending_message(state, state_path)}", err=True)
     if summary.blocked:
         click.echo(
             f"error: the plan has {summary.conflicts} conflict(s) and {summary.pending} pending "
@@ -245,6 +262,7 @@ def _echo_plan(
     type=click.Path(dir_okay=False, path_type=str),
     help="Show a saved plan file instead of the state.",
 )
+@_NO_COLOR
 @click.pass_context
 def show(ctx: click.Context, state_path: str, as_json: bool, plan_path: str | None) -> int:
     """Show the recorded purchases and pending operations (or a saved plan)."""
@@ -306,14 +324,14 @@ def state_rm(address: str, state_path: str, yes: bool) -> int:
     """Forget the purchase recorded at ADDRESS (the licences are not cancelled)."""
     store = JsonFileStateStore(state_path)
     with store.lock("reconciler state rm") as writer:
-        recorded = writer.state.purchases.get(address)
-        if recorded is None:
-            raise ReconcilerError(f"{address} is not recorded in {state_path}")
         if address in writer.state.pending:
             raise ReconcilerError(
                 f"{address} has a pending checkout; resolve it first with "
                 f"`reconciler state resolve {address} --purchased|--not-purchased`"
             )
+        recorded = writer.state.purchases.get(address)
+        if recorded is None:
+            raise ReconcilerError(f"{address} is not recorded in {state_path}")
         _confirm(f"Forget {address} ({render.seats(recorded.quantity)})?", yes)
         writer.remove_purchase(address)
     click.echo(
@@ -357,32 +375,26 @@ def state_import(address: str, quantity: int, config_path: str, state_path: str,
 @state.command("resolve")
 @click.argument("address")
 @click.option(
-    "--purchased",
-    "outcome",
-    flag_value="purchased",
-    help="The pending checkout went through: record its seats.",
+    "--purchased", is_flag=True, help="The pending checkout went through: record its seats."
 )
 @click.option(
-    "--not-purchased",
-    "outcome",
-    flag_value="not-purchased",
-    help="The pending checkout did not go through: drop it.",
+    "--not-purchased", is_flag=True, help="The pending checkout did not go through: drop it."
 )
 @_STATE
-def state_resolve(address: str, outcome: str | None, state_path: str) -> int:
+def state_resolve(address: str, purchased: bool, not_purchased: bool, state_path: str) -> int:
     """Settle the pending checkout at ADDRESS once you know its outcome.
 
     Check the order in Crayon Cloud-iQ (its externalOrderId is shown by
     `reconciler show`) before answering.
     """
-    if outcome is None:
-        raise click.UsageError("say what happened: --purchased or --not-purchased")
+    if purchased == not_purchased:
+        raise click.UsageError("say what happened: either --purchased or --not-purchased")
     store = JsonFileStateStore(state_path)
     with store.lock("reconciler state resolve") as writer:
         pending = writer.state.pending.get(address)
         if pending is None:
             raise ReconcilerError(f"{address} has no pending checkout in {state_path}")
-        if outcome == "purchased":
+        if purchased:
             writer.record_checkout(
                 address,
                 pending.identity,
@@ -455,6 +467,7 @@ def _verify_plan(the_plan: Plan, legacy_endpoints: bool) -> dict[str, list[api.L
     help="Refuse, before any API call, a plan buying more seats than this in total.",
 )
 @_LEGACY
+@_NO_COLOR
 @click.pass_context
 def apply(
     ctx: click.Context,

@@ -257,8 +257,9 @@ def state_text(state: State) -> str:
             )
     total = sum(p.quantity for p in state.purchases.values())
     lines.append("")
+    count = len(state.purchases)
     lines.append(
-        f"{len(state.purchases)} purchases recorded ({seats(total)}), "
+        f"{count} purchase{'s' if count != 1 else ''} recorded ({seats(total)}), "
         f"{len(state.pending)} pending. Serial {state.serial}."
     )
     return "\n".join(lines)
