@@ -38,7 +38,10 @@ How failures are classified (``FailureKind``)::
 
 A failure to get a token during a checkout is never AMBIGUOUS: the checkout was
 not sent. ``checkout`` refuses locally (DEFINITIVE, nothing sent) an order whose
-verify answer has errors.
+verify answer has errors. Verify's business errors (the order's and each line's
+``errors``) are data, not exceptions; verify also reports ``VerifyResponseMismatch``
+for any tenant, product, quantity or term its answer changed, because checkout
+buys exactly what verify returned.
 
 Retries: at most ``RetryPolicy.max_attempts`` attempts and ``max_total`` seconds
 per call; exponential backoff with full jitter (a delay drawn from
