@@ -78,7 +78,13 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from reconciler import __version__
-from reconciler.errors import ApiError, ApiObjectError, ConfigurationError, FailureKind
+from reconciler.errors import (
+    ApiError,
+    ApiObjectError,
+    AuthenticationError,
+    ConfigurationError,
+    FailureKind,
+)
 from reconciler.model import BILLING_CYCLES, PURCHASE_TYPES, TAG_KEYS, Purchase
 
 DEFAULT_API_URL: Final = "https://api.crayon.com"
@@ -569,6 +575,7 @@ class CrayonClient:
                     error,
                     f"the Crayon API refused the credentials (HTTP {error.status}); "
                     f"{_CREDENTIALS_HINT}",
+                    AuthenticationError,
                 ) from None
             raise
         data = self._json(response, "token")
@@ -583,6 +590,7 @@ class CrayonClient:
                 response.url,
                 status=response.status_code,
                 error_code=str(refusal) if refusal else None,
+                error_class=AuthenticationError,
             )
         self._secrets = (*self._secrets, token)
         expires_in = _ci_get(data, "ExpiresIn")
@@ -733,10 +741,11 @@ class CrayonClient:
         api_message: str | None = None,
         object_errors: Sequence[ApiObjectError] = (),
         retry_after: float | None = None,
+        error_class: type[ApiError] = ApiError,
     ) -> ApiError:
         """An ApiError whose every text has been scrubbed of secrets."""
         scrub = self._redact
-        return ApiError(
+        return error_class(
             scrub(message),
             kind=kind,
             method=method,
@@ -750,7 +759,9 @@ class CrayonClient:
             retry_after=retry_after,
         )
 
-    def _reworded(self, error: ApiError, message: str) -> ApiError:
+    def _reworded(
+        self, error: ApiError, message: str, error_class: type[ApiError] = ApiError
+    ) -> ApiError:
         return self._error(
             message,
             error.kind,
@@ -761,6 +772,7 @@ class CrayonClient:
             api_message=error.api_message,
             object_errors=error.object_errors,
             retry_after=error.retry_after,
+            error_class=error_class,
         )
 
     def _redact(self, text: str) -> str:

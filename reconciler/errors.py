@@ -11,6 +11,7 @@ library.
     │   └── StateLockedError   another process holds the state lock
     ├── PlanError              a plan cannot be applied (stale, conflicts, pending, limits)
     └── ApiError               the Crayon API or the way to it failed
+        ├── AuthenticationError the API refused the credentials (token request)
         └── ConfigurationError credentials or endpoint missing or refused
 """
 
@@ -134,3 +135,7 @@ class ConfigurationError(ApiError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, kind=FailureKind.DEFINITIVE)
+
+
+class AuthenticationError(ApiError):
+    """The token request was refused: no call can succeed until the credentials are fixed."""

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.errors import ApiError, FailureKind
+from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import (
     BUYING_ACTIONS,
     Change,
@@ -154,6 +154,12 @@ class _Run:
         self.emit(Event("finished", change, result))
         return result
 
+    def _halt_if_hopeless(self, exc: ApiError) -> None:
+        """Stop starting changes when no later one can succeed either: the
+        credentials were refused, or the API stayed unreachable through retries."""
+        if isinstance(exc, AuthenticationError) or exc.kind is FailureKind.RETRYABLE:
+            self.halt.set()
+
     def _buy(self, change: Change) -> ChangeResult:
         purchase = change.purchase
         assert purchase is not None, "buying changes always carry their declaration"
@@ -166,7 +172,8 @@ class _Run:
         try:
             verified = self.client.verify(order)
         except ApiError as exc:
-            return failed("verify failed: " + str(exc), *_describe(exc)[1:])
+            self._halt_if_hopeless(exc)
+            return failed(*_describe(exc))
         if not verified.ok:
             return failed(*(f"verify: {e.code}: {e.description}" for e in verified.errors))
         if self.halt.is_set():  # an ambiguous checkout elsewhere: start nothing new
@@ -186,11 +193,12 @@ class _Run:
                     Outcome.PENDING,
                     0.0,
                     order_id,
-                    ("checkout outcome unknown: " + str(exc), *_describe(exc)[1:]),
+                    _describe(exc),
                 )
             # Definitive, or provably never reached the server: nothing was bought.
             self.writer.remove_pending(change.address)
-            return failed("checkout refused: " + str(exc), *_describe(exc)[1:])
+            self._halt_if_hopeless(exc)
+            return failed(*_describe(exc))
         self.writer.record_checkout(
             change.address, change.identity, CheckoutRecord(order_id, change.delta, self.now())
         )

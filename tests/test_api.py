@@ -31,7 +31,7 @@ from reconciler.api import (
     build_order,
     new_external_order_id,
 )
-from reconciler.errors import ApiError, ConfigurationError, FailureKind
+from reconciler.errors import ApiError, AuthenticationError, ConfigurationError, FailureKind
 from reconciler.model import Identity, Purchase
 from reconciler.simulator import Simulator
 
@@ -341,6 +341,7 @@ def test_bad_credentials_are_definitive_and_name_the_variables(
     with pytest.raises(ApiError) as caught:
         client.verify(order())
     error = caught.value
+    assert isinstance(error, AuthenticationError)  # apply stops on it: nothing can succeed
     assert error.kind is FailureKind.DEFINITIVE
     assert error.status == 400
     assert str(error) == (

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from reconciler import executor, planner
-from reconciler.errors import ApiError, FailureKind
+from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.executor import Outcome
 from reconciler.model import Declarations, Identity, Purchase, State
 from reconciler.state import JsonFileStateStore, StateWriter
@@ -160,17 +160,41 @@ def test_ambiguous_checkout_stays_pending_and_starts_nothing_new(
     assert not result.ok
 
 
-@pytest.mark.parametrize("kind", [FailureKind.DEFINITIVE, FailureKind.RETRYABLE])
-def test_refused_checkout_clears_pending_and_goes_on(
-    store: JsonFileStateStore, kind: FailureKind
-) -> None:
-    fault = ApiError("refused", kind=kind, status=400, error_code="400 BadRequest")
+def test_refused_checkout_clears_pending_and_goes_on(store: JsonFileStateStore) -> None:
+    fault = ApiError(
+        "refused", kind=FailureKind.DEFINITIVE, status=400, error_code="400 BadRequest"
+    )
     client = FakeClient(store, checkout_faults={"a/1": fault})
     result, state = run(store, client, declarations(("a/1", 1), ("a/2", 2)))
     assert [r.outcome for r in result.results] == [Outcome.FAILED, Outcome.PURCHASED]
     assert state.pending == {}
     assert set(state.purchases) == {"a/2"}
     assert any("400 BadRequest" in line for line in result.results[0].errors)
+
+
+def test_checkout_that_never_reached_the_api_clears_pending_and_stops(
+    store: JsonFileStateStore,
+) -> None:
+    fault = ApiError("connection refused", kind=FailureKind.RETRYABLE)
+    client = FakeClient(store, checkout_faults={"a/1": fault})
+    result, state = run(store, client, declarations(("a/1", 1), ("a/2", 2)))
+    assert [r.outcome for r in result.results] == [Outcome.FAILED, Outcome.SKIPPED]
+    assert state.pending == {}
+    assert state.purchases == {}
+
+
+def test_refused_credentials_stop_the_run_without_pending(store: JsonFileStateStore) -> None:
+    class Refusing(FakeClient):
+        def verify(self, order: Mapping[str, Any]) -> FakeVerified:
+            super().verify(order)
+            raise AuthenticationError("credentials refused", kind=FailureKind.DEFINITIVE)
+
+    client = Refusing(store)
+    result, state = run(store, client, declarations(("a/1", 1), ("a/2", 2), ("a/3", 3)))
+    assert client.verified == ["a/1"]
+    assert [r.outcome for r in result.results] == [Outcome.FAILED, Outcome.SKIPPED, Outcome.SKIPPED]
+    assert state.pending == {}
+    assert result.results[0].errors[0] == "credentials refused"
 
 
 def test_verify_errors_fail_the_change_without_pending_or_checkout(
