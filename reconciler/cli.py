@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -563,7 +564,7 @@ def _pending_message(current: State, state_path: str) -> str:
         "nothing will be bought until each is resolved.",
         "Check each order in Crayon Cloud-iQ by its externalOrderId, then run one of:",
     ]
-    flag = "" if state_path == "reconciler.state.json" else f" --state {state_path}"
+    flag = "" if state_path == "reconciler.state.json" else f" --state {shlex.quote(state_path)}"
     for address, op in sorted(current.pending.items()):
         lines.append(
             f"  {address}: {render.seats(op.quantity)}, externalOrderId {op.external_order_id}"

@@ -235,16 +235,17 @@ def apply(
     else:
         interrupted = _run_parallel(run, changes, parallelism, results)
     pending = writer.state.pending
-    ordered = tuple(
-        results.get(
-            c.address,
-            # Interrupted in flight: a checkout may have been sent (pending) or not.
-            ChangeResult(
-                c.address, c.delta, Outcome.PENDING if c.address in pending else Outcome.SKIPPED
-            ),
+
+    def unfinished(change: Change) -> ChangeResult:
+        # Interrupted in flight: its checkout may have been sent (pending) or not.
+        op = pending.get(change.address)
+        if op is None:
+            return ChangeResult(change.address, change.delta, Outcome.SKIPPED)
+        return ChangeResult(
+            change.address, change.delta, Outcome.PENDING, 0.0, op.external_order_id
         )
-        for c in changes
-    )
+
+    ordered = tuple(results.get(c.address) or unfinished(c) for c in changes)
     return ApplyResult(ordered, interrupted)
 
 

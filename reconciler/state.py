@@ -133,6 +133,8 @@ _PURCHASE_KEYS = (*_IDENTITY_KEYS, "quantity", "checkouts")
 _CHECKOUT_KEYS = ("externalOrderId", "quantity", "time")
 _PENDING_KEYS = (*_IDENTITY_KEYS, "externalOrderId", "quantity", "time")
 _DOCUMENT_KEYS = ("version", "lineage", "serial", "purchases", "pending")
+#: Present only while a run writes to the journal (or after one died doing so).
+_JOURNAL_KEY = "journal"
 _OPERATIONS = (
     "add_pending",
     "record_checkout",
@@ -297,7 +299,9 @@ def _parse_table(data: Any, name: str, parse: Callable[[str, Any], _T]) -> dict[
 
 def _parse_document(data: dict[str, Any]) -> State:
     """Everything but the version, which the caller checked first."""
-    _object(data, _DOCUMENT_KEYS, _DOCUMENT_KEYS)
+    _object(data, (*_DOCUMENT_KEYS, _JOURNAL_KEY), _DOCUMENT_KEYS)
+    if _JOURNAL_KEY in data:
+        _string(data[_JOURNAL_KEY], _JOURNAL_KEY)
     return State(
         lineage=_string(data["lineage"], "lineage"),
         serial=_integer(data["serial"], "serial", 0),
@@ -386,16 +390,16 @@ def _pending_json(op: PendingOperation) -> dict[str, Any]:
     }
 
 
-def _render(state: State) -> str:
+def _render(state: State, journal: str | None = None) -> str:
     """The state file's text: exactly ``json.dumps(document, sort_keys=True, indent=2)``
     plus a newline.
 
     Written out by hand because ``json`` pretty-prints in pure Python, which takes
     seconds for 50,000 purchases; the tests compare the two.
     """
+    marker = f'  "{_JOURNAL_KEY}": {_quote(journal)},\n' if journal is not None else ""
     return (
-        "{\n"
-        f'  "lineage": {_quote(state.lineage)},\n'
+        "{\n" + marker + f'  "lineage": {_quote(state.lineage)},\n'
         f'  "pending": {_render_table(state.pending, _render_pending)},\n'
         f'  "purchases": {_render_table(state.purchases, _render_purchase)},\n'
         f'  "serial": {state.serial},\n'
@@ -592,7 +596,9 @@ class JsonFileStateStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._display = os.fspath(path)
-        self._path = Path(path)
+        # Through a symlink, write the file it points to (a rename would replace the
+        # link) and lock beside that file, so every path to one state shares one lock.
+        self._path = Path(os.path.realpath(path))
         self._journal = self._path.with_name(self._path.name + ".journal")
         self._lock_path = self._path.with_name(self._path.name + ".lock")
 
@@ -618,9 +624,23 @@ class JsonFileStateStore:
 
     def _load_tables(self) -> tuple[_Tables, int, bool]:
         """The replayed state, the JSON file's own serial, and whether a journal exists."""
-        # The journal first: see the module docstring.
-        entries, journal_exists = self._read_journal()
-        base = self._read_file()
+        for _ in range(3):
+            # The journal first: see the module docstring.
+            entries, journal_exists = self._read_journal()
+            base, marked = self._read_file()
+            if journal_exists or not marked:
+                break
+            if self._journal.exists():
+                continue  # a run started between the two reads: read both again
+            raise StateError(
+                f"state file {self._display} was being written by a run that did not finish, "
+                f"and its journal {self.journal_location} is missing: the state file alone "
+                "lacks that run's last purchases and pending checkouts, and planning from it "
+                "could buy them again. Put the journal file back beside the state file (keep "
+                "both when a pipeline saves the state). If it is lost for good, check the "
+                'orders in Crayon Cloud-iQ, then delete the "journal" line from the state '
+                "file and record what was bought with `reconciler state import`."
+            )
         tables = _Tables(base)
         applying = False
         for line, entry in entries:
@@ -641,12 +661,13 @@ class JsonFileStateStore:
             applying = True
         return tables, base.serial, journal_exists
 
-    def _read_file(self) -> State:
+    def _read_file(self) -> tuple[State, bool]:
+        """The JSON file's state, and whether it says a journal goes with it."""
         name = f"state file {self._display}"
         try:
             raw = self._path.read_bytes()
         except FileNotFoundError:
-            return State(lineage="", serial=0)
+            return State(lineage="", serial=0), False
         except OSError as exc:
             raise StateError(f"cannot read {name}: {exc.strerror or exc}") from exc
         if not raw.strip():
@@ -674,7 +695,7 @@ class JsonFileStateStore:
                 f"{name} was written by a newer reconciler (version {version}); upgrade to read it"
             )
         try:
-            return _parse_document(data)
+            return _parse_document(data), _JOURNAL_KEY in data
         except _Invalid as exc:
             raise StateError(f"{name} is invalid: {exc}") from None
 
@@ -782,12 +803,20 @@ class JsonFileStateStore:
         finally:
             os.close(fd)
 
-    def _create_journal(self) -> int:
+    def _create_journal(self, state: State) -> int:
+        """Open a new journal, then mark the state file as having one.
+
+        The mark makes a state file that is later saved or copied without its
+        journal refuse to load, instead of silently missing the journal's writes.
+        The journal exists before the mark, so a crash between the two leaves an
+        empty journal, never a mark without one.
+        """
         fd = os.open(
             self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
         )
         try:
             _fsync_directory(self._path.parent)
+            _replace_atomically(self._path, _render(state, journal=self._journal.name))
         except BaseException:
             os.close(fd)
             raise
@@ -944,7 +973,8 @@ class _JsonFileStateWriter:
     def _append(self, data: bytes) -> None:
         try:
             if self._journal_fd is None:
-                self._journal_fd = self._store._create_journal()
+                marked = replace(self._tables.freeze(), lineage=self._lineage)
+                self._journal_fd = self._store._create_journal(marked)
             _write_all(self._journal_fd, data)
             os.fsync(self._journal_fd)
         except OSError as exc:

@@ -123,13 +123,26 @@ def seed(store: JsonFileStateStore) -> None:
 
 @pytest.fixture
 def crashed(store: JsonFileStateStore, path: Path) -> bytes:
-    """A run that made four writes after a seeded state and died without compacting."""
+    """A run that made four writes after a seeded state and died without compacting.
+
+    Returns the state file as the crashed run left it: the seeded state, marked as
+    having a journal.
+    """
     seed(store)
     before = path.read_bytes()
     proc = start_writer(path, "exit")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    return before
+    after = path.read_bytes()
+    assert unmarked(after) == before
+    return after
+
+
+def unmarked(data: bytes) -> bytes:
+    """A state file's bytes without the line that says a journal goes with it."""
+    lines = data.split(b"\n")
+    assert lines[1].startswith(b'  "journal": "reconciler.state.json.journal",'), lines[1]
+    return b"\n".join(lines[:1] + lines[2:])
 
 
 def expected_after_script(lineage: str) -> State:
@@ -537,7 +550,9 @@ def test_crash_of_a_new_state_before_any_compaction(store: JsonFileStateStore, p
     proc = start_writer(path, "exit")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert not path.exists()
+    # Only the journal mark was written to the state file: serial 0, nothing recorded.
+    marked = json.loads(path.read_text())
+    assert (marked["journal"], marked["serial"], marked["purchases"]) == (journal(path).name, 0, {})
     state = store.load()
     assert state.serial == 4
     assert uuid.UUID(state.lineage).version == 4
@@ -667,7 +682,7 @@ def test_failed_rename_leaves_the_previous_file_intact(
         f"{journal(path)} and the next run finishes it"
     )
     monkeypatch.undo()
-    assert path.read_bytes() == before
+    assert unmarked(path.read_bytes()) == before
     assert files(path.parent) == [path.name, journal(path).name, path.name + ".lock"]
     assert store.load().purchases["acme/new"].quantity == 4  # the journal still has it
 
@@ -912,3 +927,51 @@ def test_load_reads_the_journal_before_the_json_file(store: JsonFileStateStore) 
     assert first_read[0] == "journal"
     assert state.serial == 2
     assert "acme/new" in state.purchases
+
+
+# --- the journal mark and symlinks ---------------------------------------------------
+
+
+def test_state_file_saved_without_its_journal_refuses_to_load(
+    store: JsonFileStateStore, path: Path, crashed: bytes, tmp_path: Path
+) -> None:
+    """A pipeline that keeps only the JSON file of a killed run must not plan from it."""
+    elsewhere = tmp_path / "copy"
+    elsewhere.mkdir()
+    (elsewhere / path.name).write_bytes(crashed)
+    copy = JsonFileStateStore(elsewhere / path.name)
+    with pytest.raises(StateError, match=r"its journal .* is missing"):
+        copy.load()
+    with pytest.raises(StateError, match=r"its journal .* is missing"), copy.lock("apply"):
+        pytest.fail("locked a state whose journal is missing")
+    assert (elsewhere / path.name).read_bytes() == crashed
+    jsonschema.Draft202012Validator(SCHEMA).validate(json.loads(crashed))
+
+
+def test_journal_mark_is_set_during_a_run_and_gone_after(
+    store: JsonFileStateStore, path: Path
+) -> None:
+    seed(store)
+    with store.lock("reconciler apply") as writer:
+        assert "journal" not in json.loads(path.read_text())  # no write yet
+        writer.import_purchase("acme/new", IDENTITY, 2, T0)
+        assert json.loads(path.read_text())["journal"] == journal(path).name
+        assert store.load().purchases["acme/new"].quantity == 2
+    assert "journal" not in json.loads(path.read_text())
+    assert not journal(path).exists()
+
+
+def test_writes_through_a_symlink_reach_the_real_file_under_one_lock(
+    store: JsonFileStateStore, path: Path, tmp_path: Path
+) -> None:
+    seed(store)
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    via_link = JsonFileStateStore(link)
+    with via_link.lock("reconciler apply") as writer:
+        writer.import_purchase("acme/new", IDENTITY, 2, T0)
+        with pytest.raises(StateLockedError), store.lock("reconciler apply"):
+            pytest.fail("two paths to one state took two locks")
+    assert link.is_symlink()
+    assert store.load().purchases["acme/new"].quantity == 2
+    assert via_link.location == str(link)
