@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_declarations  # noqa: E402
+from common import write_declarations
 
-from reconciler.simulator import Simulator  # noqa: E402
+from reconciler.simulator import Simulator
 
 
 def run(purchases: int, latency: float, parallelism: int) -> tuple[float, int]:
@@ -52,7 +52,9 @@ def main() -> None:
     for parallelism in (1, 8):
         wall, checkouts = run(args.purchases, latency, parallelism)
         bound = args.purchases * 2 * latency / parallelism
-        print(f"{parallelism:>11}  {wall:>7.2f}s  {bound:>7.2f}s  {wall / bound:>10.2f}  {checkouts}")
+        print(
+            f"{parallelism:>11}  {wall:>7.2f}s  {bound:>7.2f}s  {wall / bound:>10.2f}  {checkouts}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, write_declarations  # noqa: E402
+from common import best_of, write_declarations
 
-from reconciler import config  # noqa: E402
-from reconciler.state import JsonFileStateStore, utc_now  # noqa: E402
+from reconciler import config
+from reconciler.state import JsonFileStateStore, utc_now
 
 BARE = """
 import sys, yaml
@@ -42,7 +42,15 @@ def main() -> None:
             for p in files:
                 yaml.load(p.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
 
-        cmd = [sys.executable, "-m", "reconciler", "plan", str(decl_dir), "--state", str(state_path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "plan",
+            str(decl_dir),
+            "--state",
+            str(state_path),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         assert "10000 unchanged." in out, out[-300:]
         t_bare = best_of(5, bare)

@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, write_declarations  # noqa: E402
+from common import best_of, write_declarations
 
-from reconciler import config  # noqa: E402
+from reconciler import config
 
 BARE = """
 import sys, yaml
