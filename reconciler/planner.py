@@ -83,31 +83,30 @@ def _change(
     if changed:
         old, new = recorded.identity.as_dict(), desired.identity.as_dict()
         details = ", ".join(f"{name} {old[name]!r} -> {new[name]!r}" for name in changed)
-        return Change(
-            address,
-            Action.CONFLICT,
-            before,
-            after,
-            0,
-            desired.identity,
-            desired,
-            reason=f"identity changed ({details}); declare it under a new name instead",
+        return _conflict(
+            desired, before, f"identity changed ({details}); declare it under a new name instead"
         )
     if desired.quantity < before:
-        return Change(
-            address,
-            Action.CONFLICT,
-            before,
-            after,
-            0,
-            desired.identity,
+        return _conflict(
             desired,
-            reason=(
-                f"decrease from {before} to {desired.quantity} seats; a purchase cannot be "
-                "undone through checkout"
-            ),
+            before,
+            f"decrease from {before} to {desired.quantity} seats; a purchase cannot be "
+            "undone through checkout",
         )
     action = Action.NOOP if desired.quantity == before else Action.INCREASE
     return Change(
         address, action, before, after, desired.quantity - before, desired.identity, desired
+    )
+
+
+def _conflict(desired: Purchase, before: int, reason: str) -> Change:
+    return Change(
+        desired.address,
+        Action.CONFLICT,
+        before,
+        desired.quantity,
+        0,
+        desired.identity,
+        desired,
+        reason=reason,
     )
