@@ -95,6 +95,8 @@ CREDENTIAL_VARIABLES: Final = (
     "CRAYON_USERNAME",
     "CRAYON_PASSWORD",
 )
+#: Optional timeouts in seconds; the defaults are ApiSettings' own.
+TIMEOUT_VARIABLES: Final = ("RECONCILER_CONNECT_TIMEOUT", "RECONCILER_READ_TIMEOUT")
 USER_AGENT: Final = f"crayon-reconciler/{__version__}"
 SCOPE: Final = "CustomerApi"
 
@@ -156,6 +158,19 @@ class ApiSettings:
             url = _checked_base_url(url)
         except ConfigurationError as error:
             problems.append(str(error))
+        timeouts: dict[str, float] = {}
+        for name, setting in zip(
+            TIMEOUT_VARIABLES, ("connect_timeout", "read_timeout"), strict=True
+        ):
+            text = env.get(name, "").strip()
+            if not text:
+                continue
+            try:
+                timeouts[setting] = float(text)
+            except ValueError:
+                timeouts[setting] = -1.0
+            if not 0 < timeouts[setting] < float("inf"):
+                problems.append(f"{name} must be a positive number of seconds, not {text!r}")
         if problems:
             raise ConfigurationError("; ".join(problems))
         return cls(
@@ -165,6 +180,7 @@ class ApiSettings:
             username=env["CRAYON_USERNAME"].strip(),
             password=env["CRAYON_PASSWORD"],
             legacy_endpoints=legacy_endpoints,
+            **timeouts,
         )
 
 

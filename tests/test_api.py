@@ -154,6 +154,23 @@ def test_from_env_reads_every_variable() -> None:
     assert ApiSettings.from_env(ENV, legacy_endpoints=True).legacy_endpoints is True
 
 
+def test_from_env_reads_timeouts_and_refuses_bad_ones() -> None:
+    default = ApiSettings.from_env(ENV)
+    assert (default.connect_timeout, default.read_timeout) == (10.0, 60.0)
+    tuned = ApiSettings.from_env(
+        {**ENV, "RECONCILER_CONNECT_TIMEOUT": "2.5", "RECONCILER_READ_TIMEOUT": "300"}
+    )
+    assert (tuned.connect_timeout, tuned.read_timeout) == (2.5, 300.0)
+    with pytest.raises(ConfigurationError) as caught:
+        ApiSettings.from_env(
+            {**ENV, "RECONCILER_CONNECT_TIMEOUT": "soon", "RECONCILER_READ_TIMEOUT": "0"}
+        )
+    assert str(caught.value) == (
+        "RECONCILER_CONNECT_TIMEOUT must be a positive number of seconds, not 'soon'; "
+        "RECONCILER_READ_TIMEOUT must be a positive number of seconds, not '0'"
+    )
+
+
 def test_from_env_defaults_to_the_crayon_api(monkeypatch: pytest.MonkeyPatch) -> None:
     # conftest points the default somewhere unusable; this test only reads settings.
     monkeypatch.setattr(api_module, "DEFAULT_API_URL", "https://api.crayon.com")
