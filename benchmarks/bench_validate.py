@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, write_declarations
+from common import paired_best, write_declarations
 
 from reconciler import config
 
@@ -37,13 +37,15 @@ def main() -> None:
 
         assert sum(len(t) for t in texts) > 0
         config.load(tmp)  # warm caches (schema compile) as a CLI run would once
-        t_bare = best_of(5, bare)
-        t_load = best_of(5, lambda: config.load(tmp))
+        t_bare, t_load = paired_best(7, bare, lambda: config.load(tmp))
         exe = [sys.executable, "-m", "reconciler", "validate", tmp]
-        t_cli = best_of(3, lambda: subprocess.run(exe, check=True, capture_output=True))
         bare_cmd = [sys.executable, "-c", BARE, tmp]
-        t_bare_cli = best_of(3, lambda: subprocess.run(bare_cmd, check=True, capture_output=True))
-    print("10,000 purchases in 100 files (best of runs)")
+        t_bare_cli, t_cli = paired_best(
+            5,
+            lambda: subprocess.run(bare_cmd, check=True, capture_output=True),
+            lambda: subprocess.run(exe, check=True, capture_output=True),
+        )
+    print("10,000 purchases in 100 files (best of alternating runs)")
     print(f"  bare yaml.load CSafeLoader, in process : {t_bare * 1000:8.1f} ms")
     print(f"  config.load, in process                : {t_load * 1000:8.1f} ms")
     print(f"  ratio (in process)                     : {t_load / t_bare:8.2f}x")

@@ -46,6 +46,20 @@ def write_declarations(root: Path, purchases: int, files: int) -> list[Path]:
     return written
 
 
+def paired_best(
+    runs: int, first: Callable[[], object], second: Callable[[], object]
+) -> tuple[float, float]:
+    """The fastest timing of each of two functions, run alternately so that the
+    machine's drift (other tenants, CPU clock) falls on both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for fn, bucket in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
+
+
 def best_of(runs: int, fn: Callable[[], object]) -> float:
     """The fastest of ``runs`` timings, in seconds (the least disturbed run)."""
     times = []

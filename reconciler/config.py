@@ -180,6 +180,7 @@ _SCALAR = yaml.constructor.SafeConstructor()
 _STANDARD_TAG = "tag:yaml.org,2002:"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
+_SCALAR_NODE = yaml.ScalarNode
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -393,24 +394,30 @@ class _FileParser:
         if node.tag != _MAP_TAG:
             return self._placeholder(node, path, f"unsupported YAML tag {_short_tag(node.tag)}")
         built: dict[str, Any] = {}
-        first_line: dict[str, int] = {}
         has_merge = False
+        # Plain string keys and values, by far the most common nodes, are read inline:
+        # this loop runs for every mapping of every file.
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
+            if type(key_node) is _SCALAR_NODE and key_node.tag == _STR_TAG:
+                key = key_node.value
+            elif key_node.tag == _MERGE_TAG:
                 has_merge = True
                 continue
-            key = self._key(key_node, path)
-            if key is None:
-                continue
-            if key in first_line:
+            else:
+                key = self._key(key_node, path)
+                if key is None:
+                    continue
+            if key in built:
                 self.problem(
                     key_node.start_mark,
                     (*path, key),
-                    f"duplicate key {key!r} (first at line {first_line[key]})",
+                    f"duplicate key {key!r} (first at line {_first_line(node, key)})",
                 )
                 continue
-            first_line[key] = key_node.start_mark.line + 1
-            built[key] = self._build(value_node, (*path, key), depth + 1)
+            if type(value_node) is _SCALAR_NODE and value_node.tag == _STR_TAG:
+                built[key] = value_node.value
+            else:
+                built[key] = self._build(value_node, (*path, key), depth + 1)
         if has_merge:
             for key_node, value_node in self._merged_pairs(node, path, set()):
                 key = self._key(key_node, path)
@@ -709,6 +716,14 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, datetime.datetime):
         return f"timestamp {value}"
     return f"date {value}"
+
+
+def _first_line(node: yaml.MappingNode, key: str) -> int:
+    """The line of the first ``key`` among a mapping's own keys."""
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            return int(key_node.start_mark.line) + 1
+    return int(node.start_mark.line) + 1
 
 
 def _lookup(node: yaml.MappingNode, key: str) -> tuple[yaml.Node, yaml.Node] | None:

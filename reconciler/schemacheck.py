@@ -21,6 +21,9 @@ Check = Callable[[Any], bool]
 
 #: Keywords that only annotate and never change validity.
 _ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment"})
+_VALUE_KEYWORDS = ("const", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern")
+_OBJECT_KEYWORDS = frozenset({"required", "properties", "additionalProperties"})
+_KEYWORDS = frozenset({"$ref", "type", "items", *_VALUE_KEYWORDS, *_OBJECT_KEYWORDS})
 
 _TYPES: Mapping[str, Check] = {
     "object": lambda v: isinstance(v, dict),
@@ -51,46 +54,84 @@ def _json_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _always(value: Any) -> bool:
+    return True
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _all_of(checks: list[Check]) -> Check:
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(value: Any) -> bool:
+        # A plain loop: all() over a generator costs several times more on this hot path.
+        for one in checks:  # noqa: SIM110
+            if not one(value):
+                return False
+        return True
+
+    return check
+
+
 def compile_schema(root: Mapping[str, Any]) -> Check:
     """A function telling whether a document is valid against ``root``."""
-    cache: dict[str, Check] = {}
+    compiled: dict[str, Check] = {}
+    resolving: set[str] = set()
 
     def resolve(ref: str) -> Check:
-        if ref not in cache:
-            if not ref.startswith("#/"):
-                raise UnsupportedSchemaError(f"only local $ref is supported, not {ref!r}")
-            target: Any = root
-            for part in ref[2:].split("/"):
-                target = target[part]
-            cache[ref] = lambda v: True  # placeholder for recursive references
-            compiled = build(target)
-            cache[ref] = compiled
-        return lambda v: cache[ref](v)
+        if ref in compiled:
+            return compiled[ref]
+        if not ref.startswith("#/"):
+            raise UnsupportedSchemaError(f"only local $ref is supported, not {ref!r}")
+        if ref in resolving:  # a recursive schema: look the check up when it runs
+            return lambda v: compiled[ref](v)
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        resolving.add(ref)
+        compiled[ref] = build(target)
+        resolving.discard(ref)
+        return compiled[ref]
 
     def build(schema: Any) -> Check:
         if schema is True:
-            return lambda v: True
+            return _always
         if schema is False:
-            return lambda v: False
+            return _never
+        unknown = set(schema) - _ANNOTATIONS - _KEYWORDS
+        if unknown:
+            raise UnsupportedSchemaError(f"schema keyword {sorted(unknown)[0]!r} is not supported")
         checks: list[Check] = []
-        for keyword, arg in schema.items():
-            if keyword in _ANNOTATIONS:
-                continue
-            checks.append(keyword_check(keyword, arg, schema))
-        if len(checks) == 1:
-            return checks[0]
-        return lambda v: all(check(v) for check in checks)
+        if "$ref" in schema:
+            checks.append(resolve(schema["$ref"]))
+        if "type" in schema:
+            checks.append(type_check(schema["type"]))
+        checks.extend(value_check(k, schema[k]) for k in _VALUE_KEYWORDS if k in schema)
+        if "items" in schema:
+            item = build(schema["items"])
+            checks.append(lambda v: not isinstance(v, list) or all(map(item, v)))
+        if _OBJECT_KEYWORDS & schema.keys():
+            checks.append(object_check(schema))
+        return _all_of(checks)
 
-    def keyword_check(keyword: str, arg: Any, schema: Mapping[str, Any]) -> Check:
-        if keyword == "$ref":
-            return resolve(arg)
-        if keyword == "type":
-            names = [arg] if isinstance(arg, str) else list(arg)
-            tests = [_TYPES[n] for n in names]
-            return lambda v: any(t(v) for t in tests)
+    def type_check(arg: Any) -> Check:
+        tests = [_TYPES[name] for name in ([arg] if isinstance(arg, str) else arg)]
+        if len(tests) == 1:
+            return tests[0]
+        return lambda v: any(t(v) for t in tests)
+
+    def value_check(keyword: str, arg: Any) -> Check:
         if keyword == "const":
             return lambda v: _json_equal(v, arg)
         if keyword == "enum":
+            if all(isinstance(option, str) for option in arg):
+                options = frozenset(arg)  # only a string can equal a string
+                return lambda v: isinstance(v, str) and v in options
             return lambda v: any(_json_equal(v, option) for option in arg)
         if keyword == "minimum":
             return lambda v: not _is_number(v) or v >= arg
@@ -100,26 +141,30 @@ def compile_schema(root: Mapping[str, Any]) -> Check:
             return lambda v: not isinstance(v, str) or len(v) >= arg
         if keyword == "maxLength":
             return lambda v: not isinstance(v, str) or len(v) <= arg
-        if keyword == "pattern":
-            search = re.compile(arg).search
-            return lambda v: not isinstance(v, str) or search(v) is not None
-        if keyword == "required":
-            required = tuple(arg)
-            return lambda v: not isinstance(v, dict) or all(n in v for n in required)
-        if keyword == "items":
-            item = build(arg)
-            return lambda v: not isinstance(v, list) or all(item(x) for x in v)
-        if keyword == "properties":
-            props = {name: build(sub) for name, sub in arg.items()}
-            return lambda v: (
-                not isinstance(v, dict) or all(props[k](x) for k, x in v.items() if k in props)
-            )
-        if keyword == "additionalProperties":
-            known = frozenset(schema.get("properties", {}))
-            other = build(arg)
-            return lambda v: (
-                not isinstance(v, dict) or all(other(x) for k, x in v.items() if k not in known)
-            )
-        raise UnsupportedSchemaError(f"schema keyword {keyword!r} is not supported")
+        search = re.compile(arg).search  # pattern
+        return lambda v: not isinstance(v, str) or search(v) is not None
+
+    def object_check(schema: Mapping[str, Any]) -> Check:
+        """required, properties and additionalProperties in one pass over the object."""
+        required = tuple(schema.get("required", ()))
+        props = {name: build(sub) for name, sub in schema.get("properties", {}).items()}
+        other = build(schema["additionalProperties"]) if "additionalProperties" in schema else None
+
+        def check(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return True
+            for name in required:
+                if name not in value:
+                    return False
+            for key, item in value.items():
+                prop = props.get(key)
+                if prop is not None:
+                    if not prop(item):
+                        return False
+                elif other is not None and not other(item):
+                    return False
+            return True
+
+        return check
 
     return build(root)
