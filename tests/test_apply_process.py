@@ -339,3 +339,35 @@ def test_state_file_kept_without_its_journal_after_a_kill_refuses_to_plan(
     assert actions["contoso/m365-business-basic"] == "noop"
     assert actions["contoso/m365-business-premium"] == "noop"
     assert actions["contoso/power-bi-pro"] == "pending"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_killed_at_a_random_instant_then_resolved_buys_every_seat_once(
+    simulator_factory: Callable[..., Simulator], tmp_path: Path, seed: int
+) -> None:
+    """SIGKILL at an arbitrary instant of a run, then what an operator does: settle each
+    pending checkout by whether the API took its externalOrderId, and apply again."""
+    import random
+
+    sim = simulator_factory(latency=0.004)
+    decl, state = tmp_path / "declarations", tmp_path / "reconciler.state.json"
+    shutil.copytree(EXAMPLES, decl)
+    chance = random.Random(seed)
+    after, delay = chance.randrange(10), chance.uniform(0, 0.02)
+
+    proc = start_apply(sim, decl, state)
+    # After some checkouts, at a moment anywhere in the next purchase's steps.
+    wait_until(lambda: len(sim.checkouts) >= after, proc, f"{after} checkouts")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=TIMEOUT)
+
+    taken = {c.external_order_id for c in sim.checkouts}
+    pending = shown(sim, state)["pending"]
+    for address, op in pending.items():
+        outcome = "--purchased" if op["externalOrderId"] in taken else "--not-purchased"
+        resolved = reconciler(sim, "state", "resolve", address, outcome, "--state", str(state))
+        assert resolved.exit_code == 0, resolved.stderr
+    finish = reconciler(sim, "apply", str(decl), "--state", str(state), "--auto-approve")
+    assert finish.exit_code == 0, finish.stderr
+    assert_bought_exactly_once(sim, decl, state)
