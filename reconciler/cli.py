@@ -62,8 +62,8 @@ class _Group(click.Group):
             click.echo(str(exc), err=True)
             code = 1
         except ReconcilerError as exc:
-            describe = getattr(exc, "describe", None)
-            click.echo(f"error: {describe() if describe else exc}", err=True)
+            text = exc.describe() if isinstance(exc, ApiError) else str(exc)
+            click.echo(f"error: {text}", err=True)
             code = 1
         if not isinstance(code, int):
             code = 0

@@ -110,22 +110,24 @@ def load(path: str | os.PathLike[str]) -> Declarations:
         problems.extend(parsed.problems)
         purchases.extend(parsed.purchases)
         indexes.extend(parsed.indexes)
-    problems.extend(_duplicate_names(purchases, indexes))
-    if problems:
-        raise ConfigError(sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message)))
-    purchases.sort(key=lambda p: p.address)
-    return Declarations(purchases=tuple(purchases), files=tuple(str(f) for f in files))
+    return _declarations(problems, purchases, indexes, [str(f) for f in files])
 
 
 def load_text(text: str, path: str = "<string>") -> Declarations:
     """Check one document given as text (tests and tools); same rules as ``load``."""
     parsed = _FileParser(path).parse(text)
-    problems = parsed.problems + _duplicate_names(parsed.purchases, parsed.indexes)
+    return _declarations(parsed.problems, parsed.purchases, parsed.indexes, [path])
+
+
+def _declarations(
+    problems: list[ConfigProblem], purchases: list[Purchase], indexes: list[int], files: list[str]
+) -> Declarations:
+    """The files' purchases, or ConfigError with every problem (duplicate names included)."""
+    problems = problems + _duplicate_names(purchases, indexes)
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message)))
-    return Declarations(
-        purchases=tuple(sorted(parsed.purchases, key=lambda p: p.address)), files=(path,)
-    )
+    ordered = sorted(purchases, key=lambda p: p.address)
+    return Declarations(purchases=tuple(ordered), files=tuple(files))
 
 
 def _read_text(file: Path, problems: list[ConfigProblem]) -> str | None:

@@ -34,6 +34,8 @@ from reconciler.state import StateWriter
 
 
 class Issue(Protocol):
+    """An API verify error (``api.LineError`` fits)."""
+
     @property
     def code(self) -> str: ...
     @property

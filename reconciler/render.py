@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from reconciler.executor import ApplyResult, ChangeResult, Outcome
+from reconciler.executor import ApplyResult, ChangeResult, Issue, Outcome
 from reconciler.model import Action, Change, Identity, Plan, State, Summary
 
 PLAN_FORMAT_VERSION = 1
@@ -34,15 +34,6 @@ _COLOURS = {
 }
 #: The order of the Markdown table: what needs attention first.
 _ATTENTION = {Action.CONFLICT: 0, Action.PENDING: 1}
-
-
-class Issue(Protocol):
-    """An API verify error as shown with a plan (``api.LineError`` fits)."""
-
-    @property
-    def code(self) -> str: ...
-    @property
-    def description(self) -> str: ...
 
 
 VerifyErrors = Mapping[str, Sequence[Issue]]
