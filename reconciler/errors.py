@@ -92,7 +92,10 @@ class ApiError(ReconcilerError):
     """A call to the Crayon API failed.
 
     Never holds a secret: the URL carries no credentials and bodies are the API's
-    own error text.
+    own error text. ``refused`` is true only when the API definitively refused
+    this order (400, 403, 404, 409 or 422 on verify or checkout, never on the
+    token endpoint); the client sets it, so nothing outside ``api`` classifies
+    a status again.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class ApiError(ReconcilerError):
         api_message: str | None = None,
         object_errors: Sequence[ApiObjectError] = (),
         retry_after: float | None = None,
+        refused: bool = False,
     ) -> None:
         self.kind = kind
         self.method = method
@@ -116,6 +120,7 @@ class ApiError(ReconcilerError):
         self.api_message = api_message
         self.object_errors = tuple(object_errors)
         self.retry_after = retry_after
+        self.refused = refused
         super().__init__(message)
 
     def describe(self) -> str:

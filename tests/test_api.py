@@ -20,17 +20,17 @@ import responses
 from urllib3.exceptions import ProtocolError
 
 from reconciler import __version__
-from reconciler import api as api_module
 from reconciler.api import (
     ApiSettings,
-    CrayonClient,
     LineError,
+    OrderJson,
     RetryPolicy,
     VerifiedOrder,
-    _retry_after,
     build_order,
     new_external_order_id,
 )
+from reconciler.api import settings as api_settings
+from reconciler.api.client import CrayonClient
 from reconciler.errors import ApiError, AuthenticationError, ConfigurationError, FailureKind
 from reconciler.model import Identity, Purchase
 from reconciler.simulator import Simulator
@@ -85,7 +85,7 @@ def purchase(
     return Purchase(address="acme/m365", identity=identity, quantity=10, **kwargs)
 
 
-def order(quantity: int = 5, **kwargs: Any) -> dict[str, Any]:
+def order(quantity: int = 5, **kwargs: Any) -> OrderJson:
     return build_order(purchase(**kwargs), quantity, new_external_order_id())
 
 
@@ -173,7 +173,7 @@ def test_from_env_reads_timeouts_and_refuses_bad_ones() -> None:
 
 def test_from_env_defaults_to_the_crayon_api(monkeypatch: pytest.MonkeyPatch) -> None:
     # conftest points the default somewhere unusable; this test only reads settings.
-    monkeypatch.setattr(api_module, "DEFAULT_API_URL", "https://api.crayon.com")
+    monkeypatch.setattr(api_settings, "DEFAULT_API_URL", "https://api.crayon.com")
     env = {k: v for k, v in ENV.items() if k != "CRAYON_API_URL"}
     assert ApiSettings.from_env(env).base_url == "https://api.crayon.com"
     assert ApiSettings.from_env({**env, "CRAYON_API_URL": ""}).base_url == "https://api.crayon.com"
@@ -579,6 +579,7 @@ def test_client_errors_are_definitive_and_not_retried(
         call()
     error = caught.value
     assert error.kind is FailureKind.DEFINITIVE
+    assert error.refused
     assert error.status == status
     assert error.api_message == "Injected failure"
     assert error.error_code is not None
@@ -994,6 +995,75 @@ def test_every_request_carries_timeouts_and_headers(
         assert kwargs["verify"] is not False
 
 
+@pytest.mark.parametrize(
+    ("url", "status", "refused"),
+    [
+        (VERIFY_URL, 403, True),
+        (VERIFY_URL, 422, True),
+        (CHECKOUT_URL, 409, True),
+        (CHECKOUT_URL, 404, True),
+        (VERIFY_URL, 401, False),
+        (VERIFY_URL, 418, False),
+        (VERIFY_URL, 503, False),
+        (CHECKOUT_URL, 500, False),
+        (ORDERS_URL, 404, False),
+        (TOKEN_URL, 403, False),
+        (TOKEN_URL, 400, False),
+    ],
+)
+def test_refused_says_whether_the_api_refused_the_order(
+    make_client: Callable[..., CrayonClient], url: str, status: int, refused: bool
+) -> None:
+    client = make_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        if url != TOKEN_URL:
+            mock.add(responses.POST, TOKEN_URL, json={"AccessToken": "tok-123"})
+        mock.add(responses.GET if url == ORDERS_URL else responses.POST, url, status=status)
+        calls: dict[str, Callable[[], object]] = {
+            VERIFY_URL: lambda: client.verify({}),
+            CHECKOUT_URL: lambda: client.checkout(VerifiedOrder(body={"orderLines": []})),
+            ORDERS_URL: lambda: client.list_orders(1),
+            TOKEN_URL: lambda: client.verify({}),
+        }
+        with pytest.raises(ApiError) as caught:
+            calls[url]()
+    assert caught.value.status == status
+    assert caught.value.refused is refused
+
+
+def test_a_checkout_refused_locally_is_no_refusal_by_the_api(offline: CrayonClient) -> None:
+    with pytest.raises(ApiError) as caught:
+        offline.checkout(VerifiedOrder(body={}, errors=(LineError(-1, "X", "no"),)))
+    assert caught.value.kind is FailureKind.DEFINITIVE
+    assert not caught.value.refused
+
+
+def test_an_injected_session_is_used_and_left_open(sim: Simulator) -> None:
+    class CountingSession(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent: list[str] = []
+            self.closed = False
+
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+            self.sent.append(f"{method!s} {url!s}")
+            return super().request(method, url, *args, **kwargs)
+
+        def close(self) -> None:
+            self.closed = True
+            super().close()
+
+    session = CountingSession()
+    with CrayonClient(ApiSettings.from_env(sim.env()), session=session) as client:
+        client.list_orders(111111)
+    assert session.sent == [
+        f"POST {sim.url}/api/v1/connect/token",
+        f"GET {sim.url}/api/v1/purchaserequest/orders/",
+    ]
+    assert not session.closed
+    session.close()
+
+
 def test_token_answers_are_read_case_insensitively(
     make_client: Callable[..., CrayonClient],
 ) -> None:
@@ -1233,23 +1303,6 @@ def test_a_list_answer_without_items_is_definitive(
     mocked.add(responses.GET, ORDERS_URL, json={"Things": []})
     with pytest.raises(ApiError, match="without a list of Items"):
         offline.list_orders(1)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("5", 5.0),
-        (" 1.5 ", 1.5),
-        ("-3", 0.0),
-        ("soon", None),
-        ("", None),
-        (None, None),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
-        ("nan", None),
-    ],
-)
-def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
-    assert _retry_after(value) == expected
 
 
 def test_the_client_is_a_context_manager(sim: Simulator) -> None:

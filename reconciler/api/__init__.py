@@ -1,0 +1,89 @@
+"""The Crayon Cloud-iQ API: the only package that imports ``requests``.
+
+    settings    ApiSettings (CRAYON_* variables, base-URL checks), RetryPolicy, paths
+    orders      the order wire format: build_order -> OrderJson, VerifiedOrder,
+                LineError, the ApiClient role the executor codes against
+    failures    pure classification: classify_status, classify_transport,
+                refuses_order, retry_after, error_body
+    transport   the HTTP seam: RequestsTransport.send, ApiRequest, scrubbed ApiErrors
+    client      CrayonClient: token, verify, checkout, the lists; retries and 401s
+
+Importing this package stays cheap: it re-exports only what needs no
+``requests`` (settings, orders, failures); code that talks to the API imports
+``reconciler.api.client``. ``DEFAULT_API_URL`` is not re-exported: it is read
+from ``reconciler.api.settings`` at call time, so patch it there.
+
+Nothing in this package prints, logs, turns TLS verification off or puts a
+secret (client secret, password, access token) into a message, a repr or an
+exception; nothing outside it decides whether a failed call may be retried or
+whether the API refused an order (``ApiError.kind`` and ``ApiError.refused``
+say so).
+"""
+
+from reconciler.api.failures import (
+    Endpoint,
+    ErrorBody,
+    TransportFailure,
+    classify_status,
+    classify_transport,
+    error_body,
+    refuses_credentials,
+    refuses_order,
+    retry_after,
+)
+from reconciler.api.orders import (
+    ApiClient,
+    LineError,
+    OrderJson,
+    OrderLineJson,
+    VerifiedOrder,
+    build_order,
+    new_external_order_id,
+    read_verified,
+)
+from reconciler.api.settings import (
+    CHECKOUT_PATH,
+    CREDENTIAL_VARIABLES,
+    LEGACY_CHECKOUT_PATH,
+    LEGACY_VERIFY_PATH,
+    ORDERS_PATH,
+    SUBSCRIPTIONS_PATH,
+    TIMEOUT_VARIABLES,
+    TOKEN_PATH,
+    URL_VARIABLE,
+    VERIFY_PATH,
+    ApiSettings,
+    RetryPolicy,
+)
+
+__all__ = [
+    "CHECKOUT_PATH",
+    "CREDENTIAL_VARIABLES",
+    "LEGACY_CHECKOUT_PATH",
+    "LEGACY_VERIFY_PATH",
+    "ORDERS_PATH",
+    "SUBSCRIPTIONS_PATH",
+    "TIMEOUT_VARIABLES",
+    "TOKEN_PATH",
+    "URL_VARIABLE",
+    "VERIFY_PATH",
+    "ApiClient",
+    "ApiSettings",
+    "Endpoint",
+    "ErrorBody",
+    "LineError",
+    "OrderJson",
+    "OrderLineJson",
+    "RetryPolicy",
+    "TransportFailure",
+    "VerifiedOrder",
+    "build_order",
+    "classify_status",
+    "classify_transport",
+    "error_body",
+    "new_external_order_id",
+    "read_verified",
+    "refuses_credentials",
+    "refuses_order",
+    "retry_after",
+]

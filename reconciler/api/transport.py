@@ -1,0 +1,308 @@
+"""The HTTP seam: the one place that sends a request to the Crayon API.
+
+``RequestsTransport.send`` takes an ``ApiRequest``, sets the timeouts and
+headers, never follows a redirect, and returns a 2xx response or raises
+``ApiError``: it maps ``requests``' exceptions onto the facts
+``reconciler.api.failures`` classifies and applies that classification, and
+``ApiErrors`` builds every error with its secrets scrubbed. Retries, tokens and
+what an answer means are the client's. This module must not print, must not
+log, must never turn TLS verification off, and must never put a secret (client
+secret, password, access token) into a message, a repr or an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+
+from reconciler import __version__
+from reconciler.api.failures import (
+    Endpoint,
+    TransportFailure,
+    classify_status,
+    classify_transport,
+    clip,
+    error_body,
+    headline,
+    refuses_credentials,
+    refuses_order,
+    retry_after,
+    status_reason,
+    transport_reason,
+)
+from reconciler.api.settings import CREDENTIAL_VARIABLES, ApiSettings
+from reconciler.errors import ApiError, ApiObjectError, AuthenticationError, FailureKind
+
+USER_AGENT: Final = f"crayon-reconciler/{__version__}"
+CREDENTIALS_HINT: Final = (
+    "check " + ", ".join(CREDENTIAL_VARIABLES[:-1]) + (f" and {CREDENTIAL_VARIABLES[-1]}")
+)
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One call as the client makes it; bodies (the token form holds the password)
+    stay out of the repr."""
+
+    operation: str  # names the call in messages: "verify", "list orders", "token"
+    endpoint: Endpoint  # decides how its failures count
+    method: str
+    path: str
+    json_body: Any = field(default=None, repr=False)
+    form: Mapping[str, str] | None = field(default=None, repr=False)
+    params: Mapping[str, Any] | None = None
+
+    def shown_url(self, base_url: str) -> str:
+        """The URL as messages show it, query included."""
+        url = base_url + self.path
+        return f"{url}?{urlencode(self.params)}" if self.params else url
+
+
+class RequestsTransport:
+    """Sends ``ApiRequest``s over one ``requests.Session``.
+
+    A session passed in is used as given (its adapters decide pooling and must
+    not retry on their own) and stays the caller's to close.
+    """
+
+    def __init__(self, settings: ApiSettings, session: requests.Session | None = None) -> None:
+        self._settings = settings
+        self._owns_session = session is None
+        self._session = session if session is not None else _new_session()
+        self.errors = ApiErrors((settings.client_secret, settings.password))
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    def send(self, request: ApiRequest, auth: AuthBase) -> requests.Response:
+        """The one place that sends HTTP. Returns a 2xx response or raises ApiError."""
+        settings = self._settings
+        url = settings.base_url + request.path
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        data: bytes | dict[str, str] | None = None
+        if request.form is not None:
+            data = dict(request.form)
+        else:
+            headers["Content-Type"] = "application/json"
+            if request.json_body is not None:
+                data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
+        try:
+            response = self._session.request(
+                request.method,
+                url,
+                params=request.params,
+                data=data,
+                headers=headers,
+                auth=auth,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            failure = _transport_failure(exc)
+            reason = transport_reason(failure, _root_cause(exc), settings.read_timeout)
+            kind = classify_transport(request.endpoint, failure)
+            raise self.errors.make(
+                headline(request.operation, kind, reason),
+                kind,
+                request.method,
+                request.shown_url(settings.base_url),
+            ) from exc
+        if 200 <= response.status_code < 300:
+            return response
+        raise self.errors.from_status(request, request.shown_url(settings.base_url), response)
+
+    def read_json(self, response: requests.Response, operation: str) -> Any:
+        """The JSON of a 2xx answer; an empty or unparsable one is DEFINITIVE."""
+        problem = "an empty body"
+        if response.content.strip():
+            try:
+                return json.loads(response.content)
+            except ValueError:
+                problem = "a body that is not JSON"
+        raise self.errors.bad_answer(
+            f"{operation}: the API answered HTTP {response.status_code} with {problem}", response
+        )
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    # No retries inside urllib3: the client alone decides what is repeated.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    return session
+
+
+class ApiErrors:
+    """Makes every ApiError of one client, each text scrubbed of its secrets."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._secrets = tuple(s for s in secrets if len(s) >= 3)
+
+    def learn(self, secret: str) -> None:
+        """Scrub ``secret`` (a new access token) from every later error too."""
+        self._secrets = (*self._secrets, secret)
+
+    def from_status(self, request: ApiRequest, url: str, response: requests.Response) -> ApiError:
+        """The error for a non-2xx answer to ``request``."""
+        status = response.status_code
+        kind = classify_status(request.endpoint, status)
+        message = headline(request.operation, kind, status_reason(status))
+        error_class = ApiError
+        if refuses_credentials(request.endpoint, status):
+            message = f"the Crayon API refused the credentials (HTTP {status}); {CREDENTIALS_HINT}"
+            error_class = AuthenticationError
+        body = error_body(response.content)
+        return self.make(
+            message,
+            kind,
+            request.method,
+            url,
+            status=status,
+            error_code=body.code,
+            api_message=body.message,
+            object_errors=body.object_errors,
+            retry_after=retry_after(response.headers.get("Retry-After")),
+            refused=refuses_order(request.endpoint, status),
+            error_class=error_class,
+        )
+
+    def bad_answer(self, message: str, response: requests.Response) -> ApiError:
+        """A 2xx answer without what it should carry: DEFINITIVE, asking again gives the same."""
+        return self.make(
+            message,
+            FailureKind.DEFINITIVE,
+            response.request.method or "",
+            response.url,
+            status=response.status_code,
+        )
+
+    def make(
+        self,
+        message: str,
+        kind: FailureKind,
+        method: str,
+        url: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        api_message: str | None = None,
+        object_errors: Sequence[ApiObjectError] = (),
+        retry_after: float | None = None,
+        refused: bool = False,
+        error_class: type[ApiError] = ApiError,
+    ) -> ApiError:
+        """An ApiError whose every text has been scrubbed of secrets."""
+        scrub = self._redact
+        return error_class(
+            scrub(message),
+            kind=kind,
+            method=method,
+            url=scrub(url),
+            status=status,
+            error_code=scrub(error_code) if error_code is not None else None,
+            api_message=scrub(api_message) if api_message is not None else None,
+            object_errors=tuple(
+                ApiObjectError(code=scrub(e.code), message=scrub(e.message)) for e in object_errors
+            ),
+            retry_after=retry_after,
+            refused=refused,
+        )
+
+    def reworded(self, error: ApiError, message: str) -> ApiError:
+        """``error`` with another message, everything else kept."""
+        return self.make(
+            message,
+            error.kind,
+            error.method,
+            error.url,
+            status=error.status,
+            error_code=error.error_code,
+            api_message=error.api_message,
+            object_errors=error.object_errors,
+            retry_after=error.retry_after,
+            refused=error.refused,
+        )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+# --------------------------------------------------------------------------- requests -> facts
+
+
+def _transport_failure(exc: requests.RequestException) -> TransportFailure:
+    """What a ``requests`` exception says happened, in the terms ``failures`` classifies."""
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema
+        | requests.exceptions.InvalidHeader
+        | requests.exceptions.URLRequired,
+    ):
+        return TransportFailure.UNUSABLE_REQUEST
+    if _never_sent(exc):
+        return TransportFailure.NOT_CONNECTED
+    if isinstance(exc, requests.exceptions.SSLError):
+        cause = _root_cause(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in cause or "certificate verify failed" in cause:
+            return TransportFailure.CERTIFICATE_REJECTED
+        return TransportFailure.TLS_FAILED
+    if isinstance(exc, requests.Timeout):
+        return TransportFailure.NO_ANSWER
+    if isinstance(exc, requests.ConnectionError):
+        return TransportFailure.CONNECTION_BROKEN
+    return TransportFailure.UNREADABLE_ANSWER
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True only when the failure provably happened before the request left.
+
+    urllib3 raises NewConnectionError (a ConnectTimeoutError) only while opening
+    the socket, so nothing of the request can have been sent. Resets, drops and
+    read timeouts come as other exceptions and are not "never sent".
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return False
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        inner = exc.args[0]
+        return isinstance(inner, MaxRetryError) and isinstance(inner.reason, ConnectTimeoutError)
+    return False
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 exception chain, briefly."""
+    current: BaseException = exc
+    seen = {id(current)}
+    for _ in range(10):
+        following: BaseException | None = None
+        if isinstance(current, MaxRetryError) and current.reason is not None:
+            following = current.reason
+        elif current.args and isinstance(current.args[-1], BaseException):
+            following = current.args[-1]
+        elif current.__cause__ is not None:
+            following = current.__cause__
+        if following is None or id(following) in seen:
+            break
+        seen.add(id(following))
+        current = following
+    text = str(current) or type(current).__name__
+    # urllib3 prefixes connection errors with an object repr ("<...HTTPConnection ...>: ").
+    text = re.sub(r"<[^<>]*>:\s*", "", text)
+    return clip(text)
