@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import ast
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 import requests
 import yaml
 
+import reconciler.simulator
 from reconciler.simulator import (
     CatalogError,
     CatalogItem,
@@ -770,3 +772,68 @@ def test_bad_catalogues_are_reported(tmp_path: Path, text: str, messages: list[s
 def test_a_missing_catalogue_is_reported(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot read the catalogue"):
         load_catalog(tmp_path / "nope.yaml")
+
+
+# --------------------------------------------------------------------------- independence
+
+FORBIDDEN_IMPORTS = ("reconciler.api", "reconciler.model")
+
+
+def forbidden_imports(source: str, package: str) -> list[str]:
+    """The modules out of FORBIDDEN_IMPORTS (or inside them) that ``source`` imports.
+
+    ``package`` is the package the module belongs to, to resolve relative imports.
+    Every import statement counts, also those under ``if TYPE_CHECKING`` or in a function.
+    """
+
+    def forbidden(name: str) -> bool:
+        return any(name == banned or name.startswith(banned + ".") for banned in FORBIDDEN_IMPORTS)
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if forbidden(alias.name))
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module) if part)
+            if forbidden(module):
+                found.add(module)
+            else:  # ``from reconciler import api`` imports the module reconciler.api
+                submodules = (f"{module}.{alias.name}" for alias in node.names)
+                found.update(name for name in submodules if forbidden(name))
+    return sorted(found)
+
+
+def test_the_simulator_imports_neither_the_client_nor_the_model() -> None:
+    # An oracle that shared the client's wire format or model would share its bugs.
+    root = Path(reconciler.simulator.__file__).parent
+    modules = sorted(root.rglob("*.py"))
+    assert {"__init__.py", "server.py", "orders.py"} <= {m.name for m in modules}
+    found = {}
+    for module in modules:
+        # A module's package is its directory, for __init__.py as for the others.
+        package = ".".join(module.relative_to(root.parent.parent).parent.parts)
+        names = forbidden_imports(module.read_text(encoding="utf-8"), package)
+        if names:
+            found[module.name] = names
+    assert found == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import reconciler.api", ["reconciler.api"]),
+        ("import reconciler.model as model", ["reconciler.model"]),
+        ("from reconciler import api, errors", ["reconciler.api"]),
+        ("from reconciler.api.client import CrayonClient", ["reconciler.api.client"]),
+        ("from .. import model", ["reconciler.model"]),
+        ("from ..api import settings", ["reconciler.api"]),
+        ("if TYPE_CHECKING:\n    from reconciler.model import Plan", ["reconciler.model"]),
+        ("def f() -> None:\n    import reconciler.api", ["reconciler.api"]),
+        ("from reconciler.errors import ReconcilerError", []),
+        ("from . import wire\nfrom .orders import camel", []),
+        ("import reconciler.modeller", []),
+    ],
+)
+def test_forbidden_imports_sees_every_form_of_import(source: str, expected: list[str]) -> None:
+    assert forbidden_imports(source, "reconciler.simulator") == expected

@@ -1,0 +1,57 @@
+"""A Crayon Cloud-iQ API simulator: real HTTP on 127.0.0.1, for tests and demos.
+
+It is the **independent test oracle** of the client and the **backend of the
+demo** (``reconciler demo``, ``reconciler simulator``). It speaks the API as
+the project's API reference, ``crayon-api.md`` (/work/shared/crayon-api.md),
+describes it: the token, verify, checkout (primary and legacy paths),
+processed-orders and subscriptions endpoints. It records every accepted
+checkout and can inject the failures the client must survive (error statuses,
+Retry-After, dropped connections after a checkout was taken, slow answers,
+expired tokens).
+
+It must not import ``reconciler.api`` or ``reconciler.model`` (a test guards
+this): an oracle that shared the client's order format, field names or
+classification would share its bugs and agree with them. It imports the
+standard library, PyYAML (catalogue files) and ``reconciler.errors``, which is
+stdlib-only and holds no client logic: ``CatalogError`` is a
+``ReconcilerError`` so that the CLI's error boundary prints a bad catalogue as
+``error: ...``. It binds to loopback only, keeps everything in memory and
+writes nothing to stderr unless ``verbose`` is set.
+
+    facade.py   Simulator (start/stop, inspection, fault injection), serve_forever
+    server.py   LoopbackServer, Dispatcher: routing, token/auth, verify, checkout, listings
+    ledger.py   Ledger: catalogue, tenants, tokens, verified orders, checkouts, calls
+    faults.py   Faults: queued failures, delays, drops, holds, order errors
+    orders.py   order rules: shape/type problems, line errors, camelCase, checkout records
+    catalog.py  CatalogItem, default_catalog, load_catalog, CatalogError
+    wire.py     answers (Reply, Drop), the API's error body, JSON helpers
+"""
+
+from __future__ import annotations
+
+from reconciler.simulator.catalog import (
+    CatalogError,
+    CatalogItem,
+    default_catalog,
+    load_catalog,
+)
+from reconciler.simulator.facade import Simulator, serve_forever
+from reconciler.simulator.ledger import RecordedCall, RecordedRequest
+from reconciler.simulator.orders import COUNTRY_CODE, RecordedCheckout
+from reconciler.simulator.server import DEFAULT_PAGE_SIZE
+from reconciler.simulator.wire import ENDPOINTS
+
+__all__ = [
+    "COUNTRY_CODE",
+    "DEFAULT_PAGE_SIZE",
+    "ENDPOINTS",
+    "CatalogError",
+    "CatalogItem",
+    "RecordedCall",
+    "RecordedCheckout",
+    "RecordedRequest",
+    "Simulator",
+    "default_catalog",
+    "load_catalog",
+    "serve_forever",
+]

@@ -1,0 +1,112 @@
+"""The simulator's programmable failures, queued until the requests they hit arrive.
+
+What a test or ``reconciler simulator --fail`` can ask for: an error status
+(with Retry-After or a custom body) instead of the answer, a slow answer, a
+checkout taken and then dropped or answered 500 (the ambiguous cases), a
+checkout held before it is answered, and order-level errors in verify answers.
+Expiring tokens is the other fault: tokens live in the ledger, so it is
+``Ledger.expire_tokens``. This module only queues; the server applies what it
+takes from here. It must not import ``reconciler.api`` or ``reconciler.model``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from reconciler.simulator.wire import ENDPOINTS, check_endpoint
+
+
+@dataclass
+class Failure:
+    """The answer an injected failure gives instead of the real one."""
+
+    status: int
+    retry_after: str | None
+    body: dict[str, Any] | None
+
+
+class Faults:
+    """Injected failures waiting for their requests; every method is thread-safe."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        # The ledger's lock: a checkout is recorded and its drop taken in one step.
+        self._lock = lock
+        self._failures: dict[str, deque[Failure]] = {e: deque() for e in ENDPOINTS}
+        self._delays: dict[str, deque[float]] = {e: deque() for e in ENDPOINTS}
+        self._order_errors: deque[dict[str, Any]] = deque()
+        self._drops: deque[str] = deque()
+        self._hold = 0.0
+
+    # ----------------------------------------------------------------- programming
+
+    def fail_next(
+        self,
+        endpoint: str,
+        status: int,
+        count: int = 1,
+        retry_after: str | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        check_endpoint(endpoint)
+        with self._lock:
+            for _ in range(count):
+                self._failures[endpoint].append(Failure(status, retry_after, body))
+
+    def delay_next(self, endpoint: str, seconds: float, count: int = 1) -> None:
+        check_endpoint(endpoint)
+        with self._lock:
+            self._delays[endpoint].extend([seconds] * count)
+
+    def drop_after_checkout(self, count: int = 1, mode: Literal["drop", "500"] = "drop") -> None:
+        if mode not in ("drop", "500"):
+            raise ValueError(f"mode must be 'drop' or '500', not {mode!r}")
+        with self._lock:
+            self._drops.extend([mode] * count)
+
+    def hold_checkouts(self, seconds: float) -> None:
+        with self._lock:
+            self._hold = seconds
+
+    def add_order_error(self, code: int, description: str, count: int = 1) -> None:
+        with self._lock:
+            self._order_errors.extend(
+                [{"orderGroupId": "", "code": code, "description": description}] * count
+            )
+
+    def reset(self) -> None:
+        with self._lock:
+            for queue in self._failures.values():
+                queue.clear()
+            for delays in self._delays.values():
+                delays.clear()
+            self._order_errors.clear()
+            self._drops.clear()
+            self._hold = 0.0
+
+    # ----------------------------------------------------------------- taking
+
+    def take(self, endpoint: str) -> tuple[float, Failure | None]:
+        """The delay and the failure queued for the next request to ``endpoint``."""
+        with self._lock:
+            delay = self._delays[endpoint].popleft() if self._delays[endpoint] else 0.0
+            failure = self._failures[endpoint].popleft() if self._failures[endpoint] else None
+        return delay, failure
+
+    def take_order_errors(self) -> list[dict[str, Any]]:
+        """The order-level errors for the next verify answer (none or one)."""
+        with self._lock:
+            return [self._order_errors.popleft()] if self._order_errors else []
+
+    def take_drop(self) -> str | None:
+        """How to end the next taken checkout: ``"drop"``, ``"500"`` or normally (None)."""
+        with self._lock:
+            return self._drops.popleft() if self._drops else None
+
+    @property
+    def hold(self) -> float:
+        """Seconds to wait between recording a checkout and answering it."""
+        with self._lock:
+            return self._hold

@@ -1,0 +1,508 @@
+"""The simulator's HTTP side: a threading server on 127.0.0.1 and what each request gets.
+
+``LoopbackServer`` starts and stops the socket and its thread and closes idle
+keep-alive connections on stop; ``Dispatcher`` routes a request to the token,
+verify, checkout or listing endpoint, applies the queued faults first, records
+the call in the ledger and writes the answer. It binds to loopback only, never
+writes to stderr unless ``verbose`` is set, and must not import
+``reconciler.api`` or ``reconciler.model``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import copy
+import json
+import secrets
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from reconciler.simulator.catalog import CatalogItem
+from reconciler.simulator.faults import Faults
+from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest
+from reconciler.simulator.orders import (
+    RecordedCheckout,
+    camel,
+    has_errors,
+    order_problems,
+    verified,
+)
+from reconciler.simulator.wire import (
+    Drop,
+    Reply,
+    canonical,
+    error_body,
+    object_error,
+    parse_json,
+)
+
+DEFAULT_PAGE_SIZE: Final = 50
+
+_PATHS: Final = {
+    "/api/v1/connect/token": "token",
+    "/api/v1/purchaserequest/verify": "verify",
+    "/api/v1/assets/verify": "verify",
+    "/api/v1/purchaserequest/checkout": "checkout",
+    "/api/v1/assets/checkout": "checkout",
+    "/api/v1/purchaserequest/orders": "orders",
+    "/api/v1/subscriptions": "subscriptions",
+}
+_METHODS: Final = {
+    "token": "POST",
+    "verify": "POST",
+    "checkout": "POST",
+    "orders": "GET",
+    "subscriptions": "GET",
+}
+#: BillingCycleType (orders) -> its name, and -> BillingCycleEnum (subscriptions).
+_CYCLE_NAMES: Final = {1: "Monthly", 2: "Annual", 3: "None", 4: "OneTime", 5: "Triennial"}
+_CYCLE_TO_SUBSCRIPTION: Final = {1: 1, 2: 2, 3: 3, 4: 4, 5: 8}
+_TERM_MONTHS: Final = {"P1M": 1, "P1Y": 12, "P3Y": 36}
+
+#: Builds one listing's items from the checkouts, the catalogue and a tenant.
+_Items = Callable[
+    [Sequence[RecordedCheckout], Mapping[str, CatalogItem], int], list[dict[str, Any]]
+]
+
+
+class Settings(Protocol):
+    """What the server reads at each request; a test may change it while serving."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+    @property
+    def token_ttl_seconds(self) -> float: ...
+    @property
+    def token_ttl_calls(self) -> int | None: ...
+    @property
+    def latency(self) -> float: ...
+    @property
+    def verbose(self) -> bool: ...
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    loopback: LoopbackServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hang up mid-answer on purpose (timeouts, kills); stay quiet.
+        if self.loopback.settings.verbose:
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, the second waits
+    # for the client's delayed ACK (~40 ms per answer).
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.loopback.connection_opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.loopback.connection_closed(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.loopback.settings.verbose:
+            sys.stderr.write(f"simulator: {format % args}\n")
+
+    def do_GET(self) -> None:
+        self.server.loopback.dispatcher.handle(self)
+
+    def do_POST(self) -> None:
+        self.server.loopback.dispatcher.handle(self)
+
+    def do_PUT(self) -> None:
+        self.server.loopback.dispatcher.handle(self)
+
+    def do_DELETE(self) -> None:
+        self.server.loopback.dispatcher.handle(self)
+
+
+class LoopbackServer:
+    """The listening socket on 127.0.0.1 and the thread serving it."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, faults: Faults) -> None:
+        self.settings = settings
+        #: Set while stopping, so that waits for latency, delays and holds end at once.
+        self.stopping = threading.Event()
+        self.dispatcher = Dispatcher(settings, ledger, faults, self.stopping)
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+
+    def start(self, port: int) -> int:
+        """Listen on 127.0.0.1:``port`` (0: any free port) unless already; returns the port."""
+        with self._lock:
+            if self._server is not None:
+                return self._server.server_port
+            server = _Server(("127.0.0.1", port), _Handler)
+            server.loopback = self
+            self.stopping.clear()
+            self._server = server
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.01},  # how soon stop() is noticed
+                name=f"crayon-simulator-{server.server_port}",
+                daemon=True,
+            )
+            self._thread.start()
+            return server.server_port
+
+    def stop(self) -> None:
+        """Stop serving and close every connection; safe to call twice."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+            connections = list(self._connections)
+            self._connections.clear()
+        if server is None:
+            return
+        self.stopping.set()
+        server.shutdown()
+        server.server_close()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        if thread is not None:
+            thread.join(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def connection_opened(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def connection_closed(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served; a request still in a handler keeps its connection."""
+        with self._lock:
+            return len(self._connections)
+
+
+class Dispatcher:
+    """Answers one request: faults first, then the endpoint; records every call."""
+
+    def __init__(
+        self, settings: Settings, ledger: Ledger, faults: Faults, stopping: threading.Event
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._faults = faults
+        self._stopping = stopping
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        path = parts.path.rstrip("/") or "/"
+        endpoint = _PATHS.get(path, "")
+        status = 0
+        reply: Reply | None
+        try:
+            reply = self._dispatch(handler, endpoint, path, parts.query)
+        except Reply as refusal:
+            reply = refusal
+        except Drop:
+            handler.close_connection = True
+            reply = None
+        if reply is not None:
+            status = reply.status
+        # Recorded before answering, so a client that has its answer sees the record.
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "authorization"}
+        self._ledger.record_call(
+            RecordedCall(handler.command, handler.path, endpoint, status, headers)
+        )
+        if reply is not None:
+            try:
+                _answer(handler, reply)
+            except OSError:  # the client hung up first (a timeout on its side)
+                handler.close_connection = True
+
+    def _dispatch(
+        self, handler: BaseHTTPRequestHandler, endpoint: str, path: str, query: str
+    ) -> Reply:
+        body = _read_body(handler)
+        if self._settings.latency > 0:
+            self._stopping.wait(self._settings.latency)
+        if not endpoint:
+            raise Reply(404, error_body(404, f"No API endpoint at {path}"))
+        if handler.command != _METHODS[endpoint]:
+            raise Reply(405, error_body(405, f"{handler.command} is not allowed on {path}"))
+        delay, failure = self._faults.take(endpoint)
+        if delay > 0:
+            self._stopping.wait(delay)
+        if failure is not None:
+            headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+            content = failure.body
+            if content is None and failure.status != 401:
+                content = error_body(failure.status, "Injected failure")
+            return Reply(failure.status, content, headers)
+        if endpoint == "token":
+            return self._token(handler, body)
+        self._authorize(handler)
+        if endpoint == "verify":
+            return self._verify(path, body)
+        if endpoint == "checkout":
+            return self._checkout(path, body)
+        params = {k.casefold(): v[-1] for k, v in parse_qs(query).items()}
+        if endpoint == "orders":
+            return self._list(params, _order_items)
+        return self._list(params, _subscription_items)
+
+    # ----------------------------------------------------------------- token and auth
+
+    def _token(self, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
+        settings = self._settings
+        scheme, _, encoded = handler.headers.get("Authorization", "").partition(" ")
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        client_id, _, client_secret = decoded.partition(":")
+        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        expected = f"{settings.client_id}:{settings.client_secret}".encode()
+        if scheme.lower() != "basic" or not secrets.compare_digest(
+            f"{client_id}:{client_secret}".encode(), expected
+        ):
+            raise Reply(400, {"error": "invalid_client"})
+        if form.get("grant_type") != "password":
+            raise Reply(400, {"error": "unsupported_grant_type"})
+        if "CustomerApi" not in form.get("scope", "").split():
+            raise Reply(400, {"error": "invalid_scope"})
+        if form.get("username") != settings.username or not secrets.compare_digest(
+            form.get("password", "").encode(), settings.password.encode()
+        ):
+            raise Reply(
+                400, {"error": "invalid_grant", "error_description": "invalid_username_or_password"}
+            )
+        token = self._ledger.issue_token(settings.token_ttl_seconds, settings.token_ttl_calls)
+        return Reply(
+            200,
+            {
+                "AccessToken": token,
+                "IdentityToken": None,
+                "Error": None,
+                "ExpiresIn": max(int(settings.token_ttl_seconds), 1),
+                "TokenType": "Bearer",
+                "RefreshToken": None,
+            },
+        )
+
+    def _authorize(self, handler: BaseHTTPRequestHandler) -> None:
+        scheme, _, token = handler.headers.get("Authorization", "").partition(" ")
+        if not self._ledger.authorize(token if scheme.lower() == "bearer" else None):
+            raise Reply(401)
+
+    # ----------------------------------------------------------------- verify, checkout
+
+    def _verify(self, path: str, raw: bytes) -> Reply:
+        order = parse_json(raw)
+        request = copy.deepcopy(order)
+        try:
+            response = self._verified_order(order)
+        except Reply as reply:
+            self._log_request("verify", path, request, reply.status, reply.body)
+            raise
+        self._ledger.remember_verified(canonical(response), has_errors(response))
+        self._log_request("verify", path, request, 200, response)
+        return Reply(200, response)
+
+    def _verified_order(self, order: Any) -> dict[str, Any]:
+        problems = order_problems(order)
+        if problems:
+            raise Reply(400, error_body(400, "The order is not valid.", problems))
+        response = camel(order)
+        tenant = response["resellerCustomerId"]
+        with self._ledger.lock:  # an order error is spent even on an unknown tenant
+            known_tenant = self._ledger.has_tenant(tenant)
+            catalog = self._ledger.catalog
+            order_errors = self._faults.take_order_errors()
+        if not known_tenant:
+            raise Reply(404, error_body(404, f"Customer tenant {tenant} was not found."))
+        return verified(response, catalog, order_errors)
+
+    def _checkout(self, path: str, raw: bytes) -> Reply:
+        order = parse_json(raw)
+        is_verified, with_errors = self._ledger.verification(canonical(order))
+        if not is_verified:
+            message = (
+                "The order has errors; fix them and verify it again."
+                if with_errors
+                else "The order was not verified, or it was changed after verification."
+            )
+            body = error_body(400, message)
+            self._log_request("checkout", path, order, 400, body)
+            raise Reply(400, body)
+        with self._ledger.lock:
+            self._ledger.record_checkout(order)
+            drop = self._faults.take_drop()
+            hold = self._faults.hold
+        reply = Reply(204)
+        if drop == "500":
+            reply = Reply(500, error_body(500, "Ops. Something broke"))
+        self._log_request(
+            "checkout", path, order, 0 if drop == "drop" else reply.status, reply.body
+        )
+        if hold > 0:
+            self._stopping.wait(hold)
+        if drop == "drop":
+            raise Drop
+        return reply
+
+    def _log_request(self, endpoint: str, path: str, body: Any, status: int, response: Any) -> None:
+        self._ledger.record_request(
+            RecordedRequest(endpoint, path, body, status, copy.deepcopy(response))
+        )
+
+    # ----------------------------------------------------------------- lists
+
+    def _list(self, query: Mapping[str, str], items: _Items) -> Reply:
+        problems = []
+        numbers: dict[str, int] = {}
+        for name, default in (
+            ("customertenantid", None),
+            ("page", 1),
+            ("pagesize", DEFAULT_PAGE_SIZE),
+        ):
+            value = query.get(name)
+            if value is None and default is not None:
+                numbers[name] = default
+                continue
+            try:
+                numbers[name] = int(value or "")
+                if numbers[name] < 1:
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    object_error("InvalidValue", f"{name} must be a positive integer", name)
+                )
+        if problems:
+            raise Reply(400, error_body(400, "The request is not valid.", problems))
+        tenant = numbers["customertenantid"]
+        with self._ledger.lock:
+            if not self._ledger.has_tenant(tenant):
+                raise Reply(404, error_body(404, f"Customer tenant {tenant} was not found."))
+            everything = items(self._ledger.checkouts, self._ledger.catalog, tenant)
+        start = (numbers["page"] - 1) * numbers["pagesize"]
+        page = everything[start : start + numbers["pagesize"]]
+        return Reply(200, {"Items": page, "TotalHits": len(everything)})
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        handler.close_connection = True
+        raise Reply(411, error_body(411, "Send a Content-Length"))
+    try:
+        length = int(handler.headers.get("Content-Length") or 0)
+    except ValueError:
+        handler.close_connection = True
+        raise Reply(400, error_body(400, "Bad Content-Length")) from None
+    return handler.rfile.read(length) if length > 0 else b""
+
+
+def _answer(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    handler.send_response(reply.status)
+    for name, value in reply.headers.items():
+        handler.send_header(name, value)
+    if reply.status == 204:
+        handler.end_headers()
+        return
+    payload = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
+    if reply.status == 401:
+        handler.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
+    if payload:
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+def _order_items(
+    checkouts: Sequence[RecordedCheckout], catalog: Mapping[str, CatalogItem], tenant: int
+) -> list[dict[str, Any]]:
+    """The processed-orders list: one PascalCase item per checkout line of ``tenant``."""
+    items = []
+    for c in checkouts:
+        if c.tenant != tenant:
+            continue
+        item = catalog.get(c.product)
+        items.append(
+            {
+                "OrderReferenceId": c.order_reference_id,
+                "CatalogId": c.catalog_item_id,
+                "Name": item.name if item else c.product,
+                "Quantity": c.quantity,
+                "BillingCycle": _CYCLE_NAMES.get(c.billing_cycle, "Unknown"),
+                "TermDuration": c.term_duration,
+                "EmailReceiver": c.body.get("notificationEmail"),
+                "Created": c.time,
+                "OrderState": "Succeeded",
+                "Error": None,
+            }
+        )
+    return items
+
+
+def _subscription_items(
+    checkouts: Sequence[RecordedCheckout], catalog: Mapping[str, CatalogItem], tenant: int
+) -> list[dict[str, Any]]:
+    """The subscriptions list: one per checkout line of ``tenant``, numbered across tenants."""
+    items = []
+    for number, c in enumerate(checkouts, start=1):
+        if c.tenant != tenant:
+            continue
+        item = catalog.get(c.product)
+        start = datetime.fromisoformat(c.time.replace("Z", "+00:00"))
+        months = _TERM_MONTHS.get(c.term_duration, 1)
+        year, month = divmod(start.month - 1 + months, 12)
+        end = start.replace(year=start.year + year, month=month + 1, day=min(start.day, 28))
+        items.append(
+            {
+                "Id": 500000 + number,
+                "PublisherSubscriptionId": str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"{c.order_reference_id}:{c.line}")
+                ),
+                "CustomerTenant": {"Id": c.tenant},
+                "Product": {
+                    "Id": c.catalog_item_id,
+                    "PartNumber": c.product,
+                    "ItemName": item.name if item else c.product,
+                },
+                "PartNumber": c.product,
+                "Name": item.name if item else c.product,
+                "Quantity": c.quantity,
+                "Status": 1,
+                "BillingCycle": _CYCLE_TO_SUBSCRIPTION.get(c.billing_cycle, 0),
+                "TermDuration": c.term_duration,
+                "OrderId": c.order_reference_id,
+                "StartDate": c.time,
+                "EndDate": end.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "AutoRenewEnabled": True,
+            }
+        )
+    return items

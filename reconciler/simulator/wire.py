@@ -1,0 +1,84 @@
+"""The simulator's HTTP answers and the JSON shapes its endpoints share.
+
+Values and pure helpers only: this module holds no state, opens no socket and
+must not import ``reconciler.api`` or ``reconciler.model``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Final
+
+ENDPOINTS: Final = ("token", "verify", "checkout", "orders", "subscriptions")
+
+
+class Reply(Exception):
+    """Raised inside a handler to answer with ``status`` and a JSON (or no) body."""
+
+    def __init__(
+        self,
+        status: int,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+
+class Drop(Exception):
+    """Raised inside a handler to close the connection without any answer."""
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint name the simulator does not serve (a typo in a test)."""
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}")
+
+
+def error_body(
+    status: int, message: str, object_errors: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """The API's error document: ErrorCode, Message, Parameters, ObjectErrors."""
+    try:
+        phrase = HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        phrase = "Error"
+    return {
+        "ErrorCode": f"{status} {phrase}",
+        "Message": message,
+        "Parameters": {},
+        "ObjectErrors": list(object_errors),
+    }
+
+
+def object_error(code: str, message: str, path: str) -> dict[str, Any]:
+    """One entry of an error document's ObjectErrors."""
+    return {"ErrorCode": code, "Message": message, "Parameters": {"path": path}}
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, or a 400 answer."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise Reply(400, error_body(400, "The request body is not valid JSON.")) from None
+
+
+def canonical(value: Any) -> str:
+    """One text per JSON value whatever its key order: how checkout recognises a verified order."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def now() -> str:
+    """The current UTC time the way the API writes it (milliseconds, ``Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_int(value: Any) -> bool:
+    """A JSON integer; ``True`` is not one, although Python says it is."""
+    return isinstance(value, int) and not isinstance(value, bool)
