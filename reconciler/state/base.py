@@ -1,0 +1,65 @@
+"""The roles the rest of the reconciler codes against: ``StateStore`` and ``StateWriter``.
+
+A store only persists and locks; the write rules live in ``ledger``, which every
+store uses (terraform's ``statemgr``: Full = Storage + Locker). This module
+defines the protocols and the state's clock format; it performs no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from reconciler.model import CheckoutRecord, Identity, PendingOperation, State
+
+
+def utc_now() -> str:
+    """The current time as the state records it: UTC ISO-8601, e.g. ``2026-11-26T19:00:00Z``."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StateWriter(Protocol):
+    """Writes to a locked state; every method is one durable write. Thread-safe."""
+
+    @property
+    def state(self) -> State:
+        """The current state, including every write made so far."""
+        ...
+
+    def add_pending(self, op: PendingOperation) -> None:
+        """Record a checkout whose outcome is not known yet (one per address)."""
+        ...
+
+    def record_checkout(self, address: str, identity: Identity, record: CheckoutRecord) -> None:
+        """Add a successful checkout's seats to ``address`` and drop its pending entry."""
+        ...
+
+    def remove_pending(self, address: str) -> None:
+        """Forget the pending entry of ``address``."""
+        ...
+
+    def remove_purchase(self, address: str) -> None:
+        """Forget the recorded purchase at ``address``."""
+        ...
+
+    def import_purchase(self, address: str, identity: Identity, quantity: int, time: str) -> None:
+        """Record seats bought outside the reconciler (no checkout record)."""
+        ...
+
+
+class StateStore(Protocol):
+    """Where the state lives."""
+
+    @property
+    def location(self) -> str:
+        """The state's location as shown to users (never with a password)."""
+        ...
+
+    def load(self) -> State:
+        """The current state. Never takes or waits for the lock."""
+        ...
+
+    def lock(self, command: str) -> AbstractContextManager[StateWriter]:
+        """Hold the state's exclusive lock for a run of ``command``; fails at once if held."""
+        ...

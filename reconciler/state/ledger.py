@@ -1,0 +1,247 @@
+"""The write rules of the state, once, for every store.
+
+``Ledger`` holds a locked run's view of the state and turns each requested
+change into a checked ``Write`` (one pending entry per address, a checkout only
+for the identity recorded at its address, no externalOrderId recorded twice,
+no import over a recorded purchase, lineage set once and serial +1 per write).
+``LedgerWriter`` is the ``StateWriter`` every store hands out: it asks the
+ledger for a write, has the store persist it durably, and only then applies it.
+After a failed persist it writes nothing more in that run, because the store can
+no longer say what is durable.
+
+This module never touches storage: stores pass their ``persist`` function in.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+
+from reconciler.errors import StateError
+from reconciler.model import (
+    CheckoutRecord,
+    Identity,
+    PendingOperation,
+    RecordedPurchase,
+    State,
+)
+from reconciler.state import jsonformat
+from reconciler.state.writes import KEEP, Keep, Write
+
+
+class Tables:
+    """A mutable state: what replay builds and a writer updates in O(1) per write."""
+
+    def __init__(self, state: State) -> None:
+        self.lineage = state.lineage
+        self.serial = state.serial
+        self.purchases: dict[str, RecordedPurchase] = dict(state.purchases)
+        self.pending: dict[str, PendingOperation] = dict(state.pending)
+
+    def apply(self, write: Write) -> None:
+        if write.purchase is None:
+            self.purchases.pop(write.address, None)
+        elif not isinstance(write.purchase, Keep):
+            self.purchases[write.address] = write.purchase
+        if write.pending is None:
+            self.pending.pop(write.address, None)
+        elif not isinstance(write.pending, Keep):
+            self.pending[write.address] = write.pending
+        self.lineage = write.lineage
+        self.serial = write.serial
+
+    def freeze(self) -> State:
+        return State(
+            lineage=self.lineage,
+            serial=self.serial,
+            purchases=dict(sorted(self.purchases.items())),
+            pending=dict(sorted(self.pending.items())),
+        )
+
+
+class Ledger:
+    """The rules every write obeys, applied to one locked run's tables.
+
+    Each method checks a change against the current tables and returns the
+    ``Write`` to persist; it changes nothing until ``apply`` is called with it.
+    """
+
+    def __init__(self, tables: Tables, location: str) -> None:
+        self._tables = tables
+        self._location = location
+        # A state that was never written gets its lineage with its first write.
+        self.lineage = tables.lineage or str(uuid.uuid4())
+
+    @property
+    def serial(self) -> int:
+        return self._tables.serial
+
+    def freeze(self) -> State:
+        return self._tables.freeze()
+
+    @property
+    def tables(self) -> Tables:
+        return self._tables
+
+    def apply(self, write: Write) -> None:
+        self._tables.apply(write)
+
+    def add_pending(self, op: PendingOperation) -> Write:
+        existing = self._tables.pending.get(op.address)
+        if existing is not None:
+            raise StateError(
+                f"{op.address} already has a pending operation (externalOrderId "
+                f"{existing.external_order_id}); resolve it before starting another"
+            )
+        return self._write("add_pending", op.address, pending=op)
+
+    def record_checkout(self, address: str, identity: Identity, record: CheckoutRecord) -> Write:
+        existing = self._tables.purchases.get(address)
+        if existing is None:
+            purchase = RecordedPurchase(
+                address=address, identity=identity, quantity=record.quantity, checkouts=(record,)
+            )
+        else:
+            if existing.identity != identity:
+                fields = ", ".join(existing.identity.differences(identity))
+                raise StateError(
+                    f"cannot record checkout {record.external_order_id} for {address}: "
+                    f"the recorded purchase has a different {fields}"
+                )
+            if any(c.external_order_id == record.external_order_id for c in existing.checkouts):
+                raise StateError(
+                    f"checkout {record.external_order_id} is already recorded for {address}"
+                )
+            purchase = replace(
+                existing,
+                quantity=existing.quantity + record.quantity,
+                checkouts=(*existing.checkouts, record),
+            )
+        pending = None if address in self._tables.pending else KEEP
+        return self._write("record_checkout", address, purchase=purchase, pending=pending)
+
+    def remove_pending(self, address: str) -> Write:
+        if address not in self._tables.pending:
+            raise StateError(f"{address} has no pending operation in {self._location}")
+        return self._write("remove_pending", address, pending=None)
+
+    def remove_purchase(self, address: str) -> Write:
+        if address not in self._tables.purchases:
+            raise StateError(f"{address} is not recorded in {self._location}")
+        return self._write("remove_purchase", address, purchase=None)
+
+    def import_purchase(self, address: str, identity: Identity, quantity: int, time: str) -> Write:
+        existing = self._tables.purchases.get(address)
+        if existing is not None:
+            raise StateError(
+                f"{address} is already recorded in {self._location} "
+                f"({existing.quantity} seats); remove it first to import it again"
+            )
+        purchase = RecordedPurchase(address=address, identity=identity, quantity=quantity)
+        return self._write("import_purchase", address, purchase=purchase, time=time)
+
+    def _write(
+        self,
+        op: str,
+        address: str,
+        *,
+        purchase: RecordedPurchase | Keep | None = KEEP,
+        pending: PendingOperation | Keep | None = KEEP,
+        time: str | None = None,
+    ) -> Write:
+        write = Write(
+            lineage=self.lineage,
+            serial=self._tables.serial + 1,
+            op=op,
+            address=address,
+            purchase=purchase,
+            pending=pending,
+            time=time,
+        )
+        try:
+            # Every store keeps only what the state format can hold: check it with
+            # the format's own reader, so no backend accepts a record another refuses.
+            jsonformat.entry_line(write)
+        except (jsonformat.Invalid, TypeError, ValueError) as exc:
+            raise StateError(f"cannot record {op} of {address!r}: {exc}") from None
+        return write
+
+
+class PersistError(StateError):
+    """A store could not make a write durable; ``reason`` is the short cause."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LedgerWriter:
+    """The ``StateWriter`` of a locked store: ledger rules, then ``persist``, then apply."""
+
+    def __init__(self, ledger: Ledger, persist: Callable[[Write], None], location: str) -> None:
+        self._ledger = ledger
+        self._persist = persist
+        self._location = location
+        self._start_serial = ledger.serial
+        self._mutex = threading.Lock()
+        self._snapshot: State | None = None
+        self._closed = False
+        self._failure: str | None = None
+
+    @property
+    def state(self) -> State:
+        with self._mutex:
+            if self._snapshot is None:
+                self._snapshot = self._ledger.freeze()
+            return self._snapshot
+
+    @property
+    def written(self) -> bool:
+        """Whether this writer made any write."""
+        return self._ledger.serial != self._start_serial
+
+    def add_pending(self, op: PendingOperation) -> None:
+        self._commit(lambda: self._ledger.add_pending(op))
+
+    def record_checkout(self, address: str, identity: Identity, record: CheckoutRecord) -> None:
+        self._commit(lambda: self._ledger.record_checkout(address, identity, record))
+
+    def remove_pending(self, address: str) -> None:
+        self._commit(lambda: self._ledger.remove_pending(address))
+
+    def remove_purchase(self, address: str) -> None:
+        self._commit(lambda: self._ledger.remove_purchase(address))
+
+    def import_purchase(self, address: str, identity: Identity, quantity: int, time: str) -> None:
+        self._commit(lambda: self._ledger.import_purchase(address, identity, quantity, time))
+
+    def close(self) -> bool:
+        """Refuse every later write; True the first time (the caller then finishes up)."""
+        with self._mutex:
+            if self._closed:
+                return False
+            self._closed = True
+            return True
+
+    def _commit(self, make: Callable[[], Write]) -> None:
+        with self._mutex:
+            if self._closed:
+                raise StateError(
+                    f"the lock on {self._location} was released; this writer cannot write"
+                )
+            if self._failure is not None:
+                raise StateError(
+                    f"an earlier write to {self._location} failed ({self._failure}); "
+                    "no further writes are made in this run"
+                )
+            write = make()
+            try:
+                self._persist(write)
+            except PersistError as exc:
+                # After a failed persist what is durable is unknown: stop writing.
+                self._failure = exc.reason
+                raise
+            self._ledger.apply(write)
+            self._snapshot = None

@@ -1,0 +1,619 @@
+"""The state in PostgreSQL: one workspace per state, rows per purchase (CONTRACT section 9).
+
+Fresh CI runners share no disk, so the state and its lock live in a database
+every runner reaches. Each workspace is one independent state: a row in
+``workspaces`` (lineage, serial, lock epoch, lock holder) and its rows in
+``purchases``, ``checkouts``, ``pending`` and the append-only ``history``.
+
+Writes: each ledger write is one transaction touching the rows of one address,
+the workspace row and one history row, so its cost does not grow with the state.
+
+Locking and fencing: ``lock`` takes a session-level advisory lock for the
+workspace on a dedicated connection (released by the server when that
+connection or its process dies) and bumps the workspace's ``lock_epoch``. Every
+write transaction locks the workspace row and checks, before changing anything,
+that the epoch is still ours *and* that our lock connection still holds the
+advisory lock. A run whose lock connection was dropped or terminated, or whose
+lock was taken over (a pooler in transaction mode hands session locks around),
+fails that check and can never write again; what it had in flight stays
+pending in the database.
+
+This module only persists and locks (the rules are the ledger's); it must not
+talk to the API, read declarations or print. psycopg is imported here only,
+lazily, so the file backend never needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from reconciler.errors import StateError, StateLockedError
+from reconciler.model import (
+    CheckoutRecord,
+    Identity,
+    PendingOperation,
+    RecordedPurchase,
+    State,
+)
+from reconciler.state import jsonformat
+from reconciler.state.base import StateWriter, utc_now
+from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
+from reconciler.state.writes import Keep, Write
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMA = "reconciler"
+#: The first key of every advisory lock this tool takes ("RECN").
+_LOCK_CLASS = 0x5245434E
+#: Taken (per transaction) while migrations run, so racing runners apply each once.
+_MIGRATION_LOCK = 0
+
+#: Versioned migrations: each applied once, in order, recorded in schema_migrations.
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+    CREATE TABLE {SCHEMA}.workspaces (
+        name text PRIMARY KEY,
+        lineage text NOT NULL,
+        serial bigint NOT NULL DEFAULT 0 CHECK (serial >= 0),
+        lock_epoch bigint NOT NULL DEFAULT 0,
+        lock_holder jsonb,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE {SCHEMA}.purchases (
+        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
+        address text NOT NULL,
+        customer_tenant_id bigint NOT NULL,
+        product_id text NOT NULL,
+        sku_id text NOT NULL,
+        billing_cycle text NOT NULL,
+        term_duration text NOT NULL,
+        type text NOT NULL,
+        quantity integer NOT NULL CHECK (quantity >= 1),
+        PRIMARY KEY (workspace, address)
+    );
+    CREATE TABLE {SCHEMA}.checkouts (
+        workspace text NOT NULL,
+        address text NOT NULL,
+        position integer NOT NULL,
+        external_order_id text NOT NULL,
+        quantity integer NOT NULL CHECK (quantity >= 1),
+        time text NOT NULL,
+        PRIMARY KEY (workspace, address, position),
+        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
+            ON DELETE CASCADE
+    );
+    CREATE TABLE {SCHEMA}.pending (
+        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
+        address text NOT NULL,
+        customer_tenant_id bigint NOT NULL,
+        product_id text NOT NULL,
+        sku_id text NOT NULL,
+        billing_cycle text NOT NULL,
+        term_duration text NOT NULL,
+        type text NOT NULL,
+        external_order_id text NOT NULL,
+        quantity integer NOT NULL CHECK (quantity >= 1),
+        time text NOT NULL,
+        PRIMARY KEY (workspace, address)
+    );
+    CREATE TABLE {SCHEMA}.history (
+        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
+        serial bigint NOT NULL,
+        op text NOT NULL,
+        address text NOT NULL,
+        entry jsonb NOT NULL,
+        written_at timestamptz NOT NULL DEFAULT now(),
+        run jsonb NOT NULL,
+        PRIMARY KEY (workspace, serial)
+    );
+    """,
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for every message and display)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def run_description(command: str) -> dict[str, Any]:
+    """Who holds a lock or made a write: host, pid, command, start time, CI job URL."""
+    info: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": command,
+        "started": utc_now(),
+    }
+    ci_url = os.environ.get("CI_JOB_URL")
+    server, repo, run = (
+        os.environ.get(name) for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    if not ci_url and server and repo and run:
+        ci_url = f"{server}/{repo}/actions/runs/{run}"
+    if ci_url:
+        info["ci_url"] = ci_url
+    return info
+
+
+def _lock_key(workspace: str) -> int:
+    return zlib.crc32(workspace.encode("utf-8")) & 0x7FFFFFFF
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise StateError(
+            "a postgresql:// state needs psycopg 3: install crayon-reconciler[postgres] "
+            "(pip install 'crayon-reconciler[postgres]')"
+        ) from None
+    return psycopg
+
+
+class PostgresStateStore:
+    """One workspace of a reconciler schema in a PostgreSQL database."""
+
+    def __init__(self, url: str, workspace: str = "default", *, lock_timeout: float = 0.0) -> None:
+        self._url = url
+        self._workspace = workspace
+        self._lock_timeout = lock_timeout
+        self._display = redact_url(url)
+        self._key = _lock_key(workspace)
+
+    @property
+    def location(self) -> str:
+        if self._workspace == "default":
+            return self._display
+        return f"{self._display} (workspace {self._workspace})"
+
+    @property
+    def workspace(self) -> str:
+        return self._workspace
+
+    # -- connections --
+
+    def _connect(self, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+        pg = _psycopg()
+        try:
+            conn: psycopg.Connection[Any] = pg.connect(
+                self._url,
+                autocommit=autocommit,
+                connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")),
+                application_name="crayon-reconciler",
+            )
+        except pg.Error as exc:
+            raise StateError(f"cannot connect to {self._display}: {self._clean(exc)}") from None
+        return conn
+
+    def _clean(self, exc: BaseException) -> str:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        password = urlsplit(self._url).password
+        return text.replace(password, "***") if password else text
+
+    def _missing(self) -> StateError:
+        return StateError(
+            f"no state at {self.location}; run 'reconciler init' to start an empty one"
+        )
+
+    # -- creating --
+
+    def exists(self) -> bool:
+        with contextlib.closing(self._connect(autocommit=True)) as conn:
+            return self._workspace_row(conn) is not None
+
+    def create(self, state: State | None = None) -> bool:
+        """Create the schema (migrations) and this workspace; False if it already existed.
+
+        With ``state``, the workspace starts as a copy of it (``state migrate``);
+        the target must then not exist or be empty.
+        """
+        psycopg = _psycopg()
+        with contextlib.closing(self._connect()) as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _MIGRATION_LOCK)
+                    )
+                    self._migrate(conn)
+                    row = conn.execute(
+                        f"SELECT serial FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
+                        (self._workspace,),
+                    ).fetchone()
+                    if row is not None:
+                        if state is None:
+                            return False
+                        if row[0] != 0 or self._has_rows(conn):
+                            raise StateError(
+                                f"{self.location} already holds a state (serial {row[0]}); "
+                                "migrate only into an empty one"
+                            )
+                        conn.execute(
+                            f"DELETE FROM {SCHEMA}.workspaces WHERE name = %s", (self._workspace,)
+                        )
+                    initial = state or State(lineage=str(uuid.uuid4()))
+                    conn.execute(
+                        f"INSERT INTO {SCHEMA}.workspaces (name, lineage, serial) "
+                        "VALUES (%s, %s, %s)",
+                        (self._workspace, initial.lineage, initial.serial),
+                    )
+                    for purchase in initial.purchases.values():
+                        self._insert_purchase(conn, purchase)
+                    for op in initial.pending.values():
+                        self._insert_pending(conn, op)
+            except psycopg.Error as exc:
+                raise StateError(
+                    f"cannot create the state at {self.location}: {self._clean(exc)}"
+                ) from None
+        return True
+
+    def _has_rows(self, conn: psycopg.Connection[Any]) -> bool:
+        for table in ("purchases", "pending"):
+            found = conn.execute(
+                f"SELECT 1 FROM {SCHEMA}.{table} WHERE workspace = %s LIMIT 1", (self._workspace,)
+            ).fetchone()
+            if found:
+                return True
+        return False
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {
+            row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")
+        }
+        for version, sql in enumerate(MIGRATIONS, 1):
+            if version in applied:
+                continue
+            conn.execute(sql)
+            conn.execute(
+                f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (%s)", (version,)
+            )
+        newest = max(applied, default=0)
+        if newest > len(MIGRATIONS):
+            raise StateError(
+                f"the database at {self._display} was set up by a newer reconciler "
+                f"(schema version {newest}); upgrade to use it"
+            )
+
+    # -- reading --
+
+    def load(self) -> State:
+        psycopg = _psycopg()
+        with contextlib.closing(self._connect()) as conn:
+            # One snapshot for every table: a concurrent write is wholly in or out.
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            try:
+                with conn.transaction():
+                    return self._read(conn)
+            except psycopg.Error as exc:
+                raise StateError(
+                    f"cannot read the state at {self.location}: {self._clean(exc)}"
+                ) from None
+
+    def _workspace_row(self, conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+        exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.workspaces",)).fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        row: tuple[Any, ...] | None = conn.execute(
+            f"SELECT lineage, serial, lock_epoch, lock_holder FROM {SCHEMA}.workspaces "
+            "WHERE name = %s",
+            (self._workspace,),
+        ).fetchone()
+        return row
+
+    def _read(self, conn: psycopg.Connection[Any]) -> State:
+        row = self._workspace_row(conn)
+        if row is None:
+            raise self._missing()
+        lineage, serial = row[0], row[1]
+        checkouts: dict[str, list[CheckoutRecord]] = {}
+        for address, order, quantity, at in conn.execute(
+            f"SELECT address, external_order_id, quantity, time FROM {SCHEMA}.checkouts "
+            "WHERE workspace = %s ORDER BY address, position",
+            (self._workspace,),
+        ):
+            checkouts.setdefault(address, []).append(CheckoutRecord(order, quantity, at))
+        purchases = {}
+        for address, *identity, quantity in conn.execute(
+            f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
+            f"term_duration, type, quantity FROM {SCHEMA}.purchases WHERE workspace = %s "
+            "ORDER BY address",
+            (self._workspace,),
+        ):
+            purchases[address] = RecordedPurchase(
+                address, Identity(*identity), quantity, tuple(checkouts.get(address, ()))
+            )
+        pending = {}
+        for address, *identity, order, quantity, at in conn.execute(
+            f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
+            f"term_duration, type, external_order_id, quantity, time FROM {SCHEMA}.pending "
+            "WHERE workspace = %s ORDER BY address",
+            (self._workspace,),
+        ):
+            pending[address] = PendingOperation(address, Identity(*identity), order, quantity, at)
+        return State(lineage=lineage, serial=serial, purchases=purchases, pending=pending)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every write ever made to this workspace, oldest first: serial, op, address, who."""
+        with contextlib.closing(self._connect(autocommit=True)) as conn:
+            if self._workspace_row(conn) is None:
+                raise self._missing()
+            rows = conn.execute(
+                f"SELECT serial, op, address, written_at, run FROM {SCHEMA}.history "
+                "WHERE workspace = %s ORDER BY serial",
+                (self._workspace,),
+            ).fetchall()
+        return [
+            {"serial": s, "op": op, "address": a, "written_at": w.isoformat(), "run": run}
+            for s, op, a, w, run in rows
+        ]
+
+    # -- locking and writing --
+
+    def lock(self, command: str) -> AbstractContextManager[StateWriter]:
+        return self._locked(command)
+
+    @contextlib.contextmanager
+    def _locked(self, command: str) -> Iterator[StateWriter]:
+        psycopg = _psycopg()
+        run = run_description(command)
+        # Closing the lock connection ends its session, which releases the lock
+        # even when the release below never runs.
+        with contextlib.closing(self._connect(autocommit=True)) as lock_conn:
+            epoch, lock_pid = self._acquire(lock_conn, run)
+            try:
+                with contextlib.closing(self._connect()) as write_conn:
+                    try:
+                        with write_conn.transaction():
+                            state = self._read(write_conn)
+                    except psycopg.Error as exc:
+                        raise StateError(
+                            f"cannot read the state at {self.location}: {self._clean(exc)}"
+                        ) from None
+                    writes = _Writes(self, write_conn, epoch, lock_pid, run)
+                    ledger = Ledger(Tables(state), self.location)
+                    writer = LedgerWriter(ledger, writes.persist, self.location)
+                    try:
+                        yield writer
+                    finally:
+                        writer.close()
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    lock_conn.execute(
+                        f"UPDATE {SCHEMA}.workspaces SET lock_holder = NULL "
+                        "WHERE name = %s AND lock_epoch = %s",
+                        (self._workspace, epoch),
+                    )
+                    lock_conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self._key))
+
+    def _acquire(self, conn: psycopg.Connection[Any], run: dict[str, Any]) -> tuple[int, int]:
+        """Take the workspace's advisory lock (waiting up to the lock timeout); bump the epoch."""
+        psycopg = _psycopg()
+        deadline = time.monotonic() + self._lock_timeout
+        try:
+            if self._workspace_row(conn) is None:
+                raise self._missing()
+            while True:
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, self._key)
+                ).fetchone()
+                if got is not None and got[0]:
+                    break
+                if time.monotonic() >= deadline:
+                    row = self._workspace_row(conn)
+                    raise StateLockedError(self._locked_message(row[3] if row else None))
+                time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+            row = conn.execute(
+                f"UPDATE {SCHEMA}.workspaces SET lock_epoch = lock_epoch + 1, lock_holder = %s "
+                "WHERE name = %s RETURNING lock_epoch, pg_backend_pid()",
+                (json.dumps(run), self._workspace),
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise StateError(
+                f"cannot lock the state at {self.location}: {self._clean(exc)}"
+            ) from None
+        if row is None:
+            raise self._missing()
+        return int(row[0]), int(row[1])
+
+    def _locked_message(self, holder: Any) -> str:
+        hint = "another run is in progress; wait for it to finish"
+        if isinstance(holder, str):
+            with contextlib.suppress(ValueError):
+                holder = json.loads(holder)
+        if not isinstance(holder, dict) or "pid" not in holder:
+            return f"state {self.location} is locked by another process: {hint}"
+        details = [f"command {holder.get('command')!r}"] if holder.get("command") else []
+        if holder.get("started"):
+            details.append(f"since {holder['started']}")
+        if holder.get("ci_url"):
+            details.append(str(holder["ci_url"]))
+        host = f" on host {holder['host']}" if holder.get("host") else ""
+        shown = f" ({', '.join(details)})" if details else ""
+        return f"state {self.location} is locked by pid {holder['pid']}{host}{shown}: {hint}"
+
+    def _insert_purchase(self, conn: psycopg.Connection[Any], purchase: RecordedPurchase) -> None:
+        self._insert_purchase_row(conn, purchase)
+        self._insert_checkouts(conn, purchase.address, purchase.checkouts, start=0)
+
+    def _insert_purchase_row(
+        self, conn: psycopg.Connection[Any], purchase: RecordedPurchase
+    ) -> None:
+        i = purchase.identity
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.purchases (workspace, address, customer_tenant_id, "
+            "product_id, sku_id, billing_cycle, term_duration, type, quantity) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (workspace, address) DO UPDATE SET "
+            "customer_tenant_id = EXCLUDED.customer_tenant_id, product_id = EXCLUDED.product_id, "
+            "sku_id = EXCLUDED.sku_id, billing_cycle = EXCLUDED.billing_cycle, "
+            "term_duration = EXCLUDED.term_duration, type = EXCLUDED.type, "
+            "quantity = EXCLUDED.quantity",
+            (
+                self._workspace,
+                purchase.address,
+                i.customer_tenant_id,
+                i.product_id,
+                i.sku_id,
+                i.billing_cycle,
+                i.term_duration,
+                i.type,
+                purchase.quantity,
+            ),
+        )
+
+    def _insert_checkouts(
+        self,
+        conn: psycopg.Connection[Any],
+        address: str,
+        checkouts: tuple[CheckoutRecord, ...],
+        *,
+        start: int,
+    ) -> None:
+        if not checkouts[start:]:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {SCHEMA}.checkouts (workspace, address, position, "
+                "external_order_id, quantity, time) VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (self._workspace, address, n, c.external_order_id, c.quantity, c.time)
+                    for n, c in enumerate(checkouts[start:], start)
+                ],
+            )
+
+    def _insert_pending(self, conn: psycopg.Connection[Any], op: PendingOperation) -> None:
+        i = op.identity
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.pending (workspace, address, customer_tenant_id, product_id, "
+            "sku_id, billing_cycle, term_duration, type, external_order_id, quantity, time) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                self._workspace,
+                op.address,
+                i.customer_tenant_id,
+                i.product_id,
+                i.sku_id,
+                i.billing_cycle,
+                i.term_duration,
+                i.type,
+                op.external_order_id,
+                op.quantity,
+                op.time,
+            ),
+        )
+
+
+class _Writes:
+    """Persists one locked run's ledger writes, each in its own fenced transaction."""
+
+    def __init__(
+        self,
+        store: PostgresStateStore,
+        conn: psycopg.Connection[Any],
+        epoch: int,
+        lock_pid: int,
+        run: dict[str, Any],
+    ) -> None:
+        self._store = store
+        self._conn = conn
+        self._epoch = epoch
+        self._lock_pid = lock_pid
+        self._run = json.dumps(run)
+
+    def persist(self, write: Write) -> None:
+        psycopg = _psycopg()
+        store = self._store
+        try:
+            with self._conn.transaction():
+                self._fence(write)
+                self._apply(write)
+        except PersistError:
+            raise
+        except psycopg.Error as exc:
+            reason = store._clean(exc)
+            raise PersistError(
+                f"cannot write the state at {store.location}: {reason}; the write may or may "
+                "not have been committed, and this run writes nothing more",
+                reason,
+            ) from None
+
+    def _fence(self, write: Write) -> None:
+        store = self._store
+        row = self._conn.execute(
+            f"SELECT lock_epoch, serial, "
+            "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = %s AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2) "
+            f"FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
+            (self._lock_pid, _LOCK_CLASS, store._key, store.workspace),
+        ).fetchone()
+        if row is None or row[0] != self._epoch or not row[2]:
+            reason = "this run no longer holds the state lock"
+            raise PersistError(
+                f"cannot write the state at {store.location}: {reason} (its lock connection "
+                "was lost or another run took the lock); nothing more is written by this run",
+                reason,
+            )
+        if row[1] != write.serial - 1:
+            reason = f"the state is at serial {row[1]}, not {write.serial - 1}"
+            raise PersistError(f"cannot write the state at {store.location}: {reason}", reason)
+
+    def _apply(self, write: Write) -> None:
+        store, conn, ws = self._store, self._conn, self._store.workspace
+        if write.purchase is None:
+            conn.execute(
+                f"DELETE FROM {SCHEMA}.purchases WHERE workspace = %s AND address = %s",
+                (ws, write.address),
+            )
+        elif not isinstance(write.purchase, Keep):
+            before = conn.execute(
+                f"SELECT count(*) FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
+                (ws, write.address),
+            ).fetchone()
+            known = int(before[0]) if before else 0
+            if known > len(write.purchase.checkouts):
+                conn.execute(
+                    f"DELETE FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
+                    (ws, write.address),
+                )
+                known = 0
+            store._insert_purchase_row(conn, write.purchase)
+            store._insert_checkouts(conn, write.address, write.purchase.checkouts, start=known)
+        if write.pending is None:
+            conn.execute(
+                f"DELETE FROM {SCHEMA}.pending WHERE workspace = %s AND address = %s",
+                (ws, write.address),
+            )
+        elif not isinstance(write.pending, Keep):
+            store._insert_pending(conn, write.pending)
+        conn.execute(
+            f"UPDATE {SCHEMA}.workspaces SET serial = %s, lineage = %s WHERE name = %s",
+            (write.serial, write.lineage, ws),
+        )
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.history (workspace, serial, op, address, entry, run) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (ws, write.serial, write.op, write.address, jsonformat.entry_line(write), self._run),
+        )
