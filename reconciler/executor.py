@@ -13,95 +13,28 @@ through the client and writes no state but through the writer.
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any, Protocol
 
+from reconciler.api.orders import ApiClient, OrderJson
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import (
     BUYING_ACTIONS,
+    ApplyResult,
     Change,
+    ChangeResult,
     CheckoutRecord,
+    Event,
+    Outcome,
     PendingOperation,
     Plan,
     Purchase,
 )
 from reconciler.state import StateWriter
 
-
-class Issue(Protocol):
-    """An API verify error (``api.LineError`` fits)."""
-
-    @property
-    def code(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-
-
-class Verified(Protocol):
-    """What verify returns (``api.VerifiedOrder`` fits)."""
-
-    @property
-    def errors(self) -> Sequence[Issue]: ...
-    @property
-    def ok(self) -> bool: ...
-
-
-class Client(Protocol):
-    """The API calls apply needs (``api.CrayonClient`` fits)."""
-
-    def verify(self, order: Mapping[str, Any]) -> Any: ...
-    def checkout(self, verified: Any) -> None: ...
-
-
-OrderBuilder = Callable[[Purchase, int, str], dict[str, Any]]
-
-
-class Outcome(enum.StrEnum):
-    PURCHASED = "purchased"
-    FAILED = "failed"
-    PENDING = "pending"
-    SKIPPED = "skipped"
-
-
-@dataclass(frozen=True)
-class ChangeResult:
-    address: str
-    seats: int
-    outcome: Outcome
-    seconds: float = 0.0
-    external_order_id: str | None = None
-    errors: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress: ``started`` when a change begins, ``finished`` with its result."""
-
-    kind: str
-    change: Change
-    result: ChangeResult | None = None
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    results: tuple[ChangeResult, ...]
-    interrupted: bool = False
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for r in self.results if r.outcome is outcome)
-
-    @property
-    def seats_bought(self) -> int:
-        return sum(r.seats for r in self.results if r.outcome is Outcome.PURCHASED)
-
-    @property
-    def ok(self) -> bool:
-        return not self.interrupted and all(r.outcome is Outcome.PURCHASED for r in self.results)
+OrderBuilder = Callable[[Purchase, int, str], OrderJson]
 
 
 def _describe(exc: ApiError) -> tuple[str, ...]:
@@ -113,7 +46,7 @@ class _Run:
 
     def __init__(
         self,
-        client: Client,
+        client: ApiClient,
         writer: StateWriter,
         build_order: OrderBuilder,
         new_order_id: Callable[[], str],
@@ -210,7 +143,7 @@ class _Run:
 def apply(
     plan: Plan,
     *,
-    client: Client,
+    client: ApiClient,
     writer: StateWriter,
     build_order: OrderBuilder,
     new_order_id: Callable[[], str],

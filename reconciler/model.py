@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,6 +27,28 @@ PURCHASE_TYPES: Mapping[str, int] = MappingProxyType(
 )
 TERM_DURATIONS: tuple[str, ...] = ("P1M", "P1Y", "P3Y")
 TAG_KEYS: tuple[str, ...] = ("costCenter", "department", "project", "owner", "custom")
+
+#: One segment of an address; alone, a workspace name.
+ADDRESS_SEGMENT_PATTERN = r"[a-z0-9][a-z0-9._-]*"
+#: A purchase address (a declaration's ``name``, a ``moved`` entry): segments separated
+#: by '/'. The schema's name pattern is this one; use it only through ``fullmatch``:
+#: with ``re.search`` and '$', a final newline passes and makes a second address for
+#: the same licence. Its characters leave no room for a control character.
+ADDRESS_PATTERN = rf"{ADDRESS_SEGMENT_PATTERN}(/{ADDRESS_SEGMENT_PATTERN})*"
+ADDRESS_MAX_LENGTH = 200
+_ADDRESS = re.compile(ADDRESS_PATTERN)
+_ADDRESS_SEGMENT = re.compile(ADDRESS_SEGMENT_PATTERN)
+
+
+def is_address(text: str) -> bool:
+    """Whether the whole of ``text`` is a valid purchase address."""
+    return len(text) <= ADDRESS_MAX_LENGTH and _ADDRESS.fullmatch(text) is not None
+
+
+def is_address_segment(text: str) -> bool:
+    """Whether the whole of ``text`` is one address segment (a valid workspace name)."""
+    return len(text) <= ADDRESS_MAX_LENGTH and _ADDRESS_SEGMENT.fullmatch(text) is not None
+
 
 #: The fields that say *what* is bought; changing one is a conflict, never an update.
 IDENTITY_FIELDS: tuple[str, ...] = (
@@ -272,3 +295,49 @@ class Plan:
 
     def buying(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action in BUYING_ACTIONS)
+
+
+# --- what apply did ----------------------------------------------------------
+
+
+class Outcome(enum.StrEnum):
+    PURCHASED = "purchased"
+    FAILED = "failed"
+    PENDING = "pending"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    address: str
+    seats: int
+    outcome: Outcome
+    seconds: float = 0.0
+    external_order_id: str | None = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress: ``started`` when a change begins, ``finished`` with its result."""
+
+    kind: str
+    change: Change
+    result: ChangeResult | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    results: tuple[ChangeResult, ...]
+    interrupted: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    @property
+    def seats_bought(self) -> int:
+        return sum(r.seats for r in self.results if r.outcome is Outcome.PURCHASED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(r.outcome is Outcome.PURCHASED for r in self.results)

@@ -7,11 +7,21 @@ codes. Colour is plain ANSI, added only when the caller asks for it.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from reconciler.executor import ApplyResult, ChangeResult, Issue, Outcome
-from reconciler.model import Action, Change, Identity, Plan, State, Summary
+from reconciler.model import (
+    Action,
+    ApplyResult,
+    Change,
+    ChangeResult,
+    Identity,
+    Outcome,
+    Plan,
+    State,
+    Summary,
+)
 
 PLAN_FORMAT_VERSION = 1
 MARKDOWN_LIMIT = 60_000
@@ -34,6 +44,15 @@ _COLOURS = {
 }
 #: The order of the Markdown table: what needs attention first.
 _ATTENTION = {Action.CONFLICT: 0, Action.PENDING: 1}
+
+
+class Issue(Protocol):
+    """A verify error as rendered (``api.orders.LineError`` fits)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def description(self) -> str: ...
 
 
 VerifyErrors = Mapping[str, Sequence[Issue]]
@@ -323,3 +342,22 @@ def apply_summary(result: ApplyResult) -> str:
     if result.interrupted:
         line += " Interrupted."
     return line
+
+
+#: The state path commands use when none is given; hints leave it out.
+DEFAULT_STATE = "reconciler.state.json"
+
+
+def pending_message(current: State, state_path: str) -> str:
+    """Why nothing is bought while checkouts are pending, and how to settle each."""
+    lines = [
+        f"the state has {len(current.pending)} pending checkout(s) whose outcome is unknown; "
+        "nothing will be bought until each is resolved.",
+        "Check each order in Crayon Cloud-iQ by its externalOrderId, then run one of:",
+    ]
+    flag = "" if state_path == DEFAULT_STATE else f" --state {shlex.quote(state_path)}"
+    for address, op in sorted(current.pending.items()):
+        lines.append(f"  {address}: {seats(op.quantity)}, externalOrderId {op.external_order_id}")
+        lines.append(f"    reconciler state resolve {address} --purchased{flag}")
+        lines.append(f"    reconciler state resolve {address} --not-purchased{flag}")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""``reconciler simulator`` and ``reconciler demo``: the built-in API to try things on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from reconciler.errors import ReconcilerError
+
+
+def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
+    parts = text.split(":")
+    if not 2 <= len(parts) <= 4 or not all(p.isdigit() for p in parts[1:3]):
+        raise click.BadParameter(
+            f"{text!r} is not ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]", param_hint="'--fail'"
+        )
+    count = int(parts[2]) if len(parts) > 2 else 1
+    return parts[0], int(parts[1]), count, parts[3] if len(parts) > 3 else None
+
+
+@click.command("simulator")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    help="YAML or JSON catalogue of products and tenants (default: built-in).",
+)
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Milliseconds added to every answer.",
+)
+@click.option(
+    "--token-ttl",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    help="Token lifetime in seconds.",
+)
+@click.option(
+    "--token-ttl-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Token lifetime in API calls (expires after that many).",
+)
+@click.option(
+    "--fail",
+    "faults",
+    multiple=True,
+    metavar="ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]",
+    help="Answer the next COUNT calls of ENDPOINT (token, verify, checkout, orders, "
+    "subscriptions) with STATUS. Repeatable.",
+)
+@click.option(
+    "--drop-after-checkout",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Record the next N checkouts, then drop the connection without answering.",
+)
+@click.option(
+    "--hold-checkouts",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Record each checkout, then wait this many seconds before answering.",
+)
+@click.option("--verbose", is_flag=True, help="Log every request to stderr.")
+def simulator_command(
+    port: int,
+    catalog: str | None,
+    latency: float,
+    token_ttl: float,
+    token_ttl_calls: int | None,
+    faults: tuple[str, ...],
+    drop_after_checkout: int,
+    hold_checkouts: float,
+    verbose: bool,
+) -> int:
+    """Run the built-in Crayon API simulator on 127.0.0.1 until interrupted.
+
+    It answers the token, verify, checkout, orders and subscriptions endpoints
+    like the real API, with programmable faults, so you can try plans and
+    applies without buying anything.
+    """
+    from reconciler import simulator  # deferred: only this command needs it
+
+    parsed = [_parse_fault(text) for text in faults]
+    sim = simulator.Simulator(
+        port=port,
+        token_ttl_seconds=token_ttl,
+        token_ttl_calls=token_ttl_calls,
+        latency=latency / 1000,
+        verbose=verbose,
+    )
+    if catalog:
+        sim.load_catalog_file(catalog)
+    try:
+        for endpoint, status, count, retry_after in parsed:
+            sim.fail_next(endpoint, status, count, retry_after)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--fail'") from None
+    if drop_after_checkout:
+        sim.drop_after_checkout(drop_after_checkout)
+    if hold_checkouts:
+        sim.hold_checkouts(hold_checkouts)
+    try:
+        url = sim.start()
+    except OSError as exc:
+        raise ReconcilerError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    click.echo(f"Crayon API simulator listening on {url}")
+    click.echo("Point the reconciler at it (these are the simulator's own test credentials):")
+    for name, value in sim.env().items():
+        click.echo(f"  export {name}={value}")
+    click.echo("Press Ctrl-C to stop.")
+    simulator.serve_forever(sim)
+    click.echo("Simulator stopped.")
+    return 0
+
+
+@click.command()
+def demo() -> int:
+    """Try the whole cycle safely: validate, plan, apply, plan again.
+
+    Copies the bundled examples/ to a temporary directory, starts the simulator
+    on a free loopback port, and runs each command as you would type it. Nothing
+    is bought for real and nothing is left running.
+    """
+    from reconciler import resources, simulator  # deferred: only this command needs them
+    from reconciler.cli import cli
+
+    steps = [
+        (["validate", "examples"], 0),
+        (["plan", "examples"], 0),
+        (["apply", "examples", "--auto-approve"], 0),
+        (["plan", "examples", "--detailed-exitcode"], 0),
+        (["show"], 0),
+    ]
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    with (
+        tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp,
+        simulator.Simulator() as sim,
+    ):
+        shutil.copytree(resources.examples_dir(), Path(tmp) / "examples")
+        os.environ.update(sim.env())
+        os.environ.pop("RECONCILER_STATE", None)
+        os.chdir(tmp)
+        try:
+            click.echo(f"# In {tmp}, with the simulator on {sim.url} and its credentials exported:")
+            for args, expected in steps:
+                click.echo(f"\n$ reconciler {' '.join(args)}")
+                code = cli.main(args, standalone_mode=False)
+                if code != expected:
+                    raise ReconcilerError(
+                        f"demo step `reconciler {' '.join(args)}` exited {code}, not {expected}"
+                    )
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+    click.echo(
+        "\nDemo complete: every declared seat bought once; the second plan had nothing to buy."
+    )
+    return 0

@@ -1,0 +1,79 @@
+"""The plan use case: declarations against the state, optionally asked of verify.
+
+Never writes the state; calls the API only through the client it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reconciler import planner
+from reconciler.api.orders import ApiClient, LineError, OrderJson
+from reconciler.errors import ApiError
+from reconciler.model import Action, Declarations, Plan, Purchase, State
+
+OrderBuilder = Callable[[Purchase, int, str], OrderJson]
+VerifyErrors = Mapping[str, Sequence[LineError]]
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """A plan, the state it was made against, and what verify said (when asked)."""
+
+    plan: Plan
+    state: State
+    verify_errors: VerifyErrors | None = None
+    orphans: tuple[str, ...] = field(default=())
+
+    @property
+    def refused_by_verify(self) -> list[str]:
+        """The addresses whose order verify refused, sorted."""
+        return sorted(a for a, errors in (self.verify_errors or {}).items() if errors)
+
+    def exit_code(self, *, detailed: bool) -> int:
+        """1 when apply would refuse (conflicts, pending, verify errors); with
+        ``detailed``, 2 when there is something to buy; else 0."""
+        summary = self.plan.summary
+        if summary.blocked or self.refused_by_verify:
+            return 1
+        return 2 if detailed and summary.has_purchases else 0
+
+
+def run_plan(
+    declarations: Declarations,
+    state: State,
+    *,
+    verify: Callable[[Plan], VerifyErrors] | None = None,
+) -> PlanRun:
+    """Plan ``declarations`` against ``state``; with ``verify``, ask it about the plan."""
+    the_plan = planner.plan(declarations, state)
+    orphans = tuple(c.address for c in the_plan.changes if c.action is Action.ORPHAN)
+    verify_errors = verify(the_plan) if verify is not None else None
+    return PlanRun(the_plan, state, verify_errors, orphans)
+
+
+def verify_plan(
+    the_plan: Plan,
+    client: ApiClient,
+    *,
+    build_order: OrderBuilder,
+    new_order_id: Callable[[], str],
+) -> dict[str, list[LineError]]:
+    """Ask the API's verify endpoint about every purchase and increase (never checkout).
+
+    A refusal of one order is shown with it; anything else (credentials,
+    connection, server errors) stops the plan.
+    """
+    found: dict[str, list[LineError]] = {}
+    for change in the_plan.buying():
+        assert change.purchase is not None
+        order = build_order(change.purchase, change.delta, new_order_id())
+        try:
+            found[change.address] = list(client.verify(order).errors)
+        except ApiError as exc:
+            if not exc.refused:
+                raise
+            code = exc.error_code or str(exc.status)
+            found[change.address] = [LineError(-1, code, exc.api_message or str(exc), {})]
+    return found
