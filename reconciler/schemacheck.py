@@ -111,7 +111,12 @@ def compile_schema(root: Mapping[str, Any]) -> Check:
             checks.append(resolve(schema["$ref"]))
         if "type" in schema:
             checks.append(type_check(schema["type"]))
-        checks.extend(value_check(k, schema[k]) for k in _VALUE_KEYWORDS if k in schema)
+        keywords = [k for k in _VALUE_KEYWORDS if k in schema]
+        if "minimum" in schema and "maximum" in schema:  # one call, not two, per number
+            low, high = schema["minimum"], schema["maximum"]
+            checks.append(lambda v: not _is_number(v) or low <= v <= high)
+            keywords = [k for k in keywords if k not in ("minimum", "maximum")]
+        checks.extend(value_check(k, schema[k]) for k in keywords)
         if "items" in schema:
             item = build(schema["items"])
             checks.append(lambda v: not isinstance(v, list) or all(map(item, v)))
@@ -141,7 +146,10 @@ def compile_schema(root: Mapping[str, Any]) -> Check:
             return lambda v: not isinstance(v, str) or len(v) >= arg
         if keyword == "maxLength":
             return lambda v: not isinstance(v, str) or len(v) <= arg
-        search = re.compile(arg).search  # pattern
+        # pattern: searched, not matched whole, exactly as jsonschema does, or the two
+        # would disagree. A pattern must anchor itself, and in Python '$' also matches
+        # before a final newline: end it with '$(?!\n)' to refuse one.
+        search = re.compile(arg).search
         return lambda v: not isinstance(v, str) or search(v) is not None
 
     def object_check(schema: Mapping[str, Any]) -> Check:

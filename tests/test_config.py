@@ -35,9 +35,9 @@ DATA = Path(__file__).resolve().parent / "data"
 EXAMPLES = ROOT / "examples"
 SCHEMA_FILE = ROOT / "schemas" / "purchases.schema.json"
 
-#: Corpus cases that show a bug in config.py, each with the reason: its test is a strict
-#: xfail until the bug is fixed (then remove the entry, or the xfail fails). Each expected
-#: file holds what the contract calls for.
+#: Corpus cases that show a bug in the config package, each with the reason: its test is a
+#: strict xfail until the bug is fixed (then remove the entry, or the xfail fails). Each
+#: expected file holds what the contract calls for.
 KNOWN_BUGS: dict[str, str] = {}
 KNOWN_DIR_BUGS: dict[str, str] = {}
 
@@ -311,14 +311,14 @@ def _flow_purchases(count: int) -> str:
 def test_only_a_file_with_signs_of_deep_nesting_is_walked_event_by_event(
     monkeypatch: pytest.MonkeyPatch, count: int, walks: int
 ) -> None:
-    walk = config._FileParser._too_deep_events
+    walk = config.tree.Composer._too_deep_events
     calls = []
 
     def spy(parser: Any, text: str) -> bool:
         calls.append(text)
         return walk(parser, text)
 
-    monkeypatch.setattr(config._FileParser, "_too_deep_events", spy)
+    monkeypatch.setattr(config.tree.Composer, "_too_deep_events", spy)
 
     declarations = config.load_text(_flow_purchases(count))
 
@@ -452,6 +452,251 @@ def test_placeholders_are_not_schema_checked_but_their_neighbours_are() -> None:
         "f.yaml:4:15: purchases[0].quantity: 0 is less than the minimum of 1",
         "f.yaml:10:24: purchases[0].notificationEmail: unsupported YAML tag !email",
     ]
+
+
+# --- what YAML reads is what was written; bounds; special files (issue 13) --------------
+
+#: Where a field of PURCHASE stands when ``_with_field`` sets it: (line, column).
+FIELD_PLACES = {
+    "quantity": (4, 15),
+    "customerTenantId": (5, 23),
+    "productVariantId": (10, 23),
+    "invoiceProfileId": (10, 23),
+}
+
+
+def _with_field(name: str, raw: str) -> str:
+    """PURCHASE with ``name`` written as ``raw``, in place or on a line of its own."""
+    for line in PURCHASE.splitlines():
+        if line.strip().startswith(f"{name}:"):
+            return PURCHASE.replace(line, f"    {name}: {raw}")
+    return PURCHASE + f"    {name}: {raw}\n"
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        config.load_text(text, "f.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+ODD_INTEGERS = [
+    pytest.param("010", 8, id="octal"),
+    pytest.param("0x10", 16, id="hex"),
+    pytest.param("0b101", 5, id="binary"),
+    pytest.param("1:30", 90, id="sexagesimal"),
+    pytest.param("1_0", 10, id="underscore"),
+    pytest.param("+5", 5, id="plus-sign"),
+]
+
+
+@pytest.mark.parametrize("name", config.INTEGER_FIELDS)
+@pytest.mark.parametrize(("raw", "read"), ODD_INTEGERS)
+def test_integer_fields_take_plain_decimal_digits_only(name: str, raw: str, read: int) -> None:
+    line, column = FIELD_PLACES[name]
+
+    assert _problems(_with_field(name, raw)) == [
+        f"f.yaml:{line}:{column}: purchases[0].{name}: {raw} is read by YAML as the number "
+        f"{read}; write a plain decimal number"
+    ]
+
+
+def test_an_odd_integer_is_said_once_even_when_the_schema_refuses_its_number() -> None:
+    assert _problems(_with_field("quantity", "-0x3")) == [
+        "f.yaml:4:15: purchases[0].quantity: -0x3 is read by YAML as the number -3; "
+        "write a plain decimal number"
+    ]
+    assert _problems(_with_field("quantity", "0x100000000")) == [
+        "f.yaml:4:15: purchases[0].quantity: 0x100000000 is read by YAML as the number "
+        "4294967296; write a plain decimal number"
+    ]
+
+
+def test_an_odd_integer_where_no_key_may_be_is_said_once() -> None:
+    text = PURCHASE.replace("purchases:", "defaults:\n  quantity: 010\npurchases:")
+
+    assert _problems(text) == [
+        "f.yaml:3:3: defaults.quantity: 'quantity' cannot have a default; set it on each purchase"
+    ]
+
+
+def test_0o_is_not_an_integer_in_yaml_1_1() -> None:
+    assert _problems(_with_field("quantity", "0o10")) == [
+        "f.yaml:4:15: purchases[0].quantity: '0o10' is not of type 'integer'"
+    ]
+
+
+def test_plain_decimal_integers_load_as_written() -> None:
+    text = _with_field("customerTenantId", "333333").replace("quantity: 20", "quantity: 10")
+    text += "    productVariantId: 2622144\n    invoiceProfileId: 7\n"
+
+    [purchase] = config.load_text(text).purchases
+
+    assert (purchase.quantity, purchase.identity.customer_tenant_id) == (10, 333333)
+    assert (purchase.product_variant_id, purchase.invoice_profile_id) == (2622144, 7)
+
+
+@pytest.mark.parametrize("name", config.INTEGER_FIELDS)
+def test_integer_fields_are_int32_as_in_crayon_s_api(name: str) -> None:
+    line, column = FIELD_PLACES[name]
+
+    config.load_text(_with_field(name, "2147483647"))
+    assert _problems(_with_field(name, "2147483648")) == [
+        f"f.yaml:{line}:{column}: purchases[0].{name}: 2147483648 is greater than the maximum "
+        "of 2147483647"
+    ]
+
+
+NOT_NAMES = [
+    pytest.param('"acme/m365-basic\\n"', "'acme/m365-basic\\n'", id="newline"),
+    pytest.param('"acme/m365-basic\\r"', "'acme/m365-basic\\r'", id="carriage-return"),
+    pytest.param('"acme/m365\\tbasic"', "'acme/m365\\tbasic'", id="tab"),
+    pytest.param('"acme/m365-basic\\0"', "'acme/m365-basic\\x00'", id="nul"),
+    pytest.param('"acme/m365-basic\\e"', "'acme/m365-basic\\x1b'", id="escape"),
+]
+
+
+@pytest.mark.parametrize(("written", "shown"), NOT_NAMES)
+def test_a_name_is_matched_whole_and_takes_no_control_character(written: str, shown: str) -> None:
+    text = PURCHASE.replace("name: acme/m365-basic", f"name: {written}")
+
+    assert _problems(text) == [
+        f"f.yaml:3:11: purchases[0].name: {shown} is not a valid name: use lower-case letters, "
+        "digits, '.', '_' and '-', in segments separated by '/'"
+    ]
+
+
+def test_the_schema_s_name_pattern_is_the_model_s_address_pattern() -> None:
+    name = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["$defs"]["name"]
+
+    assert name["pattern"] == f"^{model.ADDRESS_PATTERN}$(?!\\n)"
+    assert name["maxLength"] == model.ADDRESS_MAX_LENGTH
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"[a-z0-9./_-]{0,12}\n?", fullmatch=True) | st.text(max_size=8))
+def test_the_schema_and_the_model_agree_on_addresses(text: str) -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    name_schema = {**schema["$defs"]["name"], "$defs": schema["$defs"]}
+
+    assert jsonschema.Draft202012Validator(name_schema).is_valid(text) == model.is_address(text)
+
+
+def test_address_and_segment_checks() -> None:
+    assert model.is_address("acme/m365-basic")
+    assert model.is_address("a" * model.ADDRESS_MAX_LENGTH)
+    assert not model.is_address("a" * (model.ADDRESS_MAX_LENGTH + 1))
+    assert not model.is_address("acme/m365-basic\n")
+    assert not model.is_address("acme//x")
+    assert not model.is_address("")
+    assert model.is_address_segment("default")
+    assert not model.is_address_segment("acme/x")
+    assert not model.is_address_segment("default\n")
+
+
+#: Loads a path in a child process that cannot hang the suite or take the machine's
+#: memory: a bug here blocks on a FIFO or reads /dev/zero forever.
+LOAD_BOUNDED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+from reconciler import config
+from reconciler.errors import ConfigError
+try:
+    config.load(sys.argv[1])
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+def _load_bounded(path: Path) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_BOUNDED, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+needs_fifo = pytest.mark.skipif(
+    not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(), reason="POSIX special files"
+)
+
+
+@needs_fifo
+def test_special_files_in_the_tree_are_located_errors_not_hangs(tmp_path: Path) -> None:
+    shutil.copy(DATA / "valid" / "single.yaml", tmp_path / "a.yaml")
+    os.mkfifo(tmp_path / "evil.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+
+    assert _load_bounded(tmp_path) == [
+        f"{tmp_path / 'evil.yaml'}:1:1: not a regular file but a named pipe (FIFO); "
+        "only regular files are read",
+        f"{tmp_path / 'zero.yaml'}:1:1: not a regular file but a symbolic link to a "
+        "character device (/dev/zero); only regular files are read",
+        "2 errors in declarations",
+    ]
+
+
+@needs_fifo
+def test_a_fifo_named_on_the_command_line_is_a_located_error(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "evil.yaml")
+
+    assert _load_bounded(tmp_path / "evil.yaml") == [
+        f"{tmp_path / 'evil.yaml'}:1:1: not a regular file but a named pipe (FIFO); "
+        "only regular files are read",
+        "1 error in declarations",
+    ]
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "huge.yaml"
+    with file.open("wb") as out:  # sparse: no disk space taken
+        out.truncate(config.MAX_FILE_BYTES + 1)
+
+    assert _problems_of(file) == [
+        f"{file}:1:1: file is larger than 10 MiB, the limit for one declarations file; "
+        "split it into smaller files"
+    ]
+
+
+def _problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_file_at_the_size_limit_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file = tmp_path / "a.yaml"
+    shutil.copy(DATA / "valid" / "single.yaml", file)
+    monkeypatch.setattr(config.files, "MAX_FILE_BYTES", file.stat().st_size)
+
+    assert len(config.load(file).purchases) == 1
+    monkeypatch.setattr(config.files, "MAX_FILE_BYTES", file.stat().st_size - 1)
+    assert _problems_of(file)[0].endswith("split it into smaller files")
+
+
+def test_a_file_growing_after_its_size_was_checked_is_read_only_to_the_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    file = tmp_path / "a.yaml"
+    file.write_text("version: 1\n" + "#" * 1000 + "\n", encoding="utf-8")
+    monkeypatch.setattr(config.files, "MAX_FILE_BYTES", 100)
+    # As if the file had been small when its type and size were checked.
+    monkeypatch.setattr(config.files, "_check_regular", lambda file, status: None)
+    asked: list[int] = []
+    read = os.read
+
+    def counting_read(fd: int, size: int) -> bytes:
+        asked.append(size)
+        return read(fd, size)
+
+    monkeypatch.setattr(config.files.os, "read", counting_read)
+
+    assert _problems_of(file)[0].endswith("split it into smaller files")
+    assert sum(asked) <= 101
 
 
 # --- valid declarations -----------------------------------------------------------------
@@ -764,7 +1009,7 @@ plain_text = st.text(
     st.characters(exclude_categories=["Cs"], exclude_characters="\x85\u2028\u2029"), max_size=20
 )
 strings = plain_text.filter(bool)
-positive = st.integers(min_value=1, max_value=2**53)
+positive = st.integers(min_value=1, max_value=2**31 - 1)  # int32, as in Crayon's API
 #: Any field a purchase may take from defaults, with a strategy of valid values.
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "customerTenantId": positive,

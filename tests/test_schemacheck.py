@@ -17,8 +17,11 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-3, 3),
+    st.sampled_from([2**31 - 1, 2**31]),
     st.floats(allow_nan=False, allow_infinity=False, width=16),
-    st.sampled_from(["", "a", "0010", "monthly", "P1M", "Acme/X", "acme/x", "x" * 201]),
+    st.sampled_from(
+        ["", "a", "0010", "monthly", "P1M", "Acme/X", "acme/x", "acme/x\n", "acme/\x00", "x" * 201]
+    ),
 )
 keys = st.sampled_from(
     [
@@ -77,3 +80,24 @@ def test_agrees_on_near_valid_declarations(quantity: Any, sku: Any) -> None:
     }
     expected = jsonschema.Draft202012Validator(schema).is_valid(document)
     assert schemacheck.compile_schema(schema)(document) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("acme/x", True), ("acme/x\n", False), ("acme/x\r", False), ("\nacme/x", False)],
+)
+def test_a_name_is_matched_whole_by_both(name: str, valid: bool) -> None:
+    schema = resources.schema("purchases")
+    document = {"version": 1, "purchases": [{"name": name, "quantity": 1}]}
+
+    assert jsonschema.Draft202012Validator(schema).is_valid(document) is valid
+    assert schemacheck.compile_schema(schema)(document) is valid
+
+
+@pytest.mark.parametrize(("quantity", "valid"), [(2**31 - 1, True), (2**31, False)])
+def test_integers_are_bounded_by_both(quantity: int, valid: bool) -> None:
+    schema = resources.schema("purchases")
+    document = {"version": 1, "purchases": [{"name": "a", "quantity": quantity}]}
+
+    assert jsonschema.Draft202012Validator(schema).is_valid(document) is valid
+    assert schemacheck.compile_schema(schema)(document) is valid

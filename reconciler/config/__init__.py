@@ -1,0 +1,107 @@
+"""Declarations: YAML files -> located problems or ``Declarations``.
+
+Reads files and nothing else: no state, no network. Every problem of every file
+is collected and raised together as one ``ConfigError``; each names the file,
+line and column of the offending value (of the key, for an unknown key) and its
+JSON path, for example::
+
+    config/acme.yaml:12:7: purchases[1].quantity: -3 is less than the minimum of 1
+
+The way of one file: ``files`` reads it (regular files only, size-limited),
+``tree`` composes and builds its values with their positions, ``schema_errors``
+locates and phrases what is wrong, ``build`` turns a file without problems into
+purchases. This module strings them together and must not grow rules of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from reconciler.config.build import duplicate_names, purchases
+from reconciler.config.files import MAX_FILE_BYTES, SUFFIXES, discover, read_text
+from reconciler.config.schema_errors import (
+    INTEGER_FIELDS,
+    REQUIRED_AFTER_DEFAULTS,
+    SchemaErrors,
+)
+from reconciler.config.tree import (
+    FLOW_OPENERS_GATE,
+    MAX_DEPTH,
+    MAX_EXPANDED_NODES,
+    json_path,
+    read_tree,
+)
+from reconciler.errors import ConfigError, ConfigProblem
+from reconciler.model import Declarations, Purchase
+
+__all__ = [
+    "FLOW_OPENERS_GATE",
+    "INTEGER_FIELDS",
+    "MAX_DEPTH",
+    "MAX_EXPANDED_NODES",
+    "MAX_FILE_BYTES",
+    "REQUIRED_AFTER_DEFAULTS",
+    "SUFFIXES",
+    "discover",
+    "json_path",
+    "load",
+    "load_text",
+]
+
+
+@dataclass
+class _Parsed:
+    problems: list[ConfigProblem] = field(default_factory=list)
+    purchases: list[Purchase] = field(default_factory=list)
+    #: The index of each purchase in its file's list, in the order of ``purchases``.
+    indexes: list[int] = field(default_factory=list)
+
+
+def load(path: str | os.PathLike[str]) -> Declarations:
+    """Read and check every declarations file at ``path``.
+
+    Raises ``ConfigError`` with all problems of all files; nothing is returned
+    unless every file is valid.
+    """
+    files = discover(path)
+    problems: list[ConfigProblem] = []
+    found: list[Purchase] = []
+    indexes: list[int] = []
+    for file in files:
+        parsed = _parse(str(file), read_text(file, problems))
+        problems.extend(parsed.problems)
+        found.extend(parsed.purchases)
+        indexes.extend(parsed.indexes)
+    return _declarations(problems, found, indexes, [str(f) for f in files])
+
+
+def load_text(text: str, path: str = "<string>") -> Declarations:
+    """Check one document given as text (tests and tools); same rules as ``load``."""
+    parsed = _parse(path, text)
+    return _declarations(parsed.problems, parsed.purchases, parsed.indexes, [path])
+
+
+def _parse(path: str, text: str | None) -> _Parsed:
+    """One file's problems, or, when it has none, its purchases."""
+    if text is None:  # unreadable: the reason is already among the problems
+        return _Parsed()
+    tree = read_tree(path, text)
+    if tree.document is None:
+        return _Parsed(tree.problems)
+    SchemaErrors(tree).check(tree.document)
+    if tree.problems:
+        return _Parsed(tree.problems)
+    built, indexes = purchases(tree, tree.document)
+    return _Parsed(tree.problems, built, indexes)
+
+
+def _declarations(
+    problems: list[ConfigProblem], found: list[Purchase], indexes: list[int], files: list[str]
+) -> Declarations:
+    """The files' purchases, or ConfigError with every problem (duplicate names included)."""
+    problems = problems + duplicate_names(found, indexes)
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message)))
+    ordered = sorted(found, key=lambda p: p.address)
+    return Declarations(purchases=tuple(ordered), files=tuple(files))
