@@ -33,6 +33,7 @@ def main() -> None:
         files = write_declarations(decl_dir, purchases=10_000, files=100)
         state_path = Path(tmp) / "reconciler.state.json"
         declarations = config.load(decl_dir)
+        JsonFileStateStore(state_path).create()
         with JsonFileStateStore(state_path).lock("bench") as writer:
             now = utc_now()
             for purchase in declarations.purchases:

@@ -1,4 +1,7 @@
-"""Carry out a plan's purchases and increases, each exactly once.
+"""Carry out a plan's moves, then its purchases and increases, each exactly once.
+
+``move`` makes the plan's moves as state writes only (no API call), before
+anything is bought; a move that adds seats is then bought like an increase.
 
 For every buying change, in address order: build the order with a fresh
 externalOrderId, verify it, record a ``pending`` entry durably, check out the
@@ -21,7 +24,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from reconciler.api.orders import ApiClient, OrderJson
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import (
-    BUYING_ACTIONS,
     ApplyResult,
     Change,
     ChangeResult,
@@ -140,6 +142,19 @@ class _Run:
         return ChangeResult(change.address, change.delta, Outcome.PURCHASED, 0.0, order_id)
 
 
+def move(plan: Plan, *, writer: StateWriter) -> tuple[Change, ...]:
+    """Move each recorded purchase the plan moves, with its checkouts; returns the moves.
+
+    The caller holds the state lock and has refused plans with conflicts; call
+    it before ``apply``, so a move's added seats are recorded at the new address.
+    """
+    moves = plan.moving()
+    for change in moves:
+        assert change.moved_from is not None, "a move always names its source"
+        writer.move_purchase(change.moved_from, change.address)
+    return moves
+
+
 def apply(
     plan: Plan,
     *,
@@ -158,7 +173,7 @@ def apply(
     next change starts; with more, up to that many run at once.
     """
     run = _Run(client, writer, build_order, new_order_id, now, on_event)
-    changes = [c for c in plan.changes if c.action in BUYING_ACTIONS]
+    changes = list(plan.buying())
     results: dict[str, ChangeResult] = {}
     interrupted = False
     if parallelism <= 1:

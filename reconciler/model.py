@@ -12,7 +12,7 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -147,19 +147,35 @@ class Purchase:
 
 
 @dataclass(frozen=True)
+class Move:
+    """A ``moved:`` entry: the purchase recorded at ``source`` now lives at ``target``."""
+
+    source: str
+    target: str
+    location: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Declarations:
-    """Every declared purchase, sorted by address, and the files they came from."""
+    """Every declared purchase, sorted by address, the files they came from, and the
+    ``moved:`` entries, sorted by their ``from``."""
 
     purchases: tuple[Purchase, ...]
     files: tuple[str, ...] = ()
+    moves: tuple[Move, ...] = ()
 
     def by_address(self) -> dict[str, Purchase]:
         return {p.address: p for p in self.purchases}
 
     def digest(self) -> str:
         """A hash of what the declarations ask for (not of comments or layout)."""
+        canonical: Any = [p.canonical() for p in sorted(self.purchases, key=lambda p: p.address)]
+        if self.moves:
+            # Only when present, so declarations without moves keep the digest they had.
+            moved = [{"from": m.source, "to": m.target} for m in self.moves]
+            canonical = {"purchases": canonical, "moved": moved}
         payload = json.dumps(
-            [p.canonical() for p in sorted(self.purchases, key=lambda p: p.address)],
+            canonical,
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -216,6 +232,9 @@ class Action(enum.StrEnum):
     CONFLICT = "conflict"
     ORPHAN = "orphan"
     PENDING = "pending"
+    #: The recorded purchase moves to a new address (a state write); with a
+    #: positive delta the seats added after the move are bought as an increase.
+    MOVE = "move"
 
 
 #: Actions that send money through the API on apply.
@@ -240,6 +259,8 @@ class Change:
     identity: Identity
     purchase: Purchase | None = None
     reason: str | None = None
+    #: For a move: the address the recorded purchase moves from.
+    moved_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +273,7 @@ class Summary:
     conflicts: int = 0
     orphans: int = 0
     pending: int = 0
+    to_move: int = 0
 
     @property
     def seats(self) -> int:
@@ -262,8 +284,23 @@ class Summary:
         return self.to_purchase + self.to_increase > 0
 
     @property
+    def has_changes(self) -> bool:
+        """Whether apply would change anything: buy, or move a recorded purchase."""
+        return self.has_purchases or self.to_move > 0
+
+    @property
     def blocked(self) -> bool:
         return self.conflicts + self.pending > 0
+
+
+def targeted(address: str, targets: Sequence[str]) -> bool:
+    """Whether ``--target`` values select ``address`` (``acme/`` selects ``acme/...``)."""
+    return any(address.startswith(t) if t.endswith("/") else address == t for t in targets)
+
+
+def is_target(text: str) -> bool:
+    """Whether ``text`` is a valid ``--target``: an address, or one and a trailing '/'."""
+    return is_address(text[:-1] if text.endswith("/") else text)
 
 
 @dataclass(frozen=True)
@@ -274,6 +311,10 @@ class Plan:
     lineage: str
     serial: int
     declarations_digest: str
+    #: ``--target`` addresses (``prefix/`` for a subtree); empty for a whole plan.
+    targets: tuple[str, ...] = ()
+    #: With targets: how many addresses the whole plan has (``changes`` has the targeted).
+    addresses: int = 0
 
     @property
     def summary(self) -> Summary:
@@ -281,7 +322,13 @@ class Plan:
         seats: dict[Action, int] = dict.fromkeys(Action, 0)
         for change in self.changes:
             counts[change.action] += 1
-            seats[change.action] += change.delta
+            if change.action is Action.MOVE:
+                # A move that adds seats is a move and an increase.
+                if change.delta > 0:
+                    counts[Action.INCREASE] += 1
+                    seats[Action.INCREASE] += change.delta
+            else:
+                seats[change.action] += change.delta
         return Summary(
             to_purchase=counts[Action.PURCHASE],
             purchase_seats=seats[Action.PURCHASE],
@@ -291,10 +338,20 @@ class Plan:
             conflicts=counts[Action.CONFLICT],
             orphans=counts[Action.ORPHAN],
             pending=counts[Action.PENDING],
+            to_move=counts[Action.MOVE],
         )
 
     def buying(self) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.action in BUYING_ACTIONS)
+        """The changes apply buys seats for: purchases, increases, moves that add seats."""
+        return tuple(
+            c
+            for c in self.changes
+            if c.action in BUYING_ACTIONS or (c.action is Action.MOVE and c.delta > 0)
+        )
+
+    def moving(self) -> tuple[Change, ...]:
+        """The moves apply makes, as state writes, before it buys anything."""
+        return tuple(c for c in self.changes if c.action is Action.MOVE)
 
 
 # --- what apply did ----------------------------------------------------------

@@ -7,7 +7,6 @@ codes. Colour is plain ANSI, added only when the caller asks for it.
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -33,6 +32,7 @@ _SYMBOLS = {
     Action.PENDING: "?",
     Action.ORPHAN: "-",
     Action.NOOP: " ",
+    Action.MOVE: ">",
 }
 _COLOURS = {
     Action.PURCHASE: "32",  # green
@@ -41,6 +41,7 @@ _COLOURS = {
     Action.PENDING: "35",  # magenta
     Action.ORPHAN: "31",  # red
     Action.NOOP: "0",
+    Action.MOVE: "36",  # cyan
 }
 #: The order of the Markdown table: what needs attention first.
 _ATTENTION = {Action.CONFLICT: 0, Action.PENDING: 1}
@@ -68,11 +69,21 @@ def seats(n: int) -> str:
 
 def summary_line(summary: Summary) -> str:
     conflicts = "conflict" if summary.conflicts == 1 else "conflicts"
+    # Said only when there are moves, so plans without them read as they always did.
+    moves = f"{summary.to_move} to move, " if summary.to_move else ""
     return (
-        f"Plan: {summary.to_purchase} to purchase (+{summary.purchase_seats} seats), "
+        f"Plan: {moves}{summary.to_purchase} to purchase (+{summary.purchase_seats} seats), "
         f"{summary.to_increase} to increase (+{summary.increase_seats} seats), "
         f"{summary.conflicts} {conflicts}, {summary.pending} pending."
     )
+
+
+def plan_line(plan: Plan) -> str:
+    """The ``Plan:`` line; a targeted plan says so, so a reviewer sees it is partial."""
+    line = summary_line(plan.summary)
+    if plan.targets:
+        line += f" (targeted: {len(plan.changes)} of {plan.addresses} addresses)"
+    return line
 
 
 def describe_identity(identity: Identity) -> str:
@@ -97,6 +108,8 @@ def plan_text(plan: Plan, *, color: bool = False, verify_errors: VerifyErrors | 
         head = f"  {_SYMBOLS[change.action]} {change.address}"
         lines.append(paint(head, code, color) + f"  {change.action.value}, {_seat_change(change)}")
         lines.append(f"      {describe_identity(change.identity)}")
+        if change.moved_from:
+            lines.append(f"      moved from {change.moved_from} (a state write; nothing bought)")
         if change.reason:
             lines.append(f"      {change.reason}")
         for issue in (verify_errors or {}).get(change.address, ()):
@@ -113,7 +126,7 @@ def plan_text(plan: Plan, *, color: bool = False, verify_errors: VerifyErrors | 
             f"{summary.orphans} recorded but no longer declared (never cancelled; "
             "`reconciler state rm ADDR` forgets one)."
         )
-    lines.append(summary_line(summary))
+    lines.append(plan_line(plan))
     return "\n".join(lines)
 
 
@@ -127,6 +140,8 @@ def change_dict(change: Change, verify_errors: VerifyErrors | None = None) -> di
         "identity": change.identity.as_dict(),
         "reason": change.reason,
     }
+    if change.moved_from is not None:
+        data["from"] = change.moved_from
     if verify_errors is not None:
         data["verify_errors"] = [
             {"code": issue.code, "description": issue.description}
@@ -136,7 +151,7 @@ def change_dict(change: Change, verify_errors: VerifyErrors | None = None) -> di
 
 
 def summary_dict(summary: Summary) -> dict[str, int]:
-    return {
+    data = {
         "purchase": summary.to_purchase,
         "purchase_seats": summary.purchase_seats,
         "increase": summary.to_increase,
@@ -147,11 +162,14 @@ def summary_dict(summary: Summary) -> dict[str, int]:
         "pending": summary.pending,
         "seats": summary.seats,
     }
+    if summary.to_move:
+        data["move"] = summary.to_move
+    return data
 
 
 def plan_dict(plan: Plan, verify_errors: VerifyErrors | None = None) -> dict[str, Any]:
     """The machine form of a plan; ``schemas/plan.schema.json`` describes it."""
-    return {
+    data = {
         "format_version": PLAN_FORMAT_VERSION,
         "lineage": plan.lineage,
         "serial": plan.serial,
@@ -159,6 +177,10 @@ def plan_dict(plan: Plan, verify_errors: VerifyErrors | None = None) -> dict[str
         "changes": [change_dict(c, verify_errors) for c in plan.changes],
         "summary": summary_dict(plan.summary),
     }
+    if plan.targets:
+        data["targets"] = list(plan.targets)
+        data["addresses"] = plan.addresses
+    return data
 
 
 def plan_json(plan: Plan, verify_errors: VerifyErrors | None = None) -> str:
@@ -176,6 +198,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
             delta=c["delta"],
             identity=Identity.from_dict(c["identity"]),
             reason=c.get("reason"),
+            moved_from=c.get("from"),
         )
         for c in data["changes"]
     )
@@ -184,6 +207,8 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         lineage=data["lineage"],
         serial=data["serial"],
         declarations_digest=data["declarations_digest"],
+        targets=tuple(data.get("targets", ())),
+        addresses=data.get("addresses", 0),
     )
 
 
@@ -195,7 +220,7 @@ def plan_markdown(
     plan: Plan, *, verify_errors: VerifyErrors | None = None, limit: int = MARKDOWN_LIMIT
 ) -> str:
     """For pull-request comments: the ``Plan:`` line, then a table, attention first."""
-    head = [f"**{summary_line(plan.summary)}**", ""]
+    head = [f"**{plan_line(plan)}**", ""]
     rows = sorted(
         (c for c in plan.changes if c.action is not Action.NOOP),
         key=lambda c: (_ATTENTION.get(c.action, 2), c.address),
@@ -211,6 +236,8 @@ def plan_markdown(
     for change in rows:
         ident = change.identity
         note = f" ({change.reason})" if change.reason else ""
+        if change.moved_from:
+            note = f" from `{change.moved_from}`{note}"
         for issue in (verify_errors or {}).get(change.address, ()):
             note += f" verify: {issue.code}: {issue.description};"
         body.append(
@@ -348,16 +375,18 @@ def apply_summary(result: ApplyResult) -> str:
 DEFAULT_STATE = "reconciler.state.json"
 
 
-def pending_message(current: State, state_path: str) -> str:
-    """Why nothing is bought while checkouts are pending, and how to settle each."""
+def pending_message(current: State, flags: str = "") -> str:
+    """Why nothing is bought while checkouts are pending, and how to settle each.
+
+    ``flags`` are the options that name the state in the suggested commands.
+    """
     lines = [
         f"the state has {len(current.pending)} pending checkout(s) whose outcome is unknown; "
         "nothing will be bought until each is resolved.",
         "Check each order in Crayon Cloud-iQ by its externalOrderId, then run one of:",
     ]
-    flag = "" if state_path == DEFAULT_STATE else f" --state {shlex.quote(state_path)}"
     for address, op in sorted(current.pending.items()):
         lines.append(f"  {address}: {seats(op.quantity)}, externalOrderId {op.external_order_id}")
-        lines.append(f"    reconciler state resolve {address} --purchased{flag}")
-        lines.append(f"    reconciler state resolve {address} --not-purchased{flag}")
+        lines.append(f"    reconciler state resolve {address} --purchased{flags}")
+        lines.append(f"    reconciler state resolve {address} --not-purchased{flags}")
     return "\n".join(lines)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterator
 
-from reconciler.errors import StateLockedError
+from reconciler.errors import StateError, StateLockedError
 from reconciler.model import State
 from reconciler.state import StateWriter
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
@@ -23,7 +24,7 @@ class InMemoryStateStore:
 
     def __init__(self, location: str = "memory://state") -> None:
         self._location = location
-        self._tables = Tables(State(lineage=""))
+        self._tables: Tables | None = None
         self._data = threading.Lock()
         self._lock = threading.Lock()
         self._holder = ""
@@ -36,7 +37,28 @@ class InMemoryStateStore:
 
     def load(self) -> State:
         with self._data:
-            return self._tables.freeze()
+            return self._created().freeze()
+
+    def exists(self) -> bool:
+        return self._tables is not None
+
+    def create(self, state: State | None = None) -> bool:
+        with self._data:
+            if self._tables is not None:
+                current = self._tables
+                if state is None:
+                    return False
+                if current.serial or current.purchases or current.pending:
+                    raise StateError(f"{self._location} already holds a state")
+            self._tables = Tables(state or State(lineage=str(uuid.uuid4())))
+            return True
+
+    def _created(self) -> Tables:
+        if self._tables is None:
+            raise StateError(
+                f"no state at {self._location}; run 'reconciler init' to start an empty one"
+            )
+        return self._tables
 
     @contextlib.contextmanager
     def lock(self, command: str) -> Iterator[StateWriter]:
@@ -58,11 +80,14 @@ class InMemoryStateStore:
             self._holder = ""
             self._lock.release()
 
+    def locked_by(self) -> str | None:
+        return repr(self._holder) if self._lock.locked() else None
+
     def _persist(self, write: Write) -> None:
         if self.fail_writes:
             raise PersistError(
                 f"cannot write {self._location}: No space left on device", "No space left on device"
             )
         with self._data:
-            self._tables.apply(write)
+            self._created().apply(write)
             self.writes.append(write)

@@ -168,7 +168,8 @@ HarnessFactory = Callable[..., Harness]
 
 @pytest.fixture
 def make_harness(simulator_factory: Callable[..., Simulator], tmp_path: Path) -> HarnessFactory:
-    """A harness on a fresh copy of examples/ (or ``source``), with unique secrets."""
+    """A harness on a fresh copy of examples/ (or ``source``), with unique secrets and
+    an empty state made by ``reconciler init``."""
     made = 0
 
     def make(source: Path = EXAMPLES, **sim_kwargs: Any) -> Harness:
@@ -186,7 +187,11 @@ def make_harness(simulator_factory: Callable[..., Simulator], tmp_path: Path) ->
         else:
             decl.mkdir(parents=True)
             shutil.copy(source, decl / source.name)
-        return Harness(sim=sim, tmp=root, decl=decl, state=root / "reconciler.state.json")
+        harness = Harness(sim=sim, tmp=root, decl=decl, state=root / "reconciler.state.json")
+        # The state is created as a user creates it; every other command refuses a missing one.
+        created = harness.run("init", "--state", str(harness.state))
+        assert created.exit_code == 0, created.output
+        return harness
 
     return make
 
@@ -572,6 +577,8 @@ def test_verify_order_error_fails_that_change(h: Harness) -> None:
 @pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
 def test_plan_verify_shows_line_errors_and_never_checks_out(h: Harness, fmt: str) -> None:
     edit_purchase(h.decl, TEAMS, quantity=25)
+    before = h.state.read_bytes()
+    listing = sorted(h.tmp.iterdir())
 
     result = h.run("plan", str(h.decl), "--state", str(h.state), "--verify", "--format", fmt)
 
@@ -580,7 +587,8 @@ def test_plan_verify_shows_line_errors_and_never_checks_out(h: Harness, fmt: str
     assert h.sim.count("verify") == 10
     assert h.sim.count("checkout") == 0
     assert h.sim.checkouts == []
-    assert not h.state.exists()
+    assert h.state.read_bytes() == before  # plan never writes the state
+    assert sorted(h.tmp.iterdir()) == listing  # nor a lock file or a journal
     description = "Quantity 25 is outside the allowed range 1-20."
     if fmt == "json":
         plan = json.loads(result.stdout)
@@ -863,13 +871,16 @@ def test_invalid_declarations_send_nothing(h: Harness) -> None:
     (h.decl / "customers" / "broken.yaml").write_text(
         "version: 1\npurchases:\n  - name: broken/x\n    quantity: 0\n", encoding="utf-8"
     )
+    before = h.state.read_bytes()
+    listing = sorted(h.tmp.iterdir())
 
     result = h.apply()
 
     assert result.exit_code == 1
     assert "broken.yaml:" in result.stderr
     assert h.sim.calls == []
-    assert not h.state.exists()
+    assert h.state.read_bytes() == before
+    assert sorted(h.tmp.iterdir()) == listing  # not even a lock file
 
 
 def test_corrupt_state_is_refused_by_name_and_kept(h: Harness) -> None:
@@ -1021,6 +1032,7 @@ def test_demo_runs_the_whole_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_printed_resolve_command_works_for_a_state_path_with_a_space(h: Harness) -> None:
     spaced = h.tmp / "my states" / "prod.state.json"
     spaced.parent.mkdir()
+    assert h.run("init", "--state", str(spaced)).exit_code == 0
     h.state = spaced
     h.sim.drop_after_checkout(1, "drop")
     result = h.apply()
@@ -1041,6 +1053,10 @@ def test_state_reached_through_a_symlink_is_written_through(h: Harness) -> None:
     real.parent.mkdir(parents=True)
     link = h.tmp / "link.state.json"
     link.symlink_to(real)
+    # Created through the link, as a pipeline that only knows the link would.
+    assert h.run("init", "--state", str(link)).exit_code == 0
+    assert link.is_symlink()
+    assert real.is_file()
     northwind = h.decl / "customers" / "northwind.yaml"
     assert h.run(
         "apply", str(northwind), "--state", str(real), "--auto-approve"

@@ -46,6 +46,13 @@ def reconciler(sim: Simulator, *args: str) -> Result:
     return result
 
 
+def init(sim: Simulator, state: Path) -> Path:
+    """Create the empty state as a user does, with ``reconciler init``."""
+    created = reconciler(sim, "init", "--state", str(state))
+    assert created.exit_code == 0, created.output
+    return state
+
+
 def start_apply(
     sim: Simulator, decl: Path, state: Path, *, ask: bool = False, **kwargs: Any
 ) -> subprocess.Popen[str]:
@@ -139,6 +146,7 @@ def test_killed_during_a_checkout_leaves_it_pending_and_loses_nothing(
     sim: Simulator, tmp_path: Path
 ) -> None:
     decl, state = tmp_path / "declarations", tmp_path / "reconciler.state.json"
+    init(sim, state)
     decl.mkdir()
     shutil.copy(EXAMPLES / "northwind.yaml", decl)
     seeded = reconciler(sim, "apply", str(decl), "--state", str(state), "--auto-approve")
@@ -212,6 +220,7 @@ def test_a_second_apply_fails_at_once_while_the_first_holds_the_lock(
     sim: Simulator, tmp_path: Path
 ) -> None:
     decl, state = tmp_path / "declarations", tmp_path / "reconciler.state.json"
+    init(sim, state)
     shutil.copytree(EXAMPLES, decl)
     sim.hold_checkouts(1.5)
 
@@ -243,8 +252,10 @@ def test_apply_on_a_terminal_buys_only_after_yes(
     sim: Simulator, tmp_path: Path, answer: str, bought: bool
 ) -> None:
     decl, state = tmp_path / "declarations", tmp_path / "reconciler.state.json"
+    init(sim, state)
     decl.mkdir()
     shutil.copy(EXAMPLES / "northwind.yaml", decl)
+    created = state.read_bytes()
     controller, terminal = pty.openpty()
     try:
         proc = start_apply(sim, decl, state, ask=True, stdin=terminal)
@@ -263,11 +274,12 @@ def test_apply_on_a_terminal_buys_only_after_yes(
         assert proc.returncode == 1
         assert "nothing was bought" in err
         assert sim.calls == []
-        assert not state.exists() or read_state_file(state)["purchases"] == {}
+        assert state.read_bytes() == created  # as init left it
 
 
 def test_ctrl_c_during_a_checkout_reports_it_pending(sim: Simulator, tmp_path: Path) -> None:
     decl, state = tmp_path / "declarations", tmp_path / "reconciler.state.json"
+    init(sim, state)
     shutil.copytree(EXAMPLES, decl)
     sim.delay_next("verify", 0, 2)
     sim.delay_next("verify", 0.5)
@@ -304,6 +316,7 @@ def test_state_file_kept_without_its_journal_after_a_kill_refuses_to_plan(
     sim: Simulator, tmp_path: Path
 ) -> None:
     decl, state = tmp_path / "declarations", tmp_path / "reconciler.state.json"
+    init(sim, state)
     decl.mkdir()
     shutil.copy(EXAMPLES / "northwind.yaml", decl)
     seeded = reconciler(sim, "apply", str(decl), "--state", str(state), "--auto-approve")
@@ -351,6 +364,7 @@ def test_killed_at_a_random_instant_then_resolved_buys_every_seat_once(
 
     sim = simulator_factory(latency=0.004)
     decl, state = tmp_path / "declarations", tmp_path / "reconciler.state.json"
+    init(sim, state)
     shutil.copytree(EXAMPLES, decl)
     chance = random.Random(seed)
     after, delay = chance.randrange(10), chance.uniform(0, 0.02)

@@ -1,9 +1,10 @@
 """Tests of the commands that never call the API: plan, show, state, usage and colour.
 
 Every test drives the real click command tree through ``CliRunner`` with its own
-``--state`` under ``tmp_path``. States are built through ``JsonFileStateStore``'s
-writer, declarations are small YAML files, and assertions are about what a user
-(or a CI script) sees: stdout, stderr, exit codes and the files left behind.
+``--state`` under ``tmp_path``. States are created as a user creates them, with
+``reconciler init``, and filled through ``JsonFileStateStore``'s writer;
+declarations are small YAML files, and assertions are about what a user (or a CI
+script) sees: stdout, stderr, exit codes and the files left behind.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import json
 import os
 import pty
 import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,13 @@ def declare(directory: Path, *purchases: dict[str, Any], name: str = "purchases.
     return path
 
 
+def init(state: Path) -> Path:
+    """Create an empty state as a user does: ``reconciler init --state STATE``."""
+    result = run("init", "--state", str(state))
+    assert result.exit_code == 0, result.output
+    return state
+
+
 def record(
     state: Path, address: str, quantity: int, identity: Identity = BASIC, order: str | None = None
 ) -> None:
@@ -100,7 +110,7 @@ def add_pending(
 def state_import(address: str, quantity: int, config: Path, state: Path) -> Result:
     return run(
         "state", "import", address, "--quantity", str(quantity), "--config", str(config),
-        "--state", str(state),
+        "--state", str(state), "--yes",
     )  # fmt: skip
 
 
@@ -134,7 +144,8 @@ def assert_no_traceback(result: Result) -> None:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
-    return tmp_path / "reconciler.state.json"
+    """An empty state created by ``reconciler init``."""
+    return init(tmp_path / "reconciler.state.json")
 
 
 @pytest.fixture
@@ -163,7 +174,8 @@ def every_action(decl: Path, state: Path) -> Path:
     record(state, "b/grow", 10)
     record(state, "c/shrink", 10)
     record(state, "d/moved", 5)
-    record(state, "f/gone", 3)
+    # Its own sku: with a/new's identity, a/new would be a rename conflict (CONTRACT 10).
+    record(state, "f/gone", 3, Identity(TENANT, "CFQ7TTC0LF8R", "0001", "monthly", "P1M"))
     record(state, "g/same", 7)
     add_pending(state, "e/pending", 5, "order-pending-e")
     declare(
@@ -268,10 +280,10 @@ def test_plan_with_nothing_to_do_says_no_changes(decl: Path, state: Path) -> Non
     )
 
 
-def test_plan_with_no_declarations_and_no_state_says_no_changes(tmp_path: Path) -> None:
+def test_plan_with_no_declarations_and_an_empty_state_says_no_changes(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run("plan", str(empty), "--state", str(tmp_path / "s.json"))
+    result = run("plan", str(empty), "--state", str(init(tmp_path / "s.json")))
 
     assert result.exit_code == 0, result.output
     assert "No changes. Declared purchases match the state." in result.stdout
@@ -279,13 +291,16 @@ def test_plan_with_no_declarations_and_no_state_says_no_changes(tmp_path: Path) 
 
 def test_plan_never_writes_the_state(matching: Path, state: Path) -> None:
     before = state.read_bytes()
+    listing = sorted(state.parent.iterdir())
     fresh = state.with_name("fresh.json")
 
     assert run("plan", str(matching), "--state", str(state)).exit_code == 0
-    assert run("plan", str(matching), "--state", str(fresh)).exit_code == 0
+    # Nor creates one: a missing state is refused (CONTRACT section 8).
+    assert run("plan", str(matching), "--state", str(fresh)).exit_code == 1
 
     assert state.read_bytes() == before
     assert not fresh.exists()
+    assert sorted(state.parent.iterdir()) == listing  # no lock file, no journal
 
 
 def test_plan_with_pending_names_the_state_resolve_commands(
@@ -613,6 +628,8 @@ def test_invalid_declarations_exit_1_with_located_errors(tmp_path: Path, state: 
         "    colour: blue\n",
         encoding="utf-8",
     )
+    before = state.read_bytes()
+    listing = sorted(state.parent.iterdir())
 
     for extra in ([], ["--detailed-exitcode"], ["--json"]):
         result = run("plan", str(bad), "--state", str(state), *extra)
@@ -623,7 +640,8 @@ def test_invalid_declarations_exit_1_with_located_errors(tmp_path: Path, state: 
         assert f"{bad}:10:5:" in result.stderr
         assert "colour" in result.stderr
         assert_no_traceback(result)
-    assert not state.exists()
+    assert state.read_bytes() == before
+    assert sorted(state.parent.iterdir()) == listing
 
 
 def test_missing_declarations_path_exits_1(tmp_path: Path, state: Path) -> None:
@@ -771,12 +789,15 @@ def test_show_a_corrupt_or_missing_plan_file_exits_1_naming_it(
 # --- show ---------------------------------------------------------------------------
 
 
-def test_show_an_empty_state(tmp_path: Path) -> None:
-    result = run("show", "--state", str(tmp_path / "missing.json"))
+def test_show_an_empty_state(state: Path) -> None:
+    before = state.read_bytes()
+
+    result = run("show", "--state", str(state))
 
     assert result.exit_code == 0
     assert "The state is empty" in result.stdout
-    assert not (tmp_path / "missing.json").exists()
+    assert state.read_bytes() == before
+    assert [p.name for p in state.parent.iterdir()] == [state.name]
 
 
 def test_show_lists_purchases_with_checkouts_and_pending(state: Path) -> None:
@@ -817,11 +838,13 @@ def test_show_json(state: Path) -> None:
     assert data["pending"]["acme/later"]["quantity"] == 2
 
 
-def test_show_json_of_an_empty_state(tmp_path: Path) -> None:
-    data = json.loads(run("show", "--state", str(tmp_path / "none.json"), "--json").stdout)
+def test_show_json_of_an_empty_state(state: Path) -> None:
+    data = json.loads(run("show", "--state", str(state), "--json").stdout)
 
     assert data["purchases"] == {}
     assert data["pending"] == {}
+    assert data["serial"] == 0
+    assert data["lineage"] == state_json(state)["lineage"]
 
 
 # --- state list / show ------------------------------------------------------------------
@@ -839,8 +862,8 @@ def test_state_list_marks_pending_addresses(state: Path) -> None:
     assert result.stdout.splitlines() == ["? a/both", "b/bought", "? c/only-pending"]
 
 
-def test_state_list_of_an_empty_state_prints_nothing(tmp_path: Path) -> None:
-    result = run("state", "list", "--state", str(tmp_path / "none.json"))
+def test_state_list_of_an_empty_state_prints_nothing(state: Path) -> None:
+    result = run("state", "list", "--state", str(state))
 
     assert result.exit_code == 0
     assert result.stdout == ""
@@ -878,7 +901,7 @@ def test_state_rm_forgets_without_cancelling(state: Path, decl: Path) -> None:
     record(state, "acme/keep", 2)
     serial = state_json(state)["serial"]
 
-    result = run("state", "rm", "acme/basic", "--state", str(state))
+    result = run("state", "rm", "acme/basic", "--state", str(state), "--yes")
 
     assert result.exit_code == 0, result.output
     assert "acme/basic" in result.stdout
@@ -956,13 +979,15 @@ def test_state_import_fewer_seats_then_plan_increases(decl: Path, state: Path) -
 
 def test_state_import_of_an_undeclared_address_exits_1(decl: Path, state: Path) -> None:
     declare(decl, purchase("acme/basic", 8))
+    before = state.read_bytes()
 
     result = state_import("acme/other", 8, decl, state)
 
     assert result.exit_code == 1
     assert "acme/other" in result.stderr
     assert "not declared" in result.stderr
-    assert not state.exists()
+    assert state.read_bytes() == before
+    assert not state.with_name(state.name + ".journal").exists()
 
 
 def test_state_import_with_invalid_declarations_exits_1(tmp_path: Path, state: Path) -> None:
@@ -1083,11 +1108,11 @@ def test_every_state_write_bumps_the_serial_by_one(decl: Path, state: Path) -> N
     add_pending(state, "acme/d", 1, "order-d")
     serials = [state_json(state)["serial"]]
     commands = [
-        ["state", "import", "acme/a", "--quantity", "2", "--config", str(decl)],
-        ["state", "import", "acme/b", "--quantity", "3", "--config", str(decl)],
+        ["state", "import", "acme/a", "--quantity", "2", "--config", str(decl), "--yes"],
+        ["state", "import", "acme/b", "--quantity", "3", "--config", str(decl), "--yes"],
         ["state", "resolve", "acme/c", "--purchased"],
         ["state", "resolve", "acme/d", "--not-purchased"],
-        ["state", "rm", "acme/a"],
+        ["state", "rm", "acme/a", "--yes"],
     ]
     for args in commands:
         assert run(*args, "--state", str(state)).exit_code == 0, args
@@ -1097,6 +1122,303 @@ def test_every_state_write_bumps_the_serial_by_one(decl: Path, state: Path) -> N
     # Each command folded its write into the JSON file; no journal is left behind.
     assert not state.with_name(state.name + ".journal").exists()
     assert run("state", "list", "--state", str(state)).stdout.splitlines() == ["acme/b", "acme/c"]
+
+
+# --- init, and every other command refusing a missing state ------------------------------
+
+MISSING = "error: no state at {path}; run 'reconciler init' to start an empty one\n"
+
+
+@pytest.fixture
+def nowhere(tmp_path: Path) -> Path:
+    """A state path in an empty directory of its own, with no state at it."""
+    directory = tmp_path / "states"
+    directory.mkdir()
+    return directory / "reconciler.state.json"
+
+
+#: Every command but init, by name; "{decl}" stands for declarations declaring acme/basic.
+COMMANDS_BUT_INIT: dict[str, list[str]] = {
+    "plan": ["plan", "{decl}"],
+    "apply": ["apply", "{decl}", "--auto-approve"],
+    "show": ["show"],
+    "state-list": ["state", "list"],
+    "state-show": ["state", "show", "acme/basic"],
+    "state-rm": ["state", "rm", "acme/basic", "--yes"],
+    "state-import": [
+        "state",
+        "import",
+        "acme/basic",
+        "--quantity",
+        "1",
+        "--yes",
+        "--config",
+        "{decl}",
+    ],
+    "state-resolve": ["state", "resolve", "acme/basic", "--purchased"],
+    "state-pull": ["state", "pull"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS_BUT_INIT.values(), ids=COMMANDS_BUT_INIT.keys())
+def test_every_command_but_init_refuses_a_missing_state_and_creates_nothing(
+    decl: Path, nowhere: Path, command: list[str]
+) -> None:
+    # The declarations are valid and declare the address, so only the state can be refused.
+    declare(decl, purchase("acme/basic", 1))
+    args = [a.format(decl=decl) for a in command]
+
+    result = run(*args, "--state", str(nowhere))
+
+    assert result.exit_code == 1, args
+    assert result.stderr == MISSING.format(path=nowhere), args
+    assert result.stdout == "", args
+    assert list(nowhere.parent.iterdir()) == [], args  # no state, no lock file, no journal
+
+
+def test_the_refusal_names_the_state_as_the_user_gave_it(
+    decl: Path, nowhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declare(decl, purchase("acme/basic", 1))
+    monkeypatch.chdir(nowhere.parent)
+
+    for command in COMMANDS_BUT_INIT.values():
+        args = [a.format(decl=decl) for a in command]
+        result = run(*args, "--state", nowhere.name)
+
+        assert result.exit_code == 1, args
+        assert result.stderr == MISSING.format(path=nowhere.name), args
+    assert list(nowhere.parent.iterdir()) == []
+
+
+def test_init_creates_an_empty_state_and_says_where(nowhere: Path) -> None:
+    result = run("init", "--state", str(nowhere))
+
+    assert result.exit_code == 0, result.output
+    data = state_json(nowhere)
+    lineage = data["lineage"]
+    assert result.stdout == f"Initialized an empty state at {nowhere} (lineage {lineage}).\n"
+    assert result.stderr == ""
+    document = {"lineage": lineage, "pending": {}, "purchases": {}, "serial": 0, "version": 1}
+    assert nowhere.read_text(encoding="utf-8") == json.dumps(document, indent=2) + "\n"
+    # Only the state file: init takes no lock and starts no journal.
+    assert [p.name for p in nowhere.parent.iterdir()] == [nowhere.name]
+    # Every command now accepts it.
+    assert run("state", "list", "--state", str(nowhere)).exit_code == 0
+    assert "The state is empty" in run("show", "--state", str(nowhere)).stdout
+
+
+def test_init_gives_every_state_its_own_lineage(tmp_path: Path) -> None:
+    one, two = init(tmp_path / "one.json"), init(tmp_path / "two.json")
+
+    assert state_json(one)["lineage"] != state_json(two)["lineage"]
+
+
+def test_init_of_an_existing_state_changes_nothing(nowhere: Path) -> None:
+    init(nowhere)
+    before = nowhere.read_bytes()
+
+    result = run("init", "--state", str(nowhere))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"A state already exists at {nowhere} (serial 0, 0 purchase(s)); nothing changed.\n"
+    )
+    assert nowhere.read_bytes() == before
+    assert [p.name for p in nowhere.parent.iterdir()] == [nowhere.name]
+
+
+def test_init_of_a_state_with_purchases_changes_nothing(state: Path) -> None:
+    record(state, "acme/a", 2)
+    record(state, "acme/b", 3)
+    add_pending(state, "acme/c", 1, "order-c")
+    before = state.read_bytes()
+
+    result = run("init", "--state", str(state))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"A state already exists at {state} (serial 3, 2 purchase(s)); nothing changed.\n"
+    )
+    assert state.read_bytes() == before
+
+
+def test_init_refuses_a_corrupt_file_and_leaves_it(state: Path) -> None:
+    state.write_bytes(b"this is not json {")
+
+    result = run("init", "--state", str(state))
+
+    assert result.exit_code == 1
+    assert str(state) in result.stderr
+    assert state.read_bytes() == b"this is not json {"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["init"], id="init"),
+        pytest.param(["plan", "{decl}"], id="plan"),
+        pytest.param(["apply", "{decl}", "--auto-approve"], id="apply"),
+        pytest.param(["show"], id="show"),
+        pytest.param(["state", "list"], id="state-list"),
+        pytest.param(["state", "pull"], id="state-pull"),
+        pytest.param(["state", "rm", "acme/basic", "--yes"], id="state-rm"),
+    ],
+)
+@pytest.mark.parametrize("exists", [False, True], ids=["missing", "existing"])
+def test_workspace_with_a_state_file_is_a_usage_error(
+    decl: Path, nowhere: Path, args: list[str], exists: bool
+) -> None:
+    declare(decl, purchase("acme/basic", 1))
+    if exists:
+        init(nowhere)
+        record(nowhere, "acme/basic", 1)
+    listing = {p.name: p.read_bytes() for p in nowhere.parent.iterdir()}
+
+    result = run(
+        *(a.format(decl=decl) for a in args), "--state", str(nowhere), "--workspace", "foo"
+    )
+
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert "Error: --workspace needs a postgresql:// state; a state file holds one state" in (
+        result.stderr
+    )
+    assert_no_traceback(result)
+    assert {p.name: p.read_bytes() for p in nowhere.parent.iterdir()} == listing
+
+
+# --- state pull --------------------------------------------------------------------------------
+
+
+def test_state_pull_prints_exactly_the_state_file(state: Path) -> None:
+    assert run("state", "pull", "--state", str(state)).stdout_bytes == state.read_bytes()
+    record(state, "acme/basic", 10, order="order-1")
+    record(state, "acme/basic", 5, order="order-2")
+    add_pending(state, "acme/later", 2, "order-4")
+
+    result = run("state", "pull", "--state", str(state))
+
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    assert result.stdout_bytes == state.read_bytes()
+    assert json.loads(result.stdout)["serial"] == 3
+
+
+# --- --lock-timeout ------------------------------------------------------------------------------
+
+_HOLDER_SCRIPT = """
+import sys, time
+from reconciler.model import Identity
+from reconciler.state import JsonFileStateStore
+
+identity = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
+with JsonFileStateStore(sys.argv[1]).lock("reconciler apply") as writer:
+    writer.import_purchase("acme/basic", identity, 4, "2026-11-26T19:00:00Z")
+    print("ready", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_the_lock(state: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process that holds the state's lock for ``seconds`` once it says "ready"."""
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER_SCRIPT, str(state), str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n", proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
+def test_apply_with_lock_timeout_waits_for_the_holder_then_runs(decl: Path, state: Path) -> None:
+    # The holder records acme/basic while it holds the lock: an apply that waited plans
+    # from the state the holder left, so it has nothing to buy (and needs no API).
+    declare(decl, purchase("acme/basic", 4))
+    proc = _hold_the_lock(state, 0.5)
+    try:
+        started = time.monotonic()
+        result = run(
+            "apply", str(decl), "--auto-approve", "--lock-timeout", "2s", "--state", str(state)
+        )
+        waited = time.monotonic() - started
+    finally:
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+    assert result.exit_code == 0, result.output
+    assert "locked" not in result.stderr
+    assert 0.3 <= waited < 2.0
+    assert result.stdout.startswith("No changes.")
+    assert state_json(state)["purchases"]["acme/basic"]["quantity"] == 4
+
+
+def test_apply_without_lock_timeout_fails_at_once_naming_the_holder(
+    decl: Path, state: Path
+) -> None:
+    declare(decl, purchase("acme/basic", 4))
+    proc = _hold_the_lock(state, 30)
+    try:
+        before = state.read_bytes()
+        started = time.monotonic()
+        result = run("apply", str(decl), "--auto-approve", "--state", str(state))
+        elapsed = time.monotonic() - started
+        assert state.read_bytes() == before
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"error: state is locked by pid {proc.pid} on host {socket.gethostname()} "
+        "(command 'reconciler apply', since "
+    )
+    assert result.stderr.endswith(": another run is in progress; wait for it to finish\n")
+    assert elapsed < 1
+
+
+def test_lock_timeout_gives_up_naming_the_holder(decl: Path, state: Path) -> None:
+    declare(decl, purchase("acme/basic", 4))
+    proc = _hold_the_lock(state, 30)
+    try:
+        started = time.monotonic()
+        result = run(
+            "apply", str(decl), "--auto-approve", "--lock-timeout", "300ms", "--state", str(state)
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+    assert result.exit_code == 1
+    assert f"error: state is locked by pid {proc.pid} " in result.stderr
+    assert 0.3 <= elapsed < 2.0
+
+
+@pytest.mark.parametrize("value", ["soon", "5 minutes", "-1s", ""])
+def test_an_invalid_lock_timeout_is_a_usage_error(decl: Path, state: Path, value: str) -> None:
+    declare(decl, purchase("acme/basic", 4))
+    before = state.read_bytes()
+
+    result = run(
+        "apply", str(decl), "--auto-approve", "--lock-timeout", value, "--state", str(state)
+    )
+
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert (
+        f"Invalid value for '--lock-timeout': {value!r} is not a duration like 30s, 5m or 1h"
+        in (result.stderr)
+    )
+    assert_no_traceback(result)
+    assert state.read_bytes() == before
+    assert sorted(p.name for p in state.parent.iterdir()) == sorted([state.name, decl.name])
 
 
 # --- locking, corrupt state ---------------------------------------------------------------
@@ -1158,8 +1480,8 @@ def test_the_lock_is_released_after_each_command(state: Path) -> None:
     record(state, "acme/a", 1)
     record(state, "acme/b", 1)
 
-    assert run("state", "rm", "acme/a", "--state", str(state)).exit_code == 0
-    assert run("state", "rm", "acme/b", "--state", str(state)).exit_code == 0
+    assert run("state", "rm", "acme/a", "--state", str(state), "--yes").exit_code == 0
+    assert run("state", "rm", "acme/b", "--state", str(state), "--yes").exit_code == 0
     with JsonFileStateStore(state).lock("test") as writer:
         assert writer.state.purchases == {}
 
@@ -1216,6 +1538,7 @@ def test_the_command_tree_has_the_contract_commands() -> None:
     paths = {" ".join(path) for path, _ in COMMANDS}
 
     assert {
+        "init",
         "validate",
         "plan",
         "apply",
@@ -1225,6 +1548,7 @@ def test_the_command_tree_has_the_contract_commands() -> None:
         "state rm",
         "state import",
         "state resolve",
+        "state pull",
         "simulator",
         "demo",
     } <= paths

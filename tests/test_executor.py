@@ -1,4 +1,8 @@
-"""The exactly-once algorithm, with a fake client and the real state store."""
+"""The exactly-once algorithm, with a fake client and the in-memory state store.
+
+The store obeys the same ledger as every real store (tests/test_state_contract.py
+holds them to one contract), so these tests need no files.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import itertools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +18,8 @@ from reconciler import executor, planner
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.executor import Outcome
 from reconciler.model import Declarations, Identity, Purchase, State
-from reconciler.state import JsonFileStateStore, StateWriter
+from reconciler.state import StateWriter
+from tests.fakes import InMemoryStateStore
 
 IDENT = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M", "subscription")
 NOW = "2026-11-26T12:00:00Z"
@@ -42,7 +46,7 @@ class FakeVerified:
 class FakeClient:
     """Records calls; ``checkout_faults`` maps an address to the error its checkout raises."""
 
-    store: JsonFileStateStore
+    store: InMemoryStateStore
     checkout_faults: dict[str, BaseException] = field(default_factory=dict)
     verify_errors: dict[str, tuple[FakeIssue, ...]] = field(default_factory=dict)
     verified: list[str] = field(default_factory=list)
@@ -58,7 +62,7 @@ class FakeClient:
 
     def checkout(self, verified: FakeVerified) -> None:
         address = verified.body["address"]
-        # The pending entry must be on disk before the order leaves: a fresh load sees it.
+        # The pending entry must be persisted before the order leaves: a fresh load sees it.
         on_disk = self.store.load().pending.get(address)
         with self.lock:
             self.pending_seen_at_checkout.append(
@@ -80,7 +84,7 @@ def declarations(*quantities: tuple[str, int]) -> Declarations:
 
 
 def run(
-    store: JsonFileStateStore,
+    store: InMemoryStateStore,
     client: FakeClient,
     decl: Declarations,
     parallelism: int = 1,
@@ -113,8 +117,10 @@ def apply_with(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JsonFileStateStore:
-    return JsonFileStateStore(tmp_path / "state.json")
+def store() -> InMemoryStateStore:
+    created = InMemoryStateStore()
+    assert created.create() is True
+    return created
 
 
 def ambiguous() -> ApiError:
@@ -122,7 +128,7 @@ def ambiguous() -> ApiError:
 
 
 def test_each_change_verified_recorded_pending_then_checked_out_once(
-    store: JsonFileStateStore,
+    store: InMemoryStateStore,
 ) -> None:
     client = FakeClient(store)
     result, state = run(store, client, declarations(("a/1", 3), ("a/2", 5)))
@@ -135,7 +141,7 @@ def test_each_change_verified_recorded_pending_then_checked_out_once(
     assert state.purchases["a/1"].checkouts[0].external_order_id == client.checked_out[0]["id"]
 
 
-def test_increase_buys_only_the_difference(store: JsonFileStateStore) -> None:
+def test_increase_buys_only_the_difference(store: InMemoryStateStore) -> None:
     client = FakeClient(store)
     run(store, client, declarations(("a/1", 3)))
     result, state = run(store, client, declarations(("a/1", 10)))
@@ -145,7 +151,7 @@ def test_increase_buys_only_the_difference(store: JsonFileStateStore) -> None:
 
 
 def test_ambiguous_checkout_stays_pending_and_starts_nothing_new(
-    store: JsonFileStateStore,
+    store: InMemoryStateStore,
 ) -> None:
     client = FakeClient(store, checkout_faults={"a/2": ambiguous()})
     result, state = run(store, client, declarations(("a/1", 1), ("a/2", 2), ("a/3", 3)))
@@ -160,7 +166,7 @@ def test_ambiguous_checkout_stays_pending_and_starts_nothing_new(
     assert not result.ok
 
 
-def test_refused_checkout_clears_pending_and_goes_on(store: JsonFileStateStore) -> None:
+def test_refused_checkout_clears_pending_and_goes_on(store: InMemoryStateStore) -> None:
     fault = ApiError(
         "refused", kind=FailureKind.DEFINITIVE, status=400, error_code="400 BadRequest"
     )
@@ -173,7 +179,7 @@ def test_refused_checkout_clears_pending_and_goes_on(store: JsonFileStateStore) 
 
 
 def test_checkout_that_never_reached_the_api_clears_pending_and_stops(
-    store: JsonFileStateStore,
+    store: InMemoryStateStore,
 ) -> None:
     fault = ApiError("connection refused", kind=FailureKind.RETRYABLE)
     client = FakeClient(store, checkout_faults={"a/1": fault})
@@ -183,7 +189,7 @@ def test_checkout_that_never_reached_the_api_clears_pending_and_stops(
     assert state.purchases == {}
 
 
-def test_refused_credentials_stop_the_run_without_pending(store: JsonFileStateStore) -> None:
+def test_refused_credentials_stop_the_run_without_pending(store: InMemoryStateStore) -> None:
     class Refusing(FakeClient):
         def verify(self, order: Mapping[str, Any]) -> FakeVerified:
             super().verify(order)
@@ -198,7 +204,7 @@ def test_refused_credentials_stop_the_run_without_pending(store: JsonFileStateSt
 
 
 def test_verify_errors_fail_the_change_without_pending_or_checkout(
-    store: JsonFileStateStore,
+    store: InMemoryStateStore,
 ) -> None:
     issue = FakeIssue("QuantityOutOfRange", "Quantity exceeds the allowed maximum.")
     client = FakeClient(store, verify_errors={"a/1": (issue,)})
@@ -213,7 +219,7 @@ def test_verify_errors_fail_the_change_without_pending_or_checkout(
 
 
 def test_unexpected_error_during_checkout_keeps_pending_and_propagates(
-    store: JsonFileStateStore,
+    store: InMemoryStateStore,
 ) -> None:
     client = FakeClient(store, checkout_faults={"a/1": RuntimeError("bug")})
     with pytest.raises(RuntimeError, match="bug"):
@@ -223,7 +229,7 @@ def test_unexpected_error_during_checkout_keeps_pending_and_propagates(
     assert "a/2" not in client.verified
 
 
-def test_parallel_apply_buys_each_change_exactly_once(store: JsonFileStateStore) -> None:
+def test_parallel_apply_buys_each_change_exactly_once(store: InMemoryStateStore) -> None:
     client = FakeClient(store)
     wanted = [(f"c/{i:02d}", i + 1) for i in range(30)]
     result, state = run(store, client, declarations(*wanted), parallelism=8)
@@ -234,7 +240,7 @@ def test_parallel_apply_buys_each_change_exactly_once(store: JsonFileStateStore)
     assert all(client.pending_seen_at_checkout)
 
 
-def test_parallel_ambiguous_checkout_stops_new_starts(store: JsonFileStateStore) -> None:
+def test_parallel_ambiguous_checkout_stops_new_starts(store: InMemoryStateStore) -> None:
     client = FakeClient(store, checkout_faults={"c/00": ambiguous()})
     wanted = [(f"c/{i:02d}", 1) for i in range(40)]
     result, state = run(store, client, declarations(*wanted), parallelism=2)

@@ -14,6 +14,7 @@ from reconciler.model import (
     CheckoutRecord,
     Declarations,
     Identity,
+    Move,
     PendingOperation,
     Purchase,
     RecordedPurchase,
@@ -144,9 +145,9 @@ def test_summary_counts_actions_and_seats() -> None:
         declared("a/same", 3),
         declared("a/less", 1),
     )
-    state = state_of(
-        recorded("a/more", 5), recorded("a/same", 3), recorded("a/less", 2), recorded("a/gone", 4)
-    )
+    # a/gone has its own identity: with a/new's it would make a/new a rename conflict.
+    gone = recorded("a/gone", 4, replace(M365, sku_id="0001"))
+    state = state_of(recorded("a/more", 5), recorded("a/same", 3), recorded("a/less", 2), gone)
     summary = planner.plan(Declarations(decl), state).summary
     assert (summary.to_purchase, summary.purchase_seats) == (1, 10)
     assert (summary.to_increase, summary.increase_seats) == (1, 3)
@@ -242,3 +243,260 @@ def test_applying_the_deltas_leaves_nothing_to_buy(scenario: tuple[Declarations,
     assert blocked == {
         c.address for c in after.changes if c.action in (Action.CONFLICT, Action.PENDING)
     }
+
+
+# --- rename detection (CONTRACT section 10) ------------------------------------------
+
+RENAME_REASON = (
+    "same identity as a/old, recorded but no longer declared; if this is a rename, add "
+    "`moved: [{from: a/old, to: a/new}]` to the declarations or run "
+    "`reconciler state mv a/old a/new`; if a/old is really gone, run "
+    "`reconciler state rm a/old` first"
+)
+OTHER = Identity(222222, "CFQ7TTC0LH18", "0001", "annual", "P1Y", "software")
+
+
+def test_a_rename_is_a_conflict_naming_the_orphan_and_both_ways_out() -> None:
+    plan = planner.plan(Declarations((declared("a/new", 20),)), state_of(recorded("a/old", 20)))
+    new, old = plan.changes[0], plan.changes[1]
+    assert (new.address, new.action, new.before, new.after, new.delta, new.reason) == (
+        "a/new",
+        Action.CONFLICT,
+        0,
+        20,
+        0,
+        RENAME_REASON,
+    )
+    assert (old.address, old.action) == ("a/old", Action.ORPHAN)
+    assert plan.buying() == ()
+
+
+@pytest.mark.parametrize(
+    ("decl", "state", "expected"),
+    [
+        pytest.param(
+            (declared("a/new", 20, OTHER),),
+            state_of(recorded("a/old", 20)),
+            Action.PURCHASE,
+            id="orphan-of-another-identity",
+        ),
+        pytest.param(
+            (declared("a/new", 20), declared("a/old", 20)),
+            state_of(recorded("a/old", 20)),
+            Action.PURCHASE,
+            id="old-address-still-declared",
+        ),
+        pytest.param(
+            (declared("a/new", 5),),
+            state_of(recorded("a/old", 20)),
+            Action.CONFLICT,
+            id="fewer-seats-still-a-rename",
+        ),
+        pytest.param(
+            (declared("a/new", 5),),
+            state_of(pending=(PendingOperation("a/old", M365, "o-1", 5, "t"),)),
+            Action.CONFLICT,
+            id="pending-at-an-undeclared-address",
+        ),
+    ],
+)
+def test_rename_detection_table(decl: tuple[Purchase, ...], state: State, expected: Action) -> None:
+    change = {c.address: c for c in planner.plan(Declarations(decl), state).changes}["a/new"]
+    assert change.action is expected
+
+
+def test_several_orphans_of_the_same_identity_are_all_named() -> None:
+    plan = planner.plan(
+        Declarations((declared("a/new", 1),)), state_of(recorded("a/old", 2), recorded("a/x", 3))
+    )
+    reason = plan.changes[0].reason
+    assert reason is not None
+    assert reason.startswith("same identity as a/old (and a/x), recorded but no longer declared")
+
+
+@given(scenarios(), st.data())
+def test_renames_without_moved_never_buy_licences_recorded_elsewhere(
+    scenario: tuple[Declarations, State], data: st.DataObject
+) -> None:
+    declarations, state = scenario
+    # Rename some declared addresses to fresh ones, as a user editing names would.
+    renamed = []
+    for number, purchase in enumerate(declarations.purchases):
+        if data.draw(st.booleans()):
+            purchase = replace(purchase, address=f"renamed/{number}")
+        renamed.append(purchase)
+    renamed_declarations = Declarations(tuple(renamed))
+    wanted = renamed_declarations.by_address()
+    elsewhere = {
+        entry.identity
+        for table in (state.purchases, state.pending)
+        for address, entry in table.items()
+        if address not in wanted
+    }
+    for change in planner.plan(renamed_declarations, state).changes:
+        if change.action is Action.PURCHASE:
+            assert change.identity not in elsewhere, change
+
+
+# --- moved: (CONTRACT section 10) ---------------------------------------------------
+
+
+def moved_plan(decl: tuple[Purchase, ...], state: State, *moves: tuple[str, str]):  # type: ignore[no-untyped-def]
+    return planner.plan(Declarations(decl, moves=tuple(Move(f, t) for f, t in moves)), state)
+
+
+def test_a_move_carries_the_recorded_purchase_and_buys_nothing() -> None:
+    plan = moved_plan((declared("a/new", 20),), state_of(recorded("a/old", 20)), ("a/old", "a/new"))
+    (change,) = plan.changes
+    assert (change.address, change.action, change.before, change.after, change.delta) == (
+        "a/new",
+        Action.MOVE,
+        20,
+        20,
+        0,
+    )
+    assert change.moved_from == "a/old"
+    assert plan.buying() == ()
+    assert plan.moving() == (change,)
+    summary = plan.summary
+    assert (summary.to_move, summary.to_increase, summary.seats) == (1, 0, 0)
+    assert summary.has_changes
+    assert not summary.has_purchases
+
+
+def test_a_move_with_more_seats_is_a_move_and_an_increase() -> None:
+    plan = moved_plan((declared("a/new", 26),), state_of(recorded("a/old", 20)), ("a/old", "a/new"))
+    (change,) = plan.changes
+    assert (change.action, change.before, change.delta, change.moved_from) == (
+        Action.MOVE,
+        20,
+        6,
+        "a/old",
+    )
+    assert plan.buying() == (change,)
+    summary = plan.summary
+    assert (summary.to_move, summary.to_increase, summary.increase_seats) == (1, 1, 6)
+
+
+@pytest.mark.parametrize(
+    ("decl", "state", "expected"),
+    [
+        pytest.param(
+            (declared("a/new", 20),),
+            state_of(recorded("a/new", 20)),
+            [("a/new", Action.NOOP)],
+            id="leftover-after-apply-is-a-noop",
+        ),
+        pytest.param(
+            (declared("a/new", 20),),
+            state_of(),
+            [("a/new", Action.PURCHASE)],
+            id="source-never-recorded",
+        ),
+        pytest.param(
+            (declared("a/new", 20),),
+            state_of(recorded("a/old", 20), recorded("a/new", 20)),
+            [("a/new", Action.NOOP), ("a/old", Action.ORPHAN)],
+            id="both-recorded-is-no-move",
+        ),
+        pytest.param(
+            (declared("a/new", 15),),
+            state_of(recorded("a/old", 20)),
+            [("a/new", Action.CONFLICT)],
+            id="fewer-seats-is-a-conflict",
+        ),
+        pytest.param(
+            (declared("a/new", 20, replace(M365, sku_id="0001")),),
+            state_of(recorded("a/old", 20)),
+            [("a/new", Action.CONFLICT)],
+            id="other-identity-is-a-conflict",
+        ),
+        pytest.param(
+            (declared("a/new", 20),),
+            state_of(
+                recorded("a/old", 20),
+                pending=(PendingOperation("a/old", M365, "o-1", 5, "t"),),
+            ),
+            [("a/new", Action.CONFLICT), ("a/old", Action.PENDING)],
+            id="pending-source-blocks-the-move",
+        ),
+    ],
+)
+def test_move_table(
+    decl: tuple[Purchase, ...], state: State, expected: list[tuple[str, Action]]
+) -> None:
+    plan = moved_plan(decl, state, ("a/old", "a/new"))
+    assert [(c.address, c.action) for c in plan.changes] == expected
+
+
+def test_a_blocked_move_says_why() -> None:
+    state = state_of(
+        recorded("a/old", 20), pending=(PendingOperation("a/old", M365, "o-1", 5, "t"),)
+    )
+    change = moved_plan((declared("a/new", 20),), state, ("a/old", "a/new")).changes[0]
+    assert change.reason == (
+        "moved from a/old, which has a pending checkout (o-1); resolve it first with "
+        "`reconciler state resolve a/old --purchased|--not-purchased`"
+    )
+    shrunk = moved_plan(
+        (declared("a/new", 15),), state_of(recorded("a/old", 20)), ("a/old", "a/new")
+    )
+    assert shrunk.changes[0].reason is not None
+    assert shrunk.changes[0].reason.startswith("moved from a/old: decrease from 20 to 15 seats")
+
+
+@given(scenarios(), st.data())
+def test_moving_every_renamed_address_buys_only_what_was_added(
+    scenario: tuple[Declarations, State], data: st.DataObject
+) -> None:
+    declarations, state = scenario
+    renamed, moves = [], []
+    for number, purchase in enumerate(declarations.purchases):
+        if purchase.address in state.purchases and data.draw(st.booleans()):
+            moves.append(Move(purchase.address, f"renamed/{number}"))
+            purchase = replace(purchase, address=f"renamed/{number}")
+        renamed.append(purchase)
+    before = planner.plan(declarations, state)
+    after = planner.plan(Declarations(tuple(renamed), moves=tuple(moves)), state)
+    bought = {c.address: c.delta for c in before.buying()}
+    for move in moves:
+        change = next(c for c in after.changes if c.address == move.target)
+        old = next(c for c in before.changes if c.address == move.source)
+        # Exactly what the plan without the rename said, at the new address.
+        if old.action in (Action.NOOP, Action.INCREASE):
+            assert (change.action, change.delta) == (Action.MOVE, bought.get(move.source, 0))
+        else:
+            # A pending checkout at the source blocks its move; a conflict stays one.
+            assert change.action is Action.CONFLICT
+            assert old.action in (Action.PENDING, Action.CONFLICT)
+    # A blocked move leaves its source undeclared, which may hold back a purchase
+    # of the same identity (rename detection): never more seats, possibly fewer.
+    assert after.summary.seats <= before.summary.seats
+
+
+# --- --target ---------------------------------------------------------------------
+
+
+@given(scenarios(), st.lists(st.sampled_from(["c0/", "c1/p1", "c2/", "c9/"]), max_size=3))
+def test_a_targeted_plan_is_the_whole_plan_restricted_to_its_targets(
+    scenario: tuple[Declarations, State], targets: list[str]
+) -> None:
+    declarations, state = scenario
+    whole = planner.plan(declarations, state)
+    part = planner.plan(declarations, state, targets)
+    if not targets:
+        assert part == whole
+        return
+    expected = tuple(
+        c for c in whole.changes if any(c.address.startswith(t.rstrip("/")) for t in targets)
+    )
+    assert part.changes == expected
+    assert (part.targets, part.addresses) == (tuple(targets), len(whole.changes))
+
+
+def test_a_target_matches_an_address_or_a_subtree_only() -> None:
+    decl = (declared("a/x", 1), declared("a/xy", 1), declared("ab/x", 1), declared("a/x/y", 1))
+    picked = planner.plan(Declarations(decl), state_of(), ["a/x", "a/x/"])
+    assert [c.address for c in picked.changes] == ["a/x", "a/x/y"]
+    subtree = planner.plan(Declarations(decl), state_of(), ["a/"])
+    assert [c.address for c in subtree.changes] == ["a/x", "a/x/y", "a/xy"]

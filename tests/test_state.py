@@ -65,7 +65,13 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(path: Path) -> JsonFileStateStore:
-    return JsonFileStateStore(path)
+    """A store whose state was created, as `reconciler init` does: serial 0, a lineage."""
+    created = JsonFileStateStore(path)
+    assert created.create() is True
+    return created
+
+
+MISSING = "no state at {path}; run 'reconciler init' to start an empty one"
 
 
 def journal(path: Path) -> Path:
@@ -158,11 +164,57 @@ def expected_after_script(lineage: str) -> State:
 # --- reading ------------------------------------------------------------------
 
 
-def test_missing_file_loads_as_empty_state_and_creates_nothing(
-    store: JsonFileStateStore, tmp_path: Path
+def test_missing_file_is_refused_by_load_and_lock_and_creates_nothing(
+    path: Path, tmp_path: Path
 ) -> None:
-    assert store.load() == State(lineage="", serial=0)
+    """A missing state must never read as "nothing bought yet" (CONTRACT section 8)."""
+    store = JsonFileStateStore(path)
+    assert store.exists() is False
+    with pytest.raises(StateError) as caught:
+        store.load()
+    assert str(caught.value) == MISSING.format(path=path)
+    with pytest.raises(StateError) as caught, store.lock("reconciler apply"):
+        pytest.fail("locked a state that does not exist")
+    assert str(caught.value) == MISSING.format(path=path)
+    # No state file, no lock file, no journal, no temp file.
     assert files(tmp_path) == []
+    assert store.exists() is False
+
+
+def test_missing_file_is_refused_by_the_path_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StateError) as caught:
+        JsonFileStateStore("reconciler.state.json").load()
+    assert str(caught.value) == MISSING.format(path="reconciler.state.json")
+    assert files(tmp_path) == []
+
+
+def test_create_writes_an_empty_state_at_serial_0_with_a_new_lineage(
+    path: Path, tmp_path: Path
+) -> None:
+    store = JsonFileStateStore(path)
+    assert store.create() is True
+    assert store.exists() is True
+    state = store.load()
+    assert uuid.UUID(state.lineage).version == 4
+    assert state == State(lineage=state.lineage, serial=0)
+    text = path.read_text(encoding="utf-8")
+    document = {"version": 1, "lineage": state.lineage, "serial": 0, "purchases": {}, "pending": {}}
+    assert text == json.dumps(document, sort_keys=True, indent=2) + "\n"
+    jsonschema.Draft202012Validator(SCHEMA).validate(json.loads(text))
+    # Only the state file: creating it takes no lock and starts no journal.
+    assert files(tmp_path) == [path.name]
+
+
+def test_create_changes_nothing_when_a_state_exists(store: JsonFileStateStore, path: Path) -> None:
+    with store.lock("reconciler apply") as writer:
+        writer.import_purchase("acme/a", IDENTITY, 2, T0)
+    before = path.read_bytes()
+    assert store.create() is False
+    assert JsonFileStateStore(path).create() is False
+    assert path.read_bytes() == before
 
 
 def test_location_is_the_path_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,11 +223,17 @@ def test_location_is_the_path_as_given(tmp_path: Path, monkeypatch: pytest.Monke
     assert JsonFileStateStore(tmp_path / "x.json").location == str(tmp_path / "x.json")
 
 
-def test_lock_without_writes_writes_no_state(store: JsonFileStateStore, tmp_path: Path) -> None:
+def test_lock_without_writes_writes_no_state(
+    store: JsonFileStateStore, path: Path, tmp_path: Path
+) -> None:
+    before = path.read_bytes()
+    created = store.load()
+    assert created == State(lineage=created.lineage, serial=0)
     with store.lock("reconciler apply") as writer:
-        assert writer.state == State(lineage="", serial=0)
-    assert files(tmp_path) == ["reconciler.state.json.lock"]
-    assert store.load() == State(lineage="", serial=0)
+        assert writer.state == created
+    assert files(tmp_path) == ["reconciler.state.json", "reconciler.state.json.lock"]
+    assert path.read_bytes() == before
+    assert store.load() == created
 
 
 # --- writing ------------------------------------------------------------------
@@ -301,12 +359,14 @@ def test_schema_describes_every_property_and_allows_nothing_else() -> None:
 
 
 def test_serial_counts_writes_and_lineage_is_set_once(store: JsonFileStateStore) -> None:
+    created = store.load().lineage
     with store.lock("reconciler apply") as writer:
         for serial, address in enumerate(["acme/a", "acme/b", "acme/c"], 1):
             writer.import_purchase(address, IDENTITY, 1, T0)
             assert writer.state.serial == serial
         lineage = writer.state.lineage
     assert uuid.UUID(lineage).version == 4
+    assert lineage == created  # set by create, never by a write
     assert store.load().serial == 3
     with store.lock("reconciler state rm") as writer:
         writer.remove_purchase("acme/a")
@@ -320,6 +380,7 @@ def test_new_states_get_different_lineages(tmp_path: Path) -> None:
     lineages = set()
     for name in ("one.json", "two.json"):
         store = JsonFileStateStore(tmp_path / name)
+        store.create()
         with store.lock("x") as writer:
             writer.import_purchase("acme/a", IDENTITY, 1, T0)
         lineages.add(store.load().lineage)
@@ -547,15 +608,17 @@ def test_acknowledged_writes_survive_a_crash_and_the_next_lock_compacts(
 
 
 def test_crash_of_a_new_state_before_any_compaction(store: JsonFileStateStore, path: Path) -> None:
+    created = store.load().lineage
     proc = start_writer(path, "exit")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     # Only the journal mark was written to the state file: serial 0, nothing recorded.
     marked = json.loads(path.read_text())
     assert (marked["journal"], marked["serial"], marked["purchases"]) == (journal(path).name, 0, {})
+    assert marked["lineage"] == created
     state = store.load()
     assert state.serial == 4
-    assert uuid.UUID(state.lineage).version == 4
+    assert state.lineage == created
     assert state.purchases == AFTER_SCRIPT_PURCHASES
     with store.lock("reconciler apply"):
         pass

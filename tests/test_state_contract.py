@@ -77,7 +77,6 @@ def _memory_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
 def _postgres_harness(request: pytest.FixtureRequest) -> Harness:
     url: str = request.getfixturevalue("pg_database")
     server = request.getfixturevalue("pg_server")
-    PostgresStateStore(url).create()
 
     def break_writes() -> None:
         assert server.terminate_backends(application_name="crayon-reconciler") > 0
@@ -118,7 +117,45 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 
 @pytest.fixture
 def store(harness: Harness) -> StateStore:
-    return harness.reopen()
+    store = harness.reopen()
+    assert store.create() is True
+    return store
+
+
+def test_a_state_that_was_never_created_is_refused_naming_init(harness: Harness) -> None:
+    store = harness.reopen()
+    assert store.exists() is False
+    message = f"no state at {store.location}; run 'reconciler init' to start an empty one"
+    with pytest.raises(StateError) as loading:
+        store.load()
+    assert str(loading.value) == message
+    with pytest.raises(StateError) as locking, store.lock("reconciler apply"):
+        pytest.fail("locked a state that does not exist")
+    assert str(locking.value) == message
+
+
+def test_create_starts_an_empty_state_once(harness: Harness) -> None:
+    store = harness.reopen()
+    assert store.create() is True
+    first = harness.reopen().load()
+    assert (first.serial, first.purchases, first.pending) == (0, {}, {})
+    assert first.lineage
+    assert harness.reopen().create() is False
+    assert harness.reopen().load() == first
+
+
+def test_create_from_a_state_copies_it_and_refuses_a_target_in_use(
+    harness: Harness, tmp_path: Path
+) -> None:
+    source = JsonFileStateStore(tmp_path / "source.json")
+    source.create()
+    seed(source)
+    copied = source.load()
+    target = harness.reopen()
+    assert target.create(copied) is True
+    assert harness.reopen().load() == copied
+    with pytest.raises(StateError, match="already holds a state"):
+        harness.reopen().create(copied)
 
 
 def seed(store: StateStore) -> None:
@@ -232,6 +269,70 @@ def test_every_write_rule_refuses_and_writes_nothing(
     after = harness.reopen().load()
     assert after.serial == before.serial + 1
     assert set(after.purchases) == {"acme/a", "acme/still-writes"}
+
+
+def test_a_move_keeps_every_checkout_in_one_write_that_survives_reopen(
+    harness: Harness, store: StateStore
+) -> None:
+    with store.lock("reconciler apply") as writer:
+        writer.record_checkout("acme/old", IDENTITY, CheckoutRecord("ord-1", 5, T0))
+        writer.record_checkout("acme/old", IDENTITY, CheckoutRecord("ord-2", 3, T0))
+        before = writer.state.serial
+        writer.move_purchase("acme/old", "acme/new")
+        assert writer.state.serial == before + 1
+        assert harness.reopen().load() == writer.state
+    after = harness.reopen().load()
+    assert "acme/old" not in after.purchases
+    assert after.purchases["acme/new"] == RecordedPurchase(
+        "acme/new",
+        IDENTITY,
+        8,
+        (CheckoutRecord("ord-1", 5, T0), CheckoutRecord("ord-2", 3, T0)),
+    )
+    # The moved purchase takes later checkouts, and the old address is free again.
+    with store.lock("reconciler apply") as writer:
+        writer.record_checkout("acme/new", IDENTITY, CheckoutRecord("ord-3", 1, T0))
+        writer.import_purchase("acme/old", OTHER, 2, T0)
+    final = harness.reopen().load()
+    assert final.purchases["acme/new"].quantity == 9
+    assert len(final.purchases["acme/new"].checkouts) == 3
+    assert final.purchases["acme/old"] == RecordedPurchase("acme/old", OTHER, 2)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        (
+            "acme/x",
+            "acme/new",
+            "cannot move acme/x to acme/new: acme/x is not recorded in {location}",
+        ),
+        (
+            "acme/a",
+            "acme/b",
+            "cannot move acme/a to acme/b: acme/b is already recorded in {location}",
+        ),
+        (
+            "acme/p",
+            "acme/new",
+            "cannot move acme/p to acme/new: acme/p has a pending operation "
+            "(externalOrderId ord-2); resolve it first",
+        ),
+    ],
+)
+def test_a_move_is_refused_and_writes_nothing(
+    harness: Harness, store: StateStore, source: str, target: str, message: str
+) -> None:
+    seed(store)
+    with store.lock("reconciler state mv") as writer:
+        writer.import_purchase("acme/b", OTHER, 1, T0)
+        writer.import_purchase("acme/p", IDENTITY, 1, T0)
+        before = writer.state
+        with pytest.raises(StateError) as caught:
+            writer.move_purchase(source, target)
+        assert str(caught.value) == message.format(location=store.location)
+        assert writer.state == before
+    assert harness.reopen().load() == before
 
 
 def test_writer_refuses_writes_after_the_lock_is_released(store: StateStore) -> None:
@@ -352,6 +453,7 @@ def test_a_killed_writer_loses_no_acknowledged_write_and_never_blocks_the_next(
 ) -> None:
     harness = STORE_KINDS[kind](request)
     assert harness.location is not None
+    harness.reopen().create()
     package_root = Path(reconciler.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_root), *sys.path[1:]])}
     proc = subprocess.Popen(

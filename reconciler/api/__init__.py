@@ -6,10 +6,13 @@
     failures    pure classification: classify_status, classify_transport,
                 refuses_order, retry_after, error_body
     transport   the HTTP seam: RequestsTransport.send, ApiRequest, scrubbed ApiErrors
-    client      CrayonClient: token, verify, checkout, the lists; retries and 401s
+    reads       what Cloud-iQ says was bought: Subscription, ProcessedOrder,
+                AssetOrder, CatalogEntry (pure parse_* functions), the ApiReader role
+    client      CrayonClient: token, verify, checkout, the lists and typed reads;
+                retries and 401s
 
 Importing this package stays cheap: it re-exports only what needs no
-``requests`` (settings, orders, failures); code that talks to the API imports
+``requests`` (settings, orders, reads, failures); code that talks to the API imports
 ``reconciler.api.client``. ``DEFAULT_API_URL`` is not re-exported: it is read
 from ``reconciler.api.settings`` at call time, so patch it there.
 
@@ -41,7 +44,19 @@ from reconciler.api.orders import (
     new_external_order_id,
     read_verified,
 )
+from reconciler.api.reads import (
+    STATUS_ACTIVE,
+    ApiReader,
+    AssetOrder,
+    AssetOrderLine,
+    CatalogEntry,
+    Price,
+    ProcessedOrder,
+    Subscription,
+)
 from reconciler.api.settings import (
+    AGREEMENT_PRODUCTS_PATH,
+    ASSET_ORDERS_PATH,
     CHECKOUT_PATH,
     CREDENTIAL_VARIABLES,
     LEGACY_CHECKOUT_PATH,
@@ -57,24 +72,34 @@ from reconciler.api.settings import (
 )
 
 __all__ = [
+    "AGREEMENT_PRODUCTS_PATH",
+    "ASSET_ORDERS_PATH",
     "CHECKOUT_PATH",
     "CREDENTIAL_VARIABLES",
     "LEGACY_CHECKOUT_PATH",
     "LEGACY_VERIFY_PATH",
     "ORDERS_PATH",
+    "STATUS_ACTIVE",
     "SUBSCRIPTIONS_PATH",
     "TIMEOUT_VARIABLES",
     "TOKEN_PATH",
     "URL_VARIABLE",
     "VERIFY_PATH",
     "ApiClient",
+    "ApiReader",
     "ApiSettings",
+    "AssetOrder",
+    "AssetOrderLine",
+    "CatalogEntry",
     "Endpoint",
     "ErrorBody",
     "LineError",
     "OrderJson",
     "OrderLineJson",
+    "Price",
+    "ProcessedOrder",
     "RetryPolicy",
+    "Subscription",
     "TransportFailure",
     "VerifiedOrder",
     "build_order",

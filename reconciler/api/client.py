@@ -1,5 +1,9 @@
 """The Crayon Cloud-iQ API client: token, verify, checkout and the read endpoints.
 
+The typed reads (``read_subscriptions``, ``read_processed_orders``,
+``find_asset_orders``, ``read_agreement_products``) page to the end like the raw
+``list_*`` calls and turn the items into ``reconciler.api.reads`` records.
+
 Every call is an ``ApiRequest`` that goes through ``CrayonClient._request``
 (the bounded retries, the shared token and the one answer to a 401), which
 sends it through ``reconciler.api.transport`` (the HTTP seam: timeouts,
@@ -34,24 +38,41 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import requests
-from requests.auth import AuthBase, HTTPBasicAuth
+from requests.auth import AuthBase
 
 from reconciler.api.failures import Endpoint
 from reconciler.api.jsonread import ci_get
 from reconciler.api.orders import OrderJson, VerifiedOrder, read_verified
+from reconciler.api.reads import (
+    AssetOrder,
+    CatalogEntry,
+    ProcessedOrder,
+    Subscription,
+    parse_agreement_products,
+    parse_asset_orders,
+    parse_processed_orders,
+    parse_subscriptions,
+)
 from reconciler.api.settings import (
+    AGREEMENT_PRODUCTS_PATH,
+    ASSET_ORDERS_PATH,
     ORDERS_PATH,
     SUBSCRIPTIONS_PATH,
     TOKEN_PATH,
     ApiSettings,
     RetryPolicy,
 )
-from reconciler.api.transport import CREDENTIALS_HINT, ApiRequest, RequestsTransport
+from reconciler.api.transport import (
+    CREDENTIALS_HINT,
+    ApiRequest,
+    RequestsTransport,
+    basic_credentials,
+)
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 
 SCOPE: Final = "CustomerApi"
@@ -64,6 +85,22 @@ DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 #: threads renewed the token meanwhile).
 _MAX_RENEWALS: Final = 3
 _DEFAULT_RETRY: Final = RetryPolicy()
+_T = TypeVar("_T")
+
+
+class _BasicAuth(AuthBase):
+    """Basic credentials encoded as UTF-8 (RFC 7617), not Latin-1 as requests does,
+    which cannot encode most secrets outside Western Europe."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._value = basic_credentials(user, password)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Basic {self._value}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BasicAuth(***)"
 
 
 class _BearerAuth(AuthBase):
@@ -85,6 +122,7 @@ class CrayonClient:
 
     ``session`` is used as given when passed (its adapters decide pooling and
     must not retry on their own) and is then the caller's to close.
+    ``page_size`` is the ``pageSize`` the list calls ask for.
     """
 
     def __init__(
@@ -95,8 +133,12 @@ class CrayonClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
         self._settings = settings
+        self._page_size = page_size
         self._retry = retry
         self._sleep = sleep
         self._clock = clock
@@ -159,33 +201,127 @@ class CrayonClient:
         self._request(ApiRequest("checkout", Endpoint.CHECKOUT, "POST", path, json_body=body))
 
     def list_orders(self, customer_tenant_id: int) -> list[dict[str, Any]]:
-        """Every processed purchase order of one customer tenant (all pages)."""
-        return self._list("list orders", ORDERS_PATH, customer_tenant_id)
+        """Every processed purchase order of one customer tenant (all pages), as JSON."""
+        return self._list("list orders", ORDERS_PATH, {"customerTenantId": customer_tenant_id})
 
     def list_subscriptions(self, customer_tenant_id: int) -> list[dict[str, Any]]:
-        """Every subscription of one customer tenant (all pages)."""
-        return self._list("list subscriptions", SUBSCRIPTIONS_PATH, customer_tenant_id)
+        """Every subscription of one customer tenant (all pages), as JSON."""
+        filters = {"customerTenantId": customer_tenant_id}
+        return self._list("list subscriptions", SUBSCRIPTIONS_PATH, filters)
 
-    def _list(self, operation: str, path: str, customer_tenant_id: int) -> list[dict[str, Any]]:
+    # ----------------------------------------------------------------- typed reads
+
+    def read_subscriptions(
+        self, customer_tenant_id: int, *, statuses: int | None = None
+    ) -> list[Subscription]:
+        """The tenant's subscriptions, those with a status flag in ``statuses`` if given
+        (``reads.STATUS_ACTIVE`` for the ones holding seats)."""
+        operation = "read subscriptions"
+        filters: dict[str, Any] = {"customerTenantId": customer_tenant_id}
+        if statuses is not None:
+            filters["statuses"] = statuses
+        items = self._list(operation, SUBSCRIPTIONS_PATH, filters)
+        return self._parsed(
+            operation,
+            SUBSCRIPTIONS_PATH,
+            lambda: parse_subscriptions(items, tenant=customer_tenant_id, statuses=statuses),
+        )
+
+    def read_processed_orders(self, customer_tenant_id: int) -> list[ProcessedOrder]:
+        """Every processed purchase order line of the tenant, oldest first as the API lists them."""
+        operation = "read processed orders"
+        items = self._list(operation, ORDERS_PATH, {"customerTenantId": customer_tenant_id})
+        return self._parsed(
+            operation, ORDERS_PATH, lambda: parse_processed_orders(items, tenant=customer_tenant_id)
+        )
+
+    def find_asset_orders(
+        self, customer_tenant_id: int, external_order_id: str
+    ) -> list[AssetOrder]:
+        """The tenant's asset orders whose externalOrderId is exactly ``external_order_id``."""
+        operation = "find asset orders"
+        filters = {"ResellerCustomerId": customer_tenant_id, "ExternalOrderId": external_order_id}
+        items = self._list(operation, ASSET_ORDERS_PATH, filters, paging=("Page", "PageSize"))
+        return self._parsed(
+            operation,
+            ASSET_ORDERS_PATH,
+            lambda: parse_asset_orders(
+                items, tenant=customer_tenant_id, external_order_id=external_order_id
+            ),
+        )
+
+    def read_agreement_products(
+        self, customer_tenant_id: int, search: str | None = None
+    ) -> list[CatalogEntry]:
+        """The products (names, unit prices) the tenant may buy, matching ``search`` if given."""
+        operation = "read agreement products"
+        filters: dict[str, Any] = {"CustomerTenantId": customer_tenant_id}
+        if search:
+            filters["Search"] = search
+        items = self._list(operation, AGREEMENT_PRODUCTS_PATH, filters, paging=("Page", "PageSize"))
+        return self._parsed(
+            operation, AGREEMENT_PRODUCTS_PATH, lambda: parse_agreement_products(items)
+        )
+
+    def _parsed(self, operation: str, path: str, parse: Callable[[], list[_T]]) -> list[_T]:
+        """``parse()``, its ApiError (an item it cannot read) given the operation and URL."""
+        try:
+            return parse()
+        except ApiError as error:
+            raise self._errors.make(
+                f"{operation}: {error}",
+                FailureKind.DEFINITIVE,
+                "GET",
+                self._settings.base_url + path,
+            ) from None
+
+    def _list(
+        self,
+        operation: str,
+        path: str,
+        filters: Mapping[str, Any],
+        *,
+        paging: tuple[str, str] = ("page", "pageSize"),
+    ) -> list[dict[str, Any]]:
+        """Every item of a list endpoint: pages from 1 until ``TotalHits`` or a short page.
+
+        Takes ``{Items, TotalHits}`` and a bare array alike. A page that repeats the
+        one before means the server ignores ``page``: a bare array longer than a page
+        is then the whole list; anything else is refused rather than read partly or
+        twice.
+        """
+        page_name, size_name = paging
+        size = self._page_size
         items: list[dict[str, Any]] = []
+        previous: list[Any] | None = None
         for page in range(1, MAX_PAGES + 1):
-            params = {"customerTenantId": customer_tenant_id, "page": page, "pageSize": PAGE_SIZE}
+            params = {**filters, page_name: page, size_name: size}
             request = ApiRequest(operation, Endpoint.READ, "GET", path, params=params)
             response = self._request(request)
             data = self._transport.read_json(response, operation)
-            page_items = ci_get(data, "Items") if isinstance(data, dict) else data
-            total = ci_get(data, "TotalHits") if isinstance(data, dict) else None
+            paged = isinstance(data, dict)
+            page_items = ci_get(data, "Items") if paged else data
+            total = ci_get(data, "TotalHits") if paged else None
             if not isinstance(page_items, list) or not all(isinstance(i, dict) for i in page_items):
                 raise self._errors.bad_answer(
                     f"{operation}: the API answered without a list of Items", response
                 )
-            items.extend(page_items)
-            if not isinstance(data, dict) or not page_items:
+            if not page_items:
                 return items
+            if page_items == previous:
+                if not paged and len(page_items) > size:
+                    return items
+                raise self._errors.bad_answer(
+                    f"{operation}: the API answered page {page} with the items of page "
+                    f"{page - 1}; it does not page as documented",
+                    response,
+                )
+            items.extend(page_items)
+            previous = page_items
             if isinstance(total, int) and not isinstance(total, bool):
                 if len(items) >= total:
                     return items
-            elif len(page_items) < PAGE_SIZE:
+            elif len(page_items) < size:
                 return items
         raise self._errors.make(
             f"{operation}: more than {MAX_PAGES} pages",
@@ -273,7 +409,7 @@ class CrayonClient:
         }
         request = ApiRequest("token", Endpoint.TOKEN, "POST", TOKEN_PATH, form=form)
         response = self._transport.send(
-            request, HTTPBasicAuth(settings.client_id, settings.client_secret)
+            request, _BasicAuth(settings.client_id, settings.client_secret)
         )
         data = self._transport.read_json(response, "token")
         token = ci_get(data, "AccessToken") if isinstance(data, dict) else None
@@ -290,6 +426,13 @@ class CrayonClient:
                 error_class=AuthenticationError,
             )
         self._errors.learn(token)
+        if not (token.isascii() and token.isprintable()):
+            # It would fail in http.client's header encoding, outside our errors.
+            raise self._errors.bad_answer(
+                "token: the API answered with an access token that is not printable ASCII, "
+                "which cannot be sent in a header",
+                response,
+            )
         expires_in = ci_get(data, "ExpiresIn")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             return token, DEFAULT_TOKEN_LIFETIME

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -205,36 +206,42 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     return max((when - now).total_seconds(), 0.0)
 
 
-def error_body(content: bytes) -> ErrorBody:
+def error_body(content: bytes, scrub: Callable[[str], str] = str) -> ErrorBody:
     """ErrorCode, Message and ObjectErrors of an error answer, read case-insensitively.
 
     Also reads the OAuth ``error``/``error_description`` of the token endpoint.
-    Empty bodies give nothing; non-JSON bodies give their (clipped) text.
+    Empty bodies give nothing; non-JSON bodies give their (clipped) text. Every
+    text goes through ``scrub`` before it is clipped: collapsing its whitespace or
+    cutting it short could hide a secret from the scrubbing.
     """
     text = content.decode("utf-8", errors="replace").strip()
     if not text:
         return ErrorBody()
+
+    def shown(value: object) -> str:
+        return clip(scrub(str(value)))
+
     try:
         data = json.loads(text)
     except ValueError:
-        return ErrorBody(message=clip(text))
+        return ErrorBody(message=shown(text))
     if isinstance(data, str):
-        return ErrorBody(message=clip(data))
+        return ErrorBody(message=shown(data))
     if not isinstance(data, dict):
         return ErrorBody()
     code = ci_get(data, "ErrorCode") or ci_get(data, "error")
     message = ci_get(data, "Message") or ci_get(data, "error_description")
     object_errors = tuple(
         ApiObjectError(
-            code=clip(str(ci_get(entry, "ErrorCode") or "")),
-            message=clip(str(ci_get(entry, "Message") or "")),
+            code=shown(ci_get(entry, "ErrorCode") or ""),
+            message=shown(ci_get(entry, "Message") or ""),
         )
         for entry in as_list(ci_get(data, "ObjectErrors"))
         if isinstance(entry, dict)
     )
     return ErrorBody(
-        clip(str(code)) if code else None,
-        clip(str(message)) if message else None,
+        shown(code) if code else None,
+        shown(message) if message else None,
         object_errors,
     )
 

@@ -37,6 +37,8 @@ LEGACY_VERIFY_PATH: Final = "/api/v1/assets/verify"
 LEGACY_CHECKOUT_PATH: Final = "/api/v1/assets/checkout"
 ORDERS_PATH: Final = "/api/v1/purchaserequest/orders/"
 SUBSCRIPTIONS_PATH: Final = "/api/v1/subscriptions/"
+ASSET_ORDERS_PATH: Final = "/api/v1/assets/orders/"
+AGREEMENT_PRODUCTS_PATH: Final = "/api/v1/agreementproducts/"
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 
@@ -75,6 +77,13 @@ class ApiSettings:
         if missing:
             noun = "variable" if len(missing) == 1 else "variables"
             problems.append(f"missing environment {noun}: {', '.join(missing)}")
+        for name in CREDENTIAL_VARIABLES:
+            try:
+                env.get(name, "").encode("utf-8")
+            except UnicodeEncodeError:
+                # Bytes that are not UTF-8 reach os.environ as lone surrogates; they
+                # can be sent neither in the Basic header nor in the token form.
+                problems.append(f"{name} is not valid UTF-8 text")
         url = env.get(URL_VARIABLE, "").strip() or DEFAULT_API_URL
         try:
             url = _checked_base_url(url)

@@ -12,12 +12,13 @@ secret, password, access token) into a message, a repr or an exception.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -78,7 +79,10 @@ class RequestsTransport:
         self._settings = settings
         self._owns_session = session is None
         self._session = session if session is not None else _new_session()
-        self.errors = ApiErrors((settings.client_secret, settings.password))
+        self.errors = ApiErrors(
+            (settings.client_secret, settings.password),
+            basic_auth=(settings.client_id, settings.client_secret),
+        )
 
     def close(self) -> None:
         if self._owns_session:
@@ -109,7 +113,8 @@ class RequestsTransport:
             )
         except requests.RequestException as exc:
             failure = _transport_failure(exc)
-            reason = transport_reason(failure, _root_cause(exc), settings.read_timeout)
+            cause = _root_cause(exc, self.errors.redact)
+            reason = transport_reason(failure, cause, settings.read_timeout)
             kind = classify_transport(request.endpoint, failure)
             raise self.errors.make(
                 headline(request.operation, kind, reason),
@@ -144,15 +149,53 @@ def _new_session() -> requests.Session:
     return session
 
 
-class ApiErrors:
-    """Makes every ApiError of one client, each text scrubbed of its secrets."""
+def basic_credentials(user: str, password: str) -> str:
+    """The value after ``Basic`` in an Authorization header: UTF-8, as RFC 7617 says."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
-    def __init__(self, secrets: Sequence[str]) -> None:
-        self._secrets = tuple(s for s in secrets if len(s) >= 3)
+
+def secret_forms(secret: str) -> set[str]:
+    """Every form in which the client sends ``secret``, as a server may echo it back:
+    as is, URL-encoded (either hex case), JSON-escaped, and with its whitespace
+    collapsed as error texts are."""
+    forms = {secret, " ".join(secret.split())}
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded))
+    forms.add(json.dumps(secret)[1:-1])
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    return forms
+
+
+class ApiErrors:
+    """Makes every ApiError of one client, each text scrubbed of its secrets.
+
+    Scrubbing covers every form the client itself produced (``secret_forms`` and
+    the Basic credentials) and runs before any whitespace is collapsed or any text
+    clipped, which would hide a secret from it.
+    """
+
+    def __init__(
+        self, secrets: Sequence[str], *, basic_auth: tuple[str, str] | None = None
+    ) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if len(secret) >= 3:
+                forms |= secret_forms(secret)
+        if basic_auth is not None and basic_auth[1]:
+            # Decoding it gives the secret back, however short: always scrubbed.
+            forms.add(basic_credentials(*basic_auth).rstrip("="))
+        self._forms: tuple[str, ...] = ()
+        self._add(forms)
+
+    def _add(self, forms: set[str]) -> None:
+        # Longest first, so no shorter form leaves part of a longer one behind.
+        known = {*self._forms, *(f for f in forms if len(f) >= 3)}
+        self._forms = tuple(sorted(known, key=lambda f: (-len(f), f)))
 
     def learn(self, secret: str) -> None:
         """Scrub ``secret`` (a new access token) from every later error too."""
-        self._secrets = (*self._secrets, secret)
+        self._add(secret_forms(secret))
 
     def from_status(self, request: ApiRequest, url: str, response: requests.Response) -> ApiError:
         """The error for a non-2xx answer to ``request``."""
@@ -163,7 +206,7 @@ class ApiErrors:
         if refuses_credentials(request.endpoint, status):
             message = f"the Crayon API refused the credentials (HTTP {status}); {CREDENTIALS_HINT}"
             error_class = AuthenticationError
-        body = error_body(response.content)
+        body = error_body(response.content, scrub=self.redact)
         return self.make(
             message,
             kind,
@@ -204,7 +247,7 @@ class ApiErrors:
         error_class: type[ApiError] = ApiError,
     ) -> ApiError:
         """An ApiError whose every text has been scrubbed of secrets."""
-        scrub = self._redact
+        scrub = self.redact
         return error_class(
             scrub(message),
             kind=kind,
@@ -235,9 +278,10 @@ class ApiErrors:
             refused=error.refused,
         )
 
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+    def redact(self, text: str) -> str:
+        """``text`` with every known form of every secret replaced by ``***``."""
+        for form in self._forms:
+            text = text.replace(form, "***")
         return text
 
 
@@ -286,8 +330,9 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return False
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost reason of a requests/urllib3 exception chain, briefly."""
+def _root_cause(exc: BaseException, scrub: Callable[[str], str] = str) -> str:
+    """The innermost reason of a requests/urllib3 exception chain, briefly, scrubbed
+    by ``scrub`` before it is clipped."""
     current: BaseException = exc
     seen = {id(current)}
     for _ in range(10):
@@ -305,4 +350,4 @@ def _root_cause(exc: BaseException) -> str:
     text = str(current) or type(current).__name__
     # urllib3 prefixes connection errors with an object repr ("<...HTTPConnection ...>: ").
     text = re.sub(r"<[^<>]*>:\s*", "", text)
-    return clip(text)
+    return clip(scrub(text))

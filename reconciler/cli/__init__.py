@@ -5,7 +5,8 @@ clients and state stores (one factory each, in ``common``). A command body
 loads, calls a use case from ``reconciler.commands``, renders, echoes and
 returns an exit code; it holds no business logic. One error boundary
 (``_Group.main``) prints ``error: ...`` for every ``ReconcilerError`` and click
-usage error and exits 1; anything else is a bug and keeps its traceback.
+usage error and exits 1, and Ctrl-C exits 130 with ``Interrupted.``; anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import click
 from reconciler import __version__
 from reconciler.cli.common import Options
 from reconciler.cli.plan import apply, plan, show, validate
-from reconciler.cli.state import state
+from reconciler.cli.state import init, state
 from reconciler.cli.tools import demo, simulator_command
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
 
@@ -40,9 +41,14 @@ class _Group(click.Group):
             code = super().main(
                 args, prog_name or "reconciler", complete_var, standalone_mode=False, **extra
             )
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            code = 1
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            code = 130
+        except click.exceptions.Abort as exc:
+            # click turns Ctrl-C into Abort: the shell's 128 + SIGINT, no traceback.
+            interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+            click.echo("Interrupted." if interrupted else "Aborted.", err=True)
+            code = 130 if interrupted else 1
         except click.ClickException as exc:
             exc.show()
             code = 1
@@ -76,7 +82,7 @@ def cli(ctx: click.Context, no_color: bool) -> None:
     ctx.obj = Options(color=color)
 
 
-for _command in (validate, plan, show, state, apply, simulator_command, demo):
+for _command in (init, validate, plan, show, state, apply, simulator_command, demo):
     cli.add_command(_command)
 
 

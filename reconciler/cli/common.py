@@ -1,20 +1,25 @@
 """What every command shares: options, colour, prompts, and the two factories.
 
-``open_store`` is the one place a state store is built from ``--state`` and
-``make_client`` the one place an API client is built from the environment.
+``StateRef.open`` is the one place a state store is built from ``--state`` and
+``--workspace``, and ``make_client`` the one place an API client is built from
+the environment.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler import render
+from reconciler.errors import ReconcilerError
 from reconciler.model import Event
 from reconciler.state import StateStore
 from reconciler.state import open_store as _open_store
@@ -30,15 +35,110 @@ class Options:
 
 PATH = click.argument("path", default=".", type=click.Path(path_type=str), metavar="[PATH]")
 
-STATE = click.option(
-    "--state",
-    "state_path",
-    default=render.DEFAULT_STATE,
-    envvar="RECONCILER_STATE",
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=str),
-    help="State file (also RECONCILER_STATE).",
-)
+_WORKSPACE = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+if TYPE_CHECKING:
+    _FloatParam = click.ParamType[float]
+else:  # click before 8.2 has no subscriptable ParamType
+    _FloatParam = click.ParamType
+
+
+class Duration(_FloatParam):
+    """``30s``, ``5m``, ``1h``, ``250ms`` or plain seconds, as seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        found = _DURATION.fullmatch(str(value).strip())
+        if found is None:
+            self.fail(f"{value!r} is not a duration like 30s, 5m or 1h", param, ctx)
+        return float(found.group(1)) * _UNITS[found.group(2) or "s"]
+
+
+@dataclass(frozen=True)
+class StateRef:
+    """Where the state is, as the user named it (``--state``, ``--workspace``)."""
+
+    path: str
+    workspace: str = "default"
+    lock_timeout: float = 0.0
+
+    def open(self) -> StateStore:
+        """The state store this names; the one place a store is built."""
+        is_database = self.path.startswith(("postgresql://", "postgres://"))
+        if self.workspace != "default" and not is_database:
+            raise click.UsageError(
+                "--workspace needs a postgresql:// state; a state file holds one state"
+            )
+        return _open_store(self.path, workspace=self.workspace, lock_timeout=self.lock_timeout)
+
+    @property
+    def flags(self) -> str:
+        """The options that name this state again in a command we suggest."""
+        shown = _open_store(self.path).location  # a database URL without its password
+        flags = "" if self.path == render.DEFAULT_STATE else f" --state {shlex.quote(shown)}"
+        if self.workspace != "default":
+            flags += f" --workspace {self.workspace}"
+        return flags
+
+
+def _check_workspace(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not _WORKSPACE.fullmatch(value) or len(value) > 200:
+        raise click.BadParameter(
+            f"{value!r} is not a workspace name (lower case letters, digits, '.', '_', '-')",
+            ctx,
+            param,
+        )
+    return value
+
+
+def state_options(*, lock: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--state`` and ``--workspace`` (and with ``lock``, ``--lock-timeout``), passed to
+    the command as one ``state: StateRef``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_state(
+            *args: Any, state_path: str, workspace: str, lock_timeout: float = 0.0, **kwargs: Any
+        ) -> Any:
+            return command(*args, state=StateRef(state_path, workspace, lock_timeout), **kwargs)
+
+        if lock:
+            with_state = click.option(
+                "--lock-timeout",
+                type=Duration(),
+                default="0s",
+                show_default=True,
+                help="How long to wait for another run's lock on the state (e.g. 30s, 5m).",
+            )(with_state)
+        with_state = click.option(
+            "--workspace",
+            default="default",
+            envvar="RECONCILER_WORKSPACE",
+            show_default=True,
+            callback=_check_workspace,
+            help="Which state of a PostgreSQL database (also RECONCILER_WORKSPACE).",
+        )(with_state)
+        return click.option(
+            "--state",
+            "state_path",
+            default=render.DEFAULT_STATE,
+            envvar="RECONCILER_STATE",
+            show_default=True,
+            type=click.Path(dir_okay=False, path_type=str),
+            help="State file, or a postgresql:// URL (also RECONCILER_STATE). "
+            "Database passwords come from PGPASSWORD or ~/.pgpass.",
+        )(with_state)
+
+    return decorate
+
 
 LEGACY = click.option(
     "--legacy-endpoints",
@@ -73,20 +173,24 @@ def warn(message: str) -> None:
 
 
 def confirm(yes: bool) -> Callable[[str], None]:
-    """A confirmation that asks on a terminal (unless ``yes``) and aborts on 'no'."""
+    """A confirmation that asks on a terminal (unless ``yes``) and aborts on 'no'.
+
+    Without a terminal it refuses unless ``yes``, as apply does without
+    --auto-approve: a state repair run by a script must say it means it.
+    """
 
     def ask(question: str) -> None:
-        if yes or not sys.stdin.isatty():
+        if yes:
             return
+        if not sys.stdin.isatty():
+            raise ReconcilerError(
+                f"{question} needs confirmation and there is no terminal to ask on; "
+                "pass --yes (-y) to go ahead without asking"
+            )
         if not click.confirm(question, default=False, err=True):
             raise click.exceptions.Abort()
 
     return ask
-
-
-def open_store(state_path: str) -> StateStore:
-    """The state store ``--state`` names."""
-    return _open_store(state_path)
 
 
 def make_client(legacy_endpoints: bool) -> CrayonClient:

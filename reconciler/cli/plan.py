@@ -13,18 +13,31 @@ from reconciler.cli.common import (
     LEGACY,
     NO_COLOR,
     PATH,
-    STATE,
+    StateRef,
     make_client,
-    open_store,
     progress,
+    state_options,
     use_color,
     warn,
 )
 from reconciler.commands import apply as apply_commands
 from reconciler.commands.plan import PlanRun, VerifyErrors, run_plan, verify_plan
 from reconciler.errors import PlanError
-from reconciler.model import Outcome, Plan
+from reconciler.model import Outcome, Plan, is_target
 from reconciler.state import utc_now
+
+
+def check_targets(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Refuse a ``--target`` that is neither an address nor an address prefix ending in '/'."""
+    for value in values:
+        if not is_target(value):
+            raise click.BadParameter(
+                f"{value!r} is not an address (such as acme/m365-basic) or a prefix ending "
+                "in '/' (such as acme/)"
+            )
+    return values
 
 
 @click.command()
@@ -45,7 +58,7 @@ def validate(path: str) -> int:
 
 @click.command()
 @PATH
-@STATE
+@state_options()
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option(
     "--format",
@@ -63,12 +76,20 @@ def validate(path: str) -> int:
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when nothing is to be bought, 2 when purchases or increases are planned.",
+    help="Exit 0 when nothing is to be done, 2 when purchases, increases or moves are planned.",
 )
 @click.option(
     "--verify",
     is_flag=True,
     help="Also ask the API's verify endpoint about each purchase (never buys); needs credentials.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="ADDR",
+    callback=check_targets,
+    help="Only this address (repeatable; 'acme/' selects every address under acme/).",
 )
 @LEGACY
 @NO_COLOR
@@ -76,12 +97,13 @@ def validate(path: str) -> int:
 def plan(
     ctx: click.Context,
     path: str,
-    state_path: str,
+    state: StateRef,
     as_json: bool,
     fmt: str | None,
     out: str | None,
     detailed_exitcode: bool,
     verify: bool,
+    targets: tuple[str, ...],
     legacy_endpoints: bool,
 ) -> int:
     """Show what apply would buy: the declarations at PATH against the state.
@@ -93,10 +115,12 @@ def plan(
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
     declarations = config.load(path)
+    store = state.open()
     run = run_plan(
         declarations,
-        open_store(state_path).load(),
+        store.load(),
         verify=_verifier(legacy_endpoints) if verify else None,
+        targets=targets,
     )
     _echo_plan(ctx, run.plan, "json" if as_json else (fmt or "text"), run.verify_errors)
     if out:
@@ -104,7 +128,7 @@ def plan(
         click.echo(
             f"Saved the plan to {out}. Apply it with: reconciler apply --plan {out}", err=True
         )
-    _explain(run, state_path)
+    _explain(run, state, store.locked_by)
     return run.exit_code(detailed=detailed_exitcode)
 
 
@@ -120,7 +144,7 @@ def _verifier(legacy_endpoints: bool) -> Callable[[Plan], VerifyErrors]:
     return verify
 
 
-def _explain(run: PlanRun, state_path: str) -> None:
+def _explain(run: PlanRun, state: StateRef, locked_by: Callable[[], str | None]) -> None:
     """The plan's warnings and errors, on stderr."""
     summary = run.plan.summary
     if run.orphans:
@@ -129,8 +153,18 @@ def _explain(run: PlanRun, state_path: str) -> None:
             f"{', '.join(run.orphans)}. "
             "Licences are never cancelled; `reconciler state rm ADDR` forgets one."
         )
-    if summary.pending:
-        click.echo(f"error: {render.pending_message(run.state, state_path)}", err=True)
+    holder = locked_by() if summary.pending else None
+    if holder is not None:
+        # Resolving a checkout that a running apply still waits for would be wrong.
+        click.echo(
+            f"error: an apply holds the lock on the state ({holder}); its "
+            f"{len(run.state.pending)} in-flight checkout(s) are pending for that reason "
+            "and it records each outcome itself. Wait for it to finish, then plan again; "
+            "do not resolve them while it runs",
+            err=True,
+        )
+    elif summary.pending:
+        click.echo(f"error: {render.pending_message(run.state, state.flags)}", err=True)
     if summary.blocked:
         click.echo(
             f"error: the plan has {summary.conflicts} conflict(s) and {summary.pending} pending "
@@ -156,7 +190,7 @@ def _echo_plan(
 
 
 @click.command()
-@STATE
+@state_options()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 @click.option(
     "--plan",
@@ -166,22 +200,22 @@ def _echo_plan(
 )
 @NO_COLOR
 @click.pass_context
-def show(ctx: click.Context, state_path: str, as_json: bool, plan_path: str | None) -> int:
+def show(ctx: click.Context, state: StateRef, as_json: bool, plan_path: str | None) -> int:
     """Show the recorded purchases and pending operations (or a saved plan)."""
     if plan_path:
         _echo_plan(ctx, planfile.read(plan_path), "json" if as_json else "text")
         return 0
-    state = open_store(state_path).load()
+    current = state.open().load()
     if as_json:
-        click.echo(json.dumps(render.state_dict(state), indent=2, sort_keys=True))
+        click.echo(json.dumps(render.state_dict(current), indent=2, sort_keys=True))
     else:
-        click.echo(render.state_text(state))
+        click.echo(render.state_text(current))
     return 0
 
 
 @click.command()
 @PATH
-@STATE
+@state_options(lock=True)
 @click.option(
     "--plan",
     "plan_path",
@@ -202,17 +236,26 @@ def show(ctx: click.Context, state_path: str, as_json: bool, plan_path: str | No
     default=None,
     help="Refuse, before any API call, a plan buying more seats than this in total.",
 )
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="ADDR",
+    callback=check_targets,
+    help="Only this address (repeatable; 'acme/' selects every address under acme/).",
+)
 @LEGACY
 @NO_COLOR
 @click.pass_context
 def apply(
     ctx: click.Context,
     path: str,
-    state_path: str,
+    state: StateRef,
     plan_path: str | None,
     auto_approve: bool,
     parallelism: int,
     max_seats: int | None,
+    targets: tuple[str, ...],
     legacy_endpoints: bool,
 ) -> int:
     """Buy what the plan says, each seat exactly once.
@@ -224,12 +267,12 @@ def apply(
     from reconciler.api.orders import build_order, new_external_order_id
 
     declarations = config.load(path)
-    store = open_store(state_path)
+    store = state.open()
     color = use_color(ctx)
     run = apply_commands.run_apply(
         declarations,
         store,
-        state_flag=state_path,
+        state_flags=state.flags,
         saved=planfile.read(plan_path) if plan_path else None,
         saved_path=plan_path,
         max_seats=max_seats,
@@ -241,17 +284,20 @@ def apply(
         now=utc_now,
         on_event=progress(color),
         parallelism=parallelism,
+        targets=targets,
     )
     if run.cancelled:
         click.echo("Apply cancelled; nothing was bought.", err=True)
         return 1
+    for change in run.moved:
+        click.echo(f"Moved {change.moved_from} to {change.address} in the state.")
     if run.result is None:
         return 0
     click.echo("")
     click.echo(render.apply_table(run.result))
     click.echo(render.apply_summary(run.result))
     if run.result.count(Outcome.PENDING):
-        click.echo(render.pending_message(store.load(), state_path), err=True)
+        click.echo(render.pending_message(store.load(), state.flags), err=True)
     return 0 if run.result.ok else 1
 
 

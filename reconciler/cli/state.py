@@ -7,9 +7,33 @@ import json
 import click
 
 from reconciler import config, render
-from reconciler.cli.common import STATE, YES, confirm, open_store
+from reconciler.cli.common import YES, StateRef, confirm, state_options
 from reconciler.commands import state as state_commands
+from reconciler.errors import ReconcilerError
 from reconciler.state import utc_now
+from reconciler.state.jsonformat import render as render_state_file
+
+
+@click.command()
+@state_options()
+def init(state: StateRef) -> int:
+    """Create an empty state: a file, or a workspace in a PostgreSQL database.
+
+    The only way to start a state (besides `state migrate`): every other command
+    refuses a state that does not exist, so a lost or mistyped state can never
+    read as "nothing bought yet". On a database it also creates the schema.
+    Changes nothing when the state already exists.
+    """
+    store = state.open()
+    created, current = state_commands.create(store)
+    if created:
+        click.echo(f"Initialized an empty state at {store.location} (lineage {current.lineage}).")
+    else:
+        click.echo(
+            f"A state already exists at {store.location} (serial {current.serial}, "
+            f"{len(current.purchases)} purchase(s)); nothing changed."
+        )
+    return 0
 
 
 @click.group()
@@ -18,20 +42,20 @@ def state() -> None:
 
 
 @state.command("list")
-@STATE
-def state_list(state_path: str) -> int:
+@state_options()
+def state_list(state: StateRef) -> int:
     """List the recorded addresses (pending ones marked with '?')."""
-    for address, pending in state_commands.addresses(open_store(state_path).load()):
+    for address, pending in state_commands.addresses(state.open().load()):
         click.echo(f"{'? ' if pending else ''}{address}")
     return 0
 
 
 @state.command("show")
 @click.argument("address")
-@STATE
-def state_show(address: str, state_path: str) -> int:
+@state_options()
+def state_show(address: str, state: StateRef) -> int:
     """Show everything recorded for ADDRESS, as JSON."""
-    store = open_store(state_path)
+    store = state.open()
     entry = state_commands.entry(store.load(), address, store.location)
     click.echo(json.dumps(entry, indent=2, sort_keys=True))
     return 0
@@ -39,15 +63,52 @@ def state_show(address: str, state_path: str) -> int:
 
 @state.command("rm")
 @click.argument("address")
-@STATE
+@click.option(
+    "--config",
+    "config_path",
+    default=".",
+    show_default=True,
+    type=click.Path(path_type=str),
+    help="Declarations to check ADDRESS against (to warn when it is still declared).",
+)
+@state_options(lock=True)
 @YES
-def state_rm(address: str, state_path: str, yes: bool) -> int:
+def state_rm(address: str, config_path: str, state: StateRef, yes: bool) -> int:
     """Forget the purchase recorded at ADDRESS (the licences are not cancelled)."""
-    seats = state_commands.remove(open_store(state_path), address, confirm=confirm(yes))
+    store = state.open()
+    seats = state_commands.remove(store, address, confirm=confirm(yes))
     click.echo(
-        f"Removed {address} ({render.seats(seats)}) from {state_path}. "
+        f"Removed {address} ({render.seats(seats)}) from {store.location}. "
         "The licences themselves were not cancelled."
     )
+    try:
+        declared = address in config.load(config_path).by_address()
+    except ReconcilerError:
+        # The warning is a courtesy: declarations that do not load are not rm's business.
+        declared = False
+    if declared:
+        click.echo(
+            f"warning: {address} is still declared in {config_path}; the next apply will buy "
+            "it again. Remove its declaration, or use `reconciler state mv` for a rename.",
+            err=True,
+        )
+    return 0
+
+
+@state.command("mv")
+@click.argument("source", metavar="FROM")
+@click.argument("target", metavar="TO")
+@state_options(lock=True)
+@YES
+def state_mv(source: str, target: str, state: StateRef, yes: bool) -> int:
+    """Move the purchase recorded at FROM, with its checkouts, to TO.
+
+    Nothing is bought or cancelled. For a renamed declaration; `moved:` in the
+    declarations does the same at apply.
+    """
+    store = state.open()
+    seats = state_commands.move(store, source, target, confirm=confirm(yes))
+    click.echo(f"Moved {source} ({render.seats(seats)}) to {target} in {store.location}.")
     return 0
 
 
@@ -62,15 +123,15 @@ def state_rm(address: str, state_path: str, yes: bool) -> int:
     type=click.Path(path_type=str),
     help="Declarations to take the identity of ADDRESS from.",
 )
-@STATE
+@state_options(lock=True)
 @YES
-def state_import(address: str, quantity: int, config_path: str, state_path: str, yes: bool) -> int:
+def state_import(address: str, quantity: int, config_path: str, state: StateRef, yes: bool) -> int:
     """Record seats bought outside the reconciler, without buying anything.
 
     The identity (tenant, product, sku, terms) comes from the declaration of ADDRESS.
     """
     state_commands.import_seats(
-        open_store(state_path),
+        state.open(),
         config.load(config_path),
         address,
         quantity,
@@ -90,8 +151,8 @@ def state_import(address: str, quantity: int, config_path: str, state_path: str,
 @click.option(
     "--not-purchased", is_flag=True, help="The pending checkout did not go through: drop it."
 )
-@STATE
-def state_resolve(address: str, purchased: bool, not_purchased: bool, state_path: str) -> int:
+@state_options(lock=True)
+def state_resolve(address: str, purchased: bool, not_purchased: bool, state: StateRef) -> int:
     """Settle the pending checkout at ADDRESS once you know its outcome.
 
     Check the order in Crayon Cloud-iQ (its externalOrderId is shown by
@@ -99,7 +160,7 @@ def state_resolve(address: str, purchased: bool, not_purchased: bool, state_path
     """
     if purchased == not_purchased:
         raise click.UsageError("say what happened: either --purchased or --not-purchased")
-    done = state_commands.resolve(open_store(state_path), address, purchased=purchased)
+    done = state_commands.resolve(state.open(), address, purchased=purchased)
     order = done.pending.external_order_id
     if purchased:
         click.echo(
@@ -109,5 +170,64 @@ def state_resolve(address: str, purchased: bool, not_purchased: bool, state_path
     else:
         click.echo(
             f"Resolved {address}: {order} recorded as not purchased; the next apply buys it again."
+        )
+    return 0
+
+
+@state.command("pull")
+@state_options()
+def state_pull(state: StateRef) -> int:
+    """Print the whole state in the state file's JSON format on stdout."""
+    click.echo(render_state_file(state.open().load()), nl=False)
+    return 0
+
+
+@state.command("migrate")
+@state_options(lock=True)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="LOC",
+    help="Where to copy the state: a file path or a postgresql:// URL (must be new or empty).",
+)
+@click.option(
+    "--to-workspace",
+    default="default",
+    show_default=True,
+    help="The workspace to create when --to is a database.",
+)
+def state_migrate(state: StateRef, target: str, to_workspace: str) -> int:
+    """Copy the whole state (lineage, serial, purchases, pending) to LOC.
+
+    The source stays locked while it is copied and is left as it was; point
+    --state (or RECONCILER_STATE) at the target afterwards.
+    """
+    target_ref = StateRef(target, to_workspace)
+    copied = state_commands.migrate(state.open(), target_ref.open())
+    click.echo(
+        f"Copied the state (serial {copied.serial}, {len(copied.purchases)} purchase(s), "
+        f"{len(copied.pending)} pending) to {target_ref.open().location}."
+    )
+    return 0
+
+
+@state.command("history")
+@state_options()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+def state_history(state: StateRef, as_json: bool) -> int:
+    """Show every write made to a database state: who wrote what, and when."""
+    entries = state_commands.history(state.open())
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, sort_keys=True))
+        return 0
+    for entry in entries:
+        run = entry["run"]
+        who = f"{run.get('command', '?')} pid {run.get('pid', '?')} on {run.get('host', '?')}"
+        if run.get("ci_url"):
+            who += f" ({run['ci_url']})"
+        click.echo(
+            f"{entry['serial']:>6}  {entry['written_at']}  {entry['op']:<16} "
+            f"{entry['address']}  by {who}"
         )
     return 0

@@ -33,7 +33,8 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
 @click.option(
     "--catalog",
     type=click.Path(exists=True, dir_okay=False, path_type=str),
-    help="YAML or JSON catalogue of products and tenants (default: built-in).",
+    help="YAML or JSON catalogue of products (with optional price and currency) and "
+    "tenants (default: built-in).",
 )
 @click.option(
     "--latency",
@@ -61,7 +62,8 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
     multiple=True,
     metavar="ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]",
     help="Answer the next COUNT calls of ENDPOINT (token, verify, checkout, orders, "
-    "subscriptions) with STATUS. Repeatable.",
+    "subscriptions, asset-orders, agreement-products) with STATUS, without acting on "
+    "them. Repeatable.",
 )
 @click.option(
     "--drop-after-checkout",
@@ -75,6 +77,12 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
     default=0.0,
     help="Record each checkout, then wait this many seconds before answering.",
 )
+@click.option(
+    "--fail-checkout-unrecorded",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Answer the next N valid checkouts 500 without recording them (nothing bought).",
+)
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 def simulator_command(
     port: int,
@@ -85,13 +93,16 @@ def simulator_command(
     faults: tuple[str, ...],
     drop_after_checkout: int,
     hold_checkouts: float,
+    fail_checkout_unrecorded: int,
     verbose: bool,
 ) -> int:
     """Run the built-in Crayon API simulator on 127.0.0.1 until interrupted.
 
-    It answers the token, verify, checkout, orders and subscriptions endpoints
-    like the real API, with programmable faults, so you can try plans and
-    applies without buying anything.
+    It answers the token, verify, checkout, processed orders, subscriptions,
+    asset orders and agreement products endpoints like the real API, with
+    programmable faults, so you can try plans and applies without buying
+    anything. POST /_admin/portal changes subscriptions as a person in the
+    Cloud-iQ portal would (see docs/simulator.md).
     """
     from reconciler import simulator  # deferred: only this command needs it
 
@@ -112,6 +123,8 @@ def simulator_command(
         raise click.BadParameter(str(exc), param_hint="'--fail'") from None
     if drop_after_checkout:
         sim.drop_after_checkout(drop_after_checkout)
+    if fail_checkout_unrecorded:
+        sim.fail_checkout_unrecorded(fail_checkout_unrecorded)
     if hold_checkouts:
         sim.hold_checkouts(hold_checkouts)
     try:
@@ -140,6 +153,7 @@ def demo() -> int:
     from reconciler.cli import cli
 
     steps = [
+        (["init"], 0),
         (["validate", "examples"], 0),
         (["plan", "examples"], 0),
         (["apply", "examples", "--auto-approve"], 0),

@@ -9,15 +9,15 @@ for approval is the CLI's; this module never prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from reconciler import executor, planfile, planner, render
 from reconciler.api.orders import ApiClient
 from reconciler.commands.plan import OrderBuilder
 from reconciler.errors import PlanError
-from reconciler.model import ApplyResult, Declarations, Event, Plan
+from reconciler.model import ApplyResult, Change, Declarations, Event, Plan, targeted
 from reconciler.state import StateStore, StateWriter
 
 
@@ -25,19 +25,31 @@ def plan_under_lock(
     declarations: Declarations,
     writer: StateWriter,
     *,
-    state_flag: str,
+    state_flags: str,
     saved: Plan | None = None,
     saved_path: str | None = None,
+    targets: Sequence[str] = (),
 ) -> Plan:
     """The plan apply carries out, made against the locked state.
 
     Refuses a state with pending checkouts (naming each and the commands that
-    settle it) and a saved plan the state or declarations have moved past.
+    settle it; with ``targets``, only targeted ones) and a saved plan the state
+    or declarations have moved past. A saved plan is planned again for its own
+    targets; other ``targets`` with it are refused.
     """
+    if saved is not None:
+        if targets and tuple(targets) != saved.targets:
+            shown = " ".join(f"--target {t}" for t in saved.targets) or "no --target"
+            raise PlanError(
+                f"saved plan {saved_path} was made with {shown}; apply it without --target "
+                "or run `reconciler plan` again"
+            )
+        targets = saved.targets
     current = writer.state
-    if current.pending:
-        raise PlanError(render.pending_message(current, state_flag))
-    the_plan = planner.plan(declarations, current)
+    pending = {a: p for a, p in current.pending.items() if not targets or targeted(a, targets)}
+    if pending:
+        raise PlanError(render.pending_message(replace(current, pending=pending), state_flags))
+    the_plan = planner.plan(declarations, current, targets)
     if saved is not None and saved_path is not None:
         planfile.check_fresh(saved, the_plan, saved_path)
     return the_plan
@@ -66,18 +78,20 @@ class ClosableClient(ApiClient, Protocol):
 
 @dataclass(frozen=True)
 class ApplyRun:
-    """What an apply did: its plan and, when it bought, the executor's result."""
+    """What an apply did: its plan, the moves it made and, when it bought, the
+    executor's result."""
 
     plan: Plan
     result: ApplyResult | None = None
     cancelled: bool = False
+    moved: tuple[Change, ...] = ()
 
 
 def run_apply(
     declarations: Declarations,
     store: StateStore,
     *,
-    state_flag: str,
+    state_flags: str,
     saved: Plan | None,
     saved_path: str | None,
     max_seats: int | None,
@@ -89,6 +103,7 @@ def run_apply(
     now: Callable[[], str],
     on_event: Callable[[Event], None],
     parallelism: int,
+    targets: Sequence[str] = (),
 ) -> ApplyRun:
     """Plan under the state lock, refuse what must be refused, ask, then buy.
 
@@ -97,16 +112,24 @@ def run_apply(
     """
     with store.lock("reconciler apply") as writer:
         the_plan = plan_under_lock(
-            declarations, writer, state_flag=state_flag, saved=saved, saved_path=saved_path
+            declarations,
+            writer,
+            state_flags=state_flags,
+            saved=saved,
+            saved_path=saved_path,
+            targets=targets,
         )
         show_plan(the_plan)
         preflight(the_plan, max_seats=max_seats)
         if not the_plan.summary.has_purchases:
-            return ApplyRun(the_plan)
+            # Moves alone are state writes that spend nothing and can be moved back:
+            # they need no API connection and no approval.
+            return ApplyRun(the_plan, moved=executor.move(the_plan, writer=writer))
         client = connect()
         try:
             if not approve():
                 return ApplyRun(the_plan, cancelled=True)
+            moved = executor.move(the_plan, writer=writer)
             result = executor.apply(
                 the_plan,
                 client=client,
@@ -119,4 +142,4 @@ def run_apply(
             )
         finally:
             client.close()
-    return ApplyRun(the_plan, result)
+    return ApplyRun(the_plan, result, moved=moved)

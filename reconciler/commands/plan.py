@@ -33,11 +33,11 @@ class PlanRun:
 
     def exit_code(self, *, detailed: bool) -> int:
         """1 when apply would refuse (conflicts, pending, verify errors); with
-        ``detailed``, 2 when there is something to buy; else 0."""
+        ``detailed``, 2 when there is something to buy or move; else 0."""
         summary = self.plan.summary
         if summary.blocked or self.refused_by_verify:
             return 1
-        return 2 if detailed and summary.has_purchases else 0
+        return 2 if detailed and summary.has_changes else 0
 
 
 def run_plan(
@@ -45,9 +45,11 @@ def run_plan(
     state: State,
     *,
     verify: Callable[[Plan], VerifyErrors] | None = None,
+    targets: Sequence[str] = (),
 ) -> PlanRun:
-    """Plan ``declarations`` against ``state``; with ``verify``, ask it about the plan."""
-    the_plan = planner.plan(declarations, state)
+    """Plan ``declarations`` against ``state`` (only ``targets`` when given); with
+    ``verify``, ask it about the plan."""
+    the_plan = planner.plan(declarations, state, targets)
     orphans = tuple(c.address for c in the_plan.changes if c.action is Action.ORPHAN)
     verify_errors = verify(the_plan) if verify is not None else None
     return PlanRun(the_plan, state, verify_errors, orphans)

@@ -33,6 +33,24 @@ def entry(state: State, address: str, location: str) -> dict[str, Any]:
     return {"address": address, **found}
 
 
+def move(store: StateStore, source: str, target: str, *, confirm: Confirm) -> int:
+    """Move the purchase at ``source``, with every checkout, to ``target``; returns its seats."""
+    with store.lock("reconciler state mv") as writer:
+        recorded = writer.state.purchases.get(source)
+        if recorded is None:
+            raise ReconcilerError(f"{source} is not recorded in {store.location}")
+        if source in writer.state.pending:
+            raise ReconcilerError(
+                f"{source} has a pending checkout; resolve it first with "
+                f"`reconciler state resolve {source} --purchased|--not-purchased`"
+            )
+        if target in writer.state.purchases or target in writer.state.pending:
+            raise ReconcilerError(f"{target} is already in the state {store.location}")
+        confirm(f"Move {source} ({render.seats(recorded.quantity)}) to {target}?")
+        writer.move_purchase(source, target)
+    return recorded.quantity
+
+
 def remove(store: StateStore, address: str, *, confirm: Confirm) -> int:
     """Forget the purchase at ``address``; returns the seats it had."""
     with store.lock("reconciler state rm") as writer:
@@ -95,3 +113,29 @@ def resolve(store: StateStore, address: str, *, purchased: bool) -> Resolution:
             writer.remove_pending(address)
         recorded = writer.state.purchases.get(address)
     return Resolution(pending, purchased, recorded.quantity if recorded else 0)
+
+
+def create(store: StateStore) -> tuple[bool, State]:
+    """``reconciler init``: an empty state with a new lineage, unless one exists."""
+    created = store.create()
+    return created, store.load()
+
+
+def migrate(source: StateStore, target: StateStore) -> State:
+    """Copy ``source`` whole into ``target`` (missing or empty), holding the source's lock."""
+    with source.lock("reconciler state migrate") as writer:
+        current = writer.state
+        target.create(current)
+    return current
+
+
+def history(store: StateStore) -> list[dict[str, Any]]:
+    """Every write recorded by a store that keeps history (the PostgreSQL store)."""
+    read = getattr(store, "history", None)
+    if read is None:
+        raise ReconcilerError(
+            f"{store.location} is a state file, which keeps no history of writes "
+            "(commit it to git for that); a postgresql:// state does"
+        )
+    entries: list[dict[str, Any]] = read()
+    return entries

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from reconciler.config.build import duplicate_names, purchases
+from reconciler.config.build import MoveEntry, duplicate_names, move_problems, moves, purchases
 from reconciler.config.files import MAX_FILE_BYTES, SUFFIXES, discover, read_text
 from reconciler.config.schema_errors import (
     INTEGER_FIELDS,
@@ -56,6 +56,7 @@ class _Parsed:
     purchases: list[Purchase] = field(default_factory=list)
     #: The index of each purchase in its file's list, in the order of ``purchases``.
     indexes: list[int] = field(default_factory=list)
+    moves: list[MoveEntry] = field(default_factory=list)
 
 
 def load(path: str | os.PathLike[str]) -> Declarations:
@@ -66,20 +67,20 @@ def load(path: str | os.PathLike[str]) -> Declarations:
     """
     files = discover(path)
     problems: list[ConfigProblem] = []
-    found: list[Purchase] = []
-    indexes: list[int] = []
+    whole = _Parsed()
     for file in files:
         parsed = _parse(str(file), read_text(file, problems))
         problems.extend(parsed.problems)
-        found.extend(parsed.purchases)
-        indexes.extend(parsed.indexes)
-    return _declarations(problems, found, indexes, [str(f) for f in files])
+        whole.purchases.extend(parsed.purchases)
+        whole.indexes.extend(parsed.indexes)
+        whole.moves.extend(parsed.moves)
+    whole.problems = problems
+    return _declarations(whole, [str(f) for f in files])
 
 
 def load_text(text: str, path: str = "<string>") -> Declarations:
     """Check one document given as text (tests and tools); same rules as ``load``."""
-    parsed = _parse(path, text)
-    return _declarations(parsed.problems, parsed.purchases, parsed.indexes, [path])
+    return _declarations(_parse(path, text), [path])
 
 
 def _parse(path: str, text: str | None) -> _Parsed:
@@ -93,15 +94,19 @@ def _parse(path: str, text: str | None) -> _Parsed:
     if tree.problems:
         return _Parsed(tree.problems)
     built, indexes = purchases(tree, tree.document)
-    return _Parsed(tree.problems, built, indexes)
+    return _Parsed(tree.problems, built, indexes, moves(tree, tree.document))
 
 
-def _declarations(
-    problems: list[ConfigProblem], found: list[Purchase], indexes: list[int], files: list[str]
-) -> Declarations:
-    """The files' purchases, or ConfigError with every problem (duplicate names included)."""
-    problems = problems + duplicate_names(found, indexes)
+def _declarations(parsed: _Parsed, files: list[str]) -> Declarations:
+    """The files' purchases and moves, or ConfigError with every problem (duplicate
+    names and inconsistent moves included)."""
+    found = parsed.purchases
+    problems = parsed.problems + duplicate_names(found, parsed.indexes)
+    if not problems:
+        # Only now is every declared name known: a file with problems builds none.
+        problems = move_problems(parsed.moves, {p.address for p in found})
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message)))
     ordered = sorted(found, key=lambda p: p.address)
-    return Declarations(purchases=tuple(ordered), files=tuple(files))
+    moved = tuple(sorted((e.move for e in parsed.moves), key=lambda m: (m.source, m.target)))
+    return Declarations(purchases=tuple(ordered), files=tuple(files), moves=moved)

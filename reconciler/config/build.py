@@ -1,4 +1,5 @@
-"""Checked documents -> ``Purchase`` records; names unique across files.
+"""Checked documents -> ``Purchase`` and ``Move`` records; names unique across files,
+``moved:`` entries consistent with the declared names.
 
 Trusts what it is given: a document comes here only once its file has no problem
 at all, so it must not check fields (that is ``schema_errors``) nor read files.
@@ -7,11 +8,12 @@ at all, so it must not check fields (that is ``schema_errors``) nor read files.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.config.tree import Tree
 from reconciler.errors import ConfigProblem
-from reconciler.model import Identity, Location, Purchase
+from reconciler.model import Identity, Location, Move, Purchase
 
 
 def purchases(tree: Tree, document: dict[str, Any]) -> tuple[list[Purchase], list[int]]:
@@ -73,4 +75,79 @@ def duplicate_names(purchases: Sequence[Purchase], indexes: Sequence[int]) -> li
                 f"and in {seen.location.path}:{seen.location.line}",
             )
         )
+    return problems
+
+
+@dataclass(frozen=True)
+class MoveEntry:
+    """A ``moved:`` entry while it is checked: its index and where its ``to`` stands."""
+
+    move: Move
+    index: int
+    to: Location
+
+
+def moves(tree: Tree, document: dict[str, Any]) -> list[MoveEntry]:
+    """The file's ``moved:`` entries, each located at its ``from``."""
+    built = []
+    for index, item in enumerate(document.get("moved", [])):
+        source, target = tree.mark(("moved", index, "from")), tree.mark(("moved", index, "to"))
+        assert source is not None
+        assert target is not None
+        at = Location(tree.path, source.line + 1, source.column + 1)
+        to = Location(tree.path, target.line + 1, target.column + 1)
+        built.append(MoveEntry(Move(item["from"], item["to"], at), index, to))
+    return built
+
+
+def move_problems(entries: Sequence[MoveEntry], declared: set[str]) -> list[ConfigProblem]:
+    """A problem for each ``moved:`` entry that could not be carried out as written.
+
+    Its ``to`` must be declared and its ``from`` not (else nothing was renamed);
+    a ``from`` may appear once across all files; and no entry may start where
+    another ends, since a chain or cycle has no single recorded purchase to move.
+    """
+    problems: list[ConfigProblem] = []
+    first: dict[str, MoveEntry] = {}
+    targets = {e.move.target: e.move for e in entries}
+
+    def problem(entry: MoveEntry, field: str, message: str) -> None:
+        at = entry.to if field == "to" else entry.move.location
+        assert at is not None
+        path = f"moved[{entry.index}].{field}"
+        problems.append(ConfigProblem(at.path, at.line, at.column, path, message))
+
+    for entry in entries:
+        move = entry.move
+        seen = first.setdefault(move.source, entry)
+        if seen is not entry and seen.move.location and move.location:
+            problem(
+                entry,
+                "from",
+                f"duplicate move from {move.source!r}: in {move.location.path}:"
+                f"{move.location.line} and in {seen.move.location.path}:{seen.move.location.line}",
+            )
+        if move.target not in declared:
+            problem(
+                entry, "to", f"{move.target!r} is not declared; 'to' must name a declared purchase"
+            )
+        if move.source == move.target:
+            problem(entry, "to", f"moves {move.source!r} to itself")
+            continue
+        if move.source in declared:
+            problem(
+                entry,
+                "from",
+                f"{move.source!r} is still declared; 'from' must be the old name, no longer "
+                "declared",
+            )
+        before = targets.get(move.source)
+        if before is not None:
+            problem(
+                entry,
+                "from",
+                f"{move.source!r} is itself moved from {before.source!r} (a chain or cycle); "
+                "move each old name straight to its final name, e.g. "
+                f"{{from: {before.source}, to: {move.target}}}",
+            )
     return problems

@@ -4,10 +4,13 @@ It is the **independent test oracle** of the client and the **backend of the
 demo** (``reconciler demo``, ``reconciler simulator``). It speaks the API as
 the project's API reference, ``crayon-api.md`` (/work/shared/crayon-api.md),
 describes it: the token, verify, checkout (primary and legacy paths),
-processed-orders and subscriptions endpoints. It records every accepted
-checkout and can inject the failures the client must survive (error statuses,
-Retry-After, dropped connections after a checkout was taken, slow answers,
-expired tokens).
+processed-orders, subscriptions, asset-orders and agreement-products endpoints.
+It records every accepted checkout (each line a processed order and a
+subscription of its own, the order findable by its externalOrderId), takes
+portal changes (``Simulator.portal_*`` or ``POST /_admin/portal``) and can
+inject the failures the client must survive (error statuses, Retry-After,
+dropped connections or 500s after a checkout was taken, 500s before it was,
+slow answers, expired tokens).
 
 It must not import ``reconciler.api`` or ``reconciler.model`` (a test guards
 this): an oracle that shared the client's order format, field names or
@@ -19,11 +22,14 @@ stdlib-only and holds no client logic: ``CatalogError`` is a
 writes nothing to stderr unless ``verbose`` is set.
 
     facade.py   Simulator (start/stop, inspection, fault injection), serve_forever
-    server.py   LoopbackServer, Dispatcher: routing, token/auth, verify, checkout, listings
-    ledger.py   Ledger: catalogue, tenants, tokens, verified orders, checkouts, calls
-    faults.py   Faults: queued failures, delays, drops, holds, order errors
+    server.py   LoopbackServer, Dispatcher: routing, token/auth, verify, checkout, listings,
+                the portal admin endpoint
+    ledger.py   Ledger: catalogue, tenants, tokens, verified orders, checkouts, processed
+                orders, subscriptions (and the portal's changes to them), calls
+    listings.py OrderRecord, SubscriptionRecord and the JSON items of the four lists
+    faults.py   Faults: queued failures, delays, drops, unrecorded 500s, holds, order errors
     orders.py   order rules: shape/type problems, line errors, camelCase, checkout records
-    catalog.py  CatalogItem, default_catalog, load_catalog, CatalogError
+    catalog.py  CatalogItem (with its price), default_catalog, load_catalog, CatalogError
     wire.py     answers (Reply, Drop), the API's error body, JSON helpers
 """
 
@@ -37,6 +43,7 @@ from reconciler.simulator.catalog import (
 )
 from reconciler.simulator.facade import Simulator, serve_forever
 from reconciler.simulator.ledger import RecordedCall, RecordedRequest
+from reconciler.simulator.listings import OrderRecord, SubscriptionRecord
 from reconciler.simulator.orders import COUNTRY_CODE, RecordedCheckout
 from reconciler.simulator.server import DEFAULT_PAGE_SIZE
 from reconciler.simulator.wire import ENDPOINTS
@@ -47,10 +54,12 @@ __all__ = [
     "ENDPOINTS",
     "CatalogError",
     "CatalogItem",
+    "OrderRecord",
     "RecordedCall",
     "RecordedCheckout",
     "RecordedRequest",
     "Simulator",
+    "SubscriptionRecord",
     "default_catalog",
     "load_catalog",
     "serve_forever",

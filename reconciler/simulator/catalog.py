@@ -1,7 +1,8 @@
 """The simulator's catalogue: the products and customer tenants verify accepts.
 
-``default_catalog`` is the built-in set the examples use; ``load_catalog`` reads
-a YAML or JSON file and reports every problem in it at once. This module must
+``default_catalog`` is the built-in set the examples use, with unit prices;
+``load_catalog`` reads a YAML or JSON file and reports every problem in it at
+once. Agreement products list each item's name and price. This module must
 not import ``reconciler.api`` or ``reconciler.model``; its one link to the rest
 of the package is ``CatalogError``, a ``ReconcilerError`` so that the CLI's
 error boundary prints a bad ``--catalog`` file as ``error: ...``.
@@ -10,7 +11,9 @@ error boundary prints a bad ``--catalog`` file as ``error: ...``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,8 +22,10 @@ import yaml
 from reconciler.errors import ReconcilerError
 from reconciler.simulator.wire import is_int
 
-#: The billing-cycle names a catalogue file may use -> BillingCycleType.
-_CYCLE_BY_NAME: Final = {"monthly": 1, "annual": 2, "none": 3, "one-time": 4, "triennial": 5}
+#: The billing-cycle names a catalogue file (and a portal change) may use -> BillingCycleType.
+CYCLE_BY_NAME: Final = {"monthly": 1, "annual": 2, "none": 3, "one-time": 4, "triennial": 5}
+#: The currency of a catalogue price given without one.
+DEFAULT_CURRENCY: Final = "EUR"
 
 
 class CatalogError(ReconcilerError):
@@ -39,6 +44,9 @@ class CatalogItem:
     terms: tuple[str, ...]
     billing_cycles: tuple[int, ...]
     types: tuple[int, ...] = (3,)
+    #: Unit price (agreement products' salesPrice); None: the API gives no price.
+    price: Decimal | None = None
+    currency: str | None = None
 
     @property
     def key(self) -> str:
@@ -54,21 +62,34 @@ def default_catalog() -> tuple[list[CatalogItem], set[int]]:
     both_terms = ("P1M", "P1Y")
     both_cycles = (1, 2)
 
-    def item(product: str, sku: str, availability: str, name: str, max_q: int = 300) -> CatalogItem:
-        return CatalogItem(product, sku, availability, name, max_q, both_terms, both_cycles)
+    def item(
+        product: str, sku: str, availability: str, name: str, price: str, max_q: int = 300
+    ) -> CatalogItem:
+        return CatalogItem(
+            product,
+            sku,
+            availability,
+            name,
+            max_q,
+            both_terms,
+            both_cycles,
+            price=Decimal(price),
+            currency=DEFAULT_CURRENCY,
+        )
 
+    # Prices are plausible monthly list prices per seat, not Crayon's.
     catalog = [
-        item("CFQ7TTC0LF8R", "0010", "CFQ7TTC0Q3X5", "Microsoft 365 Business Basic"),
-        item("CFQ7TTC0LDPB", "0001", "CFQ7TTC0Q3KB", "Microsoft 365 Business Standard"),
-        item("CFQ7TTC0LH18", "0001", "CFQ7TTC0Q3PN", "Microsoft 365 Business Premium"),
-        item("CFQ7TTC0LFLZ", "0002", "CFQ7TTC0Q3NP", "Microsoft 365 E3"),
-        item("CFQ7TTC0LFK5", "0002", "CFQ7TTC0Q3LZ", "Microsoft 365 E5"),
-        item("CFQ7TTC0LH1G", "0001", "CFQ7TTC0Q3SW", "Exchange Online (Plan 1)"),
-        item("CFQ7TTC0LHSF", "0001", "CFQ7TTC0QJ3K", "Microsoft Teams Essentials", max_q=20),
-        item("CFQ7TTC0LCHC", "0002", "CFQ7TTC0Q3FM", "Power BI Pro"),
-        item("CFQ7TTC0MM8R", "0002", "CFQ7TTC0Q3VM", "Visio Plan 2"),
-        item("CFQ7TTC0HD33", "0001", "CFQ7TTC0Q3DD", "Project Plan 3"),
-        item("DG7GMGF0D7FV", "0001", "CFQ7TTC0Q3WV", "Windows 10/11 Enterprise E3"),
+        item("CFQ7TTC0LF8R", "0010", "CFQ7TTC0Q3X5", "Microsoft 365 Business Basic", "5.60"),
+        item("CFQ7TTC0LDPB", "0001", "CFQ7TTC0Q3KB", "Microsoft 365 Business Standard", "11.70"),
+        item("CFQ7TTC0LH18", "0001", "CFQ7TTC0Q3PN", "Microsoft 365 Business Premium", "20.60"),
+        item("CFQ7TTC0LFLZ", "0002", "CFQ7TTC0Q3NP", "Microsoft 365 E3", "33.75"),
+        item("CFQ7TTC0LFK5", "0002", "CFQ7TTC0Q3LZ", "Microsoft 365 E5", "54.75"),
+        item("CFQ7TTC0LH1G", "0001", "CFQ7TTC0Q3SW", "Exchange Online (Plan 1)", "3.75"),
+        item("CFQ7TTC0LHSF", "0001", "CFQ7TTC0QJ3K", "Microsoft Teams Essentials", "3.75", 20),
+        item("CFQ7TTC0LCHC", "0002", "CFQ7TTC0Q3FM", "Power BI Pro", "13.10"),
+        item("CFQ7TTC0MM8R", "0002", "CFQ7TTC0Q3VM", "Visio Plan 2", "14.10"),
+        item("CFQ7TTC0HD33", "0001", "CFQ7TTC0Q3DD", "Project Plan 3", "28.10"),
+        item("DG7GMGF0D7FV", "0001", "CFQ7TTC0Q3WV", "Windows 10/11 Enterprise E3", "6.80"),
     ]
     tenants = {100001, 100002, 100003, 111111, 222222, 333333, 123456}
     return catalog, tenants
@@ -81,7 +102,12 @@ def load_catalog(path: str | Path) -> tuple[list[CatalogItem], set[int]]:
     products:
       - {productId: CFQ7TTC0LF8R, skuId: "0010", availabilityId: CFQ7TTC0Q3X5,
          name: Microsoft 365 Business Basic, maxQuantity: 300,
-         terms: [P1M, P1Y], billingCycles: [monthly, annual], types: [3]}
+         terms: [P1M, P1Y], billingCycles: [monthly, annual], types: [3],
+         price: 5.60, currency: EUR}
+
+    ``price`` (optional) is the unit price agreement products answer as
+    ``salesPrice.value``; without it ``salesPrice`` is null (an unknown price).
+    ``currency`` (optional, a three-letter code, default EUR) needs a ``price``.
     """
     path = Path(path)
     try:
@@ -126,7 +152,7 @@ def _parse_catalog(data: Any, problems: list[str]) -> tuple[list[CatalogItem], s
             problems.append(f"{where}: must be a mapping")
             continue
         allowed = {"productId", "skuId", "availabilityId", "name", "maxQuantity"}
-        allowed |= {"terms", "billingCycles", "types"}
+        allowed |= {"terms", "billingCycles", "types", "price", "currency"}
         problems.extend(f"{where}.{key}: unknown key" for key in sorted(set(raw) - allowed))
         before = len(problems)
         strings = {}
@@ -144,8 +170,8 @@ def _parse_catalog(data: Any, problems: list[str]) -> tuple[list[CatalogItem], s
             terms = []
         cycles: list[int] = []
         for cycle in raw.get("billingCycles", [1, 2]) or []:
-            if isinstance(cycle, str) and cycle.casefold() in _CYCLE_BY_NAME:
-                cycles.append(_CYCLE_BY_NAME[cycle.casefold()])
+            if isinstance(cycle, str) and cycle.casefold() in CYCLE_BY_NAME:
+                cycles.append(CYCLE_BY_NAME[cycle.casefold()])
             elif is_int(cycle):
                 cycles.append(cycle)
             else:
@@ -154,6 +180,7 @@ def _parse_catalog(data: Any, problems: list[str]) -> tuple[list[CatalogItem], s
         if not isinstance(types, list) or not all(is_int(t) for t in types):
             problems.append(f"{where}.types: must be a list of integers")
             types = []
+        price, currency = _price(raw, where, problems)
         if len(problems) == before:
             catalog.append(
                 CatalogItem(
@@ -165,6 +192,38 @@ def _parse_catalog(data: Any, problems: list[str]) -> tuple[list[CatalogItem], s
                     terms=tuple(terms),
                     billing_cycles=tuple(cycles),
                     types=tuple(types),
+                    price=price,
+                    currency=currency,
                 )
             )
     return catalog, tenants
+
+
+def _price(
+    raw: dict[str, Any], where: str, problems: list[str]
+) -> tuple[Decimal | None, str | None]:
+    """A product's optional ``price`` and ``currency``."""
+    price = raw.get("price")
+    currency = raw.get("currency")
+    amount: Decimal | None = None
+    if price is not None:
+        if (
+            isinstance(price, bool)
+            or not isinstance(price, int | float)
+            or not math.isfinite(price)
+        ):
+            problems.append(f"{where}.price: must be a number")
+        elif price < 0:
+            problems.append(f"{where}.price: must not be negative")
+        else:
+            # str() keeps what the file said: 5.6, not 5.5999999999999996447...
+            amount = Decimal(str(price))
+    if currency is not None:
+        if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+            problems.append(f"{where}.currency: must be a three-letter currency code")
+            currency = None
+        elif price is None:
+            problems.append(f"{where}.currency: needs a price")
+    if amount is None:
+        return None, None
+    return amount, (currency or DEFAULT_CURRENCY).upper()

@@ -18,6 +18,7 @@ from typing import Any, Literal, Self
 from reconciler.simulator.catalog import CatalogItem, default_catalog, load_catalog
 from reconciler.simulator.faults import Faults
 from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest
+from reconciler.simulator.listings import OrderRecord, SubscriptionRecord
 from reconciler.simulator.orders import RecordedCheckout
 from reconciler.simulator.server import LoopbackServer
 from reconciler.simulator.wire import check_endpoint
@@ -158,8 +159,56 @@ class Simulator:
         return self._ledger.count(endpoint, status)
 
     def seats(self, tenant: int, product: str) -> int:
-        """Seats bought for ``product`` ("productId:skuId") by ``tenant``."""
+        """Seats bought for ``product`` ("productId:skuId") by ``tenant`` through checkouts."""
         return self._ledger.seats(tenant, product)
+
+    @property
+    def processed_orders(self) -> list[OrderRecord]:
+        """Every processed-order line (checkouts and portal purchases), oldest first (a copy)."""
+        return self._ledger.orders
+
+    @property
+    def subscriptions(self) -> list[SubscriptionRecord]:
+        """Every subscription, cancelled ones too, oldest first (a copy)."""
+        return self._ledger.subscriptions
+
+    def active_seats(self, tenant: int, product: str) -> int:
+        """Seats of ``product`` ("productId:skuId") in ``tenant``'s active subscriptions:
+        what was bought, with the portal's changes."""
+        return self._ledger.active_seats(tenant, product)
+
+    # ----------------------------------------------------------------- the portal
+    # Changes a person makes by hand in the Cloud-iQ portal, without verify or
+    # checkout; ``POST /_admin/portal`` makes the same over HTTP.
+
+    def portal_add_subscription(
+        self,
+        tenant: int,
+        product: str,
+        quantity: int,
+        *,
+        billing_cycle: int | str = "monthly",
+        term_duration: str = "P1M",
+        record_order: bool = True,
+    ) -> int:
+        """Add a subscription of ``product`` ("productId:skuId"); returns its id.
+
+        ``billing_cycle`` is a catalogue name ("monthly", "annual", ...) or the
+        BillingCycleType integer. With ``record_order`` a processed order (state
+        Succeeded, no externalOrderId, no asset order) is listed for it too.
+        Raises ValueError for what the catalogue does not offer.
+        """
+        return self._ledger.portal_add(
+            tenant, product, quantity, billing_cycle, term_duration, record_order
+        ).id
+
+    def portal_set_quantity(self, subscription_id: int, quantity: int) -> None:
+        """Change an active subscription's seats; raises LookupError for an unknown id."""
+        self._ledger.portal_set_quantity(subscription_id, quantity)
+
+    def portal_cancel(self, subscription_id: int) -> None:
+        """Cancel a subscription (status 128, Cancelled); its seats no longer count."""
+        self._ledger.portal_cancel(subscription_id)
 
     def reset(self) -> None:
         """Forget recorded traffic, purchases, tokens and pending injections."""
@@ -192,6 +241,15 @@ class Simulator:
         """Take (record) the next ``count`` valid checkouts, then close the connection
         without answering (``drop``) or answer 500 (``500``): the ambiguous cases."""
         self._faults.drop_after_checkout(count, mode)
+
+    def fail_checkout_unrecorded(self, count: int = 1) -> None:
+        """Answer the next ``count`` valid checkouts 500 without taking them: no
+        purchase, processed order, subscription or asset order is left behind.
+
+        Unlike ``fail_next("checkout", 500)`` the token and the order are checked
+        first, and it queues with ``drop_after_checkout`` in the order programmed.
+        """
+        self._faults.fail_checkouts("unrecorded", count)
 
     def hold_checkouts(self, seconds: float) -> None:
         """Record each valid checkout, then wait ``seconds`` before answering (0 ends it)."""

@@ -2,8 +2,9 @@
 
 What a test or ``reconciler simulator --fail`` can ask for: an error status
 (with Retry-After or a custom body) instead of the answer, a slow answer, a
-checkout taken and then dropped or answered 500 (the ambiguous cases), a
-checkout held before it is answered, and order-level errors in verify answers.
+checkout taken and then dropped or answered 500 (the ambiguous cases), a valid
+checkout answered 500 without being taken, a checkout held before it is
+answered, and order-level errors in verify answers.
 Expiring tokens is the other fault: tokens live in the ledger, so it is
 ``Ledger.expire_tokens``. This module only queues; the server applies what it
 takes from here. It must not import ``reconciler.api`` or ``reconciler.model``.
@@ -14,9 +15,14 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from reconciler.simulator.wire import ENDPOINTS, check_endpoint
+
+#: How a valid checkout ends instead of 204: taken, then the connection dropped
+#: ("drop") or 500 ("500"); or 500 without being taken ("unrecorded").
+CheckoutFault = Literal["drop", "500", "unrecorded"]
+_CHECKOUT_FAULTS: Final = ("drop", "500", "unrecorded")
 
 
 @dataclass
@@ -37,7 +43,7 @@ class Faults:
         self._failures: dict[str, deque[Failure]] = {e: deque() for e in ENDPOINTS}
         self._delays: dict[str, deque[float]] = {e: deque() for e in ENDPOINTS}
         self._order_errors: deque[dict[str, Any]] = deque()
-        self._drops: deque[str] = deque()
+        self._drops: deque[CheckoutFault] = deque()
         self._hold = 0.0
 
     # ----------------------------------------------------------------- programming
@@ -63,8 +69,14 @@ class Faults:
     def drop_after_checkout(self, count: int = 1, mode: Literal["drop", "500"] = "drop") -> None:
         if mode not in ("drop", "500"):
             raise ValueError(f"mode must be 'drop' or '500', not {mode!r}")
+        self.fail_checkouts(mode, count)
+
+    def fail_checkouts(self, fault: CheckoutFault, count: int = 1) -> None:
+        """End the next ``count`` valid checkouts with ``fault``, after those already queued."""
+        if fault not in _CHECKOUT_FAULTS:
+            raise ValueError(f"fault must be one of {', '.join(_CHECKOUT_FAULTS)}, not {fault!r}")
         with self._lock:
-            self._drops.extend([mode] * count)
+            self._drops.extend([fault] * count)
 
     def hold_checkouts(self, seconds: float) -> None:
         with self._lock:
@@ -100,8 +112,8 @@ class Faults:
         with self._lock:
             return [self._order_errors.popleft()] if self._order_errors else []
 
-    def take_drop(self) -> str | None:
-        """How to end the next taken checkout: ``"drop"``, ``"500"`` or normally (None)."""
+    def take_drop(self) -> CheckoutFault | None:
+        """How to end the next valid checkout: a ``CheckoutFault``, or normally (None)."""
         with self._lock:
             return self._drops.popleft() if self._drops else None
 

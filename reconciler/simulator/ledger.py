@@ -1,25 +1,45 @@
-"""The simulator's memory: catalogue, tenants, tokens, verified orders, checkouts, traffic.
+"""The simulator's memory: catalogue, tenants, tokens, verified orders, checkouts,
+processed orders, subscriptions, traffic.
 
 ``Ledger`` is the one place the simulated API keeps what happened, guarded by
 one re-entrant lock that the fault queues share (a checkout's record and the
-fault it triggers are taken in one step). It speaks no HTTP, keeps everything
+fault it triggers are taken in one step). Every accepted checkout line leaves a
+processed-order line and its own subscription; the portal methods change
+subscriptions the way a person in the Cloud-iQ portal would (add one, change
+its seats, cancel it), without any checkout. It speaks no HTTP, keeps everything
 in memory, writes no file and must not import ``reconciler.api`` or
 ``reconciler.model``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from reconciler.simulator.catalog import CatalogItem
+from reconciler.simulator.catalog import CYCLE_BY_NAME, CatalogItem
+from reconciler.simulator.listings import (
+    STATUS_CANCELLED,
+    OrderRecord,
+    SubscriptionRecord,
+    checkout_listing_records,
+)
 from reconciler.simulator.orders import RecordedCheckout, checkout_records
-from reconciler.simulator.wire import now
+from reconciler.simulator.wire import is_int, now
+
+FIRST_SUBSCRIPTION_ID: Final = 500001
+
+
+class UnknownSubscription(LookupError):
+    """A portal change names a subscription the simulator does not have."""
+
+    def __str__(self) -> str:
+        return f"subscription {self.args[0]} was not found"
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,9 @@ class Ledger:
         self._calls: list[RecordedCall] = []
         self._requests: list[RecordedRequest] = []
         self._references = itertools.count(1001)
+        self._orders: list[OrderRecord] = []
+        self._subscriptions: dict[int, SubscriptionRecord] = {}
+        self._subscription_ids = itertools.count(FIRST_SUBSCRIPTION_ID)
 
     # ----------------------------------------------------------------- catalogue
 
@@ -137,9 +160,123 @@ class Ledger:
             return canonical in self._verified, canonical in self._verified_with_errors
 
     def record_checkout(self, order: Mapping[str, Any]) -> None:
-        """Take a verified order: each of its lines counts as bought from now on."""
+        """Take a verified order: each of its lines counts as bought from now on, and
+        leaves a processed-order line and a subscription of its own."""
         with self.lock:
-            self._checkouts.extend(checkout_records(order, next(self._references), now()))
+            lines = checkout_records(order, next(self._references), now())
+            self._checkouts.extend(lines)
+            ids = [next(self._subscription_ids) for _ in lines]
+            orders, subscriptions = checkout_listing_records(lines, self._catalog, ids)
+            self._orders.extend(orders)
+            self._subscriptions.update((s.id, s) for s in subscriptions)
+
+    @property
+    def orders(self) -> list[OrderRecord]:
+        """Every processed-order line, oldest first (a copy)."""
+        with self.lock:
+            return list(self._orders)
+
+    @property
+    def subscriptions(self) -> list[SubscriptionRecord]:
+        """Every subscription, oldest first (a copy)."""
+        with self.lock:
+            return list(self._subscriptions.values())
+
+    def active_seats(self, tenant: int, product: str) -> int:
+        """Seats of ``product`` ("productId:skuId") in ``tenant``'s active subscriptions."""
+        with self.lock:
+            return sum(
+                s.quantity
+                for s in self._subscriptions.values()
+                if s.tenant == tenant and s.product == product and s.active
+            )
+
+    # ----------------------------------------------------------------- the portal
+
+    def portal_add(
+        self,
+        tenant: int,
+        product: str,
+        quantity: int,
+        billing_cycle: int | str,
+        term_duration: str,
+        record_order: bool,
+    ) -> SubscriptionRecord:
+        """A subscription bought by hand in the portal (and its processed order, if asked).
+
+        Raises ValueError for an unknown tenant or product, a quantity below 1, or a
+        term or billing cycle the catalogue does not offer for the product.
+        """
+        cycle = _cycle_code(billing_cycle)
+        _check_quantity(quantity)
+        with self.lock:
+            if not (is_int(tenant) and tenant in self._tenants):
+                raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
+            item = self._catalog.get(product) if isinstance(product, str) else None
+            if item is None:
+                raise ValueError(f"product {product!r} is not in the catalogue")
+            if term_duration not in item.terms:
+                raise ValueError(f"term {term_duration!r} is not offered for {product}")
+            if cycle not in item.billing_cycles:
+                raise ValueError(f"billing cycle {billing_cycle!r} is not offered for {product}")
+            when = now()
+            reference = next(self._references) if record_order else None
+            subscription = SubscriptionRecord(
+                id=next(self._subscription_ids),
+                tenant=tenant,
+                product_id=item.product_id,
+                sku_id=item.sku_id,
+                catalog_item_id=item.catalog_item_id,
+                name=item.name,
+                quantity=quantity,
+                billing_cycle=cycle,
+                term_duration=term_duration,
+                start=when,
+                order_reference=reference,
+            )
+            self._subscriptions[subscription.id] = subscription
+            if reference is not None:
+                self._orders.append(
+                    OrderRecord(
+                        reference=reference,
+                        tenant=tenant,
+                        product_id=item.product_id,
+                        sku_id=item.sku_id,
+                        catalog_item_id=item.catalog_item_id,
+                        name=item.name,
+                        quantity=quantity,
+                        billing_cycle=cycle,
+                        term_duration=term_duration,
+                        created=when,
+                    )
+                )
+            return subscription
+
+    def portal_set_quantity(self, subscription_id: int, quantity: int) -> SubscriptionRecord:
+        """Change an active subscription's seats (no order, no checkout)."""
+        _check_quantity(quantity)
+        with self.lock:
+            subscription = self._subscription(subscription_id)
+            if not subscription.active:
+                raise ValueError(f"subscription {subscription_id} is not active")
+            changed = dataclasses.replace(subscription, quantity=quantity)
+            self._subscriptions[subscription_id] = changed
+            return changed
+
+    def portal_cancel(self, subscription_id: int) -> SubscriptionRecord:
+        """Cancel a subscription: its seats no longer count (cancelling twice changes nothing)."""
+        with self.lock:
+            cancelled = dataclasses.replace(
+                self._subscription(subscription_id), status=STATUS_CANCELLED
+            )
+            self._subscriptions[subscription_id] = cancelled
+            return cancelled
+
+    def _subscription(self, subscription_id: int) -> SubscriptionRecord:
+        subscription = self._subscriptions.get(subscription_id) if is_int(subscription_id) else None
+        if subscription is None:
+            raise UnknownSubscription(subscription_id)
+        return subscription
 
     @property
     def checkouts(self) -> list[RecordedCheckout]:
@@ -181,11 +318,28 @@ class Ledger:
             )
 
     def reset(self) -> None:
-        """Forget tokens, verified orders, checkouts and traffic; keep the catalogue."""
+        """Forget tokens, verified orders, checkouts, orders, subscriptions and traffic;
+        keep the catalogue."""
         with self.lock:
             self._tokens.clear()
             self._verified.clear()
             self._verified_with_errors.clear()
             self._checkouts.clear()
+            self._orders.clear()
+            self._subscriptions.clear()
             self._calls.clear()
             self._requests.clear()
+
+
+def _cycle_code(billing_cycle: int | str) -> int:
+    """A BillingCycleType given as its integer or as a catalogue name ("monthly")."""
+    if is_int(billing_cycle):
+        return int(billing_cycle)
+    if isinstance(billing_cycle, str) and billing_cycle.casefold() in CYCLE_BY_NAME:
+        return CYCLE_BY_NAME[billing_cycle.casefold()]
+    raise ValueError(f"unknown billing cycle {billing_cycle!r}")
+
+
+def _check_quantity(quantity: int) -> None:
+    if not is_int(quantity) or quantity < 1:
+        raise ValueError(f"quantity must be a positive integer, not {quantity!r}")

@@ -3,7 +3,9 @@
 ``LoopbackServer`` starts and stops the socket and its thread and closes idle
 keep-alive connections on stop; ``Dispatcher`` routes a request to the token,
 verify, checkout or listing endpoint, applies the queued faults first, records
-the call in the ledger and writes the answer. It binds to loopback only, never
+the call in the ledger and writes the answer. ``POST /_admin/portal`` (no token,
+no faults; the real API has no such path) makes the changes a person would make
+in the Cloud-iQ portal; see ``Dispatcher._admin``. It binds to loopback only, never
 writes to stderr unless ``verbose`` is set, and must not import
 ``reconciler.api`` or ``reconciler.model``.
 """
@@ -19,23 +21,21 @@ import secrets
 import socket
 import sys
 import threading
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from reconciler.simulator.catalog import CatalogItem
 from reconciler.simulator.faults import Faults
-from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest
-from reconciler.simulator.orders import (
-    RecordedCheckout,
-    camel,
-    has_errors,
-    order_problems,
-    verified,
+from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest, UnknownSubscription
+from reconciler.simulator.listings import (
+    agreement_product_items,
+    asset_order_items,
+    order_items,
+    subscription_item,
+    subscription_items,
 )
+from reconciler.simulator.orders import camel, has_errors, order_problems, verified
 from reconciler.simulator.wire import (
     Drop,
     Reply,
@@ -55,6 +55,9 @@ _PATHS: Final = {
     "/api/v1/assets/checkout": "checkout",
     "/api/v1/purchaserequest/orders": "orders",
     "/api/v1/subscriptions": "subscriptions",
+    "/api/v1/assets/orders": "asset-orders",
+    "/api/v1/agreementproducts": "agreement-products",
+    "/_admin/portal": "admin",
 }
 _METHODS: Final = {
     "token": "POST",
@@ -62,16 +65,20 @@ _METHODS: Final = {
     "checkout": "POST",
     "orders": "GET",
     "subscriptions": "GET",
+    "asset-orders": "GET",
+    "agreement-products": "GET",
+    "admin": "POST",
 }
-#: BillingCycleType (orders) -> its name, and -> BillingCycleEnum (subscriptions).
-_CYCLE_NAMES: Final = {1: "Monthly", 2: "Annual", 3: "None", 4: "OneTime", 5: "Triennial"}
-_CYCLE_TO_SUBSCRIPTION: Final = {1: 1, 2: 2, 3: 3, 4: 4, 5: 8}
-_TERM_MONTHS: Final = {"P1M": 1, "P1Y": 12, "P3Y": 36}
+#: The query parameter naming the customer tenant, per list (matched case-insensitively).
+_TENANT_PARAMETERS: Final = {
+    "orders": "customertenantid",
+    "subscriptions": "customertenantid",
+    "asset-orders": "resellercustomerid",
+    "agreement-products": "customertenantid",
+}
 
-#: Builds one listing's items from the checkouts, the catalogue and a tenant.
-_Items = Callable[
-    [Sequence[RecordedCheckout], Mapping[str, CatalogItem], int], list[dict[str, Any]]
-]
+#: Builds one listing's items for a tenant from the (casefolded) query, under the ledger lock.
+_Items = Callable[[int, Mapping[str, str]], list[dict[str, Any]]]
 
 
 class Settings(Protocol):
@@ -253,6 +260,8 @@ class Dispatcher:
             raise Reply(404, error_body(404, f"No API endpoint at {path}"))
         if handler.command != _METHODS[endpoint]:
             raise Reply(405, error_body(405, f"{handler.command} is not allowed on {path}"))
+        if endpoint == "admin":
+            return self._admin(body)
         delay, failure = self._faults.take(endpoint)
         if delay > 0:
             self._stopping.wait(delay)
@@ -270,9 +279,20 @@ class Dispatcher:
         if endpoint == "checkout":
             return self._checkout(path, body)
         params = {k.casefold(): v[-1] for k, v in parse_qs(query).items()}
-        if endpoint == "orders":
-            return self._list(params, _order_items)
-        return self._list(params, _subscription_items)
+        ledger = self._ledger
+        builders: dict[str, _Items] = {
+            "orders": lambda tenant, _: order_items(ledger.orders, tenant),
+            "subscriptions": lambda tenant, q: subscription_items(
+                ledger.subscriptions, tenant, _statuses(q)
+            ),
+            "asset-orders": lambda tenant, q: asset_order_items(
+                ledger.checkouts, tenant, q.get("externalorderid")
+            ),
+            "agreement-products": lambda _, q: agreement_product_items(
+                list(ledger.catalog.values()), q.get("search")
+            ),
+        }
+        return self._list(params, _TENANT_PARAMETERS[endpoint], builders[endpoint])
 
     # ----------------------------------------------------------------- token and auth
 
@@ -359,11 +379,12 @@ class Dispatcher:
             self._log_request("checkout", path, order, 400, body)
             raise Reply(400, body)
         with self._ledger.lock:
-            self._ledger.record_checkout(order)
             drop = self._faults.take_drop()
+            if drop != "unrecorded":
+                self._ledger.record_checkout(order)
             hold = self._faults.hold
         reply = Reply(204)
-        if drop == "500":
+        if drop in ("500", "unrecorded"):
             reply = Reply(500, error_body(500, "Ops. Something broke"))
         self._log_request(
             "checkout", path, order, 0 if drop == "drop" else reply.status, reply.body
@@ -374,6 +395,61 @@ class Dispatcher:
             raise Drop
         return reply
 
+    # ----------------------------------------------------------------- the portal
+
+    def _admin(self, raw: bytes) -> Reply:
+        """``POST /_admin/portal``: a change made by hand in the Cloud-iQ portal.
+
+        ``{"action": "add", "customerTenantId": 111111, "product": "CFQ7TTC0LF8R:0010",
+        "quantity": 5, "billingCycle": "monthly", "termDuration": "P1M",
+        "recordOrder": true}`` (the last three optional, as shown) adds a subscription
+        and, unless ``recordOrder`` is false, a processed order for it;
+        ``{"action": "set-quantity", "subscriptionId": N, "quantity": M}`` changes its
+        seats; ``{"action": "cancel", "subscriptionId": N}`` cancels it. Answers 200
+        with ``{"subscription": <as the subscriptions list shows it>}``, 400 for a bad
+        request, 404 for an unknown subscription. No token, no faults, no checkout.
+        """
+        request = parse_json(raw)
+        fields = {
+            "add": {"action", "customerTenantId", "product", "quantity"}
+            | {"billingCycle", "termDuration", "recordOrder"},
+            "set-quantity": {"action", "subscriptionId", "quantity"},
+            "cancel": {"action", "subscriptionId"},
+        }
+        action = request.get("action") if isinstance(request, dict) else None
+        if not isinstance(action, str) or action not in fields:
+            raise Reply(400, error_body(400, f"action must be one of {', '.join(fields)}"))
+        unknown = sorted(set(request) - fields[action])
+        if unknown:
+            raise Reply(
+                400, error_body(400, f"unknown field(s) for {action}: {', '.join(unknown)}")
+            )
+        ledger = self._ledger
+        try:
+            if action == "add":
+                record_order = request.get("recordOrder", True)
+                if not isinstance(record_order, bool):
+                    raise ValueError("recordOrder must be true or false")
+                subscription = ledger.portal_add(
+                    request.get("customerTenantId"),
+                    request.get("product"),
+                    request.get("quantity"),
+                    request.get("billingCycle", "monthly"),
+                    request.get("termDuration", "P1M"),
+                    record_order,
+                )
+            elif action == "set-quantity":
+                subscription = ledger.portal_set_quantity(
+                    request.get("subscriptionId"), request.get("quantity")
+                )
+            else:
+                subscription = ledger.portal_cancel(request.get("subscriptionId"))
+        except UnknownSubscription as error:
+            raise Reply(404, error_body(404, str(error))) from None
+        except ValueError as error:
+            raise Reply(400, error_body(400, str(error))) from None
+        return Reply(200, {"subscription": subscription_item(subscription)})
+
     def _log_request(self, endpoint: str, path: str, body: Any, status: int, response: Any) -> None:
         self._ledger.record_request(
             RecordedRequest(endpoint, path, body, status, copy.deepcopy(response))
@@ -381,11 +457,11 @@ class Dispatcher:
 
     # ----------------------------------------------------------------- lists
 
-    def _list(self, query: Mapping[str, str], items: _Items) -> Reply:
+    def _list(self, query: Mapping[str, str], tenant_parameter: str, items: _Items) -> Reply:
         problems = []
         numbers: dict[str, int] = {}
         for name, default in (
-            ("customertenantid", None),
+            (tenant_parameter, None),
             ("page", 1),
             ("pagesize", DEFAULT_PAGE_SIZE),
         ):
@@ -403,11 +479,14 @@ class Dispatcher:
                 )
         if problems:
             raise Reply(400, error_body(400, "The request is not valid.", problems))
-        tenant = numbers["customertenantid"]
+        if "statuses" in query and _statuses(query) is None:
+            problems.append(object_error("InvalidValue", "statuses must be an integer", "statuses"))
+            raise Reply(400, error_body(400, "The request is not valid.", problems))
+        tenant = numbers[tenant_parameter]
         with self._ledger.lock:
             if not self._ledger.has_tenant(tenant):
                 raise Reply(404, error_body(404, f"Customer tenant {tenant} was not found."))
-            everything = items(self._ledger.checkouts, self._ledger.catalog, tenant)
+            everything = items(tenant, query)
         start = (numbers["page"] - 1) * numbers["pagesize"]
         page = everything[start : start + numbers["pagesize"]]
         return Reply(200, {"Items": page, "TotalHits": len(everything)})
@@ -442,67 +521,9 @@ def _answer(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
     handler.wfile.write(payload)
 
 
-def _order_items(
-    checkouts: Sequence[RecordedCheckout], catalog: Mapping[str, CatalogItem], tenant: int
-) -> list[dict[str, Any]]:
-    """The processed-orders list: one PascalCase item per checkout line of ``tenant``."""
-    items = []
-    for c in checkouts:
-        if c.tenant != tenant:
-            continue
-        item = catalog.get(c.product)
-        items.append(
-            {
-                "OrderReferenceId": c.order_reference_id,
-                "CatalogId": c.catalog_item_id,
-                "Name": item.name if item else c.product,
-                "Quantity": c.quantity,
-                "BillingCycle": _CYCLE_NAMES.get(c.billing_cycle, "Unknown"),
-                "TermDuration": c.term_duration,
-                "EmailReceiver": c.body.get("notificationEmail"),
-                "Created": c.time,
-                "OrderState": "Succeeded",
-                "Error": None,
-            }
-        )
-    return items
-
-
-def _subscription_items(
-    checkouts: Sequence[RecordedCheckout], catalog: Mapping[str, CatalogItem], tenant: int
-) -> list[dict[str, Any]]:
-    """The subscriptions list: one per checkout line of ``tenant``, numbered across tenants."""
-    items = []
-    for number, c in enumerate(checkouts, start=1):
-        if c.tenant != tenant:
-            continue
-        item = catalog.get(c.product)
-        start = datetime.fromisoformat(c.time.replace("Z", "+00:00"))
-        months = _TERM_MONTHS.get(c.term_duration, 1)
-        year, month = divmod(start.month - 1 + months, 12)
-        end = start.replace(year=start.year + year, month=month + 1, day=min(start.day, 28))
-        items.append(
-            {
-                "Id": 500000 + number,
-                "PublisherSubscriptionId": str(
-                    uuid.uuid5(uuid.NAMESPACE_URL, f"{c.order_reference_id}:{c.line}")
-                ),
-                "CustomerTenant": {"Id": c.tenant},
-                "Product": {
-                    "Id": c.catalog_item_id,
-                    "PartNumber": c.product,
-                    "ItemName": item.name if item else c.product,
-                },
-                "PartNumber": c.product,
-                "Name": item.name if item else c.product,
-                "Quantity": c.quantity,
-                "Status": 1,
-                "BillingCycle": _CYCLE_TO_SUBSCRIPTION.get(c.billing_cycle, 0),
-                "TermDuration": c.term_duration,
-                "OrderId": c.order_reference_id,
-                "StartDate": c.time,
-                "EndDate": end.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "AutoRenewEnabled": True,
-            }
-        )
-    return items
+def _statuses(query: Mapping[str, str]) -> int | None:
+    """The ``statuses`` flags of a subscriptions query; None when absent or not a number."""
+    try:
+        return int(query["statuses"])
+    except (KeyError, ValueError):
+        return None

@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final
 
-ENDPOINTS: Final = ("token", "verify", "checkout", "orders", "subscriptions")
+ENDPOINTS: Final = (
+    "token",
+    "verify",
+    "checkout",
+    "orders",
+    "subscriptions",
+    "asset-orders",
+    "agreement-products",
+)
 
 
 class Reply(Exception):

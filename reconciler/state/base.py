@@ -47,6 +47,10 @@ class StateWriter(Protocol):
         """Record seats bought outside the reconciler (no checkout record)."""
         ...
 
+    def move_purchase(self, source: str, target: str) -> None:
+        """Move the recorded purchase at ``source``, with every checkout, to ``target``."""
+        ...
+
 
 class StateStore(Protocol):
     """Where the state lives."""
@@ -57,9 +61,30 @@ class StateStore(Protocol):
         ...
 
     def load(self) -> State:
-        """The current state. Never takes or waits for the lock."""
+        """The current state. Never takes or waits for the lock.
+
+        A state that was never created is an error naming ``reconciler init``:
+        a missing state must never read as "nothing bought yet".
+        """
+        ...
+
+    def exists(self) -> bool:
+        """Whether the state was created."""
+        ...
+
+    def create(self, state: State | None = None) -> bool:
+        """Create an empty state with a new lineage (False, changing nothing, if one
+        exists), or with ``state`` a copy of it into a target that is missing or empty."""
         ...
 
     def lock(self, command: str) -> AbstractContextManager[StateWriter]:
         """Hold the state's exclusive lock for a run of ``command``; fails at once if held."""
+        ...
+
+    def locked_by(self) -> str | None:
+        """Who holds the lock right now (pid, host, command, since), or None.
+
+        Never takes or waits for the lock: ``plan`` asks it to tell pending entries of
+        a running apply (its checkouts in flight) from ones a run left behind.
+        """
         ...

@@ -17,7 +17,18 @@ entries are then skipped by serial), never lose entries.
 
 Locking uses ``flock`` on ``<state>.lock``: the kernel drops it when its holder
 dies, even by SIGKILL, so a dead run never blocks the next one. The lock file is
-never deleted (deleting it would race with ``flock``).
+never deleted (deleting it would race with ``flock``). Should someone delete or
+replace it anyway, a second run would lock a new file beside the first: so a run
+takes its lock only on the file the path still names after ``flock``, and checks
+that again before and after each journal line and before compacting; a run that
+finds its lock file gone stops writing (``PersistError``) and leaves its journal
+for the next run.
+
+One state file, one lock: a symlink is resolved to the file it names, and a
+state file with a second hard link is refused (two names would give two locks
+and two journals). A read-only state file (no write bit) is refused by every
+locked run instead of being replaced. Temp files of ours (``.<state>.<hex>.tmp``)
+left by a kill are removed by the next locked run.
 
 This module only persists and locks: the write rules are the ledger's. It must
 not talk to the API, read declarations or print.
@@ -30,6 +41,7 @@ import fcntl
 import getpass
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -61,9 +73,26 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _create_exclusively(path: Path, text: str) -> None:
+    """Write ``path`` complete and durable, or raise FileExistsError if it exists."""
+    temp = _temp_name(path)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            _write_all(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(temp, path)  # atomic, and fails when another init got there first
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+    _fsync_directory(path.parent)
+
+
 def _replace_atomically(path: Path, text: str) -> None:
     """Write ``path`` so that a crash leaves either its old or its new content."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temp = _temp_name(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         try:
@@ -79,6 +108,28 @@ def _replace_atomically(path: Path, text: str) -> None:
             os.unlink(temp)
         raise
     _fsync_directory(path.parent)
+
+
+def _temp_name(path: Path) -> Path:
+    """A new temp file name beside ``path``; ``_is_temp_of`` recognises it."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _is_temp_of(path: Path, name: str) -> bool:
+    return re.fullmatch(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}\.tmp", name) is not None
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _names_file_of(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not deleted, not replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return _same_file(named, os.fstat(fd))
 
 
 @dataclass(frozen=True)
@@ -108,6 +159,23 @@ def _read_holder(fd: int) -> _Holder | None:
         command=text("command"),
         started=text("started"),
     )
+
+
+def _describe(holder: _Holder) -> str:
+    """``pid 12 on host ci-3 (command 'reconciler apply', since ...)``."""
+    if holder.pid is None:
+        return "another process"
+    details = ", ".join(
+        part
+        for part in (
+            f"command {holder.command!r}" if holder.command else "",
+            f"since {holder.started}" if holder.started else "",
+        )
+        if part
+    )
+    host = f" on host {holder.host}" if holder.host else ""
+    details = f" ({details})" if details else ""
+    return f"pid {holder.pid}{host}{details}"
 
 
 def _current_user() -> str:
@@ -144,8 +212,117 @@ class JsonFileStateStore:
     def load(self) -> State:
         return self._load_tables()[0].freeze()
 
+    def exists(self) -> bool:
+        return self._path.exists()
+
+    def create(self, state: State | None = None) -> bool:
+        """Start the state file; False (and nothing changed) when one already exists.
+
+        With ``state`` (``state migrate``), the file starts as a copy of it; an
+        existing file must then hold an empty state, which is replaced.
+        """
+        initial = state or State(lineage=str(uuid.uuid4()))
+        try:
+            _create_exclusively(self._path, jsonformat.render(initial))
+            return True
+        except FileExistsError:
+            if state is None:
+                return False
+        except OSError as exc:
+            raise StateError(f"cannot create state file {self._display}: {exc.strerror}") from exc
+        with self.lock("reconciler state migrate") as writer:
+            current = writer.state
+            if current.serial or current.purchases or current.pending:
+                raise StateError(
+                    f"{self._display} already holds a state (serial {current.serial}); "
+                    "migrate only into an empty one"
+                )
+            _replace_atomically(self._path, jsonformat.render(initial))
+        return True
+
+    def _missing(self) -> StateError:
+        return StateError(
+            f"no state at {self._display}; run 'reconciler init' to start an empty one"
+        )
+
     def lock(self, command: str) -> AbstractContextManager[StateWriter]:
         return self._locked(command)
+
+    def locked_by(self) -> str | None:
+        """Who holds the lock now ("pid 12 on host ci-3 (command ...)"), or None.
+
+        Never creates the lock file. A released lock leaves the file empty, so only
+        a described holder is probed with a shared ``flock``, which cannot be taken
+        while a run holds the exclusive one.
+        """
+        try:
+            fd = os.open(self._lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            holder = _read_holder(fd)
+            if holder is None:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _describe(holder)
+            except OSError:
+                return None
+            return None  # the description of a run that died
+        finally:
+            os.close(fd)
+
+    def _refuse_hard_links(self, status: os.stat_result) -> None:
+        """One state, one lock: a second name for the file would get a lock of its own."""
+        if status.st_nlink <= 1:
+            return
+        # A kill inside `init` can leave our own temp file as a second name; the next
+        # locked run removes it, and it never takes a lock.
+        temps = 0
+        with contextlib.suppress(OSError), os.scandir(self._path.parent) as entries:
+            for entry in entries:
+                if _is_temp_of(self._path, entry.name) and _same_file(
+                    entry.stat(follow_symlinks=False), status
+                ):
+                    temps += 1
+        links = status.st_nlink - temps
+        if links > 1:
+            raise StateError(
+                f"state file {self._display} has {links} hard links: each name would get a "
+                "lock and a journal of its own, and two runs could buy the same seats twice. "
+                "Keep one name (delete the other links) and share it through a symlink "
+                "(ln -s), which reaches the same file and the same lock"
+            )
+
+    def _refuse_unwritable(self) -> None:
+        """A locked run may rewrite the file: refuse one that is read-only, before locking."""
+        try:
+            status = os.stat(self._path)
+        except FileNotFoundError:
+            raise self._missing() from None
+        except OSError as exc:
+            raise StateError(
+                f"cannot read state file {self._display}: {exc.strerror or exc}"
+            ) from exc
+        self._refuse_hard_links(status)
+        mode = status.st_mode & 0o7777
+        # The mode bits are checked on their own: root may write a 0444 file, and a
+        # rename would replace it whatever its mode.
+        if not mode & 0o222 or not os.access(self._path, os.W_OK):
+            raise StateError(
+                f"state file {self._display} is read-only (mode {mode:04o}); this command "
+                "would rewrite it, so it refuses. Make it writable (chmod u+w) to change the "
+                "state; plan and show read it as it is"
+            )
+
+    def _remove_stale_temps(self) -> None:
+        """Delete the temp files a killed run left beside the state (ours only)."""
+        with contextlib.suppress(OSError), os.scandir(self._path.parent) as entries:
+            for entry in entries:
+                if _is_temp_of(self._path, entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
     # -- reading --
 
@@ -192,9 +369,11 @@ class JsonFileStateStore:
         """The JSON file's state, and whether it says a journal goes with it."""
         name = f"state file {self._display}"
         try:
-            raw = self._path.read_bytes()
+            with open(self._path, "rb") as file:
+                self._refuse_hard_links(os.fstat(file.fileno()))
+                raw = file.read()
         except FileNotFoundError:
-            return State(lineage="", serial=0), False
+            raise self._missing() from None
         except OSError as exc:
             raise StateError(f"cannot read {name}: {exc.strerror or exc}") from exc
         if not raw.strip():
@@ -259,13 +438,19 @@ class JsonFileStateStore:
 
     @contextlib.contextmanager
     def _locked(self, command: str) -> Iterator[StateWriter]:
+        # Before the lock, which would leave a lock file behind: a missing, hard-linked
+        # or read-only state file.
+        self._refuse_unwritable()
         fd = self._acquire(command)
         try:
-            tables, file_serial, journal_exists = self._load_tables()
+            self._remove_stale_temps()
+            tables, _, journal_exists = self._load_tables()
             if journal_exists:
-                # A run died before compacting: finish its work before adding ours.
-                self._compact(tables, rewrite=tables.serial != file_serial)
-            writer = _FileWriter(self, Ledger(tables, self.location))
+                # A run died before compacting: finish its work before adding ours. The
+                # file is rewritten even when the journal adds nothing, because it may
+                # still carry the mark of a journal that is about to go.
+                self._compact(tables, rewrite=True)
+            writer = _FileWriter(self, Ledger(tables, self.location), fd)
             try:
                 yield writer
             except BaseException as exc:
@@ -279,13 +464,47 @@ class JsonFileStateStore:
             self._release(fd)
 
     def _acquire(self, command: str) -> int:
+        deadline = time.monotonic() + self._lock_timeout
+        for _ in range(100):
+            fd = self._lock_file(deadline)
+            try:
+                if _names_file_of(self._lock_path, fd):
+                    break
+            except OSError as exc:
+                os.close(fd)
+                raise StateError(
+                    f"cannot lock {self.lock_location}: {exc.strerror or exc}"
+                ) from exc
+            # The lock file was deleted or replaced while we waited: a lock on it keeps
+            # out no run that opens the path now. Lock the file the path names.
+            os.close(fd)
+        else:
+            raise StateError(
+                f"cannot lock {self.lock_location}: it was deleted or replaced 100 times while "
+                "this run tried to lock it; never delete the lock file"
+            )
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "user": _current_user(),
+            "started": utc_now(),
+        }
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info, sort_keys=True) + "\n").encode("utf-8"), 0)
+        except OSError:
+            pass  # the lock holds without its description; others just cannot name us
+        return fd
+
+    def _lock_file(self, deadline: float) -> int:
+        """An fd of the lock file with ``flock`` taken on it, waiting up to ``deadline``."""
         try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise StateError(
                 f"cannot open lock file {self.lock_location}: {exc.strerror or exc}"
             ) from exc
-        deadline = time.monotonic() + self._lock_timeout
         try:
             while True:
                 try:
@@ -304,35 +523,27 @@ class JsonFileStateStore:
             if not isinstance(exc, OSError):
                 raise
             raise StateError(f"cannot lock {self.lock_location}: {exc.strerror or exc}") from exc
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "command": command,
-            "user": _current_user(),
-            "started": utc_now(),
-        }
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(info, sort_keys=True) + "\n").encode("utf-8"), 0)
-        except OSError:
-            pass  # the lock holds without its description; others just cannot name us
         return fd
 
     def _locked_message(self, holder: _Holder | None) -> str:
         hint = "another run is in progress; wait for it to finish"
         if holder is None or holder.pid is None:
             return f"state is locked by another process (lock file {self.lock_location}): {hint}"
-        details = ", ".join(
-            part
-            for part in (
-                f"command {holder.command!r}" if holder.command else "",
-                f"since {holder.started}" if holder.started else "",
-            )
-            if part
+        return f"state is locked by {_describe(holder)}: {hint}"
+
+    def _holds_lock(self, fd: int) -> bool:
+        """Whether the lock file ``fd`` locked is still the one its path names."""
+        try:
+            return _names_file_of(self._lock_path, fd)
+        except OSError:
+            return False
+
+    def _lost_lock(self, what: str) -> str:
+        return (
+            f"{what}: the lock file {self.lock_location} was deleted or replaced while this run "
+            "held it, so another run may be writing this state now; this run writes nothing "
+            "more and leaves its journal for the next run. Never delete the lock file"
         )
-        host = f" on host {holder.host}" if holder.host else ""
-        details = f" ({details})" if details else ""
-        return f"state is locked by pid {holder.pid}{host}{details}: {hint}"
 
     def _release(self, fd: int) -> None:
         try:
@@ -379,17 +590,24 @@ class JsonFileStateStore:
 class _FileWriter(LedgerWriter):
     """The StateWriter of a locked JsonFileStateStore: ledger writes as journal lines."""
 
-    def __init__(self, store: JsonFileStateStore, ledger: Ledger) -> None:
+    def __init__(self, store: JsonFileStateStore, ledger: Ledger, lock_fd: int) -> None:
         super().__init__(ledger, self._append, store.location)
         self._store = store
         self._file_ledger = ledger
+        self._lock_fd = lock_fd
         self._journal_fd: int | None = None
+        self._journal_started = False
 
     def _append(self, write: Write) -> None:
         line = jsonformat.entry_line(write) + "\n"
+        journal = f"cannot write state journal {self._store.journal_location}"
+        lost = "the lock file was deleted or replaced"
+        if not self._store._holds_lock(self._lock_fd):
+            raise PersistError(self._store._lost_lock(journal), lost)
         try:
             if self._journal_fd is None:
                 marked = replace(self._file_ledger.freeze(), lineage=write.lineage)
+                self._journal_started = True
                 self._journal_fd = self._store._create_journal(marked)
             _write_all(self._journal_fd, line.encode("utf-8"))
             os.fsync(self._journal_fd)
@@ -399,14 +617,24 @@ class _FileWriter(LedgerWriter):
             raise PersistError(
                 f"cannot write state journal {self._store.journal_location}: {reason}", reason
             ) from exc
+        # Still ours after the fsync means no other run could lock the state during
+        # the write: the path cannot name this lock file again once it was replaced.
+        if not self._store._holds_lock(self._lock_fd):
+            raise PersistError(
+                self._store._lost_lock(f"{journal} (this write may or may not be kept)"), lost
+            )
 
     def _close(self) -> None:
         if not self.close():
             return
-        journal_created = self._journal_fd is not None
         if self._journal_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._journal_fd)
             self._journal_fd = None
-        if self.written or journal_created:
-            self._store._compact(self._file_ledger.tables, rewrite=self.written)
+        if not self._journal_started:
+            return
+        if not self._store._holds_lock(self._lock_fd):
+            raise StateError(self._store._lost_lock(f"{self._store.location} not compacted"))
+        # Rewritten even without a write: a journal whose first line failed may have
+        # marked the file already, and the mark must not outlive the journal.
+        self._store._compact(self._file_ledger.tables, rewrite=True)

@@ -38,7 +38,7 @@ _DOCUMENT_KEYS = ("version", "lineage", "serial", "purchases", "pending")
 #: Present only while a run writes to the journal (or after one died doing so).
 JOURNAL_KEY = "journal"
 _ENTRY_REQUIRED = ("lineage", "serial", "op", "address")
-_ENTRY_KEYS = (*_ENTRY_REQUIRED, "purchase", "pending", "time")
+_ENTRY_KEYS = (*_ENTRY_REQUIRED, "purchase", "pending", "time", "from")
 
 
 _BILLING_CYCLES = tuple(BILLING_CYCLES)
@@ -226,6 +226,11 @@ def parse_entry(data: Any) -> Write:
     if purchase is KEEP and pending is KEEP:
         raise Invalid("the entry changes neither a purchase nor a pending entry")
     time = _time(data["time"], "time") if "time" in data else None
+    moved_from = _address(data["from"], "from") if "from" in data else None
+    if (moved_from is not None) != (op == "move_purchase"):
+        raise Invalid("'from' is given exactly for a move_purchase entry")
+    if moved_from == address:
+        raise Invalid(f"moves {show(address)} to itself", ("from",))
     return Write(
         lineage=_string(data["lineage"], "lineage"),
         serial=_integer(data["serial"], "serial", 1),
@@ -234,6 +239,7 @@ def parse_entry(data: Any) -> Write:
         purchase=purchase,
         pending=pending,
         time=time,
+        moved_from=moved_from,
     )
 
 
@@ -280,6 +286,8 @@ def entry_line(write: Write) -> str:
         data["pending"] = None if write.pending is None else pending_json(write.pending)
     if write.time is not None:
         data["time"] = write.time
+    if write.moved_from is not None:
+        data["from"] = write.moved_from
     line = json.dumps(data, sort_keys=True, separators=(",", ":"))
     parse_entry(parse_json(line))
     return line

@@ -3,7 +3,8 @@
 ``Ledger`` holds a locked run's view of the state and turns each requested
 change into a checked ``Write`` (one pending entry per address, a checkout only
 for the identity recorded at its address, no externalOrderId recorded twice,
-no import over a recorded purchase, lineage set once and serial +1 per write).
+no import over a recorded purchase, a move only of a settled purchase to a free
+address, lineage set once and serial +1 per write).
 ``LedgerWriter`` is the ``StateWriter`` every store hands out: it asks the
 ledger for a write, has the store persist it durably, and only then applies it.
 After a failed persist it writes nothing more in that run, because the store can
@@ -41,6 +42,8 @@ class Tables:
         self.pending: dict[str, PendingOperation] = dict(state.pending)
 
     def apply(self, write: Write) -> None:
+        if write.moved_from is not None:
+            self.purchases.pop(write.moved_from, None)
         if write.purchase is None:
             self.purchases.pop(write.address, None)
         elif not isinstance(write.purchase, Keep):
@@ -142,6 +145,24 @@ class Ledger:
         purchase = RecordedPurchase(address=address, identity=identity, quantity=quantity)
         return self._write("import_purchase", address, purchase=purchase, time=time)
 
+    def move_purchase(self, source: str, target: str) -> Write:
+        where = f"cannot move {source} to {target}"
+        existing = self._tables.purchases.get(source)
+        if existing is None:
+            raise StateError(f"{where}: {source} is not recorded in {self._location}")
+        if target in self._tables.purchases:
+            raise StateError(f"{where}: {target} is already recorded in {self._location}")
+        waiting = self._tables.pending.get(source)
+        if waiting is not None:
+            # The pending checkout would be recorded at the old address; moving now
+            # would split one purchase over two addresses.
+            raise StateError(
+                f"{where}: {source} has a pending operation (externalOrderId "
+                f"{waiting.external_order_id}); resolve it first"
+            )
+        purchase = replace(existing, address=target)
+        return self._write("move_purchase", target, purchase=purchase, moved_from=source)
+
     def _write(
         self,
         op: str,
@@ -150,6 +171,7 @@ class Ledger:
         purchase: RecordedPurchase | Keep | None = KEEP,
         pending: PendingOperation | Keep | None = KEEP,
         time: str | None = None,
+        moved_from: str | None = None,
     ) -> Write:
         write = Write(
             lineage=self.lineage,
@@ -159,6 +181,7 @@ class Ledger:
             purchase=purchase,
             pending=pending,
             time=time,
+            moved_from=moved_from,
         )
         try:
             # Every store keeps only what the state format can hold: check it with
@@ -216,6 +239,9 @@ class LedgerWriter:
 
     def import_purchase(self, address: str, identity: Identity, quantity: int, time: str) -> None:
         self._commit(lambda: self._ledger.import_purchase(address, identity, quantity, time))
+
+    def move_purchase(self, source: str, target: str) -> None:
+        self._commit(lambda: self._ledger.move_purchase(source, target))
 
     def close(self) -> bool:
         """Refuse every later write; True the first time (the caller then finishes up)."""

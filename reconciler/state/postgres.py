@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -35,7 +36,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reconciler.errors import StateError, StateLockedError
 from reconciler.model import (
@@ -121,17 +122,30 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+#: libpq also takes the password as a query parameter: ``...?password=secret``.
+_QUERY_PASSWORD = re.compile(r"(?:^|(?<=&))(password=)[^&]*")
+
+
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for every message and display)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    parts = parts._replace(query=_QUERY_PASSWORD.sub(r"\1***", parts.query))
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+        parts = parts._replace(netloc=f"{user}:***@{host}{port}")
+    return urlunsplit(parts)
+
+
+def _passwords(url: str) -> set[str]:
+    """Every password written into ``url``, as written and decoded, to scrub from errors."""
+    parts = urlsplit(url)
+    found = [parts.password or ""]
+    found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(parts.query)]
+    return {text for raw in found for text in (raw, unquote(raw)) if text}
 
 
 def run_description(command: str) -> dict[str, Any]:
@@ -205,8 +219,9 @@ class PostgresStateStore:
 
     def _clean(self, exc: BaseException) -> str:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        password = urlsplit(self._url).password
-        return text.replace(password, "***") if password else text
+        for password in _passwords(self._url):
+            text = text.replace(password, "***")
+        return text
 
     def _missing(self) -> StateError:
         return StateError(
@@ -400,13 +415,15 @@ class PostgresStateStore:
                     finally:
                         writer.close()
             finally:
+                # Unlocked first: until then, a run finding the lock taken reads our name.
+                # The epoch keeps this from clearing the name of a run that took it since.
                 with contextlib.suppress(psycopg.Error):
+                    lock_conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self._key))
                     lock_conn.execute(
                         f"UPDATE {SCHEMA}.workspaces SET lock_holder = NULL "
                         "WHERE name = %s AND lock_epoch = %s",
                         (self._workspace, epoch),
                     )
-                    lock_conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self._key))
 
     def _acquire(self, conn: psycopg.Connection[Any], run: dict[str, Any]) -> tuple[int, int]:
         """Take the workspace's advisory lock (waiting up to the lock timeout); bump the epoch."""
@@ -416,20 +433,31 @@ class PostgresStateStore:
             if self._workspace_row(conn) is None:
                 raise self._missing()
             while True:
-                got = conn.execute(
-                    "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, self._key)
-                ).fetchone()
-                if got is not None and got[0]:
-                    break
+                # The advisory lock is only ever tried holding the workspace row, and the
+                # winner names itself before letting the row go: a run that finds the lock
+                # taken has waited for that row, so it names the run that holds the lock,
+                # not a previous one (or none, as for a moment after the lock is taken).
+                with conn.transaction():
+                    found = conn.execute(
+                        f"SELECT lock_holder FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
+                        (self._workspace,),
+                    ).fetchone()
+                    if found is None:
+                        raise self._missing()
+                    got = conn.execute(
+                        "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, self._key)
+                    ).fetchone()
+                    if got is not None and got[0]:
+                        row = conn.execute(
+                            f"UPDATE {SCHEMA}.workspaces SET lock_epoch = lock_epoch + 1, "
+                            "lock_holder = %s WHERE name = %s "
+                            "RETURNING lock_epoch, pg_backend_pid()",
+                            (json.dumps(run), self._workspace),
+                        ).fetchone()
+                        break
                 if time.monotonic() >= deadline:
-                    row = self._workspace_row(conn)
-                    raise StateLockedError(self._locked_message(row[3] if row else None))
+                    raise StateLockedError(self._locked_message(found[0]))
                 time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
-            row = conn.execute(
-                f"UPDATE {SCHEMA}.workspaces SET lock_epoch = lock_epoch + 1, lock_holder = %s "
-                "WHERE name = %s RETURNING lock_epoch, pg_backend_pid()",
-                (json.dumps(run), self._workspace),
-            ).fetchone()
         except psycopg.Error as exc:
             raise StateError(
                 f"cannot lock the state at {self.location}: {self._clean(exc)}"
@@ -438,13 +466,33 @@ class PostgresStateStore:
             raise self._missing()
         return int(row[0]), int(row[1])
 
-    def _locked_message(self, holder: Any) -> str:
-        hint = "another run is in progress; wait for it to finish"
+    def locked_by(self) -> str | None:
+        """The lock holder recorded in the workspace row, while its advisory lock is held."""
+        psycopg = _psycopg()
+        try:
+            with contextlib.closing(self._connect(autocommit=True)) as conn:
+                row = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND granted AND database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) AND classid::bigint = %s "
+                    "AND objid::bigint = %s AND objsubid = 2)",
+                    (_LOCK_CLASS, self._key),
+                ).fetchone()
+                if row is None or not row[0]:
+                    return None
+                workspace = self._workspace_row(conn)
+        except psycopg.Error:
+            return None  # only a hint for plan: never a reason to fail
+        # Two workspaces may share a lock key; a released lock clears lock_holder.
+        holder = workspace[3] if workspace else None
         if isinstance(holder, str):
             with contextlib.suppress(ValueError):
                 holder = json.loads(holder)
         if not isinstance(holder, dict) or "pid" not in holder:
-            return f"state {self.location} is locked by another process: {hint}"
+            return None
+        return self._describe(holder)
+
+    def _describe(self, holder: dict[str, Any]) -> str:
         details = [f"command {holder.get('command')!r}"] if holder.get("command") else []
         if holder.get("started"):
             details.append(f"since {holder['started']}")
@@ -452,7 +500,16 @@ class PostgresStateStore:
             details.append(str(holder["ci_url"]))
         host = f" on host {holder['host']}" if holder.get("host") else ""
         shown = f" ({', '.join(details)})" if details else ""
-        return f"state {self.location} is locked by pid {holder['pid']}{host}{shown}: {hint}"
+        return f"pid {holder['pid']}{host}{shown}"
+
+    def _locked_message(self, holder: Any) -> str:
+        hint = "another run is in progress; wait for it to finish"
+        if isinstance(holder, str):
+            with contextlib.suppress(ValueError):
+                holder = json.loads(holder)
+        if not isinstance(holder, dict) or "pid" not in holder:
+            return f"state {self.location} is locked by another process: {hint}"
+        return f"state {self.location} is locked by {self._describe(holder)}: {hint}"
 
     def _insert_purchase(self, conn: psycopg.Connection[Any], purchase: RecordedPurchase) -> None:
         self._insert_purchase_row(conn, purchase)
@@ -582,6 +639,13 @@ class _Writes:
 
     def _apply(self, write: Write) -> None:
         store, conn, ws = self._store, self._conn, self._store.workspace
+        if write.moved_from is not None:
+            # A move is one transaction: the old rows go (their checkouts cascade)
+            # before the new address gets the purchase with every checkout.
+            conn.execute(
+                f"DELETE FROM {SCHEMA}.purchases WHERE workspace = %s AND address = %s",
+                (ws, write.moved_from),
+            )
         if write.purchase is None:
             conn.execute(
                 f"DELETE FROM {SCHEMA}.purchases WHERE workspace = %s AND address = %s",

@@ -29,12 +29,17 @@ OPERATIONS = (
     "remove_pending",
     "remove_purchase",
     "import_purchase",
+    "move_purchase",
 )
 
 
 @dataclass(frozen=True)
 class Write:
-    """One write: after it, ``address`` holds ``purchase`` and ``pending`` (None = none)."""
+    """One write: after it, ``address`` holds ``purchase`` and ``pending`` (None = none).
+
+    ``moved_from`` names the address a ``move_purchase`` write empties in the same
+    write, so a move is one serial and never leaves the purchase at both addresses.
+    """
 
     lineage: str
     serial: int
@@ -43,3 +48,4 @@ class Write:
     purchase: RecordedPurchase | Keep | None
     pending: PendingOperation | Keep | None
     time: str | None = None
+    moved_from: str | None = None
