@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -772,6 +773,310 @@ def test_bad_catalogues_are_reported(tmp_path: Path, text: str, messages: list[s
 def test_a_missing_catalogue_is_reported(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot read the catalogue"):
         load_catalog(tmp_path / "nope.yaml")
+
+
+# --------------------------------------------------------------------------- read-back
+
+ASSET_ORDERS = "/api/v1/assets/orders/"
+AGREEMENT_PRODUCTS = "/api/v1/agreementproducts/"
+ADMIN = "/_admin/portal"
+
+
+def admin(sim: Simulator, http: requests.Session, body: Any) -> requests.Response:
+    """The portal admin endpoint, without any token."""
+    return http.post(sim.url + ADMIN, data=json.dumps(body), timeout=5)
+
+
+def test_each_checkout_line_is_a_processed_order_and_a_subscription_of_its_own(
+    simulator: Simulator, api: Api
+) -> None:
+    api.buy(an_order(ref="r1", quantity=3))
+    api.buy(an_order(ref="r2", quantity=4))
+    orders = api.get(ORDERS, customerTenantId=111111).json()["Items"]
+    subscriptions = api.get(SUBSCRIPTIONS, customerTenantId=111111).json()["Items"]
+    assert [(o["Quantity"], o["OrderState"]) for o in orders] == [
+        (3, "Succeeded"),
+        (4, "Succeeded"),
+    ]
+    assert [(s["Quantity"], s["Status"]) for s in subscriptions] == [(3, 1), (4, 1)]
+    assert [s["OrderId"] for s in subscriptions] == [o["OrderReferenceId"] for o in orders]
+    assert len({s["Id"] for s in subscriptions}) == 2
+    assert [s.id for s in simulator.subscriptions] == [s["Id"] for s in subscriptions]
+    assert [o.reference for o in simulator.processed_orders] == [
+        o["OrderReferenceId"] for o in orders
+    ]
+    assert simulator.active_seats(111111, "CFQ7TTC0LF8R:0010") == 7
+
+
+@pytest.mark.parametrize(("cycle", "term", "enum"), [(1, "P1M", 1), (2, "P1Y", 2)])
+def test_a_subscription_carries_the_subscription_billing_cycle_enum(
+    api: Api, cycle: int, term: str, enum: int
+) -> None:
+    api.buy(an_order(billingCycle=cycle, termDuration=term))
+    [subscription] = api.get(SUBSCRIPTIONS, customerTenantId=111111).json()["Items"]
+    assert (subscription["BillingCycle"], subscription["TermDuration"]) == (enum, term)
+
+
+def test_asset_orders_are_found_by_external_order_id(simulator: Simulator, api: Api) -> None:
+    first = api.buy(an_order(ref="reconciler-a", quantity=2))
+    api.buy(an_order(ref="reconciler-b", quantity=3))
+    api.buy(an_order(tenant=222222, ref="reconciler-c"))
+    found = api.get(ASSET_ORDERS, ResellerCustomerId=111111, ExternalOrderId="reconciler-a").json()
+    assert found == {"Items": [first], "TotalHits": 1}
+    everything = api.get(ASSET_ORDERS, ResellerCustomerId=111111).json()
+    assert [o["externalOrderId"] for o in everything["Items"]] == ["reconciler-a", "reconciler-b"]
+    other = api.get(ASSET_ORDERS, ResellerCustomerId=111111, ExternalOrderId="reconciler-c")
+    assert other.json() == {"Items": [], "TotalHits": 0}
+    assert api.get(ASSET_ORDERS, ExternalOrderId="reconciler-a").status_code == 400
+    assert api.get(ASSET_ORDERS, ResellerCustomerId=999999).status_code == 404
+    page = api.get(ASSET_ORDERS, ResellerCustomerId=111111, Page=2, PageSize=1).json()
+    assert [o["externalOrderId"] for o in page["Items"]] == ["reconciler-b"]
+
+
+def test_agreement_products_list_names_and_prices(simulator: Simulator, api: Api) -> None:
+    answer = api.get(AGREEMENT_PRODUCTS, CustomerTenantId=111111, PageSize=100).json()
+    assert answer["TotalHits"] == len(simulator.catalog)
+    by_part = {p["productVariant"]["partNumber"]: p for p in answer["Items"]}
+    basic = by_part["CFQ7TTC0LF8R:0010"]
+    assert basic["name"] == basic["productVariant"]["productName"] == "Microsoft 365 Business Basic"
+    assert basic["salesPrice"] == {"value": 5.6, "currencyCode": "EUR"}
+    assert basic["maximumQuantity"] == 300
+    assert len({p["productVariant"]["id"] for p in answer["Items"]}) == len(answer["Items"])
+    found = api.get(AGREEMENT_PRODUCTS, CustomerTenantId=111111, Search="teams").json()
+    assert [p["name"] for p in found["Items"]] == ["Microsoft Teams Essentials"]
+    assert api.get(AGREEMENT_PRODUCTS, CustomerTenantId=999999).status_code == 404
+
+
+def test_subscriptions_filter_by_status_flags(simulator: Simulator, api: Api) -> None:
+    api.buy(an_order(ref="r1", quantity=3))
+    api.buy(an_order(ref="r2", quantity=4))
+    simulator.portal_cancel(simulator.subscriptions[0].id)
+
+    def quantities(**params: Any) -> list[tuple[int, int]]:
+        items = api.get(SUBSCRIPTIONS, customerTenantId=111111, **params).json()["Items"]
+        return [(s["Quantity"], s["Status"]) for s in items]
+
+    assert quantities() == [(3, 128), (4, 1)]
+    assert quantities(statuses=1) == [(4, 1)]
+    assert quantities(statuses=128 | 4) == [(3, 128)]
+    assert api.get(SUBSCRIPTIONS, customerTenantId=111111, statuses="x").status_code == 400
+
+
+def test_the_portal_admin_endpoint_adds_changes_and_cancels(
+    simulator: Simulator, api: Api, http: requests.Session
+) -> None:
+    added = admin(
+        simulator,
+        http,
+        {
+            "action": "add",
+            "customerTenantId": 111111,
+            "product": "CFQ7TTC0LH18:0001",
+            "quantity": 5,
+            "billingCycle": "annual",
+            "termDuration": "P1Y",
+        },
+    )
+    assert added.status_code == 200, added.text
+    subscription = added.json()["subscription"]
+    assert (subscription["PartNumber"], subscription["Quantity"], subscription["Status"]) == (
+        "CFQ7TTC0LH18:0001",
+        5,
+        1,
+    )
+    assert (subscription["BillingCycle"], subscription["TermDuration"]) == (2, "P1Y")
+    number = subscription["Id"]
+    changed = admin(
+        simulator, http, {"action": "set-quantity", "subscriptionId": number, "quantity": 8}
+    )
+    assert changed.json()["subscription"]["Quantity"] == 8
+    listed = api.get(SUBSCRIPTIONS, customerTenantId=111111).json()["Items"]
+    assert listed == [changed.json()["subscription"]]
+    [order] = api.get(ORDERS, customerTenantId=111111).json()["Items"]
+    assert (order["OrderReferenceId"], order["Quantity"]) == (subscription["OrderId"], 5)
+    cancelled = admin(simulator, http, {"action": "cancel", "subscriptionId": number})
+    assert (
+        cancelled.json()["subscription"]["Status"],
+        simulator.active_seats(111111, "CFQ7TTC0LH18:0001"),
+    ) == (128, 0)
+    quiet = admin(simulator, http, portal_add(recordOrder=False))
+    assert quiet.json()["subscription"]["OrderId"] is None
+    assert len(api.get(ORDERS, customerTenantId=111111).json()["Items"]) == 1
+    assert api.get(ASSET_ORDERS, ResellerCustomerId=111111).json()["Items"] == []
+    assert simulator.checkouts == []
+    assert simulator.count("checkout") == simulator.count("verify") == 0
+    assert [c.endpoint for c in simulator.calls].count("admin") == 4
+
+
+def portal_add(**fields: Any) -> dict[str, Any]:
+    return {
+        "action": "add",
+        "customerTenantId": 111111,
+        "product": "CFQ7TTC0LF8R:0010",
+        "quantity": 1,
+    } | fields
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        ({"action": "buy"}, 400, "action must be one of add, set-quantity, cancel"),
+        ([1], 400, "action must be one of"),
+        (
+            {"action": "cancel", "subscriptionId": 1, "colour": "red"},
+            400,
+            "unknown field(s) for cancel: colour",
+        ),
+        ({"action": "cancel", "subscriptionId": 42}, 404, "subscription 42 was not found"),
+        ({"action": "cancel", "subscriptionId": "x"}, 404, "subscription 'x' was not found"),
+        (
+            {"action": "set-quantity", "subscriptionId": 42, "quantity": 0},
+            400,
+            "quantity must be a positive integer",
+        ),
+        (portal_add(customerTenantId=999), 400, "customer tenant 999 is not in the catalogue"),
+        (portal_add(product="NOPE:1"), 400, "product 'NOPE:1' is not in the catalogue"),
+        (portal_add(product=["x"]), 400, "product ['x'] is not in the catalogue"),
+        (portal_add(termDuration="P3Y"), 400, "term 'P3Y' is not offered"),
+        (portal_add(billingCycle="weekly"), 400, "unknown billing cycle 'weekly'"),
+        (portal_add(recordOrder="no"), 400, "recordOrder must be true or false"),
+    ],
+)
+def test_the_portal_admin_endpoint_refuses_bad_requests(
+    simulator: Simulator, http: requests.Session, body: Any, status: int, text: str
+) -> None:
+    answer = admin(simulator, http, body)
+    assert answer.status_code == status
+    assert text in answer.json()["Message"]
+    assert simulator.subscriptions == []
+
+
+def test_the_portal_admin_endpoint_takes_only_post(
+    simulator: Simulator, http: requests.Session
+) -> None:
+    assert http.get(simulator.url + ADMIN, timeout=5).status_code == 405
+
+
+def test_the_portal_python_api(simulator: Simulator) -> None:
+    number = simulator.portal_add_subscription(111111, "CFQ7TTC0LF8R:0010", 3)
+    simulator.portal_set_quantity(number, 4)
+    [record] = simulator.subscriptions
+    assert (record.id, record.quantity, record.billing_cycle, record.term_duration) == (
+        number,
+        4,
+        1,
+        "P1M",
+    )
+    [order] = simulator.processed_orders
+    assert (order.reference, order.quantity) == (record.order_reference, 3)
+    simulator.portal_cancel(number)
+    simulator.portal_cancel(number)  # cancelling twice changes nothing
+    assert not simulator.subscriptions[0].active
+    with pytest.raises(ValueError, match="not active"):
+        simulator.portal_set_quantity(number, 5)
+    with pytest.raises(LookupError, match="subscription 9 was not found"):
+        simulator.portal_cancel(9)
+    with pytest.raises(ValueError, match="billing cycle 4 is not offered"):
+        simulator.portal_add_subscription(111111, "CFQ7TTC0LF8R:0010", 1, billing_cycle=4)
+    with pytest.raises(ValueError, match="quantity"):
+        simulator.portal_add_subscription(111111, "CFQ7TTC0LF8R:0010", 0)
+
+
+def test_fail_checkout_unrecorded_answers_500_and_takes_nothing(
+    simulator: Simulator, api: Api
+) -> None:
+    verified = api.post(VERIFY, an_order()).json()
+    simulator.fail_checkout_unrecorded()
+    # An order that was not verified is refused as always and does not spend the fault.
+    assert api.post(CHECKOUT, an_order(quantity=9)).status_code == 400
+    answer = api.post(CHECKOUT, verified)
+    assert answer.status_code == 500
+    assert answer.json()["ErrorCode"] == "500 InternalServerError"
+    assert simulator.checkouts == []
+    assert simulator.subscriptions == simulator.processed_orders == []
+    assert api.get(ASSET_ORDERS, ResellerCustomerId=111111).json()["Items"] == []
+    assert simulator.requests_log[-1].status == 500
+    assert api.post(CHECKOUT, verified).status_code == 204
+    assert len(simulator.checkouts) == 1
+
+
+def test_checkout_faults_hit_checkouts_in_the_order_programmed(
+    simulator: Simulator, api: Api
+) -> None:
+    verified = api.post(VERIFY, an_order()).json()
+    simulator.drop_after_checkout(1, mode="500")
+    simulator.fail_checkout_unrecorded(1)
+    statuses = [api.post(CHECKOUT, verified).status_code for _ in range(3)]
+    assert statuses == [500, 500, 204]
+    assert len(simulator.checkouts) == 2
+    assert len(simulator.subscriptions) == 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path", "params"),
+    [
+        ("asset-orders", ASSET_ORDERS, {"ResellerCustomerId": 111111}),
+        ("agreement-products", AGREEMENT_PRODUCTS, {"CustomerTenantId": 111111}),
+    ],
+)
+def test_fail_next_on_the_read_back_endpoints(
+    simulator: Simulator, api: Api, endpoint: str, path: str, params: dict[str, Any]
+) -> None:
+    simulator.fail_next(endpoint, 503)
+    assert api.get(path, **params).status_code == 503
+    assert api.get(path, **params).status_code == 200
+    assert simulator.count(endpoint, 503) == 1
+
+
+def test_reset_forgets_orders_and_subscriptions(simulator: Simulator, api: Api) -> None:
+    api.buy(an_order())
+    simulator.portal_add_subscription(111111, "CFQ7TTC0LF8R:0010", 2)
+    simulator.reset()
+    assert simulator.subscriptions == simulator.processed_orders == []
+
+
+def test_the_default_catalogue_has_a_price_for_every_product() -> None:
+    catalog, _ = default_catalog()
+    assert all(item.price is not None and item.price > 0 for item in catalog)
+    assert {item.currency for item in catalog} == {"EUR"}
+
+
+def test_load_catalog_reads_prices(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        CATALOG_YAML + "    price: 5.6\n    currency: nok\n"
+        "  - {productId: P2, skuId: '1', availabilityId: A, name: Two, price: 3}\n",
+        encoding="utf-8",
+    )
+    first, second = load_catalog(path)[0]
+    assert (first.price, first.currency) == (Decimal("5.6"), "NOK")
+    assert (second.price, second.currency) == (Decimal(3), "EUR")
+
+
+@pytest.mark.parametrize(
+    ("fields", "messages"),
+    [
+        ("price: cheap", ["products[0].price: must be a number"]),
+        ("price: -1", ["products[0].price: must not be negative"]),
+        ("price: .nan", ["products[0].price: must be a number"]),
+        ("price: true", ["products[0].price: must be a number"]),
+        (
+            "price: 1, currency: euro",
+            ["products[0].currency: must be a three-letter currency code"],
+        ),
+        ("currency: EUR", ["products[0].currency: needs a price"]),
+    ],
+)
+def test_bad_prices_are_reported(tmp_path: Path, fields: str, messages: list[str]) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        f"tenants: [1]\nproducts:\n  - {{productId: P, skuId: '1', availabilityId: A, name: N, "
+        f"{fields}}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(path)
+    assert str(caught.value).splitlines() == [f"{path}: {m}" for m in messages]
 
 
 # --------------------------------------------------------------------------- independence

@@ -220,10 +220,11 @@ class AssetOrder:
     """An order the API took, found by the ``externalOrderId`` we sent with it.
 
     ``errors`` holds the descriptions of the order's and its lines' errors; an
-    order with errors proves nothing was bought.
+    order with errors proves nothing was bought. ``external_order_id`` is None for
+    an order placed without one (``find_asset_orders`` never returns such).
     """
 
-    external_order_id: str
+    external_order_id: str | None
     customer_tenant_id: int
     lines: tuple[AssetOrderLine, ...]
     errors: tuple[str, ...] = ()
@@ -400,7 +401,7 @@ def parse_asset_order(item: Mapping[str, Any], *, tenant: int | None = None) -> 
         )
         errors += _error_texts(line.array("errors"))
     return AssetOrder(
-        external_order_id=f.need_text("externalOrderId"),
+        external_order_id=f.text("externalOrderId") or None,
         customer_tenant_id=_tenant(f, "resellerCustomerId", tenant),
         lines=tuple(lines),
         errors=tuple(errors),

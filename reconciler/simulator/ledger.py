@@ -39,7 +39,7 @@ class UnknownSubscription(LookupError):
     """A portal change names a subscription the simulator does not have."""
 
     def __str__(self) -> str:
-        return f"subscription {self.args[0]} was not found"
+        return f"subscription {self.args[0]!r} was not found"
 
 
 @dataclass(frozen=True)
