@@ -310,8 +310,9 @@ class JsonFileStateStore:
         # The mode bits are checked on their own: root may write a 0444 file, and a
         # rename would replace it whatever its mode.
         if not mode & 0o222 or not os.access(self._path, os.W_OK):
+            what = "read-only" if not mode & 0o222 else "not writable by this user"
             raise StateError(
-                f"state file {self._display} is read-only (mode {mode:04o}); this command "
+                f"state file {self._display} is {what} (mode {mode:04o}); this command "
                 "would rewrite it, so it refuses. Make it writable (chmod u+w) to change the "
                 "state; plan and show read it as it is"
             )
