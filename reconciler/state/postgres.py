@@ -40,87 +40,21 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reconciler.errors import StateError, StateLockedError
 from reconciler.model import (
-    CheckoutRecord,
-    Identity,
-    PendingOperation,
-    RecordedPurchase,
     State,
 )
-from reconciler.state import jsonformat
+from reconciler.state import pgrows as rows
 from reconciler.state.base import StateWriter, utc_now
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
-from reconciler.state.writes import Keep, Write
+from reconciler.state.pgrows import SCHEMA
+from reconciler.state.writes import Write
 
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMA = "reconciler"
 #: The first key of every advisory lock this tool takes ("RECN").
 _LOCK_CLASS = 0x5245434E
 #: Taken (per transaction) while migrations run, so racing runners apply each once.
 _MIGRATION_LOCK = 0
-
-#: Versioned migrations: each applied once, in order, recorded in schema_migrations.
-MIGRATIONS: tuple[str, ...] = (
-    f"""
-    CREATE TABLE {SCHEMA}.workspaces (
-        name text PRIMARY KEY,
-        lineage text NOT NULL,
-        serial bigint NOT NULL DEFAULT 0 CHECK (serial >= 0),
-        lock_epoch bigint NOT NULL DEFAULT 0,
-        lock_holder jsonb,
-        created_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE TABLE {SCHEMA}.purchases (
-        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
-        address text NOT NULL,
-        customer_tenant_id bigint NOT NULL,
-        product_id text NOT NULL,
-        sku_id text NOT NULL,
-        billing_cycle text NOT NULL,
-        term_duration text NOT NULL,
-        type text NOT NULL,
-        quantity integer NOT NULL CHECK (quantity >= 1),
-        PRIMARY KEY (workspace, address)
-    );
-    CREATE TABLE {SCHEMA}.checkouts (
-        workspace text NOT NULL,
-        address text NOT NULL,
-        position integer NOT NULL,
-        external_order_id text NOT NULL,
-        quantity integer NOT NULL CHECK (quantity >= 1),
-        time text NOT NULL,
-        PRIMARY KEY (workspace, address, position),
-        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
-            ON DELETE CASCADE
-    );
-    CREATE TABLE {SCHEMA}.pending (
-        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
-        address text NOT NULL,
-        customer_tenant_id bigint NOT NULL,
-        product_id text NOT NULL,
-        sku_id text NOT NULL,
-        billing_cycle text NOT NULL,
-        term_duration text NOT NULL,
-        type text NOT NULL,
-        external_order_id text NOT NULL,
-        quantity integer NOT NULL CHECK (quantity >= 1),
-        time text NOT NULL,
-        PRIMARY KEY (workspace, address)
-    );
-    CREATE TABLE {SCHEMA}.history (
-        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
-        serial bigint NOT NULL,
-        op text NOT NULL,
-        address text NOT NULL,
-        entry jsonb NOT NULL,
-        written_at timestamptz NOT NULL DEFAULT now(),
-        run jsonb NOT NULL,
-        PRIMARY KEY (workspace, serial)
-    );
-    """,
-)
-
 
 #: libpq also takes the password as a query parameter: ``...?password=secret``.
 _QUERY_PASSWORD = re.compile(r"(?:^|(?<=&))(password=)[^&]*")
@@ -247,7 +181,7 @@ class PostgresStateStore:
                     conn.execute(
                         "SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _MIGRATION_LOCK)
                     )
-                    self._migrate(conn)
+                    rows.migrate(conn, self._display)
                     row = conn.execute(
                         f"SELECT serial FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
                         (self._workspace,),
@@ -255,7 +189,7 @@ class PostgresStateStore:
                     if row is not None:
                         if state is None:
                             return False
-                        if row[0] != 0 or self._has_rows(conn):
+                        if row[0] != 0 or rows.has_rows(conn, self._workspace):
                             raise StateError(
                                 f"{self.location} already holds a state (serial {row[0]}); "
                                 "migrate only into an empty one"
@@ -270,46 +204,14 @@ class PostgresStateStore:
                         (self._workspace, initial.lineage, initial.serial),
                     )
                     for purchase in initial.purchases.values():
-                        self._insert_purchase(conn, purchase)
+                        rows.insert_purchase(conn, self._workspace, purchase)
                     for op in initial.pending.values():
-                        self._insert_pending(conn, op)
+                        rows.insert_pending(conn, self._workspace, op)
             except psycopg.Error as exc:
                 raise StateError(
                     f"cannot create the state at {self.location}: {self._clean(exc)}"
                 ) from None
         return True
-
-    def _has_rows(self, conn: psycopg.Connection[Any]) -> bool:
-        for table in ("purchases", "pending"):
-            found = conn.execute(
-                f"SELECT 1 FROM {SCHEMA}.{table} WHERE workspace = %s LIMIT 1", (self._workspace,)
-            ).fetchone()
-            if found:
-                return True
-        return False
-
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations "
-            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        applied = {
-            row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")
-        }
-        for version, sql in enumerate(MIGRATIONS, 1):
-            if version in applied:
-                continue
-            conn.execute(sql)
-            conn.execute(
-                f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (%s)", (version,)
-            )
-        newest = max(applied, default=0)
-        if newest > len(MIGRATIONS):
-            raise StateError(
-                f"the database at {self._display} was set up by a newer reconciler "
-                f"(schema version {newest}); upgrade to use it"
-            )
 
     # -- reading --
 
@@ -342,33 +244,7 @@ class PostgresStateStore:
         row = self._workspace_row(conn)
         if row is None:
             raise self._missing()
-        lineage, serial = row[0], row[1]
-        checkouts: dict[str, list[CheckoutRecord]] = {}
-        for address, order, quantity, at in conn.execute(
-            f"SELECT address, external_order_id, quantity, time FROM {SCHEMA}.checkouts "
-            "WHERE workspace = %s ORDER BY address, position",
-            (self._workspace,),
-        ):
-            checkouts.setdefault(address, []).append(CheckoutRecord(order, quantity, at))
-        purchases = {}
-        for address, *identity, quantity in conn.execute(
-            f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
-            f"term_duration, type, quantity FROM {SCHEMA}.purchases WHERE workspace = %s "
-            "ORDER BY address",
-            (self._workspace,),
-        ):
-            purchases[address] = RecordedPurchase(
-                address, Identity(*identity), quantity, tuple(checkouts.get(address, ()))
-            )
-        pending = {}
-        for address, *identity, order, quantity, at in conn.execute(
-            f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
-            f"term_duration, type, external_order_id, quantity, time FROM {SCHEMA}.pending "
-            "WHERE workspace = %s ORDER BY address",
-            (self._workspace,),
-        ):
-            pending[address] = PendingOperation(address, Identity(*identity), order, quantity, at)
-        return State(lineage=lineage, serial=serial, purchases=purchases, pending=pending)
+        return rows.read_state(conn, self._workspace, row[0], row[1])
 
     def history(self) -> list[dict[str, Any]]:
         """Every write ever made to this workspace, oldest first: serial, op, address, who."""
@@ -511,77 +387,6 @@ class PostgresStateStore:
             return f"state {self.location} is locked by another process: {hint}"
         return f"state {self.location} is locked by {self._describe(holder)}: {hint}"
 
-    def _insert_purchase(self, conn: psycopg.Connection[Any], purchase: RecordedPurchase) -> None:
-        self._insert_purchase_row(conn, purchase)
-        self._insert_checkouts(conn, purchase.address, purchase.checkouts, start=0)
-
-    def _insert_purchase_row(
-        self, conn: psycopg.Connection[Any], purchase: RecordedPurchase
-    ) -> None:
-        i = purchase.identity
-        conn.execute(
-            f"INSERT INTO {SCHEMA}.purchases (workspace, address, customer_tenant_id, "
-            "product_id, sku_id, billing_cycle, term_duration, type, quantity) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (workspace, address) DO UPDATE SET "
-            "customer_tenant_id = EXCLUDED.customer_tenant_id, product_id = EXCLUDED.product_id, "
-            "sku_id = EXCLUDED.sku_id, billing_cycle = EXCLUDED.billing_cycle, "
-            "term_duration = EXCLUDED.term_duration, type = EXCLUDED.type, "
-            "quantity = EXCLUDED.quantity",
-            (
-                self._workspace,
-                purchase.address,
-                i.customer_tenant_id,
-                i.product_id,
-                i.sku_id,
-                i.billing_cycle,
-                i.term_duration,
-                i.type,
-                purchase.quantity,
-            ),
-        )
-
-    def _insert_checkouts(
-        self,
-        conn: psycopg.Connection[Any],
-        address: str,
-        checkouts: tuple[CheckoutRecord, ...],
-        *,
-        start: int,
-    ) -> None:
-        if not checkouts[start:]:
-            return
-        with conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO {SCHEMA}.checkouts (workspace, address, position, "
-                "external_order_id, quantity, time) VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (self._workspace, address, n, c.external_order_id, c.quantity, c.time)
-                    for n, c in enumerate(checkouts[start:], start)
-                ],
-            )
-
-    def _insert_pending(self, conn: psycopg.Connection[Any], op: PendingOperation) -> None:
-        i = op.identity
-        conn.execute(
-            f"INSERT INTO {SCHEMA}.pending (workspace, address, customer_tenant_id, product_id, "
-            "sku_id, billing_cycle, term_duration, type, external_order_id, quantity, time) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                self._workspace,
-                op.address,
-                i.customer_tenant_id,
-                i.product_id,
-                i.sku_id,
-                i.billing_cycle,
-                i.term_duration,
-                i.type,
-                op.external_order_id,
-                op.quantity,
-                op.time,
-            ),
-        )
-
 
 class _Writes:
     """Persists one locked run's ledger writes, each in its own fenced transaction."""
@@ -606,7 +411,7 @@ class _Writes:
         try:
             with self._conn.transaction():
                 self._fence(write)
-                self._apply(write)
+                rows.apply_write(self._conn, self._store.workspace, write, self._run)
         except PersistError:
             raise
         except psycopg.Error as exc:
@@ -636,48 +441,3 @@ class _Writes:
         if row[1] != write.serial - 1:
             reason = f"the state is at serial {row[1]}, not {write.serial - 1}"
             raise PersistError(f"cannot write the state at {store.location}: {reason}", reason)
-
-    def _apply(self, write: Write) -> None:
-        store, conn, ws = self._store, self._conn, self._store.workspace
-        if write.moved_from is not None:
-            # A move is one transaction: the old rows go (their checkouts cascade)
-            # before the new address gets the purchase with every checkout.
-            conn.execute(
-                f"DELETE FROM {SCHEMA}.purchases WHERE workspace = %s AND address = %s",
-                (ws, write.moved_from),
-            )
-        if write.purchase is None:
-            conn.execute(
-                f"DELETE FROM {SCHEMA}.purchases WHERE workspace = %s AND address = %s",
-                (ws, write.address),
-            )
-        elif not isinstance(write.purchase, Keep):
-            before = conn.execute(
-                f"SELECT count(*) FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
-                (ws, write.address),
-            ).fetchone()
-            known = int(before[0]) if before else 0
-            if known > len(write.purchase.checkouts):
-                conn.execute(
-                    f"DELETE FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
-                    (ws, write.address),
-                )
-                known = 0
-            store._insert_purchase_row(conn, write.purchase)
-            store._insert_checkouts(conn, write.address, write.purchase.checkouts, start=known)
-        if write.pending is None:
-            conn.execute(
-                f"DELETE FROM {SCHEMA}.pending WHERE workspace = %s AND address = %s",
-                (ws, write.address),
-            )
-        elif not isinstance(write.pending, Keep):
-            store._insert_pending(conn, write.pending)
-        conn.execute(
-            f"UPDATE {SCHEMA}.workspaces SET serial = %s, lineage = %s WHERE name = %s",
-            (write.serial, write.lineage, ws),
-        )
-        conn.execute(
-            f"INSERT INTO {SCHEMA}.history (workspace, serial, op, address, entry, run) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (ws, write.serial, write.op, write.address, jsonformat.entry_line(write), self._run),
-        )

@@ -1,0 +1,273 @@
+"""The PostgreSQL state's tables: migrations and every row it reads and writes.
+
+The SQL of ``PostgresStateStore`` lives here so that the store itself only
+connects, locks and fences. Each function works inside the caller's
+transaction; none commits, locks or decides anything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from reconciler.errors import StateError
+from reconciler.model import (
+    CheckoutRecord,
+    Identity,
+    PendingOperation,
+    RecordedPurchase,
+    State,
+)
+from reconciler.state import jsonformat
+from reconciler.state.writes import Keep, Write
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMA = "reconciler"
+
+#: Versioned migrations: each applied once, in order, recorded in schema_migrations.
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+    CREATE TABLE {SCHEMA}.workspaces (
+        name text PRIMARY KEY,
+        lineage text NOT NULL,
+        serial bigint NOT NULL DEFAULT 0 CHECK (serial >= 0),
+        lock_epoch bigint NOT NULL DEFAULT 0,
+        lock_holder jsonb,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE {SCHEMA}.purchases (
+        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
+        address text NOT NULL,
+        customer_tenant_id bigint NOT NULL,
+        product_id text NOT NULL,
+        sku_id text NOT NULL,
+        billing_cycle text NOT NULL,
+        term_duration text NOT NULL,
+        type text NOT NULL,
+        quantity integer NOT NULL CHECK (quantity >= 1),
+        PRIMARY KEY (workspace, address)
+    );
+    CREATE TABLE {SCHEMA}.checkouts (
+        workspace text NOT NULL,
+        address text NOT NULL,
+        position integer NOT NULL,
+        external_order_id text NOT NULL,
+        quantity integer NOT NULL CHECK (quantity >= 1),
+        time text NOT NULL,
+        PRIMARY KEY (workspace, address, position),
+        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
+            ON DELETE CASCADE
+    );
+    CREATE TABLE {SCHEMA}.pending (
+        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
+        address text NOT NULL,
+        customer_tenant_id bigint NOT NULL,
+        product_id text NOT NULL,
+        sku_id text NOT NULL,
+        billing_cycle text NOT NULL,
+        term_duration text NOT NULL,
+        type text NOT NULL,
+        external_order_id text NOT NULL,
+        quantity integer NOT NULL CHECK (quantity >= 1),
+        time text NOT NULL,
+        PRIMARY KEY (workspace, address)
+    );
+    CREATE TABLE {SCHEMA}.history (
+        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
+        serial bigint NOT NULL,
+        op text NOT NULL,
+        address text NOT NULL,
+        entry jsonb NOT NULL,
+        written_at timestamptz NOT NULL DEFAULT now(),
+        run jsonb NOT NULL,
+        PRIMARY KEY (workspace, serial)
+    );
+    """,
+)
+
+
+def migrate(conn: psycopg.Connection[Any], display: str) -> None:
+    """Create the schema and apply every migration not applied yet (caller holds the
+    migration lock); refuse a database set up by a newer reconciler."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations "
+        "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    applied = {row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")}
+    for version, sql in enumerate(MIGRATIONS, 1):
+        if version in applied:
+            continue
+        conn.execute(sql)
+        conn.execute(f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (%s)", (version,))
+    newest = max(applied, default=0)
+    if newest > len(MIGRATIONS):
+        raise StateError(
+            f"the database at {display} was set up by a newer reconciler "
+            f"(schema version {newest}); upgrade to use it"
+        )
+
+
+def has_rows(conn: psycopg.Connection[Any], workspace: str) -> bool:
+    """Whether a workspace holds any purchase or pending entry."""
+    for table in ("purchases", "pending"):
+        found = conn.execute(
+            f"SELECT 1 FROM {SCHEMA}.{table} WHERE workspace = %s LIMIT 1", (workspace,)
+        ).fetchone()
+        if found:
+            return True
+    return False
+
+
+def read_state(conn: psycopg.Connection[Any], workspace: str, lineage: str, serial: int) -> State:
+    """Every row of a workspace, as a State."""
+    checkouts: dict[str, list[CheckoutRecord]] = {}
+    for address, order, quantity, at in conn.execute(
+        f"SELECT address, external_order_id, quantity, time FROM {SCHEMA}.checkouts "
+        "WHERE workspace = %s ORDER BY address, position",
+        (workspace,),
+    ):
+        checkouts.setdefault(address, []).append(CheckoutRecord(order, quantity, at))
+    purchases = {}
+    for address, *identity, quantity in conn.execute(
+        f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
+        f"term_duration, type, quantity FROM {SCHEMA}.purchases WHERE workspace = %s "
+        "ORDER BY address",
+        (workspace,),
+    ):
+        purchases[address] = RecordedPurchase(
+            address, Identity(*identity), quantity, tuple(checkouts.get(address, ()))
+        )
+    pending = {}
+    for address, *identity, order, quantity, at in conn.execute(
+        f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
+        f"term_duration, type, external_order_id, quantity, time FROM {SCHEMA}.pending "
+        "WHERE workspace = %s ORDER BY address",
+        (workspace,),
+    ):
+        pending[address] = PendingOperation(address, Identity(*identity), order, quantity, at)
+    return State(lineage=lineage, serial=serial, purchases=purchases, pending=pending)
+
+
+def insert_purchase(
+    conn: psycopg.Connection[Any], workspace: str, purchase: RecordedPurchase
+) -> None:
+    insert_purchase_row(conn, workspace, purchase)
+    insert_checkouts(conn, workspace, purchase.address, purchase.checkouts, start=0)
+
+
+def insert_purchase_row(
+    conn: psycopg.Connection[Any], workspace: str, purchase: RecordedPurchase
+) -> None:
+    i = purchase.identity
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.purchases (workspace, address, customer_tenant_id, "
+        "product_id, sku_id, billing_cycle, term_duration, type, quantity) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (workspace, address) DO UPDATE SET "
+        "customer_tenant_id = EXCLUDED.customer_tenant_id, product_id = EXCLUDED.product_id, "
+        "sku_id = EXCLUDED.sku_id, billing_cycle = EXCLUDED.billing_cycle, "
+        "term_duration = EXCLUDED.term_duration, type = EXCLUDED.type, "
+        "quantity = EXCLUDED.quantity",
+        (
+            workspace,
+            purchase.address,
+            i.customer_tenant_id,
+            i.product_id,
+            i.sku_id,
+            i.billing_cycle,
+            i.term_duration,
+            i.type,
+            purchase.quantity,
+        ),
+    )
+
+
+def insert_checkouts(
+    conn: psycopg.Connection[Any],
+    workspace: str,
+    address: str,
+    checkouts: tuple[CheckoutRecord, ...],
+    *,
+    start: int,
+) -> None:
+    if not checkouts[start:]:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {SCHEMA}.checkouts (workspace, address, position, "
+            "external_order_id, quantity, time) VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (workspace, address, n, c.external_order_id, c.quantity, c.time)
+                for n, c in enumerate(checkouts[start:], start)
+            ],
+        )
+
+
+def insert_pending(conn: psycopg.Connection[Any], workspace: str, op: PendingOperation) -> None:
+    i = op.identity
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.pending (workspace, address, customer_tenant_id, product_id, "
+        "sku_id, billing_cycle, term_duration, type, external_order_id, quantity, time) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            workspace,
+            op.address,
+            i.customer_tenant_id,
+            i.product_id,
+            i.sku_id,
+            i.billing_cycle,
+            i.term_duration,
+            i.type,
+            op.external_order_id,
+            op.quantity,
+            op.time,
+        ),
+    )
+
+
+def apply_write(conn: psycopg.Connection[Any], ws: str, write: Write, run: str) -> None:
+    """Every row one ledger write changes; the caller wraps it in a fenced transaction."""
+    if write.moved_from is not None:
+        # A move is one transaction: the old rows go (their checkouts cascade)
+        # before the new address gets the purchase with every checkout.
+        conn.execute(
+            f"DELETE FROM {SCHEMA}.purchases WHERE workspace = %s AND address = %s",
+            (ws, write.moved_from),
+        )
+    if write.purchase is None:
+        conn.execute(
+            f"DELETE FROM {SCHEMA}.purchases WHERE workspace = %s AND address = %s",
+            (ws, write.address),
+        )
+    elif not isinstance(write.purchase, Keep):
+        before = conn.execute(
+            f"SELECT count(*) FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
+            (ws, write.address),
+        ).fetchone()
+        known = int(before[0]) if before else 0
+        if known > len(write.purchase.checkouts):
+            conn.execute(
+                f"DELETE FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
+                (ws, write.address),
+            )
+            known = 0
+        insert_purchase_row(conn, ws, write.purchase)
+        insert_checkouts(conn, ws, write.address, write.purchase.checkouts, start=known)
+    if write.pending is None:
+        conn.execute(
+            f"DELETE FROM {SCHEMA}.pending WHERE workspace = %s AND address = %s",
+            (ws, write.address),
+        )
+    elif not isinstance(write.pending, Keep):
+        insert_pending(conn, ws, write.pending)
+    conn.execute(
+        f"UPDATE {SCHEMA}.workspaces SET serial = %s, lineage = %s WHERE name = %s",
+        (write.serial, write.lineage, ws),
+    )
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.history (workspace, serial, op, address, entry, run) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (ws, write.serial, write.op, write.address, jsonformat.entry_line(write), run),
+    )
