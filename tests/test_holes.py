@@ -38,7 +38,7 @@ from reconciler.cli import cli
 from reconciler.errors import ApiError, ConfigurationError, StateError
 from reconciler.model import CheckoutRecord, Identity, PendingOperation, RecordedPurchase, State
 from reconciler.simulator import Simulator
-from reconciler.state import JsonFileStateStore, filestore
+from reconciler.state import JsonFileStateStore, files, filestore
 
 T0 = "2026-11-26T19:00:00Z"
 TIMEOUT = 30
@@ -322,7 +322,9 @@ def _run_injected(
     injector = _OsInjector(fail_at, mode)
     acked: list[int] = []
     with monkeypatch.context() as patch:
+        # Every module of the file store that touches the disk goes through the injector.
         patch.setattr(filestore, "os", injector)
+        patch.setattr(files, "os", injector)
         try:
             _three_writes(JsonFileStateStore(path), acked)
         except _Killed:

@@ -38,151 +38,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import json
 import os
-import re
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from reconciler.errors import StateError, StateLockedError
 from reconciler.model import STATE_VERSION, State
-from reconciler.state import jsonformat
+from reconciler.state import files, jsonformat
 from reconciler.state.base import StateWriter, utc_now
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
 from reconciler.state.writes import Write
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _create_exclusively(path: Path, text: str) -> None:
-    """Write ``path`` complete and durable, or raise FileExistsError if it exists."""
-    temp = _temp_name(path)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            _write_all(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(temp, path)  # atomic, and fails when another init got there first
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-    _fsync_directory(path.parent)
-
-
-def _replace_atomically(path: Path, text: str) -> None:
-    """Write ``path`` so that a crash leaves either its old or its new content."""
-    temp = _temp_name(path)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.fchmod(fd, os.stat(path).st_mode & 0o7777)
-            _write_all(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _temp_name(path: Path) -> Path:
-    """A new temp file name beside ``path``; ``_is_temp_of`` recognises it."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def _is_temp_of(path: Path, name: str) -> bool:
-    return re.fullmatch(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}\.tmp", name) is not None
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _names_file_of(path: Path, fd: int) -> bool:
-    """Whether ``path`` still names the file open as ``fd`` (not deleted, not replaced)."""
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    return _same_file(named, os.fstat(fd))
-
-
-@dataclass(frozen=True)
-class _Holder:
-    pid: int | None
-    host: str | None
-    command: str | None
-    started: str | None
-
-
-def _read_holder(fd: int) -> _Holder | None:
-    try:
-        data = json.loads(os.pread(fd, 65536, 0).decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-
-    def text(name: str) -> str | None:
-        value = data.get(name)
-        return value if isinstance(value, str) else None
-
-    pid = data.get("pid")
-    return _Holder(
-        pid=pid if type(pid) is int else None,
-        host=text("host"),
-        command=text("command"),
-        started=text("started"),
-    )
-
-
-def _describe(holder: _Holder) -> str:
-    """``pid 12 on host ci-3 (command 'reconciler apply', since ...)``."""
-    if holder.pid is None:
-        return "another process"
-    details = ", ".join(
-        part
-        for part in (
-            f"command {holder.command!r}" if holder.command else "",
-            f"since {holder.started}" if holder.started else "",
-        )
-        if part
-    )
-    host = f" on host {holder.host}" if holder.host else ""
-    details = f" ({details})" if details else ""
-    return f"pid {holder.pid}{host}{details}"
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return str(os.getuid())
 
 
 class JsonFileStateStore:
@@ -223,7 +94,7 @@ class JsonFileStateStore:
         """
         initial = state or State(lineage=str(uuid.uuid4()))
         try:
-            _create_exclusively(self._path, jsonformat.render(initial))
+            files.create_exclusively(self._path, jsonformat.render(initial))
             return True
         except FileExistsError:
             if state is None:
@@ -237,7 +108,7 @@ class JsonFileStateStore:
                     f"{self._display} already holds a state (serial {current.serial}); "
                     "migrate only into an empty one"
                 )
-            _replace_atomically(self._path, jsonformat.render(initial))
+            files.replace_atomically(self._path, jsonformat.render(initial))
         return True
 
     def _missing(self) -> StateError:
@@ -260,13 +131,13 @@ class JsonFileStateStore:
         except OSError:
             return None
         try:
-            holder = _read_holder(fd)
+            holder = files.read_holder(fd)
             if holder is None:
                 return None
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return _describe(holder)
+                return files.describe(holder)
             except OSError:
                 return None
             return None  # the description of a run that died
@@ -282,7 +153,7 @@ class JsonFileStateStore:
         temps = 0
         with contextlib.suppress(OSError), os.scandir(self._path.parent) as entries:
             for entry in entries:
-                if _is_temp_of(self._path, entry.name) and _same_file(
+                if files.is_temp_of(self._path, entry.name) and files.same_file(
                     entry.stat(follow_symlinks=False), status
                 ):
                     temps += 1
@@ -321,7 +192,9 @@ class JsonFileStateStore:
         """Delete the temp files a killed run left beside the state (ours only)."""
         with contextlib.suppress(OSError), os.scandir(self._path.parent) as entries:
             for entry in entries:
-                if _is_temp_of(self._path, entry.name) and entry.is_file(follow_symlinks=False):
+                if files.is_temp_of(self._path, entry.name) and entry.is_file(
+                    follow_symlinks=False
+                ):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
 
@@ -469,7 +342,7 @@ class JsonFileStateStore:
         for _ in range(100):
             fd = self._lock_file(deadline)
             try:
-                if _names_file_of(self._lock_path, fd):
+                if files.names_file_of(self._lock_path, fd):
                     break
             except OSError as exc:
                 os.close(fd)
@@ -488,7 +361,7 @@ class JsonFileStateStore:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": command,
-            "user": _current_user(),
+            "user": files.current_user(),
             "started": utc_now(),
         }
         try:
@@ -516,7 +389,7 @@ class JsonFileStateStore:
                         raise
                     time.sleep(min(0.2, max(0.01, deadline - time.monotonic())))
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder = files.read_holder(fd)
             os.close(fd)
             raise StateLockedError(self._locked_message(holder)) from None
         except BaseException as exc:
@@ -526,16 +399,16 @@ class JsonFileStateStore:
             raise StateError(f"cannot lock {self.lock_location}: {exc.strerror or exc}") from exc
         return fd
 
-    def _locked_message(self, holder: _Holder | None) -> str:
+    def _locked_message(self, holder: files.Holder | None) -> str:
         hint = "another run is in progress; wait for it to finish"
         if holder is None or holder.pid is None:
             return f"state is locked by another process (lock file {self.lock_location}): {hint}"
-        return f"state is locked by {_describe(holder)}: {hint}"
+        return f"state is locked by {files.describe(holder)}: {hint}"
 
     def _holds_lock(self, fd: int) -> bool:
         """Whether the lock file ``fd`` locked is still the one its path names."""
         try:
-            return _names_file_of(self._lock_path, fd)
+            return files.names_file_of(self._lock_path, fd)
         except OSError:
             return False
 
@@ -566,8 +439,10 @@ class JsonFileStateStore:
             self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
         )
         try:
-            _fsync_directory(self._path.parent)
-            _replace_atomically(self._path, jsonformat.render(state, journal=self._journal.name))
+            files.fsync_directory(self._path.parent)
+            files.replace_atomically(
+                self._path, jsonformat.render(state, journal=self._journal.name)
+            )
         except BaseException:
             os.close(fd)
             raise
@@ -577,10 +452,10 @@ class JsonFileStateStore:
         """Put everything in the JSON file, then drop the journal."""
         try:
             if rewrite:
-                _replace_atomically(self._path, jsonformat.render(tables.freeze()))
+                files.replace_atomically(self._path, jsonformat.render(tables.freeze()))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._journal)
-            _fsync_directory(self._path.parent)
+            files.fsync_directory(self._path.parent)
         except OSError as exc:
             raise StateError(
                 f"cannot write state file {self._display}: {exc.strerror or exc}; every "
@@ -610,7 +485,7 @@ class _FileWriter(LedgerWriter):
                 marked = replace(self._file_ledger.freeze(), lineage=write.lineage)
                 self._journal_started = True
                 self._journal_fd = self._store._create_journal(marked)
-            _write_all(self._journal_fd, line.encode("utf-8"))
+            files.write_all(self._journal_fd, line.encode("utf-8"))
             os.fsync(self._journal_fd)
         except OSError as exc:
             # After a failed write or fsync the journal's tail is unknown.
