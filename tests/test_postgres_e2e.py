@@ -806,3 +806,56 @@ def test_state_history_lists_every_write_of_an_apply(
 
     on_file = reconciler("state", "history", "--state", str(tmp_path / "x.json"))
     assert on_file.exit_code == 1
+
+
+def test_migrate_between_databases_keeps_the_history(
+    sim: Simulator, make_pg_database: Callable[[], str], tmp_path: Path
+) -> None:
+    source, target = make_pg_database(), make_pg_database()
+    work = workdir(tmp_path, "runner", ["northwind.yaml"])
+    assert reconciler("init", "--state", source).exit_code == 0
+    code, _, err = run_process(work, "apply", "declarations", "--state", source, "--auto-approve")
+    assert code == 0, err
+    moved = reconciler(
+        "state", "migrate", "--state", source, "--to", target, "--to-workspace", "copy"
+    )
+    assert moved.exit_code == 0, moved.stderr
+
+    def history(url: str, *extra: str) -> list[dict[str, Any]]:
+        shown = reconciler("state", "history", "--state", url, "--json", *extra)
+        assert shown.exit_code == 0, shown.stderr
+        entries: list[dict[str, Any]] = json.loads(shown.stdout)
+        return entries
+
+    assert history(target, "--workspace", "copy") == history(source)
+    assert pulled(target, "copy") == pulled(source)
+
+
+def test_a_database_migrated_by_a_newer_reconciler_is_refused(
+    pg_server: PgServer, pg_database: str, tmp_path: Path
+) -> None:
+    assert reconciler("init", "--state", pg_database).exit_code == 0
+    pg_server.execute(
+        "INSERT INTO reconciler.schema_migrations (version) VALUES (999)",
+        dbname=dbname(pg_database),
+    )
+    decl = workdir(tmp_path, "runner", ["northwind.yaml"]) / "declarations"
+    for args in (
+        ("plan", str(decl), "--state", pg_database),
+        ("state", "list", "--state", pg_database),
+    ):
+        refused = reconciler(*args)
+        assert refused.exit_code == 1
+        assert "was set up by a newer reconciler (schema version 999); upgrade to use it" in (
+            refused.stderr
+        )
+
+
+def test_a_bad_target_workspace_name_is_a_usage_error(pg_database: str, tmp_path: Path) -> None:
+    state = tmp_path / "reconciler.state.json"
+    assert reconciler("init", "--state", str(state)).exit_code == 0
+    refused = reconciler(
+        "state", "migrate", "--state", str(state), "--to", pg_database, "--to-workspace", "Bad Name"
+    )
+    assert refused.exit_code == 1
+    assert "is not a workspace name" in refused.stderr

@@ -89,7 +89,7 @@ class StateRef:
         return flags
 
 
-def _check_workspace(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def check_workspace(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if not _WORKSPACE.fullmatch(value) or len(value) > 200:
         raise click.BadParameter(
             f"{value!r} is not a workspace name (lower case letters, digits, '.', '_', '-')",
@@ -123,7 +123,7 @@ def state_options(*, lock: bool = False) -> Callable[[Callable[..., Any]], Calla
             default="default",
             envvar="RECONCILER_WORKSPACE",
             show_default=True,
-            callback=_check_workspace,
+            callback=check_workspace,
             help="Which state of a PostgreSQL database (also RECONCILER_WORKSPACE).",
         )(with_state)
         return click.option(

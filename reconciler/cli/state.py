@@ -7,7 +7,7 @@ import json
 import click
 
 from reconciler import config, render
-from reconciler.cli.common import YES, StateRef, confirm, state_options
+from reconciler.cli.common import YES, StateRef, check_workspace, confirm, state_options
 from reconciler.commands import state as state_commands
 from reconciler.errors import ReconcilerError
 from reconciler.state import utc_now
@@ -193,6 +193,7 @@ def state_pull(state: StateRef) -> int:
 )
 @click.option(
     "--to-workspace",
+    callback=check_workspace,
     default="default",
     show_default=True,
     help="The workspace to create when --to is a database.",

@@ -15,6 +15,7 @@ from reconciler import render
 from reconciler.errors import ReconcilerError
 from reconciler.model import CheckoutRecord, Declarations, PendingOperation, State
 from reconciler.state import StateStore
+from reconciler.state.base import KeepsHistory
 
 Confirm = Callable[[str], None]
 
@@ -126,16 +127,16 @@ def migrate(source: StateStore, target: StateStore) -> State:
     with source.lock("reconciler state migrate") as writer:
         current = writer.state
         target.create(current)
+        if isinstance(source, KeepsHistory) and isinstance(target, KeepsHistory):
+            target.import_history(source.history())
     return current
 
 
 def history(store: StateStore) -> list[dict[str, Any]]:
     """Every write recorded by a store that keeps history (the PostgreSQL store)."""
-    read = getattr(store, "history", None)
-    if read is None:
+    if not isinstance(store, KeepsHistory):
         raise ReconcilerError(
             f"{store.location} is a state file, which keeps no history of writes "
             "(commit it to git for that); a postgresql:// state does"
         )
-    entries: list[dict[str, Any]] = read()
-    return entries
+    return store.history()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.model import CheckoutRecord, Identity, PendingOperation, State
 
@@ -87,4 +87,17 @@ class StateStore(Protocol):
         Never takes or waits for the lock: ``plan`` asks it to tell pending entries of
         a running apply (its checkouts in flight) from ones a run left behind.
         """
+        ...
+
+
+@runtime_checkable
+class KeepsHistory(Protocol):
+    """A store that keeps an append-only history of its writes (the PostgreSQL store)."""
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every write, oldest first: serial, op, address, written_at, run, entry."""
+        ...
+
+    def import_history(self, entries: list[dict[str, Any]]) -> None:
+        """Append history copied from another store (``state migrate``)."""
         ...

@@ -7,6 +7,7 @@ transaction; none commits, locks or decides anything.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import StateError
@@ -106,6 +107,40 @@ def migrate(conn: psycopg.Connection[Any], display: str) -> None:
         raise StateError(
             f"the database at {display} was set up by a newer reconciler "
             f"(schema version {newest}); upgrade to use it"
+        )
+
+
+def refuse_newer_schema(conn: psycopg.Connection[Any], display: str) -> None:
+    """Refuse a database whose schema a newer reconciler migrated past what we know."""
+    found = conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_migrations").fetchone()
+    newest = found[0] if found and found[0] is not None else 0
+    if newest > len(MIGRATIONS):
+        raise StateError(
+            f"the database at {display} was set up by a newer reconciler "
+            f"(schema version {newest}); upgrade to use it"
+        )
+
+
+def insert_history(
+    conn: psycopg.Connection[Any], workspace: str, entries: list[dict[str, Any]]
+) -> None:
+    """History rows as ``PostgresStateStore.history`` returns them, kept as they were."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {SCHEMA}.history (workspace, serial, op, address, entry, written_at, "
+            "run) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [
+                (
+                    workspace,
+                    e["serial"],
+                    e["op"],
+                    e["address"],
+                    json.dumps(e["entry"]),
+                    e["written_at"],
+                    json.dumps(e["run"]),
+                )
+                for e in entries
+            ],
         )
 
 

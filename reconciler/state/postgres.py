@@ -233,6 +233,7 @@ class PostgresStateStore:
         exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.workspaces",)).fetchone()
         if exists is None or exists[0] is None:
             return None
+        rows.refuse_newer_schema(conn, self._display)
         row: tuple[Any, ...] | None = conn.execute(
             f"SELECT lineage, serial, lock_epoch, lock_holder FROM {SCHEMA}.workspaces "
             "WHERE name = %s",
@@ -251,15 +252,34 @@ class PostgresStateStore:
         with contextlib.closing(self._connect(autocommit=True)) as conn:
             if self._workspace_row(conn) is None:
                 raise self._missing()
-            rows = conn.execute(
-                f"SELECT serial, op, address, written_at, run FROM {SCHEMA}.history "
+            found = conn.execute(
+                f"SELECT serial, op, address, written_at, run, entry FROM {SCHEMA}.history "
                 "WHERE workspace = %s ORDER BY serial",
                 (self._workspace,),
             ).fetchall()
         return [
-            {"serial": s, "op": op, "address": a, "written_at": w.isoformat(), "run": run}
-            for s, op, a, w, run in rows
+            {
+                "serial": s,
+                "op": op,
+                "address": a,
+                "written_at": w.isoformat(),
+                "run": run,
+                "entry": entry,
+            }
+            for s, op, a, w, run, entry in found
         ]
+
+    def import_history(self, entries: list[dict[str, Any]]) -> None:
+        """Append another workspace's history (``state migrate`` between databases)."""
+        pg = _psycopg()
+        with contextlib.closing(self._connect()) as conn:
+            try:
+                with conn.transaction():
+                    rows.insert_history(conn, self._workspace, entries)
+            except pg.Error as exc:
+                raise StateError(
+                    f"cannot copy the history to {self.location}: {self._clean(exc)}"
+                ) from None
 
     # -- locking and writing --
 
