@@ -283,6 +283,10 @@ class PostgresStateStore:
 
     # -- locking and writing --
 
+    def locked_by(self) -> str | None:
+        """Who holds this workspace's lock now, or None."""
+        return _AdvisoryLock(self).locked_by()
+
     def lock(self, command: str) -> AbstractContextManager[StateWriter]:
         return self._locked(command)
 
@@ -293,7 +297,7 @@ class PostgresStateStore:
         # Closing the lock connection ends its session, which releases the lock
         # even when the release below never runs.
         with contextlib.closing(self._connect(autocommit=True)) as lock_conn:
-            epoch, lock_pid = self._acquire(lock_conn, run)
+            epoch, lock_pid = _AdvisoryLock(self).acquire(lock_conn, run)
             try:
                 with contextlib.closing(self._connect()) as write_conn:
                     try:
@@ -321,13 +325,20 @@ class PostgresStateStore:
                         (self._workspace, epoch),
                     )
 
-    def _acquire(self, conn: psycopg.Connection[Any], run: dict[str, Any]) -> tuple[int, int]:
+
+class _AdvisoryLock:
+    """A workspace's session advisory lock, taken on the caller's dedicated connection."""
+
+    def __init__(self, store: PostgresStateStore) -> None:
+        self._store = store
+
+    def acquire(self, conn: psycopg.Connection[Any], run: dict[str, Any]) -> tuple[int, int]:
         """Take the workspace's advisory lock (waiting up to the lock timeout); bump the epoch."""
         psycopg = _psycopg()
-        deadline = time.monotonic() + self._lock_timeout
+        deadline = time.monotonic() + self._store._lock_timeout
         try:
-            if self._workspace_row(conn) is None:
-                raise self._missing()
+            if self._store._workspace_row(conn) is None:
+                raise self._store._missing()
             while True:
                 # The advisory lock is only ever tried holding the workspace row, and the
                 # winner names itself before letting the row go: a run that finds the lock
@@ -336,19 +347,19 @@ class PostgresStateStore:
                 with conn.transaction():
                     found = conn.execute(
                         f"SELECT lock_holder FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
-                        (self._workspace,),
+                        (self._store._workspace,),
                     ).fetchone()
                     if found is None:
-                        raise self._missing()
+                        raise self._store._missing()
                     got = conn.execute(
-                        "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, self._key)
+                        "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, self._store._key)
                     ).fetchone()
                     if got is not None and got[0]:
                         row = conn.execute(
                             f"UPDATE {SCHEMA}.workspaces SET lock_epoch = lock_epoch + 1, "
                             "lock_holder = %s WHERE name = %s "
                             "RETURNING lock_epoch, pg_backend_pid()",
-                            (json.dumps(run), self._workspace),
+                            (json.dumps(run), self._store._workspace),
                         ).fetchone()
                         break
                 if time.monotonic() >= deadline:
@@ -356,27 +367,27 @@ class PostgresStateStore:
                 time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
         except psycopg.Error as exc:
             raise StateError(
-                f"cannot lock the state at {self.location}: {self._clean(exc)}"
+                f"cannot lock the state at {self._store.location}: {self._store._clean(exc)}"
             ) from None
         if row is None:
-            raise self._missing()
+            raise self._store._missing()
         return int(row[0]), int(row[1])
 
     def locked_by(self) -> str | None:
         """The lock holder recorded in the workspace row, while its advisory lock is held."""
         psycopg = _psycopg()
         try:
-            with contextlib.closing(self._connect(autocommit=True)) as conn:
+            with contextlib.closing(self._store._connect(autocommit=True)) as conn:
                 row = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
                     "AND granted AND database = (SELECT oid FROM pg_database "
                     "WHERE datname = current_database()) AND classid::bigint = %s "
                     "AND objid::bigint = %s AND objsubid = 2)",
-                    (_LOCK_CLASS, self._key),
+                    (_LOCK_CLASS, self._store._key),
                 ).fetchone()
                 if row is None or not row[0]:
                     return None
-                workspace = self._workspace_row(conn)
+                workspace = self._store._workspace_row(conn)
         except psycopg.Error:
             return None  # only a hint for plan: never a reason to fail
         # Two workspaces may share a lock key; a released lock clears lock_holder.
@@ -386,17 +397,7 @@ class PostgresStateStore:
                 holder = json.loads(holder)
         if not isinstance(holder, dict) or "pid" not in holder:
             return None
-        return self._describe(holder)
-
-    def _describe(self, holder: dict[str, Any]) -> str:
-        details = [f"command {holder.get('command')!r}"] if holder.get("command") else []
-        if holder.get("started"):
-            details.append(f"since {holder['started']}")
-        if holder.get("ci_url"):
-            details.append(str(holder["ci_url"]))
-        host = f" on host {holder['host']}" if holder.get("host") else ""
-        shown = f" ({', '.join(details)})" if details else ""
-        return f"pid {holder['pid']}{host}{shown}"
+        return _describe(holder)
 
     def _locked_message(self, holder: Any) -> str:
         hint = "another run is in progress; wait for it to finish"
@@ -404,8 +405,20 @@ class PostgresStateStore:
             with contextlib.suppress(ValueError):
                 holder = json.loads(holder)
         if not isinstance(holder, dict) or "pid" not in holder:
-            return f"state {self.location} is locked by another process: {hint}"
-        return f"state {self.location} is locked by {self._describe(holder)}: {hint}"
+            return f"state {self._store.location} is locked by another process: {hint}"
+        return f"state {self._store.location} is locked by {_describe(holder)}: {hint}"
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    """Who holds a lock, as a lock refusal and `plan` name it."""
+    details = [f"command {holder.get('command')!r}"] if holder.get("command") else []
+    if holder.get("started"):
+        details.append(f"since {holder['started']}")
+    if holder.get("ci_url"):
+        details.append(str(holder["ci_url"]))
+    host = f" on host {holder['host']}" if holder.get("host") else ""
+    shown = f" ({', '.join(details)})" if details else ""
+    return f"pid {holder['pid']}{host}{shown}"
 
 
 class _Writes:
