@@ -1,8 +1,11 @@
 """Saved plans (``plan --out``): write, read back, and check they still apply.
 
-A saved plan records the state's lineage and serial and a hash of the
-declarations; ``apply --plan`` refuses it when any of them changed. Reads and
-writes only the plan file; never the state.
+A saved plan records the state's lineage and serial, a hash of the
+declarations and where the declarations are (relative to the plan file, or
+absolute when they share no directory but the root), so ``apply --plan`` reads
+the same declarations from any working directory; it refuses the plan when the
+state or the declarations changed. Reads and writes only the plan file; never
+the state.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import render, resources
@@ -17,10 +21,46 @@ from reconciler.errors import PlanError
 from reconciler.model import Plan
 
 
-def save(path: str | os.PathLike[str], plan: Plan) -> None:
-    """Write the plan atomically (a reader never sees half a plan)."""
+@dataclass(frozen=True)
+class SavedPlan:
+    plan: Plan
+    #: The declarations the plan was made from, as a path usable from the current
+    #: directory; None for a plan file that does not record it.
+    declarations_path: str | None = None
+    #: The same as the file records it (relative to the plan file, or absolute).
+    recorded_path: str | None = None
+
+    def json(self) -> str:
+        """The plan file's content: the plan's JSON and where its declarations are."""
+        return to_json(self.plan, self.recorded_path)
+
+
+def to_json(plan: Plan, recorded_path: str | None) -> str:
+    data = render.plan_dict(plan)
+    if recorded_path is not None:
+        data["declarations_path"] = recorded_path
+    return json.dumps(data, indent=2, sort_keys=True)
+
+
+def recorded_path(declarations: str | os.PathLike[str], plan_file: str | os.PathLike[str]) -> str:
+    """``declarations`` as a saved plan records it: relative to the plan file's
+    directory, or absolute when the two share nothing but the filesystem root."""
+    where = os.path.abspath(declarations)
+    base = os.path.dirname(os.path.abspath(plan_file))
+    common = os.path.commonpath([where, base])
+    if common == os.path.dirname(common):  # only the root (or a drive) in common
+        return where
+    return os.path.relpath(where, base)
+
+
+def save(
+    path: str | os.PathLike[str], plan: Plan, declarations: str | os.PathLike[str] | None = None
+) -> None:
+    """Write the plan atomically (a reader never sees half a plan), with where
+    ``declarations`` are when given."""
     target = Path(path)
-    text = render.plan_json(plan) + "\n"
+    recorded = recorded_path(declarations, path) if declarations is not None else None
+    text = to_json(plan, recorded) + "\n"
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     except OSError as exc:
@@ -41,6 +81,11 @@ def save(path: str | os.PathLike[str], plan: Plan) -> None:
 
 def read(path: str | os.PathLike[str]) -> Plan:
     """A saved plan, or ``PlanError`` naming the file."""
+    return read_saved(path).plan
+
+
+def read_saved(path: str | os.PathLike[str]) -> SavedPlan:
+    """A saved plan and where its declarations are, or ``PlanError`` naming the file."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -55,7 +100,12 @@ def read(path: str | os.PathLike[str]) -> Plan:
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "top level"
         raise PlanError(f"plan file {path} is not a reconciler plan ({where}: {error.message})")
-    return render.plan_from_dict(data)
+    recorded = data.get("declarations_path")
+    usable = None
+    if recorded is not None:
+        # Relative to the plan file, whatever the current directory is.
+        usable = os.path.normpath(os.path.join(os.path.dirname(os.fspath(path)), recorded))
+    return SavedPlan(render.plan_from_dict(data), usable, recorded)
 
 
 def check_fresh(saved: Plan, current: Plan, path: str | os.PathLike[str]) -> None:

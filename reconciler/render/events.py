@@ -1,0 +1,125 @@
+"""``apply --json``: what apply does, as one JSON object per line (CONTRACT section 12).
+
+Types, in the order a run emits them: ``version``; ``apply_start``; per move a
+``change_complete`` with outcome ``moved``; per purchase or increase a
+``change_start``, then ``change_complete`` (outcome ``purchased``),
+``change_failed`` (outcome ``failed``, or ``skipped`` when apply stopped
+starting new changes before its checkout) or ``change_pending`` (outcome
+``pending``: the checkout's outcome is unknown); last ``apply_complete``.
+``schemas/apply-events.schema.json`` describes each. Builds dicts and lines;
+never prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from reconciler import __version__
+from reconciler.model import ApplyResult, Change, ChangeResult, Outcome, Plan
+
+EVENTS_FORMAT_VERSION = 1
+
+_RESULT_TYPES = {
+    Outcome.PURCHASED: "change_complete",
+    Outcome.FAILED: "change_failed",
+    Outcome.SKIPPED: "change_failed",
+    Outcome.PENDING: "change_pending",
+}
+_NOT_STARTED = (
+    "not checked out: apply stopped starting new changes (an earlier checkout's outcome "
+    "is unknown, or the API cannot be reached)"
+)
+
+
+def line(event: dict[str, Any]) -> str:
+    """One event as one line of JSON (keys sorted)."""
+    return json.dumps(event, sort_keys=True)
+
+
+def version_event(tool_version: str = __version__) -> dict[str, Any]:
+    return {"type": "version", "reconciler": tool_version, "format_version": EVENTS_FORMAT_VERSION}
+
+
+def apply_start_event(plan: Plan) -> dict[str, Any]:
+    """What the run is about to do: the seats it buys and the changes it makes."""
+    changes = {c.address for c in plan.buying()} | {c.address for c in plan.moving()}
+    return {
+        "type": "apply_start",
+        "changes": len(changes),
+        "seats": plan.summary.seats,
+        "lineage": plan.lineage,
+        "serial": plan.serial,
+        "targets": list(plan.targets),
+    }
+
+
+def change_start_event(change: Change) -> dict[str, Any]:
+    return {
+        "type": "change_start",
+        "address": change.address,
+        "action": change.action.value,
+        "seats": change.delta,
+    }
+
+
+def change_result_event(change: Change, result: ChangeResult) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": _RESULT_TYPES[result.outcome],
+        "address": result.address,
+        "action": change.action.value,
+        "seats": result.seats,
+        "external_order_id": result.external_order_id,
+        "elapsed_seconds": round(result.seconds, 3),
+        "outcome": result.outcome.value,
+    }
+    if result.outcome is not Outcome.PURCHASED:
+        errors = list(result.errors)
+        if result.outcome is Outcome.SKIPPED and not errors:
+            errors = [_NOT_STARTED]
+        event["errors"] = errors
+    return event
+
+
+def move_event(change: Change) -> dict[str, Any]:
+    """A move made: a state write that buys nothing (its added seats, if any, follow
+    as an increase of the same address)."""
+    return {
+        "type": "change_complete",
+        "address": change.address,
+        "action": "move",
+        "from": change.moved_from,
+        "seats": 0,
+        "external_order_id": None,
+        "elapsed_seconds": 0.0,
+        "outcome": "moved",
+    }
+
+
+def apply_complete_event(
+    outcome: str,
+    *,
+    result: ApplyResult | None = None,
+    moved: int = 0,
+    elapsed_seconds: float = 0.0,
+    errors: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The end: ``outcome`` is ``applied`` (exit 0), ``failed`` (a change failed,
+    is pending or was not started; exit 1), ``cancelled`` or ``error`` (apply
+    refused or stopped before or while buying; exit 1, ``errors`` says why)."""
+    results = result.results if result is not None else ()
+    event: dict[str, Any] = {
+        "type": "apply_complete",
+        "outcome": outcome,
+        "purchased": sum(1 for r in results if r.outcome is Outcome.PURCHASED),
+        "failed": sum(1 for r in results if r.outcome is Outcome.FAILED),
+        "pending": sum(1 for r in results if r.outcome is Outcome.PENDING),
+        "skipped": sum(1 for r in results if r.outcome is Outcome.SKIPPED),
+        "moved": moved,
+        "seats": result.seats_bought if result is not None else 0,
+        "elapsed_seconds": round(elapsed_seconds, 3),
+    }
+    if errors or outcome == "error":
+        event["errors"] = list(errors)
+    return event

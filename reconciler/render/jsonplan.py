@@ -1,0 +1,188 @@
+"""Plans as JSON (``plan --json``, saved plans) and back; the state as JSON (``show --json``).
+
+``schemas/plan.schema.json`` describes the form. ``format_version`` stays 1:
+every key added since (``verdict``, names and prices, ``declarations_path``)
+is optional, so a script written for the first form keeps working.
+Returns strings and dicts; never prints or reads files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.model import Action, Change, Identity, Plan, State, Summary
+from reconciler.render.money import Catalogue, Money, name_of, plan_cost, unit_price
+from reconciler.render.verdict import VerifyErrors, verdict
+
+PLAN_FORMAT_VERSION = 1
+
+
+def _money(money: Money) -> dict[str, str]:
+    # A string, not a JSON number: a float would turn 0.10 into 0.1000000000000000055.
+    return {"amount": format(money.amount, "f"), "currency": money.currency}
+
+
+def change_dict(
+    change: Change,
+    verify_errors: VerifyErrors | None = None,
+    catalogue: Catalogue | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "address": change.address,
+        "action": change.action.value,
+        "before": change.before,
+        "after": change.after,
+        "delta": change.delta,
+        "identity": change.identity.as_dict(),
+        "reason": change.reason,
+    }
+    if change.moved_from is not None:
+        data["from"] = change.moved_from
+    if verify_errors is not None:
+        data["verify_errors"] = [
+            {"code": issue.code, "description": issue.description}
+            for issue in verify_errors.get(change.address, ())
+        ]
+    if catalogue is not None:
+        price = unit_price(change.identity, catalogue)
+        data["product_name"] = name_of(change.identity, catalogue)
+        data["unit_price"] = _money(price) if price is not None else None
+    return data
+
+
+def summary_dict(summary: Summary) -> dict[str, int]:
+    data = {
+        "purchase": summary.to_purchase,
+        "purchase_seats": summary.purchase_seats,
+        "increase": summary.to_increase,
+        "increase_seats": summary.increase_seats,
+        "noop": summary.noop,
+        "conflict": summary.conflicts,
+        "orphan": summary.orphans,
+        "pending": summary.pending,
+        "seats": summary.seats,
+    }
+    if summary.to_move:
+        data["move"] = summary.to_move
+    return data
+
+
+def cost_dict(plan: Plan, catalogue: Catalogue) -> dict[str, Any]:
+    cost = plan_cost(plan, catalogue)
+    return {
+        "seats": cost.seats,
+        "per_month": [_money(m) for m in cost.per_month],
+        "once": [_money(m) for m in cost.once],
+        "committed": [{**_money(m), "months": months} for months, m in cost.committed],
+        "price_unknown": list(cost.unknown),
+    }
+
+
+def plan_dict(
+    plan: Plan,
+    verify_errors: VerifyErrors | None = None,
+    catalogue: Catalogue | None = None,
+) -> dict[str, Any]:
+    """The machine form of a plan; ``schemas/plan.schema.json`` describes it."""
+    found = verdict(plan, verify_errors)
+    data: dict[str, Any] = {
+        "format_version": PLAN_FORMAT_VERSION,
+        "lineage": plan.lineage,
+        "serial": plan.serial,
+        "declarations_digest": plan.declarations_digest,
+        "changes": [change_dict(c, verify_errors, catalogue) for c in plan.changes],
+        "summary": summary_dict(plan.summary),
+        "verdict": {
+            "status": found.status,
+            "applicable": found.applicable,
+            "text": found.describe(),
+            "conflicts": found.conflicts,
+            "pending": found.pending,
+            "verify_refused": found.refused,
+        },
+    }
+    if plan.targets:
+        data["targets"] = list(plan.targets)
+        data["addresses"] = plan.addresses
+    if catalogue is not None:
+        data["cost"] = cost_dict(plan, catalogue)
+    return data
+
+
+def plan_json(
+    plan: Plan,
+    verify_errors: VerifyErrors | None = None,
+    catalogue: Catalogue | None = None,
+) -> str:
+    return json.dumps(plan_dict(plan, verify_errors, catalogue), indent=2, sort_keys=True)
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> Plan:
+    """A plan back from ``plan_dict`` output (already checked against the schema)."""
+    changes = tuple(
+        Change(
+            address=c["address"],
+            action=Action(c["action"]),
+            before=c["before"],
+            after=c["after"],
+            delta=c["delta"],
+            identity=Identity.from_dict(c["identity"]),
+            reason=c.get("reason"),
+            moved_from=c.get("from"),
+        )
+        for c in data["changes"]
+    )
+    return Plan(
+        changes=changes,
+        lineage=data["lineage"],
+        serial=data["serial"],
+        declarations_digest=data["declarations_digest"],
+        targets=tuple(data.get("targets", ())),
+        addresses=data.get("addresses", 0),
+    )
+
+
+def state_dict(state: State) -> dict[str, Any]:
+    """``reconciler show --json``: the recorded purchases and pending operations."""
+    return {
+        "lineage": state.lineage,
+        "serial": state.serial,
+        "purchases": {
+            address: {
+                **rec.identity.as_dict(),
+                "quantity": rec.quantity,
+                "checkouts": [
+                    {"externalOrderId": c.external_order_id, "quantity": c.quantity, "time": c.time}
+                    | ({"evidence": c.evidence} if c.evidence else {})
+                    for c in rec.checkouts
+                ],
+            }
+            | (
+                {
+                    "adjustments": [
+                        {
+                            "quantity": a.quantity,
+                            "time": a.time,
+                            "source": a.source,
+                            "evidence": a.evidence,
+                        }
+                        for a in rec.adjustments
+                    ]
+                }
+                if rec.adjustments
+                else {}
+            )
+            for address, rec in sorted(state.purchases.items())
+        },
+        "pending": {
+            address: {
+                **op.identity.as_dict(),
+                "externalOrderId": op.external_order_id,
+                "quantity": op.quantity,
+                "time": op.time,
+            }
+            for address, op in sorted(state.pending.items())
+        },
+    }

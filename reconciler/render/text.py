@@ -1,0 +1,216 @@
+"""Plans, states and apply results as the text a person reads in a terminal.
+
+Returns strings and never prints; colour is plain ANSI, added only when the
+caller asks for it.
+"""
+
+from __future__ import annotations
+
+from reconciler.model import (
+    Action,
+    ApplyResult,
+    Change,
+    ChangeResult,
+    Outcome,
+    Plan,
+    State,
+    Summary,
+)
+from reconciler.render.money import Catalogue, name_of
+from reconciler.render.verdict import VerifyErrors
+from reconciler.render.words import count, describe_identity, paint, seats
+
+SYMBOLS = {
+    Action.PURCHASE: "+",
+    Action.INCREASE: "~",
+    Action.CONFLICT: "!",
+    Action.PENDING: "?",
+    Action.ORPHAN: "-",
+    Action.NOOP: " ",
+    Action.MOVE: ">",
+}
+_COLOURS = {
+    Action.PURCHASE: "32",  # green
+    Action.INCREASE: "33",  # yellow
+    Action.CONFLICT: "31;1",  # bold red
+    Action.PENDING: "35",  # magenta
+    Action.ORPHAN: "31",  # red
+    Action.NOOP: "0",
+    Action.MOVE: "36",  # cyan
+}
+
+
+def summary_line(summary: Summary) -> str:
+    # Moves and orphans are said only when there are some, so the common line
+    # reads as CONTRACT section 6 shows it.
+    moves = f"{summary.to_move} to move, " if summary.to_move else ""
+    orphans = f", {count(summary.orphans, 'orphan')}" if summary.orphans else ""
+    return (
+        f"Plan: {moves}{summary.to_purchase} to purchase (+{seats(summary.purchase_seats)}), "
+        f"{summary.to_increase} to increase (+{seats(summary.increase_seats)}), "
+        f"{count(summary.conflicts, 'conflict')}, {summary.pending} pending{orphans}."
+    )
+
+
+def plan_line(plan: Plan) -> str:
+    """The ``Plan:`` line; a targeted plan says so, so a reviewer sees it is partial."""
+    line = summary_line(plan.summary)
+    if plan.targets:
+        whole = count(plan.addresses, "address", "addresses")
+        line += f" (targeted: {len(plan.changes)} of {whole})"
+    return line
+
+
+def seat_change(change: Change) -> str:
+    """``0 -> 20 seats (+20)``; an orphan's seats, which stay bought."""
+    if change.after is None:
+        return f"{seats(change.before)}, no longer declared (not cancelled)"
+    text = f"{change.before} -> {seats(change.after)}"
+    return f"{text} (+{change.delta})" if change.delta else text
+
+
+def _identity_line(change: Change, catalogue: Catalogue | None) -> str:
+    text = describe_identity(change.identity)
+    name = name_of(change.identity, catalogue)
+    if name:
+        product = change.identity.product
+        text = text.replace(f", {product},", f", {name} ({product}),", 1)
+    return text
+
+
+def plan_text(
+    plan: Plan,
+    *,
+    color: bool = False,
+    verify_errors: VerifyErrors | None = None,
+    catalogue: Catalogue | None = None,
+) -> str:
+    """The human plan: a block per change (noops counted), then the ``Plan:`` line."""
+    lines: list[str] = []
+    shown = [c for c in plan.changes if c.action is not Action.NOOP]
+    for change in shown:
+        code = _COLOURS[change.action]
+        head = f"  {SYMBOLS[change.action]} {change.address}"
+        lines.append(paint(head, code, color) + f"  {change.action.value}, {seat_change(change)}")
+        lines.append(f"      {_identity_line(change, catalogue)}")
+        if change.moved_from:
+            lines.append(f"      moved from {change.moved_from} (a state write; nothing bought)")
+        if change.reason:
+            lines.append(f"      {change.reason}")
+        for issue in (verify_errors or {}).get(change.address, ()):
+            lines.append(paint(f"      verify: {issue.code}: {issue.description}", "31", color))
+    summary = plan.summary
+    if not shown:
+        lines.append("No changes. Declared purchases match the state.")
+    else:
+        lines.append("")
+    if summary.noop:
+        lines.append(f"{summary.noop} unchanged.")
+    if summary.orphans:
+        lines.append(
+            f"{summary.orphans} recorded but no longer declared (never cancelled; "
+            "`reconciler state rm ADDR` forgets one)."
+        )
+    lines.append(plan_line(plan))
+    return "\n".join(lines)
+
+
+def state_text(state: State) -> str:
+    """`reconciler show`: recorded purchases, then pending operations."""
+    if not state.purchases and not state.pending:
+        return "The state is empty: nothing recorded, nothing pending."
+    lines = []
+    for address in sorted(state.purchases):
+        rec = state.purchases[address]
+        lines.append(f"{address}  {seats(rec.quantity)}  {describe_identity(rec.identity)}")
+        for co in rec.checkouts:
+            settled = f"  (settled by refresh: {co.evidence})" if co.evidence else ""
+            lines.append(f"    {co.time}  +{co.quantity}  {co.external_order_id}{settled}")
+        for adj in rec.adjustments:
+            lines.append(
+                f"    {adj.time}  {adj.quantity:+d}  adjusted by {adj.source}: {adj.evidence}"
+            )
+    if state.pending:
+        lines.append("")
+        lines.append("Pending (outcome unknown; see `reconciler state resolve`):")
+        for address in sorted(state.pending):
+            op = state.pending[address]
+            lines.append(
+                f"  ? {address}  {seats(op.quantity)}  {op.external_order_id}  since {op.time}"
+            )
+    total = sum(p.quantity for p in state.purchases.values())
+    lines.append("")
+    lines.append(
+        f"{count(len(state.purchases), 'purchase')} recorded ({seats(total)}), "
+        f"{len(state.pending)} pending. Serial {state.serial}."
+    )
+    return "\n".join(lines)
+
+
+_OUTCOME_COLOURS = {
+    Outcome.PURCHASED: "32",
+    Outcome.FAILED: "31;1",
+    Outcome.PENDING: "35",
+    Outcome.SKIPPED: "33",
+}
+
+
+def apply_progress(result: ChangeResult, *, color: bool = False) -> str:
+    """One line as a change completes: address, seats, result, duration."""
+    outcome = paint(f"{result.outcome.value:<9}", _OUTCOME_COLOURS[result.outcome], color)
+    return f"  {outcome} {result.address}  +{result.seats}  ({result.seconds:.1f}s)"
+
+
+def apply_table(result: ApplyResult) -> str:
+    """The result of every change apply attempted, as a table."""
+    if not result.results:
+        return "Nothing to buy."
+    width = max(len("address"), *(len(r.address) for r in result.results))
+    lines = [f"{'address':<{width}}  {'seats':>6}  {'result':<9}  externalOrderId"]
+    for r in result.results:
+        lines.append(
+            f"{r.address:<{width}}  {'+' + str(r.seats):>6}  {r.outcome.value:<9}  "
+            f"{r.external_order_id or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def apply_summary(result: ApplyResult) -> str:
+    """``Apply complete: ...`` when the run succeeds, ``Apply failed: ...`` when it exits 1."""
+    head = "Apply complete" if result.ok else "Apply failed"
+    line = (
+        f"{head}: {result.count(Outcome.PURCHASED)} purchased "
+        f"(+{seats(result.seats_bought)}), {result.count(Outcome.FAILED)} failed, "
+        f"{result.count(Outcome.PENDING)} pending."
+    )
+    skipped = result.count(Outcome.SKIPPED)
+    if skipped:
+        line += f" {skipped} not started."
+    if result.interrupted:
+        line += " Interrupted."
+    return line
+
+
+def pending_message(current: State, flags: str = "") -> str:
+    """Why nothing is bought while checkouts are pending, and how to settle each.
+
+    ``flags`` are the options that name the state in the suggested commands.
+    """
+    waiting = count(len(current.pending), "pending checkout")
+    lines = [
+        f"the state has {waiting} whose outcome is unknown; "
+        "nothing will be bought until each is resolved.",
+        "Check each order in Crayon Cloud-iQ by its externalOrderId, then run one of:",
+    ]
+    for address, op in sorted(current.pending.items()):
+        lines.append(f"  {address}: {seats(op.quantity)}, externalOrderId {op.external_order_id}")
+        lines.extend(f"    {command}" for command in resolve_commands(address, flags))
+    return "\n".join(lines)
+
+
+def resolve_commands(address: str, flags: str = "") -> tuple[str, str]:
+    """The two ``state resolve`` commands that settle a pending checkout."""
+    return (
+        f"reconciler state resolve {address} --purchased{flags}",
+        f"reconciler state resolve {address} --not-purchased{flags}",
+    )
