@@ -1,0 +1,259 @@
+"""The import use case: adopt a customer tenant's existing subscriptions.
+
+``plan_import`` (pure) decides, from what Cloud-iQ shows for one tenant: every
+identity no declared or recorded address has becomes a new purchase (one per
+identity, named after its product under a tenant prefix), and an identity
+declared at exactly one address that holds no record yet is recorded at that
+address. ``declarations_text`` writes the new purchases as a declarations file
+whose comments carry the subscription ids. ``run_import`` reads under the state
+lock, shows the plan, asks, writes the file (through the caller's
+``write_file``) and records every adopted identity as imported: seats with no
+checkout, so the next plan for them is a noop.
+
+Never buys (it reads, then writes the state and one new file), never prints,
+never reads the environment or builds a client.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reconciler import config
+from reconciler.commands.refresh import ClosableReader, read_cloud
+from reconciler.errors import ReconcilerError
+from reconciler.model import ADDRESS_MAX_LENGTH, Declarations, Identity, State, is_address
+from reconciler.observe import Observations
+from reconciler.state import StateStore
+
+#: The longest product part of a generated name (the prefix and suffixes need room).
+_SLUG_LENGTH = 80
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
+
+
+def default_prefix(tenant: int) -> str:
+    return f"tenant-{tenant}"
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """Seats of one identity to record at ``address``.
+
+    ``declared`` is True when the address was already declared (only the state
+    is written for it), False for a purchase the new declarations file adds.
+    """
+
+    address: str
+    identity: Identity
+    quantity: int
+    subscriptions: tuple[int, ...]
+    product_name: str
+    declared: bool = False
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Active subscriptions import leaves alone, and why."""
+
+    identity: Identity
+    subscriptions: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    tenant: int
+    adoptions: tuple[Adoption, ...]
+    skipped: tuple[Skipped, ...]
+
+    @property
+    def new(self) -> tuple[Adoption, ...]:
+        return tuple(a for a in self.adoptions if not a.declared)
+
+
+def slug(text: str) -> str:
+    """``Microsoft 365 Business Basic`` -> ``microsoft-365-business-basic``."""
+    return _NOT_SLUG.sub("-", text.casefold()).strip("-")[:_SLUG_LENGTH].strip("-")
+
+
+def plan_import(
+    tenant: int,
+    declarations: Declarations,
+    state: State,
+    observations: Observations,
+    *,
+    prefix: str,
+) -> ImportPlan:
+    """What importing ``tenant`` adopts; see the module docstring."""
+    if not is_address(prefix):
+        raise ReconcilerError(
+            f"{prefix!r} is not an address prefix (lower case letters, digits, '.', '_', "
+            "'-', segments separated by '/')"
+        )
+    taken = {p.address for p in declarations.purchases} | set(state.purchases) | set(state.pending)
+    adoptions: list[Adoption] = []
+    skipped: list[Skipped] = []
+    candidates = []
+    for found in observations.unmanaged:
+        if found.identity.customer_tenant_id != tenant:
+            continue
+        reason = found.undeclarable
+        if reason is not None:
+            skipped.append(Skipped(found.identity, found.subscription_ids, reason))
+        else:
+            candidates.append(found)
+    names = _names(prefix, [(u.identity, u.product_name) for u in candidates], taken)
+    for found, name in zip(candidates, names, strict=True):
+        adoptions.append(
+            Adoption(name, found.identity, found.seats, found.subscription_ids, found.product_name)
+        )
+    acknowledged = {p.address for p in declarations.purchases if p.allow_additional_subscription}
+    for drift in observations.drift:
+        identity = drift.identity
+        if identity.customer_tenant_id != tenant or drift.actual <= 0:
+            continue
+        (address, *others) = drift.addresses
+        if others or address in state.purchases or address in state.pending:
+            continue  # recorded seats that drifted are refresh's, not import's
+        if address in acknowledged:
+            skipped.append(
+                Skipped(
+                    identity,
+                    drift.subscriptions,
+                    f"{address} sets allowAdditionalSubscription: it buys a subscription of "
+                    "its own beside these",
+                )
+            )
+            continue
+        adoptions.append(
+            Adoption(
+                address,
+                identity,
+                drift.actual,
+                drift.subscriptions,
+                identity.product,
+                declared=True,
+            )
+        )
+    return ImportPlan(tenant, tuple(adoptions), tuple(skipped))
+
+
+def _names(prefix: str, products: Sequence[tuple[Identity, str]], taken: set[str]) -> list[str]:
+    """A unique address per identity: the product name's slug under ``prefix``; products
+    bought with several terms get the billing cycle and term added to each."""
+    stems = [slug(name) or slug(identity.product) for identity, name in products]
+    shared = {stem for stem in stems if stems.count(stem) > 1}
+    names: list[str] = []
+    used = set(taken)
+    room = ADDRESS_MAX_LENGTH - len(prefix) - 1
+    for (identity, _), stem in zip(products, stems, strict=True):
+        if stem in shared:
+            stem = slug(f"{stem}-{identity.billing_cycle}-{identity.term_duration}")
+        stem = stem[: room - 4].strip("-")
+        name, number = f"{prefix}/{stem}", 2
+        while name in used:
+            name, number = f"{prefix}/{stem}-{number}", number + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def declarations_text(the_plan: ImportPlan, *, generated_at: str, command: str) -> str | None:
+    """The declarations file of the new purchases, or None when there is none."""
+    new = the_plan.new
+    if not new:
+        return None
+    lines = [
+        f"# Adopted from Cloud-iQ by `{_printable(command)}` at {generated_at}.",
+        "# Each purchase holds the seats of the active subscriptions named above it; the",
+        "# state records them as imported (no checkout), so the next plan for them is a noop.",
+        "version: 1",
+        "purchases:",
+    ]
+    for adoption in new:
+        identity = adoption.identity
+        ids = ", ".join(str(i) for i in adoption.subscriptions)
+        label = "subscription" if len(adoption.subscriptions) == 1 else "subscriptions"
+        lines += [
+            f"  # {_printable(adoption.product_name)}: {label} {ids}",
+            f"  - name: {adoption.address}",
+            f"    customerTenantId: {identity.customer_tenant_id}",
+            f"    productId: {json.dumps(identity.product_id)}",
+            f"    skuId: {json.dumps(identity.sku_id)}",
+            f"    billingCycle: {identity.billing_cycle}",
+            f"    termDuration: {identity.term_duration}",
+            f"    type: {identity.type}",
+            f"    quantity: {adoption.quantity}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line without control characters, fit for a YAML comment."""
+    return " ".join(_UNPRINTABLE.sub(" ", text).split())
+
+
+@dataclass(frozen=True)
+class ImportRun:
+    plan: ImportPlan
+    text: str | None = None
+    out: str | None = None
+    cancelled: bool = False
+
+    @property
+    def recorded(self) -> int:
+        return 0 if self.cancelled else len(self.plan.adoptions)
+
+
+def check_names(text: str, out: str, declarations: Declarations) -> None:
+    """Refuse generated declarations that ``validate`` would refuse beside the others."""
+    generated = config.load_text(text, out)
+    clashing = sorted(
+        {p.address for p in generated.purchases} & {p.address for p in declarations.purchases}
+    )
+    if clashing:
+        raise ReconcilerError(f"generated names already declared: {', '.join(clashing)}")
+
+
+def run_import(
+    tenant: int,
+    declarations: Declarations,
+    store: StateStore,
+    *,
+    connect: Callable[[], ClosableReader],
+    prefix: str,
+    out: str,
+    command: str,
+    show: Callable[[ImportPlan, str | None], None],
+    approve: Callable[[], bool],
+    write_file: Callable[[str, str], None],
+    now: Callable[[], str],
+) -> ImportRun:
+    """Read ``tenant`` under the state lock, show what would be adopted, ask, then
+    write the declarations file and record every adoption in the state."""
+    with store.lock("reconciler import") as writer:
+        reader = connect()
+        try:
+            observations = read_cloud(reader, declarations, writer.state, tenants=[tenant])
+        finally:
+            reader.close()
+        the_plan = plan_import(tenant, declarations, writer.state, observations, prefix=prefix)
+        text = declarations_text(the_plan, generated_at=now(), command=command)
+        if text is not None:
+            check_names(text, out, declarations)
+        show(the_plan, out if text is not None else None)
+        if not the_plan.adoptions:
+            return ImportRun(the_plan)
+        if not approve():
+            return ImportRun(the_plan, text, out, cancelled=True)
+        # The file first: should the run die before the state is written, the
+        # purchases are declared and a second import records them at their names.
+        if text is not None:
+            write_file(out, text)
+        time = now()
+        for adoption in the_plan.adoptions:
+            writer.import_purchase(adoption.address, adoption.identity, adoption.quantity, time)
+    return ImportRun(the_plan, text, out if text is not None else None)
