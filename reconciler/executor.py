@@ -142,16 +142,23 @@ class _Run:
         return ChangeResult(change.address, change.delta, Outcome.PURCHASED, 0.0, order_id)
 
 
-def move(plan: Plan, *, writer: StateWriter) -> tuple[Change, ...]:
+def move(
+    plan: Plan,
+    *,
+    writer: StateWriter,
+    on_event: Callable[[Event], None] = lambda event: None,
+) -> tuple[Change, ...]:
     """Move each recorded purchase the plan moves, with its checkouts; returns the moves.
 
     The caller holds the state lock and has refused plans with conflicts; call
     it before ``apply``, so a move's added seats are recorded at the new address.
+    Each move made is reported as a ``moved`` event.
     """
     moves = plan.moving()
     for change in moves:
         assert change.moved_from is not None, "a move always names its source"
         writer.move_purchase(change.moved_from, change.address)
+        on_event(Event("moved", change))
     return moves
 
 

@@ -130,10 +130,13 @@ class Purchase:
     notification_email: str | None = None
     invoice_profile_id: int | None = None
     location: Location | None = field(default=None, compare=False)
+    #: ``allowAdditionalSubscription``: buy even when Cloud-iQ already shows seats of
+    #: this identity that no address accounts for (read before buying, ``--refresh``).
+    allow_additional_subscription: bool = False
 
     def canonical(self) -> dict[str, Any]:
-        """Every field that affects what apply sends, in a stable JSON-ready form."""
-        return {
+        """Every field that affects what apply sends or may buy, in a stable JSON-ready form."""
+        data: dict[str, Any] = {
             "address": self.address,
             **self.identity.as_dict(),
             "quantity": self.quantity,
@@ -144,6 +147,10 @@ class Purchase:
             "notificationEmail": self.notification_email,
             "invoiceProfileId": self.invoice_profile_id,
         }
+        if self.allow_additional_subscription:
+            # Only when set, so declarations without it keep the digest they had.
+            data["allowAdditionalSubscription"] = True
+        return data
 
 
 @dataclass(frozen=True)
@@ -184,21 +191,49 @@ class Declarations:
 
 @dataclass(frozen=True)
 class CheckoutRecord:
-    """One checkout the API answered 204 (or that the user resolved as purchased)."""
+    """One checkout the API answered 204 (or that was resolved as purchased).
+
+    ``evidence`` says how ``reconciler refresh`` learned that a pending checkout
+    was made (the order it found, how it matched); None for a 204 or a hand resolve.
+    """
 
     external_order_id: str
     quantity: int
     time: str
+    evidence: str | None = None
+
+
+#: The ``source`` of an adjustment written by ``reconciler refresh``.
+REFRESH_SOURCE = "refresh"
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """Seats changed outside the reconciler (in the Cloud-iQ portal), as recorded.
+
+    ``quantity`` is the change (negative for seats cancelled); never a checkout:
+    nothing was bought through the reconciler.
+    """
+
+    quantity: int
+    time: str
+    source: str
+    evidence: str
 
 
 @dataclass(frozen=True)
 class RecordedPurchase:
-    """Seats the state says were bought for one address."""
+    """Seats the state says are held for one address.
+
+    ``quantity`` is what was bought (the checkouts, or the seats imported) plus
+    every adjustment; 0 only after adjustments took every seat away.
+    """
 
     address: str
     identity: Identity
     quantity: int
     checkouts: tuple[CheckoutRecord, ...] = ()
+    adjustments: tuple[Adjustment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -376,7 +411,8 @@ class ChangeResult:
 
 @dataclass(frozen=True)
 class Event:
-    """Progress: ``started`` when a change begins, ``finished`` with its result."""
+    """Progress: ``started`` when a change begins, ``finished`` with its result,
+    ``moved`` when a move has been written."""
 
     kind: str
     change: Change

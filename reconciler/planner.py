@@ -124,7 +124,7 @@ def _change(
             desired.identity if desired else pending.identity,
             desired,
             reason=(
-                f"checkout {pending.external_order_id} of {pending.quantity} seats "
+                f"checkout {pending.external_order_id} of {_seats(pending.quantity)} "
                 f"({pending.time}) has an unknown outcome"
             ),
         )
@@ -155,13 +155,19 @@ def _change(
         return _conflict(
             desired,
             before,
-            f"decrease from {before} to {desired.quantity} seats; a purchase cannot be "
-            "undone through checkout",
+            f"decrease from {before} to {_seats(desired.quantity)}; a purchase cannot be "
+            "undone through checkout. Reduce the seats in Cloud-iQ within Microsoft's "
+            "cancellation window, run `reconciler refresh` to record it, then lowering "
+            "`quantity` to match is a noop",
         )
     action = Action.NOOP if desired.quantity == before else Action.INCREASE
     return Change(
         address, action, before, after, desired.quantity - before, desired.identity, desired
     )
+
+
+def _seats(n: int) -> str:
+    return f"{n} seat" if n == 1 else f"{n} seats"
 
 
 def _conflict(desired: Purchase, before: int, reason: str) -> Change:

@@ -31,6 +31,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+import reconciler
 from reconciler import api
 from reconciler.cli import cli
 from reconciler.simulator import Simulator
@@ -132,6 +133,9 @@ class Harness:
             "apply", str(self.decl), "--state", str(self.state), "--auto-approve", *extra
         )
 
+    def apply_path(self, path: Path, *extra: str) -> Result:
+        return self.run("apply", str(path), "--state", str(self.state), "--auto-approve", *extra)
+
     def resolve(self, address: str, flag: str) -> Result:
         return self.run("state", "resolve", address, flag, "--state", str(self.state))
 
@@ -183,7 +187,8 @@ def make_harness(simulator_factory: Callable[..., Simulator], tmp_path: Path) ->
         root = tmp_path / f"run{made}"
         decl = root / "declarations"
         if source.is_dir():
-            shutil.copytree(source, decl)
+            # examples/ci holds CI templates (YAML too), not declarations.
+            shutil.copytree(source, decl, ignore=shutil.ignore_patterns("ci"))
         else:
             decl.mkdir(parents=True)
             shutil.copy(source, decl / source.name)
@@ -419,7 +424,7 @@ def test_verify_unreachable_past_the_retry_limit_stops_the_run(h: Harness) -> No
 
     # No later change could do better: nothing more is started, nothing is pending.
     assert result.exit_code == 1
-    assert "Apply complete: 0 purchased (+0 seats), 1 failed, 0 pending. 9 not started." in (
+    assert "Apply failed: 0 purchased (+0 seats), 1 failed, 0 pending. 9 not started." in (
         result.stdout
     )
     assert "503" in result.stderr
@@ -484,7 +489,7 @@ def test_checkout_400_fails_that_change_and_the_others_go_on(h: Harness) -> None
     result = h.apply()
 
     assert result.exit_code == 1
-    assert "Apply complete: 9 purchased (+298 seats), 1 failed, 0 pending." in result.stdout
+    assert "Apply failed: 9 purchased (+298 seats), 1 failed, 0 pending." in result.stdout
     assert re.search(r"contoso/m365-business-basic +\+35 +failed", result.stdout)
     for text in ("400", "400 BadRequest", "The order is not valid.", "Required"):
         assert text in result.stderr
@@ -534,7 +539,7 @@ def test_unknown_customer_tenant_fails_that_change_only(h: Harness) -> None:
     result = h.apply()
 
     assert result.exit_code == 1
-    assert "Apply complete: 9 purchased (+327 seats), 1 failed, 0 pending." in result.stdout
+    assert "Apply failed: 9 purchased (+327 seats), 1 failed, 0 pending." in result.stdout
     assert "404" in result.stderr
     assert "Customer tenant 999999 was not found." in result.stderr
     assert all(c.tenant != 999999 for c in h.sim.checkouts)
@@ -547,7 +552,7 @@ def test_verify_line_error_fails_that_change_and_shows_the_reason(h: Harness) ->
     result = h.apply()
 
     assert result.exit_code == 1
-    assert "Apply complete: 9 purchased (+328 seats), 1 failed, 0 pending." in result.stdout
+    assert "Apply failed: 9 purchased (+328 seats), 1 failed, 0 pending." in result.stdout
     assert re.search(r"northwind/teams-essentials +\+25 +failed", result.stdout)
     assert "QuantityOutOfRange" in result.stderr
     assert "Quantity 25 is outside the allowed range 1-20." in result.stderr
@@ -567,7 +572,7 @@ def test_verify_order_error_fails_that_change(h: Harness) -> None:
     result = h.apply()
 
     assert result.exit_code == 1
-    assert "Apply complete: 9 purchased (+298 seats), 1 failed, 0 pending." in result.stdout
+    assert "Apply failed: 9 purchased (+298 seats), 1 failed, 0 pending." in result.stdout
     assert "1042" in result.stderr
     assert "Customer is not allowed to buy this product." in result.stderr
     assert "contoso/m365-business-basic" not in h.state_file()["purchases"]
@@ -583,7 +588,7 @@ def test_plan_verify_shows_line_errors_and_never_checks_out(h: Harness, fmt: str
     result = h.run("plan", str(h.decl), "--state", str(h.state), "--verify", "--format", fmt)
 
     assert result.exit_code == 1
-    assert f"verify refused 1 order(s): {TEAMS}" in result.stderr
+    assert f"verify refused 1 order: {TEAMS}" in result.stderr
     assert h.sim.count("verify") == 10
     assert h.sim.count("checkout") == 0
     assert h.sim.checkouts == []
@@ -598,9 +603,22 @@ def test_plan_verify_shows_line_errors_and_never_checks_out(h: Harness, fmt: str
         ]
         assert all(c["verify_errors"] == [] for a, c in changes.items() if a != TEAMS)
     elif fmt == "markdown":
-        assert result.stdout.startswith("**Plan: 10 to purchase (+353 seats)")
-        (row,) = [line for line in result.stdout.splitlines() if f"`{TEAMS}`" in line]
-        assert f"verify: QuantityOutOfRange: {description}" in row
+        lines = result.stdout.splitlines()
+        assert lines[:3] == [
+            "<!-- crayon-reconciler:plan -->",
+            "",
+            "### ❌ Plan: **cannot be applied: 1 order refused by verify**",
+        ]
+        assert any(line.startswith("Plan: 10 to purchase (+353 seats)") for line in lines)
+        at = lines.index(f"- `{TEAMS}` refused by verify:")
+        assert lines[at + 1] == f"  - `QuantityOutOfRange`: {description}"
+        (row,) = [
+            line
+            for line in lines
+            if line.startswith(f"| ! | `{TEAMS}`")
+            or (line.startswith("| ") and f"`{TEAMS}`" in line)
+        ]
+        assert row.endswith("| purchase, **refused by verify** (see above) |")
     else:
         lines = result.stdout.splitlines()
         at = next(i for i, line in enumerate(lines) if TEAMS in line)
@@ -634,7 +652,7 @@ def test_ambiguous_checkout_stays_pending_until_resolved_as_purchased(
 
     # The server took the order; the tool cannot know, so it stops and says so.
     assert result.exit_code == 1
-    assert "Apply complete: 0 purchased (+0 seats), 0 failed, 1 pending. 9 not started." in (
+    assert "Apply failed: 0 purchased (+0 seats), 0 failed, 1 pending. 9 not started." in (
         result.stdout
     )
     (taken,) = h.sim.checkouts
@@ -739,7 +757,7 @@ def test_checkout_timeout_is_ambiguous_and_stops_later_changes(
     result = h.apply()
 
     assert result.exit_code == 1
-    assert "Apply complete: 2 purchased (+120 seats), 0 failed, 1 pending. 7 not started." in (
+    assert "Apply failed: 2 purchased (+120 seats), 0 failed, 1 pending. 7 not started." in (
         result.stdout
     )
     assert "no answer within" in result.stderr
@@ -838,7 +856,7 @@ def test_saved_plan_is_refused_when_the_state_changed(h: Harness) -> None:
     # Someone else changes the state after the plan was saved.
     imported = h.run(
         "state", "import", "contoso/visio-plan-2", "--quantity", "4",
-        "--config", str(EXAMPLES), "--state", str(h.state), "--yes",
+        "--config", str(EXAMPLES / "customers"), "--state", str(h.state), "--yes",
     )  # fmt: skip
     assert imported.exit_code == 0, imported.stderr
     calls = len(h.sim.calls)
@@ -1021,7 +1039,9 @@ def test_demo_runs_the_whole_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(cli, ["demo"])
 
     assert result.exit_code == 0, result.output
-    assert "Apply complete: 10 purchased (+333 seats), 0 failed, 0 pending." in result.stdout
+    # The first checkout's answer is lost and refresh settles it: 35 + 298 seats, once.
+    assert "Settled contoso/m365-business-basic: " in result.stdout
+    assert "Apply complete: 9 purchased (+298 seats), 0 failed, 0 pending." in result.stdout
     assert "Demo complete" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
@@ -1070,3 +1090,203 @@ def test_state_reached_through_a_symlink_is_written_through(h: Harness) -> None:
     assert through_link.exit_code == through_real.exit_code == 0
     assert_bought_exactly_once(h)
     assert link.is_symlink()
+
+
+# --------------------------------------------------------------------------- apply --json
+
+EVENTS_SCHEMA = json.loads(
+    (ROOT / "schemas" / "apply-events.schema.json").read_text(encoding="utf-8")
+)
+
+
+def events(result: Result) -> list[dict[str, Any]]:
+    """stdout of ``apply --json``: every line one event valid against the schema."""
+    validator = jsonschema.Draft202012Validator(EVENTS_SCHEMA)
+    found = []
+    for line in result.stdout.splitlines():
+        event = json.loads(line)
+        validator.validate(event)
+        found.append(event)
+    return found
+
+
+def test_apply_json_prints_only_events_in_order(h: Harness) -> None:
+    result = h.apply("--json")
+
+    assert result.exit_code == 0, result.stderr
+    found = events(result)
+    types = [e["type"] for e in found]
+    assert types == ["version", "apply_start", *["change_start", "change_complete"] * 10,
+                     "apply_complete"]  # fmt: skip
+    assert found[0]["reconciler"] == reconciler.__version__
+    assert (found[1]["changes"], found[1]["seats"]) == (10, 333)
+    completes = [e for e in found if e["type"] == "change_complete"]
+    assert [e["address"] for e in completes] == sorted(declared(h.decl))
+    assert {e["outcome"] for e in completes} == {"purchased"}
+    orders = {e["external_order_id"] for e in completes}
+    assert orders == {c.external_order_id for c in h.sim.checkouts}
+    end = found[-1]
+    assert (end["outcome"], end["purchased"], end["failed"], end["pending"], end["seats"]) == (
+        "applied",
+        10,
+        0,
+        0,
+        333,
+    )
+    # The plan and the human summary went to stderr.
+    assert "Plan: 10 to purchase (+333 seats)" in result.stderr
+    assert "Apply complete: 10 purchased (+333 seats), 0 failed, 0 pending." in result.stderr
+    assert_bought_exactly_once(h)
+
+
+def test_apply_json_reports_a_refused_order_and_fails(h: Harness) -> None:
+    edit_purchase(h.decl, TEAMS, quantity=25)
+
+    result = h.apply("--json")
+
+    assert result.exit_code == 1
+    found = events(result)
+    (failed,) = [e for e in found if e["type"] == "change_failed"]
+    assert (failed["address"], failed["outcome"], failed["seats"]) == (TEAMS, "failed", 25)
+    assert any("QuantityOutOfRange" in error for error in failed["errors"])
+    assert found[-1]["outcome"] == "failed"
+    assert (found[-1]["purchased"], found[-1]["failed"]) == (9, 1)
+
+
+def test_apply_json_reports_a_checkout_of_unknown_outcome(h: Harness) -> None:
+    h.sim.drop_after_checkout(1)
+
+    result = h.apply("--json")
+
+    assert result.exit_code == 1
+    found = events(result)
+    (pending,) = [e for e in found if e["type"] == "change_pending"]
+    (taken,) = h.sim.checkouts
+    assert pending["external_order_id"] == taken.external_order_id
+    assert pending["outcome"] == "pending"
+    assert (found[-1]["outcome"], found[-1]["pending"], found[-1]["skipped"]) == ("failed", 1, 9)
+    assert "reconciler state resolve contoso/m365-business-basic --purchased" in result.stderr
+
+
+def test_apply_json_refused_before_it_starts_ends_with_the_error(h: Harness) -> None:
+    h.sim.drop_after_checkout(1)
+    assert h.apply().exit_code == 1  # leaves a pending checkout
+
+    result = h.apply("--json")
+
+    assert result.exit_code == 1
+    found = events(result)
+    assert [e["type"] for e in found] == ["version", "apply_complete"]
+    assert found[-1]["outcome"] == "error"
+    assert any("pending checkout" in error for error in found[-1]["errors"])
+    assert "error: the state has 1 pending checkout whose outcome is unknown" in result.stderr
+
+
+def test_apply_json_of_invalid_declarations_ends_with_the_located_errors(h: Harness) -> None:
+    (h.decl / "customers" / "broken.yaml").write_text(
+        "version: 1\npurchases: 3\n", encoding="utf-8"
+    )
+
+    result = h.apply("--json")
+
+    assert result.exit_code == 1
+    found = events(result)
+    assert [e["type"] for e in found] == ["version", "apply_complete"]
+    assert found[-1]["errors"] == [
+        f"{h.decl / 'customers' / 'broken.yaml'}:2:12: purchases: 3 is not of type 'array'"
+    ]
+    assert h.sim.calls == []
+
+
+def test_apply_json_needs_auto_approve_or_a_saved_plan(h: Harness) -> None:
+    result = h.run("apply", str(h.decl), "--state", str(h.state), "--json")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "--json needs --auto-approve or --plan" in result.stderr
+    assert h.sim.calls == []
+
+
+def test_apply_json_reports_moves(h: Harness) -> None:
+    assert h.apply().exit_code == 0
+    file, data, purchase = _file_declaring(h.decl, TEAMS)
+    purchase["name"] = "northwind/teams"
+    purchase["quantity"] += 2
+    data["moved"] = [{"from": TEAMS, "to": "northwind/teams"}]
+    file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    result = h.apply("--json")
+
+    assert result.exit_code == 0, result.stderr
+    found = events(result)
+    assert [e["type"] for e in found] == [
+        "version", "apply_start", "change_complete", "change_start", "change_complete",
+        "apply_complete",
+    ]  # fmt: skip
+    moved, _, bought = found[2], found[3], found[4]
+    assert (moved["address"], moved["from"], moved["outcome"], moved["seats"]) == (
+        "northwind/teams",
+        TEAMS,
+        "moved",
+        0,
+    )
+    assert (bought["address"], bought["outcome"], bought["seats"]) == (
+        "northwind/teams",
+        "purchased",
+        2,
+    )
+    assert (found[-1]["moved"], found[-1]["purchased"]) == (1, 1)
+
+
+# --------------------------------------------------------------------------- saved plans
+
+
+def test_a_saved_plan_applies_from_anywhere_without_asking(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan_file = h.tmp / "plans" / "tfplan.json"
+    plan_file.parent.mkdir()
+    planned = h.run("plan", str(h.decl), "--state", str(h.state), "--out", str(plan_file))
+    assert planned.exit_code == 0, planned.stderr
+    assert json.loads(plan_file.read_text(encoding="utf-8"))["declarations_path"] == (
+        "../declarations"
+    )
+    elsewhere = h.tmp / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "junk.yaml").write_text("not: declarations\n", encoding="utf-8")
+    monkeypatch.chdir(elsewhere)
+
+    # No PATH, no --auto-approve and no terminal: the saved plan is the approval.
+    result = h.run("apply", "--plan", str(plan_file), "--state", str(h.state))
+
+    assert result.exit_code == 0, result.stderr
+    assert "Apply complete: 10 purchased (+333 seats), 0 failed, 0 pending." in result.stdout
+    assert_bought_exactly_once(h)
+
+
+def test_a_saved_plan_is_still_refused_when_the_state_moved_on(h: Harness) -> None:
+    plan_file = h.tmp / "tfplan.json"
+    assert (
+        h.run("plan", str(h.decl), "--state", str(h.state), "--out", str(plan_file)).exit_code == 0
+    )
+    northwind = h.decl / "customers" / "northwind.yaml"
+    assert h.apply_path(northwind).exit_code == 0
+
+    result = h.run("apply", "--plan", str(plan_file), "--state", str(h.state), "--json")
+
+    assert result.exit_code == 1
+    assert "is stale" in result.stderr
+    found = events(result)
+    assert found[-1]["outcome"] == "error"
+    assert any("is stale" in error for error in found[-1]["errors"])
+
+
+def test_plan_verify_says_how_many_changes_it_verified(h: Harness) -> None:
+    result = h.run("plan", str(h.decl), "--state", str(h.state), "--verify")
+
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "Verified 10 changes with the API's verify endpoint: no errors (nothing was bought)."
+        in result.stderr
+    )
+    assert h.sim.count("checkout") == 0

@@ -27,6 +27,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+import reconciler
 from reconciler.cli import cli
 from reconciler.model import CheckoutRecord, Identity, PendingOperation
 from reconciler.state import JsonFileStateStore
@@ -253,11 +254,12 @@ def test_plan_text_shows_conflicts_pending_and_orphans_with_their_reasons(
     assert any("order-pending-e" in line and "unknown" in line for line in pending[1:])
     gone = block(out, "f/gone")
     assert gone[0].startswith("  - f/gone  ")
-    assert "orphan, 3 -> - seats" in gone[0]
+    assert gone[0] == "  - f/gone  orphan, 3 seats, no longer declared (not cancelled)"
     assert "g/same" not in out
     assert "1 unchanged." in out
     assert last_line(out) == (
-        "Plan: 1 to purchase (+20 seats), 1 to increase (+6 seats), 2 conflicts, 1 pending."
+        "Plan: 1 to purchase (+20 seats), 1 to increase (+6 seats), 2 conflicts, 1 pending, "
+        "1 orphan."
     )
     # The whole plan was printed, then the refusal.
     assert result.exit_code == 1
@@ -480,23 +482,51 @@ def test_plan_json_orphans_only_warns_on_stderr(decl: Path, state: Path) -> None
 # --- plan --format markdown -------------------------------------------------------
 
 
-def test_plan_markdown_starts_with_the_summary_then_a_table(matching: Path, state: Path) -> None:
+def _md_rows(markdown: str) -> list[str]:
+    """The table rows of a plan comment (the header row names no address)."""
+    return [line for line in markdown.splitlines() if line.startswith("| ") and "`" in line]
+
+
+def _md_address(row: str) -> str:
+    found = re.search(r"`([^`]+)`", row)
+    assert found is not None, row
+    return found.group(1)
+
+
+def test_plan_markdown_starts_with_the_marker_the_verdict_then_a_table(
+    matching: Path, state: Path
+) -> None:
     result = run("plan", str(matching), "--state", str(state), "--format", "markdown")
 
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
+    assert lines[:3] == ["<!-- crayon-reconciler:plan -->", "", "### ✅ Plan: **ready to apply**"]
     summary = "Plan: 2 to purchase (+32 seats), 1 to increase (+6 seats), 0 conflicts, 0 pending."
-    assert summary in lines[0]
+    assert summary in lines
+    assert "#### Customer tenant 111111" in lines
     table = [line for line in lines if line.startswith("|")]
-    assert "address" in table[0]
+    assert table[0] == (
+        "| | address | product | type | term | seats | unit price | total | action |"
+    )
     assert re.fullmatch(r"\|(---\|)+", table[1])
-    rows = table[2:]
-    assert [re.search(r"`([^`]+)`", row).group(1) for row in rows] == [  # type: ignore[union-attr]
-        "acme/grow",
-        "acme/new-a",
-        "acme/new-b",
-    ]
+    rows = _md_rows(result.stdout)
+    assert [_md_address(row) for row in rows] == ["acme/grow", "acme/new-a", "acme/new-b"]
+    # Without a catalogue: codes, and prices said to be unknown, never 0.
+    assert rows[1] == (
+        "| + | `acme/new-a` | `CFQ7TTC0LF8R:0010` | subscription | P1M, monthly "
+        "| 0 -> 20 seats (+20) | price unknown | price unknown | purchase |"
+    )
+    assert "0.00" not in result.stdout
     assert "1 unchanged." in lines
+    assert "<details><summary>Full plan (text)</summary>" in lines
+    lineage = state_json(state)["lineage"]
+    digest = json.loads(run("plan", str(matching), "--state", str(state), "--json").stdout)[
+        "declarations_digest"
+    ]
+    assert lines[-1] == (
+        f"<sub>declarations `{digest}` · state lineage `{lineage}` serial 2 · "
+        f"crayon-reconciler {reconciler.__version__}</sub>"
+    )
 
 
 def test_plan_markdown_lists_conflicts_and_pending_before_purchases(
@@ -514,11 +544,73 @@ def test_plan_markdown_lists_conflicts_and_pending_before_purchases(
     result = run("plan", str(decl), "--state", str(state), "--format", "markdown")
 
     assert result.exit_code == 1
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
-    addresses = [re.search(r"`([^`]+)`", row).group(1) for row in rows]  # type: ignore[union-attr]
-    assert addresses == ["z/conflict", "y/pending", "a/buy"]
-    assert "decrease" in rows[0]
-    assert "order-y" in rows[1]
+    lines = result.stdout.splitlines()
+    assert lines[2] == "### ❌ Plan: **cannot be applied: 1 conflict, 1 pending**"
+    rows = _md_rows(result.stdout)
+    assert [_md_address(row) for row in rows] == ["z/conflict", "y/pending", "a/buy"]
+    assert rows[0].endswith("| conflict (see above) |")
+    # The reasons and the commands that settle a pending checkout, as lists.
+    assert any(
+        line.startswith(
+            "- `z/conflict` conflict: decrease from 9 to 1 seat; a purchase cannot be undone "
+            "through checkout. Reduce the seats in Cloud-iQ"
+        )
+        for line in lines
+    )
+    at = next(i for i, line in enumerate(lines) if line.startswith("- `y/pending` pending:"))
+    assert "checkout order-y of 2 seats" in lines[at]
+    assert lines[at + 1 : at + 3] == [
+        f"  - `reconciler state resolve y/pending --purchased --state {state}`",
+        f"  - `reconciler state resolve y/pending --not-purchased --state {state}`",
+    ]
+
+
+def test_plan_markdown_marker_names_the_targets(matching: Path, state: Path) -> None:
+    result = run(
+        "plan", str(matching), "--state", str(state), "--format", "markdown",
+        "--target", "acme/new-a", "--target", "acme/grow",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        "<!-- crayon-reconciler:plan target=acme/new-a,acme/grow -->"
+    )
+
+
+def test_plan_markdown_of_invalid_declarations_lists_the_located_errors(
+    tmp_path: Path, state: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\npurchases:\n  - name: Acme\n    quantity: 0\n", encoding="utf-8")
+
+    result = run("plan", str(bad), "--state", str(state), "--format", "markdown")
+
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "<!-- crayon-reconciler:plan -->",
+        "",
+        "### ❌ Plan: **cannot be applied: 7 errors in the declarations**",
+    ]
+    items = [line for line in lines if line.startswith("- ")]
+    assert len(items) == 7
+    assert f"- `{bad}:4:15`: `purchases[0].quantity`: 0 is less than the minimum of 1" in items
+    # The same errors, as text, on stderr.
+    assert f"{bad}:4:15: purchases[0].quantity: 0 is less than the minimum of 1" in result.stderr
+
+
+def test_plan_markdown_without_a_state_says_why_in_the_comment(
+    matching: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.json"
+
+    result = run("plan", str(matching), "--state", str(missing), "--format", "markdown")
+
+    assert result.exit_code == 1
+    assert result.stdout.startswith("<!-- crayon-reconciler:plan -->\n")
+    assert "cannot be applied" in result.stdout
+    assert f"no state at {missing}" in result.stdout
+    assert f"no state at {missing}" in result.stderr
 
 
 def test_plan_markdown_with_no_changes(decl: Path, state: Path) -> None:
@@ -559,7 +651,8 @@ def test_plan_markdown_with_thousands_of_purchases_is_truncated(
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert len(out) < 60_000
-    assert "Plan: 3000 to purchase" in out.splitlines()[0]
+    assert out.splitlines()[0] == "<!-- crayon-reconciler:plan -->"
+    assert any(line.startswith("Plan: 3000 to purchase") for line in out.splitlines())
     assert "runcated" in out
     assert "bulk/p00000" in out
     assert "bulk/p02999" not in out
@@ -714,7 +807,10 @@ def test_plan_out_with_json_keeps_stdout_pure(matching: Path, state: Path) -> No
 
     result = run("plan", str(matching), "--state", str(state), "--json", "--out", str(plan_file))
 
-    assert json.loads(result.stdout) == json.loads(plan_file.read_text(encoding="utf-8"))
+    saved = json.loads(plan_file.read_text(encoding="utf-8"))
+    # The file also says where the declarations are, relative to itself.
+    assert saved.pop("declarations_path") == "decl"
+    assert json.loads(result.stdout) == saved
 
 
 def test_plan_out_digest_changes_with_the_declarations(matching: Path, state: Path) -> None:
@@ -1222,7 +1318,7 @@ def test_init_of_an_existing_state_changes_nothing(nowhere: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"A state already exists at {nowhere} (serial 0, 0 purchase(s)); nothing changed.\n"
+        f"A state already exists at {nowhere} (serial 0, 0 purchases); nothing changed.\n"
     )
     assert nowhere.read_bytes() == before
     assert [p.name for p in nowhere.parent.iterdir()] == [nowhere.name]
@@ -1238,7 +1334,7 @@ def test_init_of_a_state_with_purchases_changes_nothing(state: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        f"A state already exists at {state} (serial 3, 2 purchase(s)); nothing changed.\n"
+        f"A state already exists at {state} (serial 3, 2 purchases); nothing changed.\n"
     )
     assert state.read_bytes() == before
 

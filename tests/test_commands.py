@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,18 +24,29 @@ def test_demo_buys_every_example_seat_once_and_leaves_nothing_behind(tmp_path: P
     assert result.exit_code == 0, result.output
     out = result.stdout
     for command in (
-        "$ reconciler validate examples",
-        "$ reconciler plan examples",
-        "$ reconciler apply examples --auto-approve",
-        "$ reconciler plan examples --detailed-exitcode",
+        "$ reconciler validate examples/customers",
+        "$ reconciler plan examples/customers",
+        "$ reconciler apply examples/customers --auto-approve",
+        "$ reconciler plan examples/customers --detailed-exitcode",
+        "$ reconciler refresh examples/customers --auto-approve",
+        "$ reconciler plan examples/customers --refresh",
     ):
-        assert command in out
+        assert f"\n{command}\n" in out
     assert (
         "Plan: 10 to purchase (+333 seats), 0 to increase (+0 seats), 0 conflicts, 0 pending."
         in out
     )
-    assert "Apply complete: 10 purchased (+333 seats), 0 failed, 0 pending." in out
+    # The first checkout's answer is lost: refresh settles it from the API's records, and
+    # the second apply buys the other nine, so every seat is bought once (35 + 298).
+    assert "1 pending. 9 not started." in out
+    assert "Settled contoso/m365-business-basic: reconciler-" in out
+    assert "recorded as purchased (+35)." in out
+    assert "Apply complete: 9 purchased (+298 seats), 0 failed, 0 pending." in out
     assert "No changes. Declared purchases match the state." in out
+    # A portal change shows as drift and is recorded as an adjustment.
+    assert "  ~ contoso/m365-business-premium  85 recorded, 90 in Cloud-iQ (+5)" in out
+    assert "Adjusted contoso/m365-business-premium: +5 seats (85 -> 90)" in out
+    assert "10 purchases recorded (338 seats), 0 pending." in out
     assert "sim-secret" not in out + result.stderr
     assert "sim-password" not in out + result.stderr
     assert os.getcwd() == cwd
@@ -78,3 +90,41 @@ def test_simulator_command_rejects_a_malformed_fault() -> None:
     result = CliRunner().invoke(cli, ["simulator", "--fail", "verify"])
     assert result.exit_code == 1
     assert "is not ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]" in result.stderr
+
+
+def _built_in() -> tuple[list[tuple[str, str, str]], list[int]]:
+    from reconciler.simulator.catalog import default_catalog
+
+    catalog, tenants = default_catalog()
+    products = [(item.key, item.name, f"{item.currency} {item.price}") for item in catalog]
+    return products, sorted(tenants)
+
+
+def test_simulator_help_lists_the_built_in_tenants_and_catalogue() -> None:
+    result = CliRunner().invoke(cli, ["simulator", "--help"])
+    products, tenants = _built_in()
+
+    assert result.exit_code == 0
+    help_text = " ".join(result.stdout.split())
+    assert ", ".join(str(t) for t in tenants) in help_text
+    for key, name, price in products:
+        assert re.search(
+            rf"^ +{re.escape(key)} +{re.escape(name)} +{re.escape(price).replace(' ', ' +')}",
+            result.stdout,
+            re.MULTILINE,
+        ), (key, name, price)
+
+
+def test_readme_documents_the_built_in_simulator_catalogue() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    products, tenants = _built_in()
+
+    assert ", ".join(str(t) for t in tenants[:-1]) + f" and {tenants[-1]}" in " ".join(
+        readme.split()
+    )
+    for key, name, price in products:
+        assert re.search(
+            rf"^\| `{re.escape(key)}` \| {re.escape(name)}( \([^)]*\))? \| {re.escape(price)} \|$",
+            readme,
+            re.MULTILINE,
+        ), (key, name, price)

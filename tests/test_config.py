@@ -118,6 +118,30 @@ def test_duplicate_names_across_files_name_both_files_and_lines() -> None:
     assert f"declared in {b}:11 and in {a}:11" in problem.message
 
 
+def test_validate_takes_several_paths_as_one_set() -> None:
+    customers = EXAMPLES / "customers"
+    contoso, northwind = customers / "contoso.yaml", customers / "northwind.yaml"
+
+    both = CliRunner().invoke(cli, ["validate", str(contoso), str(northwind)])
+    # A file named twice, or also inside a directory named, is read once.
+    again = CliRunner().invoke(cli, ["validate", str(contoso), str(customers), str(contoso)])
+
+    assert (both.exit_code, both.stdout) == (0, "OK: 7 purchases in 2 files\n")
+    assert (again.exit_code, again.stdout) == (0, "OK: 10 purchases in 3 files\n")
+
+
+def test_duplicate_names_across_paths_name_both_files() -> None:
+    directory = DATA / "invalid_dirs" / "dupe"
+    a, b = directory / "a.yaml", directory / "b.yaml"
+
+    alone = CliRunner().invoke(cli, ["validate", str(a)])
+    together = CliRunner().invoke(cli, ["validate", str(a), str(b)])
+
+    assert alone.exit_code == 0
+    assert together.exit_code == 1
+    assert f"declared in {b}:11 and in {a}:11" in together.stderr
+
+
 def test_billion_laughs_is_refused_quickly() -> None:
     started = time.perf_counter()
     with pytest.raises(ConfigError) as caught:
@@ -847,7 +871,8 @@ def test_empty_directory(tmp_path: Path) -> None:
 
 
 def test_validate_examples() -> None:
-    result = validate(EXAMPLES)
+    # examples/ci holds CI templates (YAML too); the declarations are the customers'.
+    result = validate(EXAMPLES / "customers")
 
     assert_no_traceback(result)
     assert (result.exit_code, result.stdout, result.stderr) == (
@@ -858,7 +883,7 @@ def test_validate_examples() -> None:
 
 
 def test_validate_defaults_to_the_current_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(EXAMPLES)
+    monkeypatch.chdir(EXAMPLES / "customers")
 
     result = CliRunner().invoke(cli, ["validate"])
 
@@ -905,7 +930,9 @@ def test_schema_enums_match_the_model() -> None:
     assert tuple(defs["termDuration"]["enum"]) == model.TERM_DURATIONS
     assert tuple(defs["tags"]["properties"]) == model.TAG_KEYS
     purchase_fields = set(defs["purchase"]["properties"])
-    assert set(defs["defaults"]["properties"]) == purchase_fields - {"name", "quantity"}
+    # allowAdditionalSubscription acknowledges one purchase, never a whole file's.
+    per_purchase = {"name", "quantity", "allowAdditionalSubscription"}
+    assert set(defs["defaults"]["properties"]) == purchase_fields - per_purchase
     assert set(model.IDENTITY_FIELDS) <= purchase_fields
     assert set(config.REQUIRED_AFTER_DEFAULTS) == set(model.IDENTITY_FIELDS) - {"type"}
 

@@ -673,8 +673,8 @@ def test_plan_beside_a_running_apply_says_its_checkouts_are_in_flight(
     assert result.exit_code == 1
     assert (
         f"error: an apply holds the lock on the state ({held_by}); its 1 in-flight "
-        "checkout(s) are pending for that reason and it records each outcome itself. "
-        "Wait for it to finish, then plan again; do not resolve them while it runs"
+        "checkout is pending for that reason and it records each outcome itself. "
+        "Wait for it to finish, then plan again; do not resolve it while it runs"
     ) in result.stderr
     assert "state resolve" not in result.stderr
 

@@ -221,7 +221,8 @@ def test_init_creates_the_schema_and_the_default_workspace_once(
     assert created.stdout.startswith(f"Initialized an empty state at {pg_database} (lineage ")
     db = dbname(pg_database)
     assert pg_server.execute("SELECT version FROM reconciler.schema_migrations", dbname=db) == [
-        (1,)
+        (1,),
+        (2,),
     ]
     tables = pg_server.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'reconciler' "
@@ -229,7 +230,8 @@ def test_init_creates_the_schema_and_the_default_workspace_once(
         dbname=db,
     )
     assert [t for (t,) in tables] == [
-        "checkouts", "history", "pending", "purchases", "schema_migrations", "workspaces",
+        "adjustments", "checkouts", "history", "pending", "purchases", "schema_migrations",
+        "workspaces",
     ]  # fmt: skip
     rows = pg_server.execute("SELECT name, serial FROM reconciler.workspaces", dbname=db)
     assert rows == [("default", 0)]
@@ -239,11 +241,12 @@ def test_init_creates_the_schema_and_the_default_workspace_once(
     again = reconciler("init", "--state", pg_database)
     assert again.exit_code == 0, again.stderr
     assert again.stdout == (
-        f"A state already exists at {pg_database} (serial 0, 0 purchase(s)); nothing changed.\n"
+        f"A state already exists at {pg_database} (serial 0, 0 purchases); nothing changed.\n"
     )
     assert pulled(pg_database) == first
     assert pg_server.execute("SELECT version FROM reconciler.schema_migrations", dbname=db) == [
-        (1,)
+        (1,),
+        (2,),
     ]
 
 
@@ -262,7 +265,7 @@ def test_inits_racing_from_separate_processes_all_succeed_and_migrate_once(
         assert all(err == "" for _, _, err in results), results
         db = dbname(url)
         versions = pg_server.execute("SELECT version FROM reconciler.schema_migrations", dbname=db)
-        assert versions == [(1,)]
+        assert versions == [(1,), (2,)]
         rows = pg_server.execute("SELECT name, serial FROM reconciler.workspaces", dbname=db)
         assert rows == [("default", 0)]
 
@@ -572,7 +575,7 @@ def test_migrate_file_to_database_to_file_round_trips_byte_identical(
     to_db = reconciler("state", "migrate", "--state", source, "--to", pg_database)
     assert to_db.exit_code == 0, to_db.stderr
     assert to_db.stdout == (
-        f"Copied the state (serial 7, 3 purchase(s), 1 pending) to {pg_database}.\n"
+        f"Copied the state (serial 7, 3 purchases, 1 pending) to {pg_database}.\n"
     )
     pull = reconciler("state", "pull", "--state", pg_database)
     assert pull.exit_code == 0

@@ -261,7 +261,8 @@ def test_a_rename_without_moved_buys_nothing_and_exits_1(state: Path, decl: Path
         "`reconciler state rm acme/old` first\n" in plan.stdout
     )
     assert plan.stdout.endswith(
-        "Plan: 0 to purchase (+0 seats), 0 to increase (+0 seats), 1 conflict, 0 pending.\n"
+        "Plan: 0 to purchase (+0 seats), 0 to increase (+0 seats), 1 conflict, 0 pending, "
+        "1 orphan.\n"
     )
     assert apply.exit_code == 1
     assert "nothing was bought" in apply.stderr

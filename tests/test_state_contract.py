@@ -24,7 +24,13 @@ import pytest
 
 import reconciler
 from reconciler.errors import StateError, StateLockedError
-from reconciler.model import CheckoutRecord, Identity, PendingOperation, RecordedPurchase
+from reconciler.model import (
+    Adjustment,
+    CheckoutRecord,
+    Identity,
+    PendingOperation,
+    RecordedPurchase,
+)
 from reconciler.state import JsonFileStateStore, StateStore
 from reconciler.state.postgres import PostgresStateStore
 from tests.fakes import InMemoryStateStore
@@ -330,6 +336,95 @@ def test_a_move_is_refused_and_writes_nothing(
         before = writer.state
         with pytest.raises(StateError) as caught:
             writer.move_purchase(source, target)
+        assert str(caught.value) == message.format(location=store.location)
+        assert writer.state == before
+    assert harness.reopen().load() == before
+
+
+# --- refresh: adjustments and settled checkouts with evidence ----------------------
+
+T1 = "2026-11-27T08:30:00Z"
+SAID = "processed order 1001 succeeded (the only unclaimed processed order of ...)"
+
+
+def test_adjustments_and_evidence_survive_reopen_moves_and_more_checkouts(
+    harness: Harness, store: StateStore
+) -> None:
+    with store.lock("reconciler refresh") as writer:
+        writer.add_pending(pending("acme/a", "ord-1", 5))
+        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0, SAID))
+        writer.adjust_quantity("acme/a", 3, T1, "Cloud-iQ showed 8 active seats")
+        writer.adjust_quantity("acme/a", -8, T1, "Cloud-iQ showed 0 active seats")
+        writer.import_purchase("acme/imported", OTHER, 2, T0)
+        writer.adjust_quantity("acme/imported", 4, T1, "Cloud-iQ showed 6 active seats")
+        during = harness.reopen().load()
+        assert during == writer.state
+    after = harness.reopen().load()
+    assert after == during
+    assert after.serial == 6
+    assert after.purchases["acme/a"] == RecordedPurchase(
+        "acme/a",
+        IDENTITY,
+        0,
+        (CheckoutRecord("ord-1", 5, T0, SAID),),
+        (
+            Adjustment(3, T1, "refresh", "Cloud-iQ showed 8 active seats"),
+            Adjustment(-8, T1, "refresh", "Cloud-iQ showed 0 active seats"),
+        ),
+    )
+    assert after.purchases["acme/imported"].quantity == 6
+    # A later checkout and a move keep the history whole, in order.
+    with store.lock("reconciler apply") as writer:
+        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-2", 2, T1))
+        writer.adjust_quantity("acme/a", 1, T1, "Cloud-iQ showed 3 active seats")
+        writer.move_purchase("acme/a", "acme/renamed")
+    moved = harness.reopen().load().purchases["acme/renamed"]
+    assert moved.quantity == 3
+    assert [c.evidence for c in moved.checkouts] == [SAID, None]
+    assert [a.quantity for a in moved.adjustments] == [3, -8, 1]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda w: w.adjust_quantity("acme/x", 1, T1, "seen"),
+            "cannot adjust acme/x: it is not recorded in {location}",
+        ),
+        (
+            lambda w: w.adjust_quantity("acme/p", 1, T1, "seen"),
+            "cannot adjust acme/p: it has a pending operation (externalOrderId ord-2); "
+            "settle it first",
+        ),
+        (
+            lambda w: w.adjust_quantity("acme/a", 0, T1, "seen"),
+            "cannot adjust acme/a: an adjustment of 0 seats changes nothing",
+        ),
+        (
+            lambda w: w.adjust_quantity("acme/a", -6, T1, "seen"),
+            "cannot adjust acme/a by -6: only 5 seats are recorded",
+        ),
+        (
+            lambda w: w.adjust_quantity("acme/a", 1, T1, ""),
+            "cannot record adjust_quantity of 'acme/a': purchase.adjustments[0].evidence: "
+            'expected a non-empty string, got a string ""',
+        ),
+        (
+            lambda w: w.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-5", 1, T0, "")),
+            "cannot record record_checkout of 'acme/a': purchase.checkouts[1].evidence: "
+            'expected a non-empty string, got a string ""',
+        ),
+    ],
+)
+def test_every_adjustment_rule_refuses_and_writes_nothing(
+    harness: Harness, store: StateStore, call: Callable[[Any], None], message: str
+) -> None:
+    seed(store)
+    with store.lock("reconciler refresh") as writer:
+        writer.import_purchase("acme/p", IDENTITY, 1, T0)
+        before = writer.state
+        with pytest.raises(StateError) as caught:
+            call(writer)
         assert str(caught.value) == message.format(location=store.location)
         assert writer.state == before
     assert harness.reopen().load() == before

@@ -57,7 +57,7 @@ def test_wheel_holds_the_schemas_and_examples(wheel: Path) -> None:
         names = set(archive.namelist())
 
     assert SCHEMA in names
-    for name in ("plan", "state"):
+    for name in ("plan", "state", "apply-events"):
         assert f"reconciler/_data/schemas/{name}.schema.json" in names
     for example in EXAMPLES:
         assert f"reconciler/_data/{example}" in names
@@ -119,12 +119,14 @@ def test_installed_wheel_validates_outside_the_checkout(wheel: Path, tmp_path: P
     for example in EXAMPLES:
         assert (package / "_data" / example).is_file()
 
+    # examples/ci holds CI templates, not declarations: the customers are under customers/.
     examples = work / "examples"
     shutil.copytree(ROOT / "examples", examples)
-    done = run([venv / "bin" / "reconciler", "validate", examples], cwd=work, env=env)
+    customers = examples / "customers"
+    done = run([venv / "bin" / "reconciler", "validate", customers], cwd=work, env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, "OK: 10 purchases in 3 files\n", "")
 
-    done = run([python, "-m", "reconciler", "validate", "examples"], cwd=work, env=env)
+    done = run([python, "-m", "reconciler", "validate", "examples/customers"], cwd=work, env=env)
     assert (done.returncode, done.stdout) == (0, "OK: 10 purchases in 3 files\n")
 
     # The shipped schema is the one the installed loader checks against.

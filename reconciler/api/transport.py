@@ -86,6 +86,15 @@ class RequestsTransport:
 
     def close(self) -> None:
         if self._owns_session:
+            # urllib3 2 only forgets its pools on clear(): a pool that an error's
+            # response still refers to would keep its connection open until collected.
+            for adapter in self._session.adapters.values():
+                if isinstance(adapter, HTTPAdapter):
+                    pools = adapter.poolmanager.pools
+                    for key in list(pools.keys()):
+                        pool = pools.get(key)
+                        if pool is not None:
+                            pool.close()
             self._session.close()
 
     def send(self, request: ApiRequest, auth: AuthBase) -> requests.Response:

@@ -21,6 +21,7 @@ import click
 from reconciler import __version__
 from reconciler.cli.common import Options
 from reconciler.cli.plan import apply, plan, show, validate
+from reconciler.cli.refresh import import_command, refresh
 from reconciler.cli.state import init, state
 from reconciler.cli.tools import demo, simulator_command
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
@@ -82,7 +83,18 @@ def cli(ctx: click.Context, no_color: bool) -> None:
     ctx.obj = Options(color=color)
 
 
-for _command in (init, validate, plan, show, state, apply, simulator_command, demo):
+for _command in (
+    init,
+    validate,
+    plan,
+    show,
+    state,
+    apply,
+    refresh,
+    import_command,
+    simulator_command,
+    demo,
+):
     cli.add_command(_command)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 
-from reconciler import config, planfile, render
+from reconciler import config, planfile, render, render_refresh
 from reconciler.cli.common import (
     LEGACY,
     NO_COLOR,
@@ -20,10 +21,13 @@ from reconciler.cli.common import (
     use_color,
     warn,
 )
+from reconciler.cli.events import JsonLines
+from reconciler.cli.refresh import REFRESH, Cloud, observe_once
 from reconciler.commands import apply as apply_commands
 from reconciler.commands.plan import PlanRun, VerifyErrors, run_plan, verify_plan
-from reconciler.errors import PlanError
+from reconciler.errors import ApiError, ConfigError, PlanError, ReconcilerError
 from reconciler.model import Outcome, Plan, is_target
+from reconciler.observe import Observations
 from reconciler.state import utc_now
 
 
@@ -41,13 +45,14 @@ def check_targets(
 
 
 @click.command()
-@PATH
-def validate(path: str) -> int:
-    """Check the declarations at PATH (a directory or one YAML file).
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PATH]...")
+def validate(paths: tuple[str, ...]) -> int:
+    """Check the declarations at each PATH (directories or YAML files; default: .).
 
-    Schema and semantic checks only: reads no state and calls no API.
+    All paths are checked as one set, so a name declared under two of them is a
+    duplicate. Schema and semantic checks only: reads no state and calls no API.
     """
-    declarations = config.load(path)
+    declarations = config.load(*(paths or (".",)))
     count, files = len(declarations.purchases), len(declarations.files)
     click.echo(
         f"OK: {count} purchase{'s' if count != 1 else ''} "
@@ -83,6 +88,7 @@ def validate(path: str) -> int:
     is_flag=True,
     help="Also ask the API's verify endpoint about each purchase (never buys); needs credentials.",
 )
+@REFRESH
 @click.option(
     "--target",
     "targets",
@@ -103,6 +109,7 @@ def plan(
     out: str | None,
     detailed_exitcode: bool,
     verify: bool,
+    refresh: bool,
     targets: tuple[str, ...],
     legacy_endpoints: bool,
 ) -> int:
@@ -114,22 +121,52 @@ def plan(
     """
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
-    declarations = config.load(path)
-    store = state.open()
-    run = run_plan(
-        declarations,
-        store.load(),
-        verify=_verifier(legacy_endpoints) if verify else None,
-        targets=targets,
+    fmt = "json" if as_json else (fmt or "text")
+    cloud = Cloud(legacy_endpoints) if refresh or verify else None
+    try:
+        declarations = config.load(path)
+        store = state.open()
+        run = run_plan(
+            declarations,
+            store.load(),
+            verify=_verifier(legacy_endpoints) if verify else None,
+            targets=targets,
+            observe=cloud.observe if cloud is not None and refresh else None,
+        )
+        catalogue = cloud.catalogue(run.plan, run.observations) if cloud is not None else None
+    except ReconcilerError as exc:
+        if fmt == "markdown":
+            # The pipeline posts stdout as the comment: the reason belongs there too.
+            _echo_failure_markdown(exc, state.workspace, targets)
+        raise
+    finally:
+        if cloud is not None:
+            cloud.close()
+    _echo_plan(
+        ctx,
+        run.plan,
+        fmt,
+        run.verify_errors,
+        state,
+        catalogue=catalogue,
+        observations=run.observations,
     )
-    _echo_plan(ctx, run.plan, "json" if as_json else (fmt or "text"), run.verify_errors)
     if out:
-        planfile.save(out, run.plan)
+        planfile.save(out, run.plan, declarations=path)
         click.echo(
             f"Saved the plan to {out}. Apply it with: reconciler apply --plan {out}", err=True
         )
     _explain(run, state, store.locked_by)
     return run.exit_code(detailed=detailed_exitcode)
+
+
+def _echo_failure_markdown(exc: ReconcilerError, workspace: str, targets: tuple[str, ...]) -> None:
+    if isinstance(exc, ConfigError):
+        text = render.config_errors_markdown(exc.problems, workspace=workspace, targets=targets)
+    else:
+        message = exc.describe() if isinstance(exc, ApiError) else str(exc)
+        text = render.error_markdown(message, workspace=workspace, targets=targets)
+    click.echo(text, nl=False)
 
 
 def _verifier(legacy_endpoints: bool) -> Callable[[Plan], VerifyErrors]:
@@ -149,44 +186,93 @@ def _explain(run: PlanRun, state: StateRef, locked_by: Callable[[], str | None])
     summary = run.plan.summary
     if run.orphans:
         warn(
-            f"{len(run.orphans)} recorded purchase(s) no longer declared: "
+            f"{render.count(len(run.orphans), 'recorded purchase')} no longer declared: "
             f"{', '.join(run.orphans)}. "
             "Licences are never cancelled; `reconciler state rm ADDR` forgets one."
         )
     holder = locked_by() if summary.pending else None
     if holder is not None:
         # Resolving a checkout that a running apply still waits for would be wrong.
+        in_flight = len(run.state.pending)
+        verb, them = ("is", "it") if in_flight == 1 else ("are", "them")
         click.echo(
             f"error: an apply holds the lock on the state ({holder}); its "
-            f"{len(run.state.pending)} in-flight checkout(s) are pending for that reason "
+            f"{render.count(in_flight, 'in-flight checkout')} {verb} pending for that reason "
             "and it records each outcome itself. Wait for it to finish, then plan again; "
-            "do not resolve them while it runs",
+            f"do not resolve {them} while it runs",
             err=True,
         )
     elif summary.pending:
         click.echo(f"error: {render.pending_message(run.state, state.flags)}", err=True)
     if summary.blocked:
+        pending = render.count(summary.pending, "pending change")
         click.echo(
-            f"error: the plan has {summary.conflicts} conflict(s) and {summary.pending} pending "
-            "change(s); apply would refuse it",
+            f"error: the plan has {render.count(summary.conflicts, 'conflict')} and {pending}; "
+            "apply would refuse it",
             err=True,
         )
     elif run.refused_by_verify:
         failing = run.refused_by_verify
-        click.echo(f"error: verify refused {len(failing)} order(s): {', '.join(failing)}", err=True)
+        click.echo(
+            f"error: verify refused {render.count(len(failing), 'order')}: {', '.join(failing)}",
+            err=True,
+        )
+    elif run.verify_errors is not None:
+        checked = len(run.plan.buying())
+        if checked:
+            click.echo(
+                f"Verified {render.count(checked, 'change')} with the API's verify endpoint: "
+                "no errors (nothing was bought).",
+                err=True,
+            )
+        else:
+            click.echo("Nothing to verify: the plan buys nothing.", err=True)
 
 
 def _echo_plan(
-    ctx: click.Context, the_plan: Plan, fmt: str, verify_errors: VerifyErrors | None = None
+    ctx: click.Context,
+    the_plan: Plan,
+    fmt: str,
+    verify_errors: VerifyErrors | None = None,
+    state: StateRef | None = None,
+    *,
+    catalogue: render.Catalogue | None = None,
+    observations: Observations | None = None,
 ) -> None:
     if fmt == "json":
-        click.echo(render.plan_json(the_plan, verify_errors))
+        data = render.plan_dict(the_plan, verify_errors, catalogue)
+        if observations is not None:
+            data = render_refresh.add_observations(data, observations)
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
     elif fmt == "markdown":
-        click.echo(render.plan_markdown(the_plan, verify_errors=verify_errors), nl=False)
+        text = render.plan_markdown(
+            the_plan,
+            verify_errors=verify_errors,
+            catalogue=catalogue,
+            workspace=state.workspace if state else "default",
+            state_flags=_comment_flags(state) if state else "",
+        )
+        if observations is not None:
+            text = render_refresh.add_markdown(text, observations, catalogue=catalogue)
+        click.echo(text, nl=False)
     else:
         color = use_color(ctx)
-        text = render.plan_text(the_plan, color=color, verify_errors=verify_errors)
+        text = render.plan_text(
+            the_plan, color=color, verify_errors=verify_errors, catalogue=catalogue
+        )
+        if observations is not None:
+            seen = render_refresh.observations_text(observations, catalogue=catalogue, color=color)
+            text += "\n\n" + seen
         click.echo(text, color=color)
+
+
+def _comment_flags(state: StateRef) -> str:
+    """The state options for commands suggested in a pull-request comment: a database
+    URL (its host and user) stays out of it; whoever resolves names it in their own
+    RECONCILER_STATE."""
+    if state.path.startswith(("postgresql://", "postgres://")):
+        return f" --workspace {state.workspace}" if state.workspace != "default" else ""
+    return state.flags
 
 
 @click.command()
@@ -203,7 +289,11 @@ def _echo_plan(
 def show(ctx: click.Context, state: StateRef, as_json: bool, plan_path: str | None) -> int:
     """Show the recorded purchases and pending operations (or a saved plan)."""
     if plan_path:
-        _echo_plan(ctx, planfile.read(plan_path), "json" if as_json else "text")
+        saved = planfile.read_saved(plan_path)
+        if as_json:
+            click.echo(saved.json())
+        else:
+            _echo_plan(ctx, saved.plan, "text")
         return 0
     current = state.open().load()
     if as_json:
@@ -214,15 +304,23 @@ def show(ctx: click.Context, state: StateRef, as_json: bool, plan_path: str | No
 
 
 @click.command()
-@PATH
+@click.argument("path", required=False, type=click.Path(path_type=str), metavar="[PATH]")
 @state_options(lock=True)
 @click.option(
     "--plan",
     "plan_path",
     type=click.Path(dir_okay=False, path_type=str),
-    help="Apply this saved plan (refused if the state or declarations changed since).",
+    help="Apply this saved plan without asking (the plan is the approval); refused if the "
+    "state or declarations changed since. PATH defaults to the declarations it was made from.",
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask; required when not on a TTY.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print what apply does as JSON lines on stdout (schemas/apply-events.schema.json); "
+    "the plan and progress go to stderr. Needs --auto-approve or --plan.",
+)
 @click.option(
     "--parallelism",
     type=click.IntRange(1, 32),
@@ -244,18 +342,21 @@ def show(ctx: click.Context, state: StateRef, as_json: bool, plan_path: str | No
     callback=check_targets,
     help="Only this address (repeatable; 'acme/' selects every address under acme/).",
 )
+@REFRESH
 @LEGACY
 @NO_COLOR
 @click.pass_context
 def apply(
     ctx: click.Context,
-    path: str,
+    path: str | None,
     state: StateRef,
     plan_path: str | None,
     auto_approve: bool,
+    as_json: bool,
     parallelism: int,
     max_seats: int | None,
     targets: tuple[str, ...],
+    refresh: bool,
     legacy_endpoints: bool,
 ) -> int:
     """Buy what the plan says, each seat exactly once.
@@ -264,40 +365,92 @@ def apply(
     seats after each 204. A checkout whose outcome is unknown stays pending and
     stops the run; settle it with `reconciler state resolve`.
     """
+    if as_json and not (auto_approve or plan_path):
+        raise click.UsageError(
+            "--json needs --auto-approve or --plan: a run printing JSON cannot ask for approval"
+        )
+    events = JsonLines() if as_json else None
+    options = _ApplyOptions(
+        path,
+        state,
+        plan_path,
+        auto_approve,
+        parallelism,
+        max_seats,
+        targets,
+        legacy_endpoints,
+        refresh=refresh,
+    )
+    try:
+        return _apply(ctx, options, events)
+    except (ReconcilerError, click.ClickException) as exc:
+        if events is not None:
+            events.fail(exc)
+        raise
+
+
+@dataclass(frozen=True)
+class _ApplyOptions:
+    path: str | None
+    state: StateRef
+    plan_path: str | None
+    auto_approve: bool
+    parallelism: int
+    max_seats: int | None
+    targets: tuple[str, ...]
+    legacy_endpoints: bool
+    refresh: bool = False
+
+
+def _apply(ctx: click.Context, o: _ApplyOptions, events: JsonLines | None) -> int:
     from reconciler.api.orders import build_order, new_external_order_id
 
+    saved = planfile.read_saved(o.plan_path) if o.plan_path else None
+    # A saved plan remembers its declarations, so it applies from any directory.
+    path = o.path or (saved.declarations_path if saved else None) or "."
     declarations = config.load(path)
-    store = state.open()
-    color = use_color(ctx)
+    store = o.state.open()
+    as_json = events is not None
+    color = use_color(ctx) and not as_json
     run = apply_commands.run_apply(
         declarations,
         store,
-        state_flags=state.flags,
-        saved=planfile.read(plan_path) if plan_path else None,
-        saved_path=plan_path,
-        max_seats=max_seats,
-        show_plan=lambda p: click.echo(render.plan_text(p, color=color), color=color),
-        connect=lambda: make_client(legacy_endpoints),
-        approve=lambda: _approve(auto_approve),
+        state_flags=o.state.flags,
+        saved=saved.plan if saved else None,
+        saved_path=o.plan_path,
+        max_seats=o.max_seats,
+        show_plan=lambda p: click.echo(render.plan_text(p, color=color), color=color, err=as_json),
+        connect=lambda: make_client(o.legacy_endpoints),
+        # A saved plan was reviewed when it was made: applying it is the approval.
+        approve=lambda: saved is not None or _approve(o.auto_approve),
         build_order=build_order,
         new_order_id=new_external_order_id,
         now=utc_now,
-        on_event=progress(color),
-        parallelism=parallelism,
-        targets=targets,
+        on_event=events.on_event if events else progress(color),
+        parallelism=o.parallelism,
+        targets=o.targets,
+        on_start=events.start if events else lambda p: None,
+        observe=observe_once(o.legacy_endpoints, declarations) if o.refresh else None,
     )
     if run.cancelled:
         click.echo("Apply cancelled; nothing was bought.", err=True)
+        if events:
+            events.complete("cancelled")
         return 1
     for change in run.moved:
-        click.echo(f"Moved {change.moved_from} to {change.address} in the state.")
+        click.echo(f"Moved {change.moved_from} to {change.address} in the state.", err=as_json)
     if run.result is None:
+        if events:
+            events.complete("applied", moved=len(run.moved))
         return 0
-    click.echo("")
-    click.echo(render.apply_table(run.result))
-    click.echo(render.apply_summary(run.result))
+    click.echo("", err=as_json)
+    click.echo(render.apply_table(run.result), err=as_json)
+    click.echo(render.apply_summary(run.result), err=as_json)
     if run.result.count(Outcome.PENDING):
-        click.echo(render.pending_message(store.load(), state.flags), err=True)
+        click.echo(render.pending_message(store.load(), o.state.flags), err=True)
+    if events:
+        outcome = "applied" if run.result.ok else "failed"
+        events.complete(outcome, result=run.result, moved=len(run.moved))
     return 0 if run.result.ok else 1
 
 

@@ -31,7 +31,7 @@ def init(state: StateRef) -> int:
     else:
         click.echo(
             f"A state already exists at {store.location} (serial {current.serial}, "
-            f"{len(current.purchases)} purchase(s)); nothing changed."
+            f"{render.count(len(current.purchases), 'purchase')}); nothing changed."
         )
     return 0
 
@@ -207,7 +207,8 @@ def state_migrate(state: StateRef, target: str, to_workspace: str) -> int:
     target_ref = StateRef(target, to_workspace)
     copied = state_commands.migrate(state.open(), target_ref.open())
     click.echo(
-        f"Copied the state (serial {copied.serial}, {len(copied.purchases)} purchase(s), "
+        f"Copied the state (serial {copied.serial}, "
+        f"{render.count(len(copied.purchases), 'purchase')}, "
         f"{len(copied.pending)} pending) to {target_ref.open().location}."
     )
     return 0

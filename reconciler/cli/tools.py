@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -33,8 +34,8 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
 @click.option(
     "--catalog",
     type=click.Path(exists=True, dir_okay=False, path_type=str),
-    help="YAML or JSON catalogue of products (with optional price and currency) and "
-    "tenants (default: built-in).",
+    help="YAML or JSON file of tenants and products to use instead of the built-in ones "
+    "(format: the README's 'The simulator' section).",
 )
 @click.option(
     "--latency",
@@ -103,6 +104,24 @@ def simulator_command(
     programmable faults, so you can try plans and applies without buying
     anything. POST /_admin/portal changes subscriptions as a person in the
     Cloud-iQ portal would (see docs/simulator.md).
+
+    Without --catalog it knows these customer tenants: 100001, 100002, 100003,
+    111111, 123456, 222222, 333333; and these products (productId:skuId, any of
+    them P1M or P1Y, billed monthly or annually, at most 300 seats per order
+    unless said; plausible monthly list prices per seat, not Crayon's):
+
+    \b
+      CFQ7TTC0LF8R:0010  Microsoft 365 Business Basic       EUR  5.60
+      CFQ7TTC0LDPB:0001  Microsoft 365 Business Standard    EUR 11.70
+      CFQ7TTC0LH18:0001  Microsoft 365 Business Premium     EUR 20.60
+      CFQ7TTC0LFLZ:0002  Microsoft 365 E3                   EUR 33.75
+      CFQ7TTC0LFK5:0002  Microsoft 365 E5                   EUR 54.75
+      CFQ7TTC0LH1G:0001  Exchange Online (Plan 1)           EUR  3.75
+      CFQ7TTC0LHSF:0001  Microsoft Teams Essentials         EUR  3.75  (at most 20)
+      CFQ7TTC0LCHC:0002  Power BI Pro                       EUR 13.10
+      CFQ7TTC0MM8R:0002  Visio Plan 2                       EUR 14.10
+      CFQ7TTC0HD33:0001  Project Plan 3                     EUR 28.10
+      DG7GMGF0D7FV:0001  Windows 10/11 Enterprise E3        EUR  6.80
     """
     from reconciler import simulator  # deferred: only this command needs it
 
@@ -143,7 +162,7 @@ def simulator_command(
 
 @click.command()
 def demo() -> int:
-    """Try the whole cycle safely: validate, plan, apply, plan again.
+    """Try the whole cycle safely: validate, plan, apply, refresh, plan again.
 
     Copies the bundled examples/ to a temporary directory, starts the simulator
     on a free loopback port, and runs each command as you would type it. Nothing
@@ -152,13 +171,33 @@ def demo() -> int:
     from reconciler import resources, simulator  # deferred: only this command needs them
     from reconciler.cli import cli
 
-    steps = [
-        (["init"], 0),
-        (["validate", "examples"], 0),
-        (["plan", "examples"], 0),
-        (["apply", "examples", "--auto-approve"], 0),
-        (["plan", "examples", "--detailed-exitcode"], 0),
-        (["show"], 0),
+    def drop_first_checkout(sim: simulator.Simulator) -> str:
+        sim.drop_after_checkout(1)
+        return (
+            "The simulator takes the first checkout, then drops the connection before "
+            "answering: its outcome is unknown to apply."
+        )
+
+    def portal_change(sim: simulator.Simulator) -> str:
+        premium = next(s for s in sim.subscriptions if s.product == "CFQ7TTC0LH18:0001")
+        sim.portal_set_quantity(premium.id, premium.quantity + 5)
+        return (
+            f"Meanwhile someone adds 5 seats to subscription {premium.id} "
+            "(contoso/m365-business-premium) by hand in the Cloud-iQ portal."
+        )
+
+    # examples/ci holds CI templates (YAML too), not declarations.
+    steps: list[tuple[list[str], int, Callable[[simulator.Simulator], str] | None]] = [
+        (["init"], 0, None),
+        (["validate", "examples/customers"], 0, None),
+        (["plan", "examples/customers"], 0, None),
+        (["apply", "examples/customers", "--auto-approve"], 1, drop_first_checkout),
+        (["refresh", "examples/customers", "--auto-approve"], 0, None),
+        (["apply", "examples/customers", "--auto-approve"], 0, None),
+        (["plan", "examples/customers", "--detailed-exitcode"], 0, None),
+        (["plan", "examples/customers", "--refresh"], 0, portal_change),
+        (["refresh", "examples/customers", "--auto-approve"], 0, None),
+        (["show"], 0, None),
     ]
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     with (
@@ -171,7 +210,9 @@ def demo() -> int:
         os.chdir(tmp)
         try:
             click.echo(f"# In {tmp}, with the simulator on {sim.url} and its credentials exported:")
-            for args, expected in steps:
+            for args, expected, before in steps:
+                if before is not None:
+                    click.echo(f"\n# {before(sim)}")
                 click.echo(f"\n$ reconciler {' '.join(args)}")
                 code = cli.main(args, standalone_mode=False)
                 if code != expected:
@@ -183,6 +224,9 @@ def demo() -> int:
             os.environ.clear()
             os.environ.update(saved_env)
     click.echo(
-        "\nDemo complete: every declared seat bought once; the second plan had nothing to buy."
+        "\nDemo complete: every declared seat bought once. The checkout whose answer was lost "
+        "was settled by `reconciler refresh` from the API's records (not bought again), and "
+        "the seats added in the portal were shown as drift and recorded as an adjustment; "
+        "raise contoso/m365-business-premium to 90 seats in the declarations to adopt them."
     )
     return 0

@@ -17,7 +17,8 @@ from reconciler import executor, planfile, planner, render
 from reconciler.api.orders import ApiClient
 from reconciler.commands.plan import OrderBuilder
 from reconciler.errors import PlanError
-from reconciler.model import ApplyResult, Change, Declarations, Event, Plan, targeted
+from reconciler.model import ApplyResult, Change, Declarations, Event, Plan, State, targeted
+from reconciler.observe import Observations, guard_purchases
 from reconciler.state import StateStore, StateWriter
 
 
@@ -60,12 +61,12 @@ def preflight(the_plan: Plan, *, max_seats: int | None) -> None:
     summary = the_plan.summary
     if summary.conflicts:
         raise PlanError(
-            f"the plan has {summary.conflicts} conflict(s); nothing was bought. "
+            f"the plan has {render.count(summary.conflicts, 'conflict')}; nothing was bought. "
             "Fix the declarations (a purchase cannot be undone or changed in place)"
         )
     if max_seats is not None and summary.seats > max_seats:
         raise PlanError(
-            f"the plan buys {summary.seats} seats, more than --max-seats {max_seats}; "
+            f"the plan buys {render.seats(summary.seats)}, more than --max-seats {max_seats}; "
             "nothing was bought"
         )
 
@@ -104,11 +105,16 @@ def run_apply(
     on_event: Callable[[Event], None],
     parallelism: int,
     targets: Sequence[str] = (),
+    on_start: Callable[[Plan], None] = lambda plan: None,
+    observe: Callable[[State], Observations] | None = None,
 ) -> ApplyRun:
     """Plan under the state lock, refuse what must be refused, ask, then buy.
 
     ``connect`` is called (and may fail on missing credentials) before
-    ``approve``, so nobody approves a run that cannot start.
+    ``approve``, so nobody approves a run that cannot start. ``on_start`` hears
+    of the plan once nothing stands in its way, just before the first write.
+    ``observe`` (``--refresh``) reads Cloud-iQ for the locked state before the plan
+    is shown, so a purchase of seats Cloud-iQ already holds is refused as a conflict.
     """
     with store.lock("reconciler apply") as writer:
         the_plan = plan_under_lock(
@@ -119,17 +125,23 @@ def run_apply(
             saved_path=saved_path,
             targets=targets,
         )
+        if observe is not None:
+            # Read before buying (--refresh): seats Cloud-iQ already holds are a conflict.
+            the_plan = guard_purchases(the_plan, observe(writer.state))
         show_plan(the_plan)
         preflight(the_plan, max_seats=max_seats)
         if not the_plan.summary.has_purchases:
             # Moves alone are state writes that spend nothing and can be moved back:
             # they need no API connection and no approval.
-            return ApplyRun(the_plan, moved=executor.move(the_plan, writer=writer))
+            on_start(the_plan)
+            moved = executor.move(the_plan, writer=writer, on_event=on_event)
+            return ApplyRun(the_plan, moved=moved)
         client = connect()
         try:
             if not approve():
                 return ApplyRun(the_plan, cancelled=True)
-            moved = executor.move(the_plan, writer=writer)
+            on_start(the_plan)
+            moved = executor.move(the_plan, writer=writer, on_event=on_event)
             result = executor.apply(
                 the_plan,
                 client=client,

@@ -1,4 +1,5 @@
-"""The plan use case: declarations against the state, optionally asked of verify.
+"""The plan use case: declarations against the state, optionally read against
+Cloud-iQ (``--refresh``) and asked of verify.
 
 Never writes the state; calls the API only through the client it is given.
 """
@@ -12,6 +13,7 @@ from reconciler import planner
 from reconciler.api.orders import ApiClient, LineError, OrderJson
 from reconciler.errors import ApiError
 from reconciler.model import Action, Declarations, Plan, Purchase, State
+from reconciler.observe import Observations, guard_purchases
 
 OrderBuilder = Callable[[Purchase, int, str], OrderJson]
 VerifyErrors = Mapping[str, Sequence[LineError]]
@@ -25,6 +27,8 @@ class PlanRun:
     state: State
     verify_errors: VerifyErrors | None = None
     orphans: tuple[str, ...] = field(default=())
+    #: With ``--refresh``: what Cloud-iQ showed against the state.
+    observations: Observations | None = None
 
     @property
     def refused_by_verify(self) -> list[str]:
@@ -46,13 +50,18 @@ def run_plan(
     *,
     verify: Callable[[Plan], VerifyErrors] | None = None,
     targets: Sequence[str] = (),
+    observe: Callable[[Declarations, State], Observations] | None = None,
 ) -> PlanRun:
     """Plan ``declarations`` against ``state`` (only ``targets`` when given); with
-    ``verify``, ask it about the plan."""
+    ``observe`` (``--refresh``), read Cloud-iQ and refuse purchases of seats it already
+    holds; with ``verify``, ask it about the plan."""
     the_plan = planner.plan(declarations, state, targets)
+    observations = observe(declarations, state) if observe is not None else None
+    if observations is not None:
+        the_plan = guard_purchases(the_plan, observations)
     orphans = tuple(c.address for c in the_plan.changes if c.action is Action.ORPHAN)
     verify_errors = verify(the_plan) if verify is not None else None
-    return PlanRun(the_plan, state, verify_errors, orphans)
+    return PlanRun(the_plan, state, verify_errors, orphans, observations)
 
 
 def verify_plan(

@@ -59,13 +59,22 @@ class _Parsed:
     moves: list[MoveEntry] = field(default_factory=list)
 
 
-def load(path: str | os.PathLike[str]) -> Declarations:
-    """Read and check every declarations file at ``path``.
+def load(path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> Declarations:
+    """Read and check every declarations file at ``path`` (and at each of ``more``)
+    as one set: a name declared under two of the paths is a duplicate.
 
     Raises ``ConfigError`` with all problems of all files; nothing is returned
     unless every file is valid.
     """
     files = discover(path)
+    if more:
+        # A file named twice, or a file inside a directory also named, is read once.
+        seen = {os.path.realpath(f) for f in files}
+        for other in more:
+            for file in discover(other):
+                if os.path.realpath(file) not in seen:
+                    seen.add(os.path.realpath(file))
+                    files.append(file)
     problems: list[ConfigProblem] = []
     whole = _Parsed()
     for file in files:

@@ -48,6 +48,7 @@ def purchases(tree: Tree, document: dict[str, Any]) -> tuple[list[Purchase], lis
                 notification_email=merged.get("notificationEmail"),
                 invoice_profile_id=merged.get("invoiceProfileId"),
                 location=Location(tree.path, mark.line + 1, mark.column + 1),
+                allow_additional_subscription=bool(item.get("allowAdditionalSubscription")),
             )
         )
     return built, indexes

@@ -251,6 +251,19 @@ class Simulator:
         """
         self._faults.fail_checkouts("unrecorded", count)
 
+    def storm(self, rate: float, *, seed: int, slow: float = 1.0) -> None:
+        """Fail each later request with probability ``rate``, at random but reproducibly
+        (``seed``): 429 or 503 without acting on it, an answer ``slow`` seconds late,
+        and for a valid checkout also taken-then-500, taken-then-dropped, or 500
+        without being taken. ``storm(0, seed=...)`` ends it; ``faults_injected`` counts."""
+        self._faults.storm(rate, seed, slow)
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """How many faults ``storm`` injected, by "endpoint fault" (e.g. "verify 429")."""
+        with self._ledger.lock:
+            return dict(self._faults.injected)
+
     def hold_checkouts(self, seconds: float) -> None:
         """Record each valid checkout, then wait ``seconds`` before answering (0 ends it)."""
         self._faults.hold_checkouts(seconds)

@@ -4,7 +4,8 @@ What a test or ``reconciler simulator --fail`` can ask for: an error status
 (with Retry-After or a custom body) instead of the answer, a slow answer, a
 checkout taken and then dropped or answered 500 (the ambiguous cases), a valid
 checkout answered 500 without being taken, a checkout held before it is
-answered, and order-level errors in verify answers.
+answered, order-level errors in verify answers, and a storm: each request
+failing at random, with a seeded choice of those faults (``storm``).
 Expiring tokens is the other fault: tokens live in the ledger, so it is
 ``Ledger.expire_tokens``. This module only queues; the server applies what it
 takes from here. It must not import ``reconciler.api`` or ``reconciler.model``.
@@ -12,8 +13,9 @@ takes from here. It must not import ``reconciler.api`` or ``reconciler.model``.
 
 from __future__ import annotations
 
+import random
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -23,6 +25,23 @@ from reconciler.simulator.wire import ENDPOINTS, check_endpoint
 #: ("drop") or 500 ("500"); or 500 without being taken ("unrecorded").
 CheckoutFault = Literal["drop", "500", "unrecorded"]
 _CHECKOUT_FAULTS: Final = ("drop", "500", "unrecorded")
+#: What a storm does to a request it hits, on any endpoint: an error status (the
+#: request is not acted on) or an answer slower than a client's read timeout.
+STORM_FAULTS: Final = ("429", "503", "slow")
+#: And, on a valid checkout only: the checkout faults above.
+STORM_CHECKOUT_FAULTS: Final = ("500-after-record", "drop-after-record", "500-unrecorded")
+_STORM_DROPS: Final[dict[str, CheckoutFault]] = {
+    "500-after-record": "500",
+    "drop-after-record": "drop",
+    "500-unrecorded": "unrecorded",
+}
+
+
+@dataclass
+class _Storm:
+    rate: float
+    slow: float
+    chance: random.Random
 
 
 @dataclass
@@ -45,6 +64,13 @@ class Faults:
         self._order_errors: deque[dict[str, Any]] = deque()
         self._drops: deque[CheckoutFault] = deque()
         self._hold = 0.0
+        self._storm: _Storm | None = None
+        # The storm decides a checkout's fault when the request arrives (``take``) and
+        # the server asks for it once the checkout is found valid (``take_drop``), on
+        # the same handler thread.
+        self._storm_drop = threading.local()
+        #: How many faults the storm injected, by "endpoint fault" (e.g. "checkout 429").
+        self.injected: Counter[str] = Counter()
 
     # ----------------------------------------------------------------- programming
 
@@ -88,8 +114,24 @@ class Faults:
                 [{"orderGroupId": "", "code": code, "description": description}] * count
             )
 
+    def storm(self, rate: float, seed: int, slow: float = 1.0) -> None:
+        """Fail each later request with probability ``rate`` (0 ends the storm).
+
+        A hit request gets, chosen at random (``random.Random(seed)``): 429 or 503
+        without being acted on (each with ``Retry-After: 0`` half of the time), or
+        its answer ``slow`` seconds late; a valid checkout may instead be taken and
+        then answered 500 or dropped, or answered 500 without being taken. Queued
+        faults go first; a request they hit is not hit by the storm as well.
+        """
+        if not 0 <= rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, not {rate!r}")
+        with self._lock:
+            self._storm = _Storm(rate, slow, random.Random(seed)) if rate else None
+
     def reset(self) -> None:
         with self._lock:
+            self._storm = None
+            self.injected.clear()
             for queue in self._failures.values():
                 queue.clear()
             for delays in self._delays.values():
@@ -102,10 +144,23 @@ class Faults:
 
     def take(self, endpoint: str) -> tuple[float, Failure | None]:
         """The delay and the failure queued for the next request to ``endpoint``."""
+        self._storm_drop.kind = None
         with self._lock:
             delay = self._delays[endpoint].popleft() if self._delays[endpoint] else 0.0
             failure = self._failures[endpoint].popleft() if self._failures[endpoint] else None
-        return delay, failure
+            storm = self._storm
+            if storm is None or delay or failure or storm.chance.random() >= storm.rate:
+                return delay, failure
+            kinds = STORM_FAULTS + (STORM_CHECKOUT_FAULTS if endpoint == "checkout" else ())
+            kind = storm.chance.choice(kinds)
+            if kind in _STORM_DROPS:
+                self._storm_drop.kind = kind
+                return 0.0, None  # counted once the checkout is found valid
+            self.injected[f"{endpoint} {kind}"] += 1
+            if kind == "slow":
+                return storm.slow, None
+            retry_after = "0" if storm.chance.random() < 0.5 else None
+            return 0.0, Failure(int(kind), retry_after, None)
 
     def take_order_errors(self) -> list[dict[str, Any]]:
         """The order-level errors for the next verify answer (none or one)."""
@@ -115,7 +170,14 @@ class Faults:
     def take_drop(self) -> CheckoutFault | None:
         """How to end the next valid checkout: a ``CheckoutFault``, or normally (None)."""
         with self._lock:
-            return self._drops.popleft() if self._drops else None
+            if self._drops:
+                return self._drops.popleft()
+            kind: str | None = getattr(self._storm_drop, "kind", None)
+            self._storm_drop.kind = None
+            if kind is None:
+                return None
+            self.injected[f"checkout {kind}"] += 1
+            return _STORM_DROPS[kind]
 
     @property
     def hold(self) -> float:

@@ -51,6 +51,11 @@ class StateWriter(Protocol):
         """Move the recorded purchase at ``source``, with every checkout, to ``target``."""
         ...
 
+    def adjust_quantity(self, address: str, delta: int, time: str, evidence: str) -> None:
+        """Record ``delta`` seats changed outside the reconciler at ``address`` (an
+        adjustment with its evidence, never a checkout); the total stays >= 0."""
+        ...
+
 
 class StateStore(Protocol):
     """Where the state lives."""

@@ -37,21 +37,18 @@ not talk to the API, read declarations or print.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
-import socket
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
-from reconciler.errors import StateError, StateLockedError
-from reconciler.model import STATE_VERSION, State
+from reconciler.errors import StateError
+from reconciler.model import State
 from reconciler.state import files, jsonformat
-from reconciler.state.base import StateWriter, utc_now
+from reconciler.state.base import StateWriter
+from reconciler.state.filelock import LockFile
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
 from reconciler.state.writes import Write
 
@@ -61,12 +58,11 @@ class JsonFileStateStore:
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0.0) -> None:
         self._display = os.fspath(path)
-        self._lock_timeout = lock_timeout
         # Through a symlink, write the file it points to (a rename would replace the
         # link) and lock beside that file, so every path to one state shares one lock.
         self._path = Path(os.path.realpath(path))
         self._journal = self._path.with_name(self._path.name + ".journal")
-        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        self._lock = LockFile(self._path.with_name(self._path.name + ".lock"), lock_timeout)
 
     @property
     def location(self) -> str:
@@ -78,7 +74,7 @@ class JsonFileStateStore:
 
     @property
     def lock_location(self) -> str:
-        return os.fspath(self._lock_path)
+        return self._lock.location
 
     def load(self) -> State:
         return self._load_tables()[0].freeze()
@@ -120,29 +116,8 @@ class JsonFileStateStore:
         return self._locked(command)
 
     def locked_by(self) -> str | None:
-        """Who holds the lock now ("pid 12 on host ci-3 (command ...)"), or None.
-
-        Never creates the lock file. A released lock leaves the file empty, so only
-        a described holder is probed with a shared ``flock``, which cannot be taken
-        while a run holds the exclusive one.
-        """
-        try:
-            fd = os.open(self._lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            holder = files.read_holder(fd)
-            if holder is None:
-                return None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return files.describe(holder)
-            except OSError:
-                return None
-            return None  # the description of a run that died
-        finally:
-            os.close(fd)
+        """Who holds the lock now ("pid 12 on host ci-3 (command ...)"), or None."""
+        return self._lock.locked_by()
 
     def _refuse_hard_links(self, status: os.stat_result) -> None:
         """One state, one lock: a second name for the file would get a lock of its own."""
@@ -250,36 +225,7 @@ class JsonFileStateStore:
             raise self._missing() from None
         except OSError as exc:
             raise StateError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        if not raw.strip():
-            raise StateError(f"{name} is empty; it is not a state this reconciler wrote")
-        try:
-            data = jsonformat.parse_json(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise StateError(f"{name} is not valid UTF-8 (byte {exc.start})") from None
-        except json.JSONDecodeError as exc:
-            raise StateError(
-                f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
-            ) from None
-        except jsonformat.Invalid as exc:
-            raise StateError(f"{name} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise StateError(f"{name} is invalid: expected an object, got {jsonformat.show(data)}")
-        # The version decides how to read the rest, so it is checked before anything else.
-        if "version" not in data:
-            raise StateError(f"{name} is invalid: it has no version")
-        version = data["version"]
-        if type(version) is not int or version < 1:
-            raise StateError(
-                f"{name} is invalid: version: expected 1, got {jsonformat.show(version)}"
-            )
-        if version > STATE_VERSION:
-            raise StateError(
-                f"{name} was written by a newer reconciler (version {version}); upgrade to read it"
-            )
-        try:
-            return jsonformat.parse_document(data), jsonformat.JOURNAL_KEY in data
-        except jsonformat.Invalid as exc:
-            raise StateError(f"{name} is invalid: {exc}") from None
+        return jsonformat.parse_state_file(raw, name)
 
     def _read_journal(self) -> tuple[list[tuple[int, Write]], bool]:
         name = f"state journal {self.journal_location}"
@@ -289,24 +235,7 @@ class JsonFileStateStore:
             return [], False
         except OSError as exc:
             raise StateError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        lines = raw.split(b"\n")
-        # Every write is one line ending in a newline and is acknowledged only after
-        # its fsync, so an unterminated or unreadable last line is a write that a crash
-        # cut short: it was never acknowledged and is ignored.
-        tail = lines.pop()
-        entries: list[tuple[int, Write]] = []
-        for number, line in enumerate(lines, 1):
-            try:
-                data = jsonformat.parse_json(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, jsonformat.Invalid) as exc:
-                if number == len(lines) and not tail:
-                    break  # torn last line
-                raise StateError(f"{name} line {number} is not valid JSON: {exc}") from None
-            try:
-                entries.append((number, jsonformat.parse_entry(data)))
-            except jsonformat.Invalid as exc:
-                raise StateError(f"{name} line {number} is invalid: {exc}") from None
-        return entries, True
+        return jsonformat.parse_journal(raw, name), True
 
     # -- writing --
 
@@ -315,7 +244,7 @@ class JsonFileStateStore:
         # Before the lock, which would leave a lock file behind: a missing, hard-linked
         # or read-only state file.
         self._refuse_unwritable()
-        fd = self._acquire(command)
+        fd = self._lock.acquire(command)
         try:
             self._remove_stale_temps()
             tables, _, journal_exists = self._load_tables()
@@ -335,97 +264,7 @@ class JsonFileStateStore:
                 raise
             writer._close()
         finally:
-            self._release(fd)
-
-    def _acquire(self, command: str) -> int:
-        deadline = time.monotonic() + self._lock_timeout
-        for _ in range(100):
-            fd = self._lock_file(deadline)
-            try:
-                if files.names_file_of(self._lock_path, fd):
-                    break
-            except OSError as exc:
-                os.close(fd)
-                raise StateError(
-                    f"cannot lock {self.lock_location}: {exc.strerror or exc}"
-                ) from exc
-            # The lock file was deleted or replaced while we waited: a lock on it keeps
-            # out no run that opens the path now. Lock the file the path names.
-            os.close(fd)
-        else:
-            raise StateError(
-                f"cannot lock {self.lock_location}: it was deleted or replaced 100 times while "
-                "this run tried to lock it; never delete the lock file"
-            )
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "command": command,
-            "user": files.current_user(),
-            "started": utc_now(),
-        }
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(info, sort_keys=True) + "\n").encode("utf-8"), 0)
-        except OSError:
-            pass  # the lock holds without its description; others just cannot name us
-        return fd
-
-    def _lock_file(self, deadline: float) -> int:
-        """An fd of the lock file with ``flock`` taken on it, waiting up to ``deadline``."""
-        try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise StateError(
-                f"cannot open lock file {self.lock_location}: {exc.strerror or exc}"
-            ) from exc
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(min(0.2, max(0.01, deadline - time.monotonic())))
-        except BlockingIOError:
-            holder = files.read_holder(fd)
-            os.close(fd)
-            raise StateLockedError(self._locked_message(holder)) from None
-        except BaseException as exc:
-            os.close(fd)
-            if not isinstance(exc, OSError):
-                raise
-            raise StateError(f"cannot lock {self.lock_location}: {exc.strerror or exc}") from exc
-        return fd
-
-    def _locked_message(self, holder: files.Holder | None) -> str:
-        hint = "another run is in progress; wait for it to finish"
-        if holder is None or holder.pid is None:
-            return f"state is locked by another process (lock file {self.lock_location}): {hint}"
-        return f"state is locked by {files.describe(holder)}: {hint}"
-
-    def _holds_lock(self, fd: int) -> bool:
-        """Whether the lock file ``fd`` locked is still the one its path names."""
-        try:
-            return files.names_file_of(self._lock_path, fd)
-        except OSError:
-            return False
-
-    def _lost_lock(self, what: str) -> str:
-        return (
-            f"{what}: the lock file {self.lock_location} was deleted or replaced while this run "
-            "held it, so another run may be writing this state now; this run writes nothing "
-            "more and leaves its journal for the next run. Never delete the lock file"
-        )
-
-    def _release(self, fd: int) -> None:
-        try:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+            self._lock.release(fd)
 
     def _create_journal(self, state: State) -> int:
         """Open a new journal, then mark the state file as having one.
@@ -478,8 +317,8 @@ class _FileWriter(LedgerWriter):
         line = jsonformat.entry_line(write) + "\n"
         journal = f"cannot write state journal {self._store.journal_location}"
         lost = "the lock file was deleted or replaced"
-        if not self._store._holds_lock(self._lock_fd):
-            raise PersistError(self._store._lost_lock(journal), lost)
+        if not self._store._lock.holds(self._lock_fd):
+            raise PersistError(self._store._lock.lost(journal), lost)
         try:
             if self._journal_fd is None:
                 marked = replace(self._file_ledger.freeze(), lineage=write.lineage)
@@ -495,9 +334,9 @@ class _FileWriter(LedgerWriter):
             ) from exc
         # Still ours after the fsync means no other run could lock the state during
         # the write: the path cannot name this lock file again once it was replaced.
-        if not self._store._holds_lock(self._lock_fd):
+        if not self._store._lock.holds(self._lock_fd):
             raise PersistError(
-                self._store._lost_lock(f"{journal} (this write may or may not be kept)"), lost
+                self._store._lock.lost(f"{journal} (this write may or may not be kept)"), lost
             )
 
     def _close(self) -> None:
@@ -509,8 +348,8 @@ class _FileWriter(LedgerWriter):
             self._journal_fd = None
         if not self._journal_started:
             return
-        if not self._store._holds_lock(self._lock_fd):
-            raise StateError(self._store._lost_lock(f"{self._store.location} not compacted"))
+        if not self._store._lock.holds(self._lock_fd):
+            raise StateError(self._store._lock.lost(f"{self._store.location} not compacted"))
         # Rewritten even without a write: a journal whose first line failed may have
         # marked the file already, and the mark must not outlive the journal.
         self._store._compact(self._file_ledger.tables, rewrite=True)

@@ -13,12 +13,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from reconciler.errors import StateError
 from reconciler.model import (
     BILLING_CYCLES,
     IDENTITY_FIELDS,
     PURCHASE_TYPES,
     STATE_VERSION,
     TERM_DURATIONS,
+    Adjustment,
     CheckoutRecord,
     Identity,
     PendingOperation,
@@ -31,8 +33,14 @@ _T = TypeVar("_T")
 
 
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
-_PURCHASE_KEYS = (*IDENTITY_FIELDS, "quantity", "checkouts")
-_CHECKOUT_KEYS = ("externalOrderId", "quantity", "time")
+_PURCHASE_REQUIRED = (*IDENTITY_FIELDS, "quantity", "checkouts")
+#: ``adjustments`` (seats changed in the portal, written by refresh) is present only
+#: when there is one, so a state without any keeps its exact text.
+_PURCHASE_KEYS = (*_PURCHASE_REQUIRED, "adjustments")
+_CHECKOUT_REQUIRED = ("externalOrderId", "quantity", "time")
+#: ``evidence`` only on a checkout refresh settled from what the API showed.
+_CHECKOUT_KEYS = (*_CHECKOUT_REQUIRED, "evidence")
+_ADJUSTMENT_KEYS = ("quantity", "time", "source", "evidence")
 _PENDING_KEYS = (*IDENTITY_FIELDS, "externalOrderId", "quantity", "time")
 _DOCUMENT_KEYS = ("version", "lineage", "serial", "purchases", "pending")
 #: Present only while a run writes to the journal (or after one died doing so).
@@ -139,29 +147,58 @@ def _parse_identity(data: dict[str, Any]) -> Identity:
 
 
 def _parse_checkout(data: Any) -> CheckoutRecord:
-    _object(data, _CHECKOUT_KEYS, _CHECKOUT_KEYS)
+    _object(data, _CHECKOUT_KEYS, _CHECKOUT_REQUIRED)
     return CheckoutRecord(
         external_order_id=_string(data["externalOrderId"], "externalOrderId"),
         quantity=_integer(data["quantity"], "quantity", 1),
         time=_time(data["time"], "time"),
+        evidence=_string(data["evidence"], "evidence") if "evidence" in data else None,
     )
 
 
-def _parse_purchase(address: str, data: Any) -> RecordedPurchase:
-    _object(data, _PURCHASE_KEYS, _PURCHASE_KEYS)
-    identity = _parse_identity(data)
-    quantity = _integer(data["quantity"], "quantity", 1)
-    checkouts = data["checkouts"]
-    if not isinstance(checkouts, list):
-        raise Invalid(f"expected an array, got {show(checkouts)}", ("checkouts",))
+def _parse_adjustment(data: Any) -> Adjustment:
+    _object(data, _ADJUSTMENT_KEYS, _ADJUSTMENT_KEYS)
+    delta = data["quantity"]
+    if type(delta) is not int or delta == 0:
+        raise Invalid(f"expected an integer other than 0, got {show(delta)}", ("quantity",))
+    return Adjustment(
+        quantity=delta,
+        time=_time(data["time"], "time"),
+        source=_string(data["source"], "source"),
+        evidence=_string(data["evidence"], "evidence"),
+    )
+
+
+def _parse_list(data: Any, name: str, parse: Callable[[Any], _T]) -> tuple[_T, ...]:
+    if not isinstance(data, list):
+        raise Invalid(f"expected an array, got {show(data)}", (name,))
     records = []
-    for number, item in enumerate(checkouts):
+    for number, item in enumerate(data):
         try:
-            records.append(_parse_checkout(item))
+            records.append(parse(item))
         except Invalid as exc:
-            raise exc.within("checkouts", f"[{number}]") from None
+            raise exc.within(name, f"[{number}]") from None
+    return tuple(records)
+
+
+def _parse_purchase(address: str, data: Any) -> RecordedPurchase:
+    _object(data, _PURCHASE_KEYS, _PURCHASE_REQUIRED)
+    identity = _parse_identity(data)
+    adjustments: tuple[Adjustment, ...] = ()
+    if "adjustments" in data:
+        adjustments = _parse_list(data["adjustments"], "adjustments", _parse_adjustment)
+        if not adjustments:
+            # Written only when there is one: an empty list would not render back.
+            raise Invalid("expected a non-empty array, got an array []", ("adjustments",))
+    # Seats cancelled in the portal may take a purchase to 0; nothing else can.
+    quantity = _integer(data["quantity"], "quantity", 0 if adjustments else 1)
+    checkouts = _parse_list(data["checkouts"], "checkouts", _parse_checkout)
     return RecordedPurchase(
-        address=address, identity=identity, quantity=quantity, checkouts=tuple(records)
+        address=address,
+        identity=identity,
+        quantity=quantity,
+        checkouts=checkouts,
+        adjustments=adjustments,
     )
 
 
@@ -243,20 +280,35 @@ def parse_entry(data: Any) -> Write:
     )
 
 
-def _checkout_json(record: CheckoutRecord) -> dict[str, Any]:
-    return {
+def checkout_json(record: CheckoutRecord) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "externalOrderId": record.external_order_id,
         "quantity": record.quantity,
         "time": record.time,
     }
+    if record.evidence is not None:
+        data["evidence"] = record.evidence
+    return data
+
+
+def adjustment_json(adjustment: Adjustment) -> dict[str, Any]:
+    return {
+        "quantity": adjustment.quantity,
+        "time": adjustment.time,
+        "source": adjustment.source,
+        "evidence": adjustment.evidence,
+    }
 
 
 def purchase_json(purchase: RecordedPurchase) -> dict[str, Any]:
-    return {
+    data = {
         **purchase.identity.as_dict(),
         "quantity": purchase.quantity,
-        "checkouts": [_checkout_json(c) for c in purchase.checkouts],
+        "checkouts": [checkout_json(c) for c in purchase.checkouts],
     }
+    if purchase.adjustments:
+        data["adjustments"] = [adjustment_json(a) for a in purchase.adjustments]
+    return data
 
 
 def pending_json(op: PendingOperation) -> dict[str, Any]:
@@ -322,11 +374,24 @@ def _render_table(table: Mapping[str, _T], render_one: Callable[[_T], str]) -> s
 
 
 def _render_checkout(record: CheckoutRecord) -> str:
+    evidence = ""
+    if record.evidence is not None:
+        evidence = f'          "evidence": {_quote(record.evidence)},\n'
     return (
-        "{\n"
-        f'          "externalOrderId": {_quote(record.external_order_id)},\n'
+        "{\n" + evidence + f'          "externalOrderId": {_quote(record.external_order_id)},\n'
         f'          "quantity": {record.quantity},\n'
         f'          "time": {_quote(record.time)}\n'
+        "        }"
+    )
+
+
+def _render_adjustment(adjustment: Adjustment) -> str:
+    return (
+        "{\n"
+        f'          "evidence": {_quote(adjustment.evidence)},\n'
+        f'          "quantity": {adjustment.quantity},\n'
+        f'          "source": {_quote(adjustment.source)},\n'
+        f'          "time": {_quote(adjustment.time)}\n'
         "        }"
     )
 
@@ -337,9 +402,12 @@ def _render_purchase(purchase: RecordedPurchase) -> str:
     if purchase.checkouts:
         items = ",\n".join(f"        {_render_checkout(c)}" for c in purchase.checkouts)
         checkouts = "[\n" + items + "\n      ]"
+    adjustments = ""
+    if purchase.adjustments:
+        items = ",\n".join(f"        {_render_adjustment(a)}" for a in purchase.adjustments)
+        adjustments = '      "adjustments": [\n' + items + "\n      ],\n"
     return (
-        "{\n"
-        f'      "billingCycle": {_quote(identity.billing_cycle)},\n'
+        "{\n" + adjustments + f'      "billingCycle": {_quote(identity.billing_cycle)},\n'
         f'      "checkouts": {checkouts},\n'
         f'      "customerTenantId": {identity.customer_tenant_id},\n'
         f'      "productId": {_quote(identity.product_id)},\n'
@@ -385,3 +453,64 @@ def _no_constant(name: str) -> Any:
 
 def parse_json(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+
+
+def parse_state_file(raw: bytes, name: str) -> tuple[State, bool]:
+    """A state file's bytes as a State, and whether the file says a journal goes with it.
+
+    ``name`` names the file in messages; every problem is a ``StateError``.
+    """
+    if not raw.strip():
+        raise StateError(f"{name} is empty; it is not a state this reconciler wrote")
+    try:
+        data = parse_json(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{name} is not valid UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
+    except Invalid as exc:
+        raise StateError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise StateError(f"{name} is invalid: expected an object, got {show(data)}")
+    # The version decides how to read the rest, so it is checked before anything else.
+    if "version" not in data:
+        raise StateError(f"{name} is invalid: it has no version")
+    version = data["version"]
+    if type(version) is not int or version < 1:
+        raise StateError(f"{name} is invalid: version: expected 1, got {show(version)}")
+    if version > STATE_VERSION:
+        raise StateError(
+            f"{name} was written by a newer reconciler (version {version}); upgrade to read it"
+        )
+    try:
+        return parse_document(data), JOURNAL_KEY in data
+    except Invalid as exc:
+        raise StateError(f"{name} is invalid: {exc}") from None
+
+
+def parse_journal(raw: bytes, name: str) -> list[tuple[int, Write]]:
+    """A journal's bytes as its writes, each with its line number.
+
+    An unterminated or unreadable last line is a write a crash cut short (never
+    acknowledged) and is ignored; anything else unreadable is a ``StateError``.
+    """
+    lines = raw.split(b"\n")
+    # Every write is one line ending in a newline and is acknowledged only after
+    # its fsync, so an unterminated or unreadable last line is a write that a crash
+    # cut short: it was never acknowledged and is ignored.
+    tail = lines.pop()
+    entries: list[tuple[int, Write]] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            data = parse_json(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, Invalid) as exc:
+            if number == len(lines) and not tail:
+                break  # torn last line
+            raise StateError(f"{name} line {number} is not valid JSON: {exc}") from None
+        try:
+            entries.append((number, parse_entry(data)))
+        except Invalid as exc:
+            raise StateError(f"{name} line {number} is invalid: {exc}") from None
+    return entries

@@ -4,7 +4,8 @@
 change into a checked ``Write`` (one pending entry per address, a checkout only
 for the identity recorded at its address, no externalOrderId recorded twice,
 no import over a recorded purchase, a move only of a settled purchase to a free
-address, lineage set once and serial +1 per write).
+address, an adjustment only of a settled purchase and never below 0 seats,
+lineage set once and serial +1 per write).
 ``LedgerWriter`` is the ``StateWriter`` every store hands out: it asks the
 ledger for a write, has the store persist it durably, and only then applies it.
 After a failed persist it writes nothing more in that run, because the store can
@@ -22,6 +23,8 @@ from dataclasses import replace
 
 from reconciler.errors import StateError
 from reconciler.model import (
+    REFRESH_SOURCE,
+    Adjustment,
     CheckoutRecord,
     Identity,
     PendingOperation,
@@ -145,6 +148,33 @@ class Ledger:
         purchase = RecordedPurchase(address=address, identity=identity, quantity=quantity)
         return self._write("import_purchase", address, purchase=purchase, time=time)
 
+    def adjust_quantity(self, address: str, delta: int, time: str, evidence: str) -> Write:
+        """Record seats changed outside the reconciler (``refresh``): an adjustment in
+        the purchase's history, never a checkout."""
+        where = f"cannot adjust {address}"
+        existing = self._tables.purchases.get(address)
+        if existing is None:
+            raise StateError(f"{where}: it is not recorded in {self._location}")
+        waiting = self._tables.pending.get(address)
+        if waiting is not None:
+            # The pending checkout's seats may be the very change seen: settle it first,
+            # or they would be counted twice.
+            raise StateError(
+                f"{where}: it has a pending operation (externalOrderId "
+                f"{waiting.external_order_id}); settle it first"
+            )
+        if delta == 0:
+            raise StateError(f"{where}: an adjustment of 0 seats changes nothing")
+        if existing.quantity + delta < 0:
+            raise StateError(f"{where} by {delta:+d}: only {existing.quantity} seats are recorded")
+        adjustment = Adjustment(delta, time, REFRESH_SOURCE, evidence)
+        purchase = replace(
+            existing,
+            quantity=existing.quantity + delta,
+            adjustments=(*existing.adjustments, adjustment),
+        )
+        return self._write("adjust_quantity", address, purchase=purchase, time=time)
+
     def move_purchase(self, source: str, target: str) -> Write:
         where = f"cannot move {source} to {target}"
         existing = self._tables.purchases.get(source)
@@ -242,6 +272,9 @@ class LedgerWriter:
 
     def move_purchase(self, source: str, target: str) -> None:
         self._commit(lambda: self._ledger.move_purchase(source, target))
+
+    def adjust_quantity(self, address: str, delta: int, time: str, evidence: str) -> None:
+        self._commit(lambda: self._ledger.adjust_quantity(address, delta, time, evidence))
 
     def close(self) -> bool:
         """Refuse every later write; True the first time (the caller then finishes up)."""

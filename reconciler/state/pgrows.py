@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import StateError
 from reconciler.model import (
+    Adjustment,
     CheckoutRecord,
     Identity,
     PendingOperation,
@@ -85,6 +86,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (workspace, serial)
     );
     """,
+    # 2: refresh. Adjustments (seats changed in the portal) in each purchase's history,
+    # the evidence of a checkout refresh settled, and purchases of 0 seats (every seat
+    # cancelled in the portal, as adjustments record).
+    f"""
+    CREATE TABLE {SCHEMA}.adjustments (
+        workspace text NOT NULL,
+        address text NOT NULL,
+        position integer NOT NULL,
+        quantity integer NOT NULL CHECK (quantity <> 0),
+        time text NOT NULL,
+        source text NOT NULL,
+        evidence text NOT NULL,
+        PRIMARY KEY (workspace, address, position),
+        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
+            ON DELETE CASCADE
+    );
+    ALTER TABLE {SCHEMA}.checkouts ADD COLUMN evidence text;
+    ALTER TABLE {SCHEMA}.purchases DROP CONSTRAINT purchases_quantity_check;
+    ALTER TABLE {SCHEMA}.purchases ADD CONSTRAINT purchases_quantity_check
+        CHECK (quantity >= 0);
+    """,
 )
 
 
@@ -108,6 +130,15 @@ def migrate(conn: psycopg.Connection[Any], display: str) -> None:
             f"the database at {display} was set up by a newer reconciler "
             f"(schema version {newest}); upgrade to use it"
         )
+
+
+def schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The newest migration applied (0 when the schema was never created)."""
+    exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.schema_migrations",)).fetchone()
+    if exists is None or exists[0] is None:
+        return 0
+    found = conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_migrations").fetchone()
+    return int(found[0]) if found and found[0] is not None else 0
 
 
 def refuse_newer_schema(conn: psycopg.Connection[Any], display: str) -> None:
@@ -157,13 +188,25 @@ def has_rows(conn: psycopg.Connection[Any], workspace: str) -> bool:
 
 def read_state(conn: psycopg.Connection[Any], workspace: str, lineage: str, serial: int) -> State:
     """Every row of a workspace, as a State."""
+    # A database an older reconciler set up, not yet upgraded by a locked run, has no
+    # adjustments and no evidence.
+    current = schema_version(conn) >= 2
+    evidence = "evidence" if current else "NULL"
     checkouts: dict[str, list[CheckoutRecord]] = {}
-    for address, order, quantity, at in conn.execute(
-        f"SELECT address, external_order_id, quantity, time FROM {SCHEMA}.checkouts "
-        "WHERE workspace = %s ORDER BY address, position",
+    for address, order, quantity, at, said in conn.execute(
+        f"SELECT address, external_order_id, quantity, time, {evidence} "
+        f"FROM {SCHEMA}.checkouts WHERE workspace = %s ORDER BY address, position",
         (workspace,),
     ):
-        checkouts.setdefault(address, []).append(CheckoutRecord(order, quantity, at))
+        checkouts.setdefault(address, []).append(CheckoutRecord(order, quantity, at, said))
+    adjustments: dict[str, list[Adjustment]] = {}
+    if current:
+        for address, delta, at, source, said in conn.execute(
+            f"SELECT address, quantity, time, source, evidence FROM {SCHEMA}.adjustments "
+            "WHERE workspace = %s ORDER BY address, position",
+            (workspace,),
+        ):
+            adjustments.setdefault(address, []).append(Adjustment(delta, at, source, said))
     purchases = {}
     for address, *identity, quantity in conn.execute(
         f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
@@ -172,7 +215,11 @@ def read_state(conn: psycopg.Connection[Any], workspace: str, lineage: str, seri
         (workspace,),
     ):
         purchases[address] = RecordedPurchase(
-            address, Identity(*identity), quantity, tuple(checkouts.get(address, ()))
+            address,
+            Identity(*identity),
+            quantity,
+            tuple(checkouts.get(address, ())),
+            tuple(adjustments.get(address, ())),
         )
     pending = {}
     for address, *identity, order, quantity, at in conn.execute(
@@ -190,6 +237,7 @@ def insert_purchase(
 ) -> None:
     insert_purchase_row(conn, workspace, purchase)
     insert_checkouts(conn, workspace, purchase.address, purchase.checkouts, start=0)
+    insert_adjustments(conn, workspace, purchase.address, purchase.adjustments, start=0)
 
 
 def insert_purchase_row(
@@ -232,10 +280,31 @@ def insert_checkouts(
     with conn.cursor() as cur:
         cur.executemany(
             f"INSERT INTO {SCHEMA}.checkouts (workspace, address, position, "
-            "external_order_id, quantity, time) VALUES (%s, %s, %s, %s, %s, %s)",
+            "external_order_id, quantity, time, evidence) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             [
-                (workspace, address, n, c.external_order_id, c.quantity, c.time)
+                (workspace, address, n, c.external_order_id, c.quantity, c.time, c.evidence)
                 for n, c in enumerate(checkouts[start:], start)
+            ],
+        )
+
+
+def insert_adjustments(
+    conn: psycopg.Connection[Any],
+    workspace: str,
+    address: str,
+    adjustments: tuple[Adjustment, ...],
+    *,
+    start: int,
+) -> None:
+    if not adjustments[start:]:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {SCHEMA}.adjustments (workspace, address, position, quantity, time, "
+            "source, evidence) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (workspace, address, n, a.quantity, a.time, a.source, a.evidence)
+                for n, a in enumerate(adjustments[start:], start)
             ],
         )
 
@@ -277,19 +346,27 @@ def apply_write(conn: psycopg.Connection[Any], ws: str, write: Write, run: str) 
             (ws, write.address),
         )
     elif not isinstance(write.purchase, Keep):
+        # Checkouts and adjustments only grow at an address: insert the rows after
+        # those already there (all of them at a new address).
         before = conn.execute(
-            f"SELECT count(*) FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
-            (ws, write.address),
+            f"SELECT (SELECT count(*) FROM {SCHEMA}.checkouts "
+            "WHERE workspace = %s AND address = %s), "
+            f"(SELECT count(*) FROM {SCHEMA}.adjustments WHERE workspace = %s AND address = %s)",
+            (ws, write.address, ws, write.address),
         ).fetchone()
         known = int(before[0]) if before else 0
-        if known > len(write.purchase.checkouts):
-            conn.execute(
-                f"DELETE FROM {SCHEMA}.checkouts WHERE workspace = %s AND address = %s",
-                (ws, write.address),
-            )
-            known = 0
-        insert_purchase_row(conn, ws, write.purchase)
-        insert_checkouts(conn, ws, write.address, write.purchase.checkouts, start=known)
+        adjusted = int(before[1]) if before else 0
+        purchase = write.purchase
+        if known > len(purchase.checkouts) or adjusted > len(purchase.adjustments):
+            for table in ("checkouts", "adjustments"):
+                conn.execute(
+                    f"DELETE FROM {SCHEMA}.{table} WHERE workspace = %s AND address = %s",
+                    (ws, write.address),
+                )
+            known = adjusted = 0
+        insert_purchase_row(conn, ws, purchase)
+        insert_checkouts(conn, ws, write.address, purchase.checkouts, start=known)
+        insert_adjustments(conn, ws, write.address, purchase.adjustments, start=adjusted)
     if write.pending is None:
         conn.execute(
             f"DELETE FROM {SCHEMA}.pending WHERE workspace = %s AND address = %s",

@@ -213,6 +213,16 @@ class PostgresStateStore:
                 ) from None
         return True
 
+    def _upgrade(self, conn: psycopg.Connection[Any]) -> None:
+        """Apply the migrations a state set up by an older reconciler lacks, before a
+        locked run writes to it; a current schema needs no right to create anything."""
+        with conn.transaction():
+            if rows.schema_version(conn) >= len(rows.MIGRATIONS):
+                return
+            # Racing runs wait here; migrate applies only what is still missing.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _MIGRATION_LOCK))
+            rows.migrate(conn, self._display)
+
     # -- reading --
 
     def load(self) -> State:
@@ -301,6 +311,7 @@ class PostgresStateStore:
             try:
                 with contextlib.closing(self._connect()) as write_conn:
                     try:
+                        self._upgrade(write_conn)
                         with write_conn.transaction():
                             state = self._read(write_conn)
                     except psycopg.Error as exc:

@@ -30,6 +30,7 @@ OPERATIONS = (
     "remove_purchase",
     "import_purchase",
     "move_purchase",
+    "adjust_quantity",
 )
 
 
