@@ -6,10 +6,12 @@
     failures    pure classification: classify_status, classify_transport,
                 refuses_order, retry_after, error_body
     transport   the HTTP seam: RequestsTransport.send, ApiRequest, scrubbed ApiErrors
-    reads       what Cloud-iQ says was bought: Subscription, ProcessedOrder,
-                AssetOrder, CatalogEntry (pure parse_* functions), the ApiReader role
-    client      CrayonClient: token, verify, checkout, the lists and typed reads;
-                retries and 401s
+    records     what Cloud-iQ says was bought: Subscription, ProcessedOrder,
+                AssetOrder, CatalogEntry, Price, the ApiReader role
+    reads       the pure parse_* functions from list items to records (re-exports them)
+    fields      typed, case-insensitive reads of one JSON item's fields
+    client      CrayonClient: token, verify, checkout; retries and 401s
+    readers     ListReader: the paged lists and typed reads CrayonClient delegates to
 
 Importing this package stays cheap: it re-exports only what needs no
 ``requests`` (settings, orders, reads, failures); code that talks to the API imports

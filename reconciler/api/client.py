@@ -1,8 +1,9 @@
 """The Crayon Cloud-iQ API client: token, verify, checkout and the read endpoints.
 
 The typed reads (``read_subscriptions``, ``read_processed_orders``,
-``find_asset_orders``, ``read_agreement_products``) page to the end like the raw
-``list_*`` calls and turn the items into ``reconciler.api.reads`` records.
+``find_asset_orders``, ``read_agreement_products``) and the raw ``list_*`` calls
+are delegated to ``reconciler.api.readers.ListReader``, which pages to the end
+and turns the items into ``reconciler.api.records``.
 
 Every call is an ``ApiRequest`` that goes through ``CrayonClient._request``
 (the bounded retries, the shared token and the one answer to a 401), which
@@ -38,9 +39,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Self
 
 import requests
 from requests.auth import AuthBase
@@ -48,25 +49,9 @@ from requests.auth import AuthBase
 from reconciler.api.failures import Endpoint
 from reconciler.api.jsonread import ci_get
 from reconciler.api.orders import OrderJson, VerifiedOrder, read_verified
-from reconciler.api.reads import (
-    AssetOrder,
-    CatalogEntry,
-    ProcessedOrder,
-    Subscription,
-    parse_agreement_products,
-    parse_asset_orders,
-    parse_processed_orders,
-    parse_subscriptions,
-)
-from reconciler.api.settings import (
-    AGREEMENT_PRODUCTS_PATH,
-    ASSET_ORDERS_PATH,
-    ORDERS_PATH,
-    SUBSCRIPTIONS_PATH,
-    TOKEN_PATH,
-    ApiSettings,
-    RetryPolicy,
-)
+from reconciler.api.readers import PAGE_SIZE, ListReader
+from reconciler.api.records import AssetOrder, CatalogEntry, ProcessedOrder, Subscription
+from reconciler.api.settings import TOKEN_PATH, ApiSettings, RetryPolicy
 from reconciler.api.transport import (
     CREDENTIALS_HINT,
     ApiRequest,
@@ -76,8 +61,6 @@ from reconciler.api.transport import (
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 
 SCOPE: Final = "CustomerApi"
-PAGE_SIZE: Final = 100
-MAX_PAGES: Final = 10_000
 #: Token lifetime assumed when the token answer has no usable ExpiresIn.
 DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 
@@ -85,7 +68,6 @@ DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 #: threads renewed the token meanwhile).
 _MAX_RENEWALS: Final = 3
 _DEFAULT_RETRY: Final = RetryPolicy()
-_T = TypeVar("_T")
 
 
 class _BasicAuth(AuthBase):
@@ -138,7 +120,6 @@ class CrayonClient:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
         self._settings = settings
-        self._page_size = page_size
         self._retry = retry
         self._sleep = sleep
         self._clock = clock
@@ -148,6 +129,7 @@ class CrayonClient:
         self._tokens = _TokenHolder(clock)
         self._counter_lock = threading.Lock()
         self._retries = 0
+        self._reader = ListReader(settings, self._transport, self._request, page_size)
 
     def __repr__(self) -> str:
         return f"CrayonClient({self._settings!r})"
@@ -200,135 +182,39 @@ class CrayonClient:
         body = dict(verified.body)
         self._request(ApiRequest("checkout", Endpoint.CHECKOUT, "POST", path, json_body=body))
 
+    # ----------------------------------------------------------------- lists, typed reads
+    # Paging and parsing live in ``ListReader``; it sends through ``_request``.
+
     def list_orders(self, customer_tenant_id: int) -> list[dict[str, Any]]:
         """Every processed purchase order of one customer tenant (all pages), as JSON."""
-        return self._list("list orders", ORDERS_PATH, {"customerTenantId": customer_tenant_id})
+        return self._reader.list_orders(customer_tenant_id)
 
     def list_subscriptions(self, customer_tenant_id: int) -> list[dict[str, Any]]:
         """Every subscription of one customer tenant (all pages), as JSON."""
-        filters = {"customerTenantId": customer_tenant_id}
-        return self._list("list subscriptions", SUBSCRIPTIONS_PATH, filters)
-
-    # ----------------------------------------------------------------- typed reads
+        return self._reader.list_subscriptions(customer_tenant_id)
 
     def read_subscriptions(
         self, customer_tenant_id: int, *, statuses: int | None = None
     ) -> list[Subscription]:
         """The tenant's subscriptions, those with a status flag in ``statuses`` if given
         (``reads.STATUS_ACTIVE`` for the ones holding seats)."""
-        operation = "read subscriptions"
-        filters: dict[str, Any] = {"customerTenantId": customer_tenant_id}
-        if statuses is not None:
-            filters["statuses"] = statuses
-        items = self._list(operation, SUBSCRIPTIONS_PATH, filters)
-        return self._parsed(
-            operation,
-            SUBSCRIPTIONS_PATH,
-            lambda: parse_subscriptions(items, tenant=customer_tenant_id, statuses=statuses),
-        )
+        return self._reader.read_subscriptions(customer_tenant_id, statuses=statuses)
 
     def read_processed_orders(self, customer_tenant_id: int) -> list[ProcessedOrder]:
         """Every processed purchase order line of the tenant, oldest first as the API lists them."""
-        operation = "read processed orders"
-        items = self._list(operation, ORDERS_PATH, {"customerTenantId": customer_tenant_id})
-        return self._parsed(
-            operation, ORDERS_PATH, lambda: parse_processed_orders(items, tenant=customer_tenant_id)
-        )
+        return self._reader.read_processed_orders(customer_tenant_id)
 
     def find_asset_orders(
         self, customer_tenant_id: int, external_order_id: str
     ) -> list[AssetOrder]:
         """The tenant's asset orders whose externalOrderId is exactly ``external_order_id``."""
-        operation = "find asset orders"
-        filters = {"ResellerCustomerId": customer_tenant_id, "ExternalOrderId": external_order_id}
-        items = self._list(operation, ASSET_ORDERS_PATH, filters, paging=("Page", "PageSize"))
-        return self._parsed(
-            operation,
-            ASSET_ORDERS_PATH,
-            lambda: parse_asset_orders(
-                items, tenant=customer_tenant_id, external_order_id=external_order_id
-            ),
-        )
+        return self._reader.find_asset_orders(customer_tenant_id, external_order_id)
 
     def read_agreement_products(
         self, customer_tenant_id: int, search: str | None = None
     ) -> list[CatalogEntry]:
         """The products (names, unit prices) the tenant may buy, matching ``search`` if given."""
-        operation = "read agreement products"
-        filters: dict[str, Any] = {"CustomerTenantId": customer_tenant_id}
-        if search:
-            filters["Search"] = search
-        items = self._list(operation, AGREEMENT_PRODUCTS_PATH, filters, paging=("Page", "PageSize"))
-        return self._parsed(
-            operation, AGREEMENT_PRODUCTS_PATH, lambda: parse_agreement_products(items)
-        )
-
-    def _parsed(self, operation: str, path: str, parse: Callable[[], list[_T]]) -> list[_T]:
-        """``parse()``, its ApiError (an item it cannot read) given the operation and URL."""
-        try:
-            return parse()
-        except ApiError as error:
-            raise self._errors.make(
-                f"{operation}: {error}",
-                FailureKind.DEFINITIVE,
-                "GET",
-                self._settings.base_url + path,
-            ) from None
-
-    def _list(
-        self,
-        operation: str,
-        path: str,
-        filters: Mapping[str, Any],
-        *,
-        paging: tuple[str, str] = ("page", "pageSize"),
-    ) -> list[dict[str, Any]]:
-        """Every item of a list endpoint: pages from 1 until ``TotalHits`` or a short page.
-
-        Takes ``{Items, TotalHits}`` and a bare array alike. A page that repeats the
-        one before means the server ignores ``page``: a bare array longer than a page
-        is then the whole list; anything else is refused rather than read partly or
-        twice.
-        """
-        page_name, size_name = paging
-        size = self._page_size
-        items: list[dict[str, Any]] = []
-        previous: list[Any] | None = None
-        for page in range(1, MAX_PAGES + 1):
-            params = {**filters, page_name: page, size_name: size}
-            request = ApiRequest(operation, Endpoint.READ, "GET", path, params=params)
-            response = self._request(request)
-            data = self._transport.read_json(response, operation)
-            paged = isinstance(data, dict)
-            page_items = ci_get(data, "Items") if paged else data
-            total = ci_get(data, "TotalHits") if paged else None
-            if not isinstance(page_items, list) or not all(isinstance(i, dict) for i in page_items):
-                raise self._errors.bad_answer(
-                    f"{operation}: the API answered without a list of Items", response
-                )
-            if not page_items:
-                return items
-            if page_items == previous:
-                if not paged and len(page_items) > size:
-                    return items
-                raise self._errors.bad_answer(
-                    f"{operation}: the API answered page {page} with the items of page "
-                    f"{page - 1}; it does not page as documented",
-                    response,
-                )
-            items.extend(page_items)
-            previous = page_items
-            if isinstance(total, int) and not isinstance(total, bool):
-                if len(items) >= total:
-                    return items
-            elif len(page_items) < size:
-                return items
-        raise self._errors.make(
-            f"{operation}: more than {MAX_PAGES} pages",
-            FailureKind.DEFINITIVE,
-            "GET",
-            self._settings.base_url + path,
-        )
+        return self._reader.read_agreement_products(customer_tenant_id, search)
 
     # ----------------------------------------------------------------- retries, auth
 

@@ -25,22 +25,54 @@ no declaration can have. Naive timestamps (the API writes
 
 This module must not import ``requests``, must do no I/O and must not decide
 how a failed call counts (``failures`` does).
+
+The records live in ``reconciler.api.records`` and the field reader in
+``reconciler.api.fields``; the records are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
+from reconciler.api.fields import INTEGER_TEXT, Fields, definitive, enum_word, malformed, shown
 from reconciler.api.jsonread import ci_get
-from reconciler.errors import ApiError, FailureKind
+from reconciler.api.records import (
+    ApiReader,
+    AssetOrder,
+    AssetOrderLine,
+    CatalogEntry,
+    Price,
+    ProcessedOrder,
+    Subscription,
+)
+from reconciler.errors import ApiError
 from reconciler.model import BILLING_CYCLES, PURCHASE_TYPES
+
+__all__ = [
+    "ASSET_TYPES",
+    "ORDER_BILLING_CYCLES",
+    "ORDER_STATES",
+    "STATUS_ACTIVE",
+    "SUBSCRIPTION_BILLING_CYCLES",
+    "SUBSCRIPTION_STATUSES",
+    "ApiReader",
+    "AssetOrder",
+    "AssetOrderLine",
+    "CatalogEntry",
+    "Price",
+    "ProcessedOrder",
+    "Subscription",
+    "parse_agreement_product",
+    "parse_agreement_products",
+    "parse_asset_order",
+    "parse_asset_orders",
+    "parse_processed_order",
+    "parse_processed_orders",
+    "parse_subscription",
+    "parse_subscriptions",
+]
 
 _T = TypeVar("_T")
 
@@ -84,20 +116,6 @@ ASSET_TYPES: Final[Mapping[int, str]] = {code: name for name, code in PURCHASE_T
 ORDER_STATES: Final[Mapping[int, str]] = {0: "none", 1: "succeeded", 2: "failed", 4: "processing"}
 
 # Names the API writes instead of the integers, casefolded, without separators.
-_CYCLE_WORDS: Final = {
-    "unknown": "unknown",
-    "monthly": "monthly",
-    "annual": "annual",
-    "annually": "annual",
-    "yearly": "annual",
-    "none": "none",
-    "onetime": "one-time",
-    "biannually": "biannually",
-    "twoyears": "two-years",
-    "triennial": "triennial",
-    "threeyears": "triennial",
-    "quarterly": "quarterly",
-}
 _STATE_WORDS: Final = {
     "none": "none",
     "succeeded": "succeeded",
@@ -109,170 +127,6 @@ _STATE_WORDS: Final = {
     "inprogress": "processing",
 }
 _STATUS_WORDS: Final = {name.replace("-", ""): name for name in SUBSCRIPTION_STATUSES.values()}
-_INTEGER_TEXT: Final = re.compile(r"-?[0-9]{1,18}")
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class Price:
-    """An amount of money as the API gave it; never a float."""
-
-    value: Decimal
-    currency: str
-
-    def __str__(self) -> str:
-        return f"{self.value} {self.currency}".rstrip()
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """One subscription of a customer tenant.
-
-    ``billing_cycle`` is one of our names ("monthly", "annual", "none",
-    "one-time", "triennial") or a name no declaration has (see
-    ``SUBSCRIPTION_BILLING_CYCLES``); ``status`` one of ``SUBSCRIPTION_STATUSES``'
-    names or "status-N" for a value no source documents. Only ``active``
-    subscriptions hold seats.
-    """
-
-    id: int
-    customer_tenant_id: int
-    product_id: str
-    sku_id: str
-    part_number: str
-    name: str
-    product_name: str
-    quantity: int
-    status: str
-    billing_cycle: str
-    term_duration: str | None
-    order_id: str | None
-    publisher_subscription_id: str | None
-    start_date: datetime | None
-    end_date: datetime | None
-    auto_renew: bool | None
-
-    @property
-    def active(self) -> bool:
-        return self.status == "active"
-
-    @property
-    def product(self) -> str:
-        """ "productId:skuId", as the simulator and the orders write it."""
-        return f"{self.product_id}:{self.sku_id}"
-
-
-@dataclass(frozen=True)
-class ProcessedOrder:
-    """One line of a processed purchase order (``OrderReferenceId`` repeats across lines).
-
-    ``order_state`` is "succeeded", "failed", "processing", "none", the API's own
-    word casefolded when it is another, or "unknown" when absent.
-    """
-
-    order_reference_id: str
-    customer_tenant_id: int
-    catalog_id: str
-    product_id: str
-    sku_id: str
-    name: str
-    quantity: int
-    billing_cycle: str | None
-    term_duration: str | None
-    created: datetime | None
-    order_state: str
-    error: str | None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.order_state == "succeeded"
-
-    @property
-    def failed(self) -> bool:
-        return self.order_state == "failed"
-
-    @property
-    def product(self) -> str:
-        return f"{self.product_id}:{self.sku_id}"
-
-
-@dataclass(frozen=True)
-class AssetOrderLine:
-    """One line of an asset order; ``type`` is "subscription", "software", "reservation"."""
-
-    product_id: str
-    sku_id: str
-    quantity: int
-    billing_cycle: str | None
-    term_duration: str | None
-    type: str | None
-    catalog_item_id: str | None
-
-    @property
-    def product(self) -> str:
-        return f"{self.product_id}:{self.sku_id}"
-
-
-@dataclass(frozen=True)
-class AssetOrder:
-    """An order the API took, found by the ``externalOrderId`` we sent with it.
-
-    ``errors`` holds the descriptions of the order's and its lines' errors; an
-    order with errors proves nothing was bought. ``external_order_id`` is None for
-    an order placed without one (``find_asset_orders`` never returns such).
-    """
-
-    external_order_id: str | None
-    customer_tenant_id: int
-    lines: tuple[AssetOrderLine, ...]
-    errors: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    """One agreement product: a product:sku's name and unit price for a customer.
-
-    ``sales_price`` is None when the API gave none: an unknown price, never 0.
-    """
-
-    product_id: str
-    sku_id: str
-    part_number: str
-    product_variant_id: int | None
-    name: str
-    product_name: str
-    sales_price: Price | None
-    recommended_retail_price: Price | None
-    minimum_quantity: int | None
-    maximum_quantity: int | None
-
-    @property
-    def product(self) -> str:
-        return f"{self.product_id}:{self.sku_id}"
-
-
-class ApiReader(Protocol):
-    """The read calls refresh, import and ``plan --refresh`` need.
-
-    ``reconciler.api.client.CrayonClient`` is one; each reads every page and
-    raises ``ApiError`` when a call fails or an item cannot be read.
-    """
-
-    def read_subscriptions(
-        self, customer_tenant_id: int, *, statuses: int | None = None
-    ) -> list[Subscription]: ...
-
-    def read_processed_orders(self, customer_tenant_id: int) -> list[ProcessedOrder]: ...
-
-    def find_asset_orders(
-        self, customer_tenant_id: int, external_order_id: str
-    ) -> list[AssetOrder]: ...
-
-    def read_agreement_products(
-        self, customer_tenant_id: int, search: str | None = None
-    ) -> list[CatalogEntry]: ...
 
 
 # --------------------------------------------------------------------------- lists
@@ -317,10 +171,10 @@ def _each(items: Sequence[Any], parse: Callable[[Mapping[str, Any]], _T]) -> lis
     for index, item in enumerate(items):
         try:
             if not isinstance(item, Mapping):
-                raise _malformed("", f"expected an object, got {_shown(item)}")
+                raise malformed("", f"expected an object, got {shown(item)}")
             records.append(parse(item))
         except ApiError as error:
-            raise _error(f"item {index}: {error}") from None
+            raise definitive(f"item {index}: {error}") from None
     return records
 
 
@@ -329,7 +183,7 @@ def _each(items: Sequence[Any], parse: Callable[[Mapping[str, Any]], _T]) -> lis
 
 def parse_subscription(item: Mapping[str, Any], *, tenant: int | None = None) -> Subscription:
     """One subscription item; ``tenant`` stands in for a missing ``CustomerTenant.Id``."""
-    f = _Fields(item)
+    f = Fields(item)
     part_number = f.text("PartNumber") or f.need_text("Product.PartNumber")
     product_id, sku_id = _split_part_number(part_number, "PartNumber")
     name = f.text("Name")
@@ -356,7 +210,7 @@ def parse_subscription(item: Mapping[str, Any], *, tenant: int | None = None) ->
 
 def parse_processed_order(item: Mapping[str, Any], *, tenant: int) -> ProcessedOrder:
     """One processed-order line of ``tenant``."""
-    f = _Fields(item)
+    f = Fields(item)
     catalog_id = f.need_text("CatalogId")
     product_id, sku_id = _split_part_number(catalog_id, "CatalogId")
     return ProcessedOrder(
@@ -377,14 +231,14 @@ def parse_processed_order(item: Mapping[str, Any], *, tenant: int) -> ProcessedO
 
 def parse_asset_order(item: Mapping[str, Any], *, tenant: int | None = None) -> AssetOrder:
     """One asset order (a PurchaseRequestOrder); ``tenant`` stands in for a missing tenant."""
-    f = _Fields(item)
+    f = Fields(item)
     errors = _error_texts(f.array("errors"))
     lines = []
     for index, raw in enumerate(f.array("orderLines")):
         where = f"orderLines[{index}]"
         if not isinstance(raw, Mapping):
             raise f.wrong(where, "an object", raw)
-        line = _Fields(raw, where + ".")
+        line = Fields(raw, where + ".")
         asset_type = line.integer("type")
         lines.append(
             AssetOrderLine(
@@ -410,7 +264,7 @@ def parse_asset_order(item: Mapping[str, Any], *, tenant: int | None = None) -> 
 
 def parse_agreement_product(item: Mapping[str, Any]) -> CatalogEntry:
     """One agreement product."""
-    f = _Fields(item)
+    f = Fields(item)
     part_number = f.need_text("productVariant.partNumber")
     product_id, sku_id = _split_part_number(part_number, "productVariant.partNumber")
     product_name = f.text("productVariant.productName")
@@ -429,180 +283,7 @@ def parse_agreement_product(item: Mapping[str, Any]) -> CatalogEntry:
     )
 
 
-# --------------------------------------------------------------------------- fields
-
-
-class _Fields:
-    """Typed, case-insensitive reads of one JSON object; errors name the field's path.
-
-    ``need_*`` raise when the field is absent or null; the others return None
-    (or "" for text). Every reader raises when the field has the wrong type.
-    """
-
-    def __init__(self, data: Mapping[str, Any], prefix: str = "") -> None:
-        self._data = data
-        self._prefix = prefix
-
-    def raw(self, path: str) -> Any:
-        """The value at a dotted ``path``; None when it or an object on the way is absent."""
-        value: Any = self._data
-        walked: list[str] = []
-        for name in path.split("."):
-            if value is None:
-                return None
-            if not isinstance(value, Mapping):
-                raise self.wrong(".".join(walked), "an object", value)
-            walked.append(name)
-            value = ci_get(value, name)
-        return value
-
-    def missing(self, path: str) -> ApiError:
-        return _malformed(self._prefix + path, "missing")
-
-    def wrong(self, path: str, expected: str, value: Any) -> ApiError:
-        return _malformed(self._prefix + path, f"expected {expected}, got {_shown(value)}")
-
-    def integer(self, path: str) -> int | None:
-        value = self.raw(path)
-        if value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
-            return int(value)
-        raise self.wrong(path, "a whole number", value)
-
-    def need_integer(self, path: str) -> int:
-        value = self.integer(path)
-        if value is None:
-            raise self.missing(path)
-        return value
-
-    def count(self, path: str) -> int | None:
-        value = self.integer(path)
-        if value is not None and value < 0:
-            raise self.wrong(path, "a number of seats (0 or more)", value)
-        return value
-
-    def need_count(self, path: str) -> int:
-        value = self.count(path)
-        if value is None:
-            raise self.missing(path)
-        return value
-
-    def text(self, path: str) -> str:
-        """A string, stripped; "" when absent or null."""
-        value = self.raw(path)
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise self.wrong(path, "a string", value)
-        return value.strip()
-
-    def need_text(self, path: str) -> str:
-        value = self.text(path)
-        if not value:
-            raise self.missing(path)
-        return value
-
-    def reference(self, path: str) -> str | None:
-        """An id the API writes as a number or as a string, as text."""
-        value = self.raw(path)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if isinstance(value, str):
-            return value.strip() or None
-        if value is None:
-            return None
-        raise self.wrong(path, "an id (a number or a string)", value)
-
-    def need_reference(self, path: str) -> str:
-        value = self.reference(path)
-        if value is None:
-            raise self.missing(path)
-        return value
-
-    def flag(self, path: str) -> bool | None:
-        value = self.raw(path)
-        if value is None or isinstance(value, bool):
-            return value
-        raise self.wrong(path, "true or false", value)
-
-    def term(self, path: str) -> str | None:
-        return self.text(path).upper() or None
-
-    def cycle(self, path: str, codes: Mapping[int, str]) -> str | None:
-        """A billing cycle given as its integer or its name, in our names."""
-        value = self.raw(path)
-        if value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return codes.get(value, f"billing-cycle-{value}")
-        if isinstance(value, str) and value.strip():
-            word = _word(value)
-            return _CYCLE_WORDS.get(word, word)
-        raise self.wrong(path, "a billing cycle", value)
-
-    def time(self, path: str) -> datetime | None:
-        value = self.raw(path)
-        if value is None or value == "":
-            return None
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.strip())
-            except ValueError:
-                pass
-            else:
-                # The API's examples write UTC without an offset.
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        raise self.wrong(path, "an ISO-8601 date and time", value)
-
-    def array(self, path: str) -> list[Any]:
-        value = self.raw(path)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.wrong(path, "a list", value)
-        return value
-
-    def price(self, path: str) -> Price | None:
-        """``{value, currencyCode}``; None when absent, null or without a value."""
-        container = self.raw(path)
-        if container is not None and not isinstance(container, Mapping):
-            raise self.wrong(path, "an object", container)
-        value = self.raw(path + ".value")
-        if value is None:
-            return None
-        amount = _amount(value)
-        if amount is None:
-            raise self.wrong(path + ".value", "an amount", value)
-        return Price(amount, self.need_text(path + ".currencyCode").upper())
-
-
-def _amount(value: Any) -> Decimal | None:
-    """A JSON number (or numeric text) as a finite Decimal; None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        # repr is the shortest text that reads back as the same float: 5.6, not 5.5999...
-        return Decimal(repr(value)) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            return None
-        return amount if amount.is_finite() else None
-    return None
-
-
-def _word(text: str) -> str:
-    """An enum name the API wrote, casefolded and without separators: "One Time" -> "onetime"."""
-    return re.sub(r"[\s_-]", "", text).casefold()
-
-
-def _tenant(f: _Fields, path: str, tenant: int | None) -> int:
+def _tenant(f: Fields, path: str, tenant: int | None) -> int:
     value = f.integer(path)
     if value is not None:
         return value
@@ -616,16 +297,16 @@ def _split_part_number(text: str, field: str) -> tuple[str, str]:
     product_id, _, rest = text.partition(":")
     sku_id = rest.split(":", 1)[0]
     if not product_id or (rest and not sku_id):
-        raise _malformed(field, f"expected productId:skuId, got {_shown(text)}")
+        raise malformed(field, f"expected productId:skuId, got {shown(text)}")
     return product_id, sku_id
 
 
-def _subscription_status(f: _Fields) -> str:
+def _subscription_status(f: Fields) -> str:
     value = f.raw("Status")
     if isinstance(value, int) and not isinstance(value, bool):
         return SUBSCRIPTION_STATUSES.get(value, f"status-{value}")
     if isinstance(value, str) and value.strip():
-        word = _word(value)
+        word = enum_word(value)
         return _STATUS_WORDS.get(word, word)
     if value is None:
         raise f.missing("Status")
@@ -638,17 +319,17 @@ def _status_code(status: str) -> int:
         if name == status:
             return code
     number = status.removeprefix("status-")
-    return int(number) if _INTEGER_TEXT.fullmatch(number) else 0
+    return int(number) if INTEGER_TEXT.fullmatch(number) else 0
 
 
-def _order_state(f: _Fields) -> str:
+def _order_state(f: Fields) -> str:
     value = f.raw("OrderState")
     if value is None or value == "":
         return "unknown"
     if isinstance(value, int) and not isinstance(value, bool):
         return ORDER_STATES.get(value, f"state-{value}")
     if isinstance(value, str):
-        word = _word(value)
+        word = enum_word(value)
         return _STATE_WORDS.get(word, word)
     raise f.wrong("OrderState", "an order state", value)
 
@@ -670,17 +351,3 @@ def _error_text(value: Any) -> str | None:
         if parts:
             return ": ".join(parts)
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _malformed(field: str, problem: str) -> ApiError:
-    return _error(f"{field}: {problem}" if field else problem)
-
-
-def _error(message: str) -> ApiError:
-    # Asking again gets the same answer: DEFINITIVE. The client adds the URL.
-    return ApiError(message, kind=FailureKind.DEFINITIVE)

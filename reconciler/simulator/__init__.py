@@ -21,11 +21,14 @@ stdlib-only and holds no client logic: ``CatalogError`` is a
 ``error: ...``. It binds to loopback only, keeps everything in memory and
 writes nothing to stderr unless ``verbose`` is set.
 
-    facade.py   Simulator (start/stop, inspection, fault injection), serve_forever
-    server.py   LoopbackServer, Dispatcher: routing, token/auth, verify, checkout, listings,
-                the portal admin endpoint
-    ledger.py   Ledger: catalogue, tenants, tokens, verified orders, checkouts, processed
+    facade.py   Simulator (start/stop, inspection, the portal), serve_forever
+    injection.py FaultInjection: the fault-injection methods Simulator inherits
+    server.py   LoopbackServer, Dispatcher: routing, token/auth, verify, checkout
+    paging.py   the list endpoints: tenant and paging parameters, one page of items
+    portal.py   POST /_admin/portal: the portal's changes over HTTP
+    ledger.py   Ledger: catalogue, tenants, verified orders, checkouts, processed
                 orders, subscriptions (and the portal's changes to them), calls
+    tokens.py   Tokens: the bearer tokens issued (part of the Ledger)
     listings.py OrderRecord, SubscriptionRecord and the JSON items of the four lists
     faults.py   Faults: queued failures, delays, drops, unrecorded 500s, holds, order errors
     orders.py   order rules: shape/type problems, line errors, camelCase, checkout records
@@ -45,7 +48,7 @@ from reconciler.simulator.facade import Simulator, serve_forever
 from reconciler.simulator.ledger import RecordedCall, RecordedRequest
 from reconciler.simulator.listings import OrderRecord, SubscriptionRecord
 from reconciler.simulator.orders import COUNTRY_CODE, RecordedCheckout
-from reconciler.simulator.server import DEFAULT_PAGE_SIZE
+from reconciler.simulator.paging import DEFAULT_PAGE_SIZE
 from reconciler.simulator.wire import ENDPOINTS
 
 __all__ = [

@@ -1,8 +1,9 @@
 """``Simulator``: the one object tests, benchmarks and the CLI drive the simulated API through.
 
 It owns the configuration (credentials, token lifetime, latency, verbosity) and
-delegates: what happened to the ``Ledger``, programmed failures to ``Faults``,
-the socket to ``LoopbackServer``. It adds no behaviour of its own beyond
+delegates: what happened to the ``Ledger``, programmed failures to ``Faults``
+(through the ``FaultInjection`` methods it inherits), the socket to
+``LoopbackServer``. It adds no behaviour of its own beyond
 argument checks and must not import ``reconciler.api`` or ``reconciler.model``.
 """
 
@@ -13,10 +14,11 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Self
 
 from reconciler.simulator.catalog import CatalogItem, default_catalog, load_catalog
 from reconciler.simulator.faults import Faults
+from reconciler.simulator.injection import FaultInjection
 from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest
 from reconciler.simulator.listings import OrderRecord, SubscriptionRecord
 from reconciler.simulator.orders import RecordedCheckout
@@ -24,8 +26,11 @@ from reconciler.simulator.server import LoopbackServer
 from reconciler.simulator.wire import check_endpoint
 
 
-class Simulator:
+class Simulator(FaultInjection):
     """The simulated API. Use as a context manager, or ``start()``/``stop()``.
+
+    The fault-injection methods (``fail_next``, ``storm``, ``expire_tokens``, ...)
+    come from ``FaultInjection``.
 
     The credentials, ``token_ttl_*``, ``latency`` and ``verbose`` are read at
     each request, so a test may change them while the simulator serves.
@@ -151,7 +156,7 @@ class Simulator:
 
     @property
     def tokens_issued(self) -> int:
-        return self._ledger.tokens_issued
+        return self._ledger.tokens.issued
 
     def count(self, endpoint: str, status: int | None = None) -> int:
         """How many requests reached ``endpoint`` (answered with ``status``, if given)."""
@@ -215,66 +220,6 @@ class Simulator:
         with self._ledger.lock:
             self._ledger.reset()
             self._faults.reset()
-
-    # ----------------------------------------------------------------- fault injection
-
-    def fail_next(
-        self,
-        endpoint: str,
-        status: int,
-        count: int = 1,
-        retry_after: str | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> None:
-        """Answer the next ``count`` requests to ``endpoint`` with ``status``.
-
-        The request is not acted on (a failed checkout buys nothing). ``body``
-        replaces the standard error body; ``retry_after`` is sent as the header.
-        """
-        self._faults.fail_next(endpoint, status, count, retry_after, body)
-
-    def delay_next(self, endpoint: str, seconds: float, count: int = 1) -> None:
-        """Wait ``seconds`` before answering the next ``count`` requests to ``endpoint``."""
-        self._faults.delay_next(endpoint, seconds, count)
-
-    def drop_after_checkout(self, count: int = 1, mode: Literal["drop", "500"] = "drop") -> None:
-        """Take (record) the next ``count`` valid checkouts, then close the connection
-        without answering (``drop``) or answer 500 (``500``): the ambiguous cases."""
-        self._faults.drop_after_checkout(count, mode)
-
-    def fail_checkout_unrecorded(self, count: int = 1) -> None:
-        """Answer the next ``count`` valid checkouts 500 without taking them: no
-        purchase, processed order, subscription or asset order is left behind.
-
-        Unlike ``fail_next("checkout", 500)`` the token and the order are checked
-        first, and it queues with ``drop_after_checkout`` in the order programmed.
-        """
-        self._faults.fail_checkouts("unrecorded", count)
-
-    def storm(self, rate: float, *, seed: int, slow: float = 1.0) -> None:
-        """Fail each later request with probability ``rate``, at random but reproducibly
-        (``seed``): 429 or 503 without acting on it, an answer ``slow`` seconds late,
-        and for a valid checkout also taken-then-500, taken-then-dropped, or 500
-        without being taken. ``storm(0, seed=...)`` ends it; ``faults_injected`` counts."""
-        self._faults.storm(rate, seed, slow)
-
-    @property
-    def faults_injected(self) -> dict[str, int]:
-        """How many faults ``storm`` injected, by "endpoint fault" (e.g. "verify 429")."""
-        with self._ledger.lock:
-            return dict(self._faults.injected)
-
-    def hold_checkouts(self, seconds: float) -> None:
-        """Record each valid checkout, then wait ``seconds`` before answering (0 ends it)."""
-        self._faults.hold_checkouts(seconds)
-
-    def add_order_error(self, code: int, description: str, count: int = 1) -> None:
-        """Add an order-level error to the next ``count`` verify answers."""
-        self._faults.add_order_error(code, description, count)
-
-    def expire_tokens(self) -> None:
-        """Make every issued token invalid (the next API call gets 401)."""
-        self._ledger.expire_tokens()
 
 
 def serve_forever(sim: Simulator) -> None:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import secrets
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +28,7 @@ from reconciler.simulator.listings import (
     checkout_listing_records,
 )
 from reconciler.simulator.orders import RecordedCheckout, checkout_records
+from reconciler.simulator.tokens import Tokens
 from reconciler.simulator.wire import is_int, now
 
 FIRST_SUBSCRIPTION_ID: Final = 500001
@@ -64,12 +63,6 @@ class RecordedRequest:
     response: Any = None
 
 
-@dataclass
-class _Token:
-    expires_at: float
-    calls_left: int | None
-
-
 class Ledger:
     """What the simulated API knows and has done; every method is thread-safe."""
 
@@ -80,8 +73,8 @@ class Ledger:
         self.lock = lock
         self._catalog = {i.key: i for i in catalog}
         self._tenants = set(tenants)
-        self._tokens: dict[str, _Token] = {}
-        self._tokens_issued = 0
+        #: The bearer tokens issued, under the same lock.
+        self.tokens = Tokens(lock)
         self._verified: set[str] = set()
         self._verified_with_errors: set[str] = set()
         self._checkouts: list[RecordedCheckout] = []
@@ -113,39 +106,6 @@ class Ledger:
     def has_tenant(self, tenant: int) -> bool:
         with self.lock:
             return tenant in self._tenants
-
-    # ----------------------------------------------------------------- tokens
-
-    def issue_token(self, ttl_seconds: float, ttl_calls: int | None) -> str:
-        """A new bearer token, valid for ``ttl_seconds`` and at most ``ttl_calls`` calls."""
-        token = "sim-" + secrets.token_hex(16)
-        with self.lock:
-            self._tokens[token] = _Token(
-                expires_at=time.monotonic() + ttl_seconds, calls_left=ttl_calls
-            )
-            self._tokens_issued += 1
-        return token
-
-    def authorize(self, token: str | None) -> bool:
-        """Whether ``token`` is valid now; a valid one spends one of its calls."""
-        with self.lock:
-            state = self._tokens.get(token) if token is not None else None
-            if state is None or time.monotonic() >= state.expires_at:
-                return False
-            if state.calls_left is not None:
-                if state.calls_left <= 0:
-                    return False
-                state.calls_left -= 1
-            return True
-
-    def expire_tokens(self) -> None:
-        with self.lock:
-            self._tokens.clear()
-
-    @property
-    def tokens_issued(self) -> int:
-        with self.lock:
-            return self._tokens_issued
 
     # ----------------------------------------------------------------- orders
 
@@ -321,7 +281,7 @@ class Ledger:
         """Forget tokens, verified orders, checkouts, orders, subscriptions and traffic;
         keep the catalogue."""
         with self.lock:
-            self._tokens.clear()
+            self.tokens.expire()
             self._verified.clear()
             self._verified_with_errors.clear()
             self._checkouts.clear()

@@ -3,9 +3,10 @@
 ``LoopbackServer`` starts and stops the socket and its thread and closes idle
 keep-alive connections on stop; ``Dispatcher`` routes a request to the token,
 verify, checkout or listing endpoint, applies the queued faults first, records
-the call in the ledger and writes the answer. ``POST /_admin/portal`` (no token,
-no faults; the real API has no such path) makes the changes a person would make
-in the Cloud-iQ portal; see ``Dispatcher._admin``. It binds to loopback only, never
+the call in the ledger and writes the answer. The lists' paging lives in
+``paging``; ``POST /_admin/portal`` (no token, no faults; the real API has no
+such path) makes the changes a person would make in the Cloud-iQ portal, see
+``portal``. It binds to loopback only, never
 writes to stderr unless ``verbose`` is set, and must not import
 ``reconciler.api`` or ``reconciler.model``.
 """
@@ -21,31 +22,22 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from reconciler.simulator.faults import Faults
-from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest, UnknownSubscription
-from reconciler.simulator.listings import (
-    agreement_product_items,
-    asset_order_items,
-    order_items,
-    subscription_item,
-    subscription_items,
-)
+from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest
 from reconciler.simulator.orders import camel, has_errors, order_problems, verified
+from reconciler.simulator.paging import list_reply
+from reconciler.simulator.portal import portal_reply
 from reconciler.simulator.wire import (
     Drop,
     Reply,
     canonical,
     error_body,
-    object_error,
     parse_json,
 )
-
-DEFAULT_PAGE_SIZE: Final = 50
 
 _PATHS: Final = {
     "/api/v1/connect/token": "token",
@@ -69,16 +61,6 @@ _METHODS: Final = {
     "agreement-products": "GET",
     "admin": "POST",
 }
-#: The query parameter naming the customer tenant, per list (matched case-insensitively).
-_TENANT_PARAMETERS: Final = {
-    "orders": "customertenantid",
-    "subscriptions": "customertenantid",
-    "asset-orders": "resellercustomerid",
-    "agreement-products": "customertenantid",
-}
-
-#: Builds one listing's items for a tenant from the (casefolded) query, under the ledger lock.
-_Items = Callable[[int, Mapping[str, str]], list[dict[str, Any]]]
 
 
 class Settings(Protocol):
@@ -261,7 +243,7 @@ class Dispatcher:
         if handler.command != _METHODS[endpoint]:
             raise Reply(405, error_body(405, f"{handler.command} is not allowed on {path}"))
         if endpoint == "admin":
-            return self._admin(body)
+            return portal_reply(self._ledger, body)
         delay, failure = self._faults.take(endpoint)
         if delay > 0:
             self._stopping.wait(delay)
@@ -278,21 +260,7 @@ class Dispatcher:
             return self._verify(path, body)
         if endpoint == "checkout":
             return self._checkout(path, body)
-        params = {k.casefold(): v[-1] for k, v in parse_qs(query).items()}
-        ledger = self._ledger
-        builders: dict[str, _Items] = {
-            "orders": lambda tenant, _: order_items(ledger.orders, tenant),
-            "subscriptions": lambda tenant, q: subscription_items(
-                ledger.subscriptions, tenant, _statuses(q)
-            ),
-            "asset-orders": lambda tenant, q: asset_order_items(
-                ledger.checkouts, tenant, q.get("externalorderid")
-            ),
-            "agreement-products": lambda _, q: agreement_product_items(
-                list(ledger.catalog.values()), q.get("search")
-            ),
-        }
-        return self._list(params, _TENANT_PARAMETERS[endpoint], builders[endpoint])
+        return list_reply(self._ledger, endpoint, query)
 
     # ----------------------------------------------------------------- token and auth
 
@@ -320,7 +288,7 @@ class Dispatcher:
             raise Reply(
                 400, {"error": "invalid_grant", "error_description": "invalid_username_or_password"}
             )
-        token = self._ledger.issue_token(settings.token_ttl_seconds, settings.token_ttl_calls)
+        token = self._ledger.tokens.issue(settings.token_ttl_seconds, settings.token_ttl_calls)
         return Reply(
             200,
             {
@@ -335,7 +303,7 @@ class Dispatcher:
 
     def _authorize(self, handler: BaseHTTPRequestHandler) -> None:
         scheme, _, token = handler.headers.get("Authorization", "").partition(" ")
-        if not self._ledger.authorize(token if scheme.lower() == "bearer" else None):
+        if not self._ledger.tokens.authorize(token if scheme.lower() == "bearer" else None):
             raise Reply(401)
 
     # ----------------------------------------------------------------- verify, checkout
@@ -395,101 +363,10 @@ class Dispatcher:
             raise Drop
         return reply
 
-    # ----------------------------------------------------------------- the portal
-
-    def _admin(self, raw: bytes) -> Reply:
-        """``POST /_admin/portal``: a change made by hand in the Cloud-iQ portal.
-
-        ``{"action": "add", "customerTenantId": 111111, "product": "CFQ7TTC0LF8R:0010",
-        "quantity": 5, "billingCycle": "monthly", "termDuration": "P1M",
-        "recordOrder": true}`` (the last three optional, as shown) adds a subscription
-        and, unless ``recordOrder`` is false, a processed order for it;
-        ``{"action": "set-quantity", "subscriptionId": N, "quantity": M}`` changes its
-        seats; ``{"action": "cancel", "subscriptionId": N}`` cancels it. Answers 200
-        with ``{"subscription": <as the subscriptions list shows it>}``, 400 for a bad
-        request, 404 for an unknown subscription. No token, no faults, no checkout.
-        """
-        request = parse_json(raw)
-        fields = {
-            "add": {"action", "customerTenantId", "product", "quantity"}
-            | {"billingCycle", "termDuration", "recordOrder"},
-            "set-quantity": {"action", "subscriptionId", "quantity"},
-            "cancel": {"action", "subscriptionId"},
-        }
-        action = request.get("action") if isinstance(request, dict) else None
-        if not isinstance(action, str) or action not in fields:
-            raise Reply(400, error_body(400, f"action must be one of {', '.join(fields)}"))
-        unknown = sorted(set(request) - fields[action])
-        if unknown:
-            raise Reply(
-                400, error_body(400, f"unknown field(s) for {action}: {', '.join(unknown)}")
-            )
-        ledger = self._ledger
-        try:
-            if action == "add":
-                record_order = request.get("recordOrder", True)
-                if not isinstance(record_order, bool):
-                    raise ValueError("recordOrder must be true or false")
-                subscription = ledger.portal_add(
-                    request.get("customerTenantId"),
-                    request.get("product"),
-                    request.get("quantity"),
-                    request.get("billingCycle", "monthly"),
-                    request.get("termDuration", "P1M"),
-                    record_order,
-                )
-            elif action == "set-quantity":
-                subscription = ledger.portal_set_quantity(
-                    request.get("subscriptionId"), request.get("quantity")
-                )
-            else:
-                subscription = ledger.portal_cancel(request.get("subscriptionId"))
-        except UnknownSubscription as error:
-            raise Reply(404, error_body(404, str(error))) from None
-        except ValueError as error:
-            raise Reply(400, error_body(400, str(error))) from None
-        return Reply(200, {"subscription": subscription_item(subscription)})
-
     def _log_request(self, endpoint: str, path: str, body: Any, status: int, response: Any) -> None:
         self._ledger.record_request(
             RecordedRequest(endpoint, path, body, status, copy.deepcopy(response))
         )
-
-    # ----------------------------------------------------------------- lists
-
-    def _list(self, query: Mapping[str, str], tenant_parameter: str, items: _Items) -> Reply:
-        problems = []
-        numbers: dict[str, int] = {}
-        for name, default in (
-            (tenant_parameter, None),
-            ("page", 1),
-            ("pagesize", DEFAULT_PAGE_SIZE),
-        ):
-            value = query.get(name)
-            if value is None and default is not None:
-                numbers[name] = default
-                continue
-            try:
-                numbers[name] = int(value or "")
-                if numbers[name] < 1:
-                    raise ValueError
-            except ValueError:
-                problems.append(
-                    object_error("InvalidValue", f"{name} must be a positive integer", name)
-                )
-        if problems:
-            raise Reply(400, error_body(400, "The request is not valid.", problems))
-        if "statuses" in query and _statuses(query) is None:
-            problems.append(object_error("InvalidValue", "statuses must be an integer", "statuses"))
-            raise Reply(400, error_body(400, "The request is not valid.", problems))
-        tenant = numbers[tenant_parameter]
-        with self._ledger.lock:
-            if not self._ledger.has_tenant(tenant):
-                raise Reply(404, error_body(404, f"Customer tenant {tenant} was not found."))
-            everything = items(tenant, query)
-        start = (numbers["page"] - 1) * numbers["pagesize"]
-        page = everything[start : start + numbers["pagesize"]]
-        return Reply(200, {"Items": page, "TotalHits": len(everything)})
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
@@ -519,11 +396,3 @@ def _answer(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
     handler.send_header("Content-Length", str(len(payload)))
     handler.end_headers()
     handler.wfile.write(payload)
-
-
-def _statuses(query: Mapping[str, str]) -> int | None:
-    """The ``statuses`` flags of a subscriptions query; None when absent or not a number."""
-    try:
-        return int(query["statuses"])
-    except (KeyError, ValueError):
-        return None

@@ -1,0 +1,249 @@
+"""The evidence the API holds about a pending checkout, by the matching rules.
+
+Matching rules for a pending checkout (README, "Reading Cloud-iQ back"):
+
+1. An asset order with the same externalOrderId is proof: without errors, and
+   with a line of the same product, sku and quantity, the checkout was made; with
+   errors, it failed (nothing was bought). Orders that disagree prove nothing.
+2. Otherwise a processed order is a candidate when it is of the same tenant,
+   product:sku and quantity (and billing cycle and term, when it gives them), was
+   created no earlier than the pending entry's time minus ``CLOCK_SKEW``, and is
+   not claimed: an order another checkout's evidence cites is claimed, and each
+   recorded checkout of the same product and quantity from that time on claims
+   one succeeded order (it has one, and which one cannot be told).
+   Exactly one unclaimed candidate is proof: succeeded, the checkout was made;
+   failed, it was not. Two or more, none, one still processing, or another
+   pending checkout of the same product and quantity (the orders cannot tell
+   them apart) settle nothing.
+
+Pure: no I/O, no clock, no environment. It must not compare seats (``drift``
+does) nor change the state; it only says what the readings prove.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from reconciler.api.records import AssetOrder, ProcessedOrder
+from reconciler.model import PendingOperation, State
+from reconciler.observe.readings import Readings
+
+#: How far the API's clock may be behind ours: an order created up to this long
+#: before a pending entry was written may still be its checkout's.
+CLOCK_SKEW = timedelta(minutes=10)
+
+#: How evidence cites a processed order; claims are read back with ``_CITED``.
+_CITE = "processed order {}"
+_CITED = re.compile(r"processed order ([^\s,;:()]+)")
+
+
+class Verdict(enum.StrEnum):
+    """What the API shows about a pending checkout."""
+
+    PURCHASED = "purchased"
+    NOT_PURCHASED = "not-purchased"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What was found for one pending entry, and whether it proves the outcome."""
+
+    pending: PendingOperation
+    verdict: Verdict
+    #: How it matched (or why nothing did), for people and for the state.
+    text: str
+
+    @property
+    def address(self) -> str:
+        return self.pending.address
+
+    @property
+    def proven(self) -> bool:
+        return self.verdict is not Verdict.UNKNOWN
+
+
+def evidence_for(pending: PendingOperation, state: State, readings: Readings) -> Evidence:
+    """What the API shows about ``pending``'s checkout, by the matching rules."""
+    assets = readings.asset_orders.get(pending.external_order_id)
+    if assets:
+        return _asset_evidence(pending, assets)
+    orders = readings.processed_orders.get(pending.identity.customer_tenant_id)
+    lead = (
+        f"no asset order has externalOrderId {pending.external_order_id}"
+        if assets is not None
+        else "asset orders were not read"
+    )
+    if orders is None:
+        return Evidence(pending, Verdict.UNKNOWN, f"{lead}; processed orders were not read")
+    return _order_evidence(pending, state, orders, lead)
+
+
+def _asset_evidence(pending: PendingOperation, assets: Sequence[AssetOrder]) -> Evidence:
+    order_id = pending.external_order_id
+    failed = [a for a in assets if a.errors]
+    taken = [a for a in assets if not a.errors]
+    if failed and not taken:
+        errors = "; ".join(e for a in failed for e in a.errors)
+        return Evidence(
+            pending,
+            Verdict.NOT_PURCHASED,
+            f"asset order {order_id} failed: {_short(errors)}",
+        )
+    identity = pending.identity
+    matching = [
+        a
+        for a in taken
+        if any(
+            line.product_id == identity.product_id
+            and line.sku_id == identity.sku_id
+            and line.quantity == pending.quantity
+            for line in a.lines
+        )
+    ]
+    if taken and not failed and len(matching) == len(taken):
+        return Evidence(
+            pending,
+            Verdict.PURCHASED,
+            f"asset order {order_id} was taken: {identity.product} x{pending.quantity}",
+        )
+    if failed:
+        reason = f"{len(taken)} asset orders {order_id} were taken and {len(failed)} failed"
+    else:
+        reason = f"asset order {order_id} does not show {identity.product} x{pending.quantity}"
+    return Evidence(pending, Verdict.UNKNOWN, f"{reason}; nothing is proven")
+
+
+def _order_evidence(
+    pending: PendingOperation, state: State, orders: Sequence[ProcessedOrder], lead: str
+) -> Evidence:
+    identity = pending.identity
+    since = _parse_time(pending.time) - CLOCK_SKEW
+    what = f"{identity.product} x{pending.quantity}"
+    rivals = sorted(
+        other.address
+        for other in state.pending.values()
+        if other.address != pending.address and _same_group(other, pending)
+    )
+    if rivals:
+        return Evidence(
+            pending,
+            Verdict.UNKNOWN,
+            f"{lead}; the pending checkout of {', '.join(rivals)} is also {what} for tenant "
+            f"{identity.customer_tenant_id}, and processed orders cannot tell them apart",
+        )
+    claimed = _claimed_references(state)
+    candidates = [
+        o
+        for o in orders
+        if o.customer_tenant_id == identity.customer_tenant_id
+        and o.product_id == identity.product_id
+        and o.sku_id == identity.sku_id
+        and o.quantity == pending.quantity
+        and o.billing_cycle in (None, identity.billing_cycle)
+        and o.term_duration in (None, identity.term_duration)
+        and o.created is not None
+        and o.created >= since
+        and o.order_reference_id not in claimed
+    ]
+    succeeded = [o for o in candidates if o.succeeded]
+    others = [o for o in candidates if not o.succeeded]
+    # Each recorded checkout of the same product and quantity that may have made one of
+    # these orders owns one of the succeeded ones; which one cannot be told.
+    owners = _possible_owners(state, pending, since - CLOCK_SKEW)
+    free = max(0, len(succeeded) - owners)
+    window = f"{what} for tenant {identity.customer_tenant_id} since {_show_time(since)}"
+    if free + len(others) == 0:
+        taken = f" ({len(succeeded)} claimed by recorded checkouts)" if succeeded else ""
+        return Evidence(pending, Verdict.UNKNOWN, f"{lead}; no processed order of {window}{taken}")
+    if free + len(others) > 1 or (others and succeeded):
+        # A failed order proves nothing beside succeeded ones that may be this checkout's.
+        shown = ", ".join(o.order_reference_id for o in candidates)
+        return Evidence(
+            pending,
+            Verdict.UNKNOWN,
+            f"{lead}; {len(candidates)} processed orders of {window} (orders {shown}), "
+            f"{free + len(others)} of them unclaimed; only exactly one proves anything",
+        )
+    if others:
+        order = others[0]
+        if order.failed:
+            error = f": {_short(order.error)}" if order.error else ""
+            return Evidence(
+                pending,
+                Verdict.NOT_PURCHASED,
+                f"{_CITE.format(order.order_reference_id)} failed{error} "
+                f"(the only processed order of {window})",
+            )
+        return Evidence(
+            pending,
+            Verdict.UNKNOWN,
+            f"{lead}; {_CITE.format(order.order_reference_id)} of {window} is "
+            f"{order.order_state}, not settled yet",
+        )
+    cited = " or ".join(_CITE.format(o.order_reference_id) for o in succeeded)
+    return Evidence(
+        pending,
+        Verdict.PURCHASED,
+        f"{cited} succeeded (the only unclaimed processed order of {window})",
+    )
+
+
+def _same_group(a: PendingOperation, b: PendingOperation) -> bool:
+    return (
+        a.identity.customer_tenant_id == b.identity.customer_tenant_id
+        and a.identity.product_id == b.identity.product_id
+        and a.identity.sku_id == b.identity.sku_id
+        and a.quantity == b.quantity
+    )
+
+
+def _claimed_references(state: State) -> set[str]:
+    """The processed orders that recorded checkouts' evidence cites."""
+    claimed: set[str] = set()
+    for purchase in state.purchases.values():
+        for checkout in purchase.checkouts:
+            if checkout.evidence:
+                claimed.update(_CITED.findall(checkout.evidence))
+    return claimed
+
+
+def _possible_owners(state: State, pending: PendingOperation, since: datetime) -> int:
+    """Recorded checkouts of ``pending``'s tenant, product and quantity, made from
+    ``since`` on, that cite no processed order: each has one of the orders seen."""
+    identity = pending.identity
+    owners = 0
+    for purchase in state.purchases.values():
+        other = purchase.identity
+        if (other.customer_tenant_id, other.product_id, other.sku_id) != (
+            identity.customer_tenant_id,
+            identity.product_id,
+            identity.sku_id,
+        ):
+            continue
+        for checkout in purchase.checkouts:
+            if checkout.quantity != pending.quantity:
+                continue
+            if checkout.evidence and _CITED.search(checkout.evidence):
+                continue
+            if _parse_time(checkout.time) >= since:
+                owners += 1
+    return owners
+
+
+def _parse_time(text: str) -> datetime:
+    """A state time (UTC, ``Z``) as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _show_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

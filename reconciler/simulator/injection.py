@@ -1,0 +1,80 @@
+"""``FaultInjection``: the failures a test programs into the simulated API.
+
+A mixin of ``Simulator``: each method only queues work for ``Faults`` (or
+expires the ``Ledger``'s tokens); ``server`` applies it to the next requests.
+It adds no behaviour beyond what ``Faults`` does and must not import
+``reconciler.api`` or ``reconciler.model``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from reconciler.simulator.faults import Faults
+from reconciler.simulator.ledger import Ledger
+
+
+class FaultInjection:
+    """Error statuses, delays, drops, storms, held checkouts, order errors, expired tokens."""
+
+    # Set by ``Simulator.__init__``; the ledger's lock also guards the faults.
+    _ledger: Ledger
+    _faults: Faults
+
+    def fail_next(
+        self,
+        endpoint: str,
+        status: int,
+        count: int = 1,
+        retry_after: str | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests to ``endpoint`` with ``status``.
+
+        The request is not acted on (a failed checkout buys nothing). ``body``
+        replaces the standard error body; ``retry_after`` is sent as the header.
+        """
+        self._faults.fail_next(endpoint, status, count, retry_after, body)
+
+    def delay_next(self, endpoint: str, seconds: float, count: int = 1) -> None:
+        """Wait ``seconds`` before answering the next ``count`` requests to ``endpoint``."""
+        self._faults.delay_next(endpoint, seconds, count)
+
+    def drop_after_checkout(self, count: int = 1, mode: Literal["drop", "500"] = "drop") -> None:
+        """Take (record) the next ``count`` valid checkouts, then close the connection
+        without answering (``drop``) or answer 500 (``500``): the ambiguous cases."""
+        self._faults.drop_after_checkout(count, mode)
+
+    def fail_checkout_unrecorded(self, count: int = 1) -> None:
+        """Answer the next ``count`` valid checkouts 500 without taking them: no
+        purchase, processed order, subscription or asset order is left behind.
+
+        Unlike ``fail_next("checkout", 500)`` the token and the order are checked
+        first, and it queues with ``drop_after_checkout`` in the order programmed.
+        """
+        self._faults.fail_checkouts("unrecorded", count)
+
+    def storm(self, rate: float, *, seed: int, slow: float = 1.0) -> None:
+        """Fail each later request with probability ``rate``, at random but reproducibly
+        (``seed``): 429 or 503 without acting on it, an answer ``slow`` seconds late,
+        and for a valid checkout also taken-then-500, taken-then-dropped, or 500
+        without being taken. ``storm(0, seed=...)`` ends it; ``faults_injected`` counts."""
+        self._faults.storm(rate, seed, slow)
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """How many faults ``storm`` injected, by "endpoint fault" (e.g. "verify 429")."""
+        with self._ledger.lock:
+            return dict(self._faults.injected)
+
+    def hold_checkouts(self, seconds: float) -> None:
+        """Record each valid checkout, then wait ``seconds`` before answering (0 ends it)."""
+        self._faults.hold_checkouts(seconds)
+
+    def add_order_error(self, code: int, description: str, count: int = 1) -> None:
+        """Add an order-level error to the next ``count`` verify answers."""
+        self._faults.add_order_error(code, description, count)
+
+    def expire_tokens(self) -> None:
+        """Make every issued token invalid (the next API call gets 401)."""
+        self._ledger.tokens.expire()
