@@ -322,7 +322,10 @@ def test_github_plan_job_finds_its_comment_by_the_marker(
 ) -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed; the workflow's github-script step needs it")
+        reason = "node is not installed; the workflow's github-script step needs it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)  # CI never passes by skipping
+        pytest.skip(reason)
     github = yaml.safe_load(GITHUB.read_text(encoding="utf-8"))
     (step,) = [s for s in github["jobs"]["plan"]["steps"] if "github-script" in s.get("uses", "")]
     body = "<!-- crayon-reconciler:plan -->\n\n### ✅ Plan: **ready to apply**\n"

@@ -1,0 +1,120 @@
+"""Options, seeds, the secrets scan and the counts report of tests/reliability.
+
+``pytest tests/reliability`` is the CI run (every crash point, at least 50 kills, a
+300-purchase fault storm, fuzzing). ``--reliability-full[=FACTOR]`` (or
+``RELIABILITY_FULL=FACTOR``) multiplies the random parts by FACTOR (default 10) for
+long local runs; ``--reliability-seed N`` (or ``RELIABILITY_SEED=N``) replays a run,
+whose seed every failure and the summary print. The options exist when pytest is
+given this directory (``pytest tests/reliability ...``); from the repository root
+use the environment variables.
+
+Every test here is scanned for secrets when it ends (the autouse ``outputs``
+fixture): each output it recorded (``harness.Outputs``) and every file under its
+``tmp_path``, for every encoded form of every secret it used.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import harness
+import pytest
+
+_FULL_FACTOR = 10
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("reliability", "tests/reliability")
+    group.addoption(
+        "--reliability-full",
+        nargs="?",
+        const=_FULL_FACTOR,
+        default=None,
+        type=int,
+        metavar="FACTOR",
+        help=f"multiply kills, storm rounds and fuzz examples by FACTOR (default {_FULL_FACTOR})",
+    )
+    group.addoption(
+        "--reliability-seed",
+        default=None,
+        type=int,
+        metavar="N",
+        help="the master seed of the random parts (printed by every run)",
+    )
+
+
+def _scale(config: pytest.Config) -> int:
+    given = config.getoption("--reliability-full", default=None)
+    if given is None and os.environ.get("RELIABILITY_FULL"):
+        given = int(os.environ["RELIABILITY_FULL"])
+    return max(1, int(given or 1))
+
+
+def _seed(config: pytest.Config) -> int:
+    given = config.getoption("--reliability-seed", default=None)
+    if given is None and os.environ.get("RELIABILITY_SEED"):
+        given = int(os.environ["RELIABILITY_SEED"])
+    if given is None:
+        # Chosen once per session and kept on the config, so every test shares it.
+        given = getattr(config, "_reliability_seed", None) or secrets.randbelow(2**31)
+    config._reliability_seed = given  # type: ignore[attr-defined]
+    return int(given)
+
+
+@pytest.fixture(scope="session")
+def scale(pytestconfig: pytest.Config) -> int:
+    """1 in CI; FACTOR with ``--reliability-full``."""
+    return _scale(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def master_seed(pytestconfig: pytest.Config) -> int:
+    return _seed(pytestconfig)
+
+
+@pytest.fixture(autouse=True)
+def outputs(tmp_path: Path, master_seed: int) -> Iterator[harness.Outputs]:
+    """What the test's commands printed and which secrets it used; scanned at the end."""
+    recorded = harness.Outputs()
+    started = time.monotonic()
+    yield recorded
+    harness.TALLY.add("wall seconds", time.monotonic() - started)
+    recorded.add_tree(tmp_path)
+    leaks = recorded.leaks()
+    harness.TALLY.add("texts scanned for secrets", recorded.texts_scanned)
+    assert not leaks, f"secrets leaked (seed {master_seed}): {leaks}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        seed = _seed(item.config)
+        report.sections.append(
+            (
+                "reliability seed",
+                f"master seed {seed}: replay with "
+                f"pytest tests/reliability --reliability-seed {seed} (or RELIABILITY_SEED={seed})",
+            )
+        )
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not harness.TALLY.counts:
+        return
+    config = terminalreporter.config
+    terminalreporter.section("reliability")
+    terminalreporter.write_line(
+        f"master seed {_seed(config)}, scale {_scale(config)}"
+        " (replay: --reliability-seed N, longer: --reliability-full)"
+    )
+    for name, value in sorted(harness.TALLY.counts.items()):
+        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        terminalreporter.write_line(f"  {name}: {shown}")
