@@ -1,8 +1,9 @@
 """Regression tests for the holes of issue 13 that concern the file store, the CLI and
-the API client (holes 2, 4, 7, 9, 10 and 11).
+the API client (holes 2, 3, 4, 7, 9, 10 and 11).
 
 Each test failed before its fix: a second run beside a run whose lock file was
-deleted, a state bricked by a failure between the journal mark and its first line,
+deleted, a journal cut short, damaged or spliced read as a torn last write, a state
+bricked by a failure between the journal mark and its first line,
 hard-linked state files, secrets outside Latin-1, secrets echoed back in encoded
 forms, temp files left by kills, Ctrl-C while waiting for the lock, a plan that
 told users to resolve the in-flight checkouts of a running apply, and a read-only
@@ -383,6 +384,228 @@ def test_every_crash_point_of_a_run_leaves_a_state_the_next_runs_load_and_finish
             lock_file(path).name,
         ], where
         assert "journal" not in json.loads(path.read_text()), where
+
+
+# --- hole 3: a journal cut, damaged or spliced is refused, a torn last line loads -------
+
+
+def _run_kept_mid_way(path: Path, quantities: tuple[int, ...] = (4, 5)) -> tuple[bytes, bytes]:
+    """The state file and journal of a run that made four acknowledged writes (a pending
+    entry and its checkout per purchase), as a kill or a backup taken mid-run keeps them."""
+    store = JsonFileStateStore(path)
+    with store.lock("reconciler apply") as writer:
+        for number, quantity in enumerate(quantities):
+            op = PendingOperation(f"acme/{number}", IDENTITY, f"ord-{number}", quantity, T0)
+            writer.add_pending(op)
+            writer.record_checkout(
+                op.address, IDENTITY, CheckoutRecord(op.external_order_id, quantity, T0)
+            )
+        kept = path.read_bytes(), journal(path).read_bytes()
+    return kept
+
+
+@pytest.fixture
+def kept(store: JsonFileStateStore, path: Path) -> tuple[bytes, bytes]:
+    return _run_kept_mid_way(path)
+
+
+def _restore(path: Path, state: bytes, journal_bytes: bytes) -> JsonFileStateStore:
+    path.write_bytes(state)
+    journal(path).write_bytes(journal_bytes)
+    return JsonFileStateStore(path)
+
+
+def _refused(store: JsonFileStateStore, path: Path) -> str:
+    """The error ``plan`` and a locked run give, the same for both; nothing is changed."""
+    before = path.read_bytes(), journal(path).read_bytes()
+    with pytest.raises(StateError) as caught:
+        store.load()
+    with pytest.raises(StateError) as locked, store.lock("reconciler apply"):
+        pytest.fail("locked a damaged journal")
+    assert str(locked.value) == str(caught.value)
+    assert (path.read_bytes(), journal(path).read_bytes()) == before
+    message = str(caught.value)
+    assert message.startswith(f"state journal {journal(path)} "), message
+    return message
+
+
+def _lines(journal_bytes: bytes) -> list[bytes]:
+    return [line + b"\n" for line in journal_bytes.split(b"\n")[:-1]]
+
+
+def unmarked_state(state: bytes) -> bytes:
+    data = json.loads(state)
+    for key in ("acknowledgedSerial", "journal", "journalRun"):
+        del data[key]
+    return (json.dumps(data, sort_keys=True, indent=2) + "\n").encode()
+
+
+def test_the_full_copy_of_a_run_kept_mid_way_loads_every_write(
+    path: Path, kept: tuple[bytes, bytes]
+) -> None:
+    store = _restore(path, *kept)
+    state = store.load()
+    assert state.serial == 4
+    assert {a: p.quantity for a, p in state.purchases.items()} == {"acme/0": 4, "acme/1": 5}
+    assert json.loads(kept[0])["acknowledgedSerial"] == "0" * 19 + "4"
+    # Updated in place, the marked file is still exactly what json.dumps would write.
+    assert kept[0] == (json.dumps(json.loads(kept[0]), sort_keys=True, indent=2) + "\n").encode()
+
+
+@pytest.mark.parametrize("lines_kept", [0, 1, 2, 3])
+def test_a_journal_cut_at_a_line_boundary_is_refused(
+    path: Path, kept: tuple[bytes, bytes], lines_kept: int
+) -> None:
+    state, whole = kept
+    store = _restore(path, state, b"".join(_lines(whole)[:lines_kept]))
+    lost = 4 - lines_kept
+    assert _refused(store, path) == (
+        f"state journal {journal(path)} ends at serial {lines_kept}, but state file {path} "
+        f"records serial 4 as acknowledged: the journal was cut short (a partial copy, "
+        f"upload or backup?) and lost {lost} acknowledged write{'s' if lost > 1 else ''}, "
+        f"and planning without {'them' if lost > 1 else 'it'} could buy again. Put the "
+        "complete journal back beside the state file. If it is lost for good, check the "
+        'orders in Crayon Cloud-iQ, then delete the journal and the "journal" lines from '
+        "the state file and record what was bought with `reconciler state import`."
+    )
+
+
+@pytest.mark.parametrize("line", [1, 2, 3, 4])
+def test_a_journal_cut_in_the_middle_of_a_line_is_refused(
+    path: Path, kept: tuple[bytes, bytes], line: int
+) -> None:
+    """The same bytes as a crash while writing that line, but the state file the run
+    left says the line was acknowledged: the last line included."""
+    state, whole = kept
+    lines = _lines(whole)
+    cut = b"".join(lines[: line - 1]) + lines[line - 1][: len(lines[line - 1]) // 2]
+    store = _restore(path, state, cut)
+    assert f"ends at serial {line - 1}, but state file {path} records serial 4" in _refused(
+        store, path
+    )
+
+
+def test_plan_refuses_a_cut_journal_instead_of_buying_again(
+    path: Path, kept: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    """The issue's case: apply re-bought 9 of 10 after a journal cut by an upload."""
+    state, whole = kept
+    _restore(path, state, b"".join(_lines(whole)[:1]))
+    decl = declare(tmp_path / "decl", ("acme/0", 4), ("acme/1", 5))
+    result = invoke("plan", str(decl), "--state", str(path))
+    assert result.exit_code == 1
+    assert f"error: state journal {journal(path)} ends at serial 1" in result.stderr
+    assert "lost 3 acknowledged writes" in result.stderr
+
+
+def test_a_bit_flip_in_a_middle_line_is_refused(path: Path, kept: tuple[bytes, bytes]) -> None:
+    state, whole = kept
+    lines = _lines(whole)
+    assert b'"quantity":4' in lines[1]
+    # Still valid JSON and a valid entry: only the checksum tells.
+    lines[1] = lines[1].replace(b'"quantity":4', b'"quantity":5')
+    store = _restore(path, state, b"".join(lines))
+    assert _refused(store, path) == (
+        f"state journal {journal(path)} line 2 fails its checksum: the line was changed "
+        "after it was written (a damaged copy or disk?), so none of its values can be trusted"
+    )
+
+
+def test_a_bit_flip_in_the_last_line_is_refused_not_dropped_as_torn(
+    path: Path, kept: tuple[bytes, bytes]
+) -> None:
+    state, whole = kept
+    lines = _lines(whole)
+    lines[3] = lines[3].replace(b'"quantity":5', b'"quantity":7')
+    store = _restore(path, state, b"".join(lines))
+    assert "ends at serial 3, but state file" in _refused(store, path)
+
+
+def test_a_line_spliced_from_another_run_is_refused(
+    path: Path, kept: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    """Two runs from the same state (a restored backup): same lineage, same serials."""
+    state, whole = kept
+    other = tmp_path / "other" / path.name
+    other.parent.mkdir()
+    other.write_bytes(unmarked_state(state))
+    other_state, other_whole = _run_kept_mid_way(other, quantities=(4, 9))
+    lines, other_lines = _lines(whole), _lines(other_whole)
+    assert other_lines[3] != lines[3]
+    run = json.loads(state)["journalRun"]
+    other_run = json.loads(other_state)["journalRun"]
+
+    store = _restore(path, state, b"".join([*lines[:3], other_lines[3]]))
+    assert _refused(store, path) == (
+        f"state journal {journal(path)} line 4 was written by run {other_run}, line 1 by "
+        f"run {run}: lines of two journals were put together"
+    )
+    # The other run's whole journal beside this state file.
+    store = _restore(path, state, other_whole)
+    assert _refused(store, path) == (
+        f"state journal {journal(path)} was written by run {other_run}, but state file "
+        f"{path} is marked for the journal of run {run}: the two files do not belong "
+        "together (a journal from another run or copy); put the right pair together"
+    )
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(b'{"crc":"0badf00d","address":"acme/2","lineage":', id="cut-mid-line"),
+        pytest.param(b"\x00" * 64, id="allocated-never-written"),
+        pytest.param(b'{"address":"acme/2"}\n', id="complete-but-not-checksummed"),
+        pytest.param(b"{not json}\n", id="complete-but-unreadable"),
+    ],
+)
+def test_a_torn_final_line_after_a_crash_still_loads(
+    path: Path, kept: tuple[bytes, bytes], tail: bytes
+) -> None:
+    state, whole = kept
+    store = _restore(path, state, whole + tail)
+    assert store.load().serial == 4
+    with store.lock("reconciler apply") as writer:
+        writer.import_purchase("acme/new", IDENTITY, 1, T0)
+    assert store.load().serial == 5
+    assert not journal(path).exists()
+
+
+def test_a_journal_of_the_previous_version_still_replays(
+    path: Path, kept: tuple[bytes, bytes]
+) -> None:
+    """Lines without a run and a checksum, beside a file marked only with "journal"."""
+    state, whole = kept
+    expected = _restore(path, state, whole).load()
+    legacy_lines = []
+    for line in _lines(whole):
+        entry = json.loads(line)
+        del entry["crc"], entry["run"]
+        legacy_lines.append(json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n")
+    legacy_state = json.loads(state)
+    del legacy_state["acknowledgedSerial"], legacy_state["journalRun"]
+    legacy_text = (json.dumps(legacy_state, sort_keys=True, indent=2) + "\n").encode()
+    legacy_journal = "".join(legacy_lines).encode()
+    store = _restore(path, legacy_text, legacy_journal)
+    assert store.load() == expected
+    # One line of each kind is two journals put together.
+    store = _restore(path, legacy_text, legacy_journal[: len(legacy_lines[0])] + _lines(whole)[1])
+    assert "line 2 was written by run " in _refused(store, path)
+    # A file marked the old way beside a checksummed journal does not belong to it.
+    store = _restore(path, legacy_text, whole)
+    assert "was marked by a reconciler without journal checksums" in _refused(store, path)
+    # The next locked run compacts the old pair, then writes the new way.
+    store = _restore(path, legacy_text, legacy_journal)
+    with store.lock("reconciler apply") as writer:
+        writer.import_purchase("acme/new", IDENTITY, 1, T0)
+    assert store.load().serial == 5
+    assert not journal(path).exists()
+
+
+def test_the_readme_says_what_the_journal_checks_cannot_detect() -> None:
+    readme = (Path(reconciler.__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("What the state's checks cannot detect") :]
+    assert "a journal cut short together with a state file copied before" in section
+    assert "the state file itself carries no checksum" in section
 
 
 # --- hole 7: one state file, one lock, whatever path reaches it -----------------------

@@ -145,10 +145,13 @@ def crashed(store: JsonFileStateStore, path: Path) -> bytes:
 
 
 def unmarked(data: bytes) -> bytes:
-    """A state file's bytes without the line that says a journal goes with it."""
+    """A state file's bytes without the lines that say a journal goes with it (its
+    acknowledged serial, its name and the run writing it)."""
     lines = data.split(b"\n")
-    assert lines[1].startswith(b'  "journal": "reconciler.state.json.journal",'), lines[1]
-    return b"\n".join(lines[:1] + lines[2:])
+    assert re.fullmatch(rb'  "acknowledgedSerial": "[0-9]{20}",', lines[1]), lines[1]
+    assert lines[2].startswith(b'  "journal": "reconciler.state.json.journal",'), lines[2]
+    assert re.fullmatch(rb'  "journalRun": "[0-9a-f]{16}",', lines[3]), lines[3]
+    return b"\n".join(lines[:1] + lines[4:])
 
 
 def expected_after_script(lineage: str) -> State:

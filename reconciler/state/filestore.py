@@ -13,7 +13,27 @@ every acknowledged write; ``load`` replays it, and the next ``lock`` compacts it
 
 ``load`` reads the journal *before* the JSON file, so a compaction that runs
 concurrently can only make the JSON file newer than the journal it read (its
-entries are then skipped by serial), never lose entries.
+entries are then skipped by serial), never lose entries. A pair that looks
+mismatched (a run compacted or started a journal between the two reads) is read
+again, twice at most, before it is refused.
+
+How a damaged or cut journal is refused instead of replayed short
+------------------------------------------------------------------
+Only the last line may be unreadable: a crash cut it short before its fsync, so
+it was never acknowledged. Anything else must hold, or the journal is refused
+naming the line: each line carries the run's id and a CRC-32 of its content
+(``jsonformat.journal_line``: a bit flip or a line from another run's journal);
+serials run on from the state file's serial without a gap, a repeat or a skip
+(a line lost, doubled or swapped; a state file whose serial falls inside its
+journal); and the state file, marked when the journal starts, records the run's
+id and the serial of the last acknowledged line. That serial is overwritten in
+place (20 digits at a fixed offset in the first sector) after each line's fsync
+and the lock check, with no fsync of its own: it may lag the journal after a
+power failure, never run ahead of it. A journal that ends before that serial
+was cut short (a partial copy, upload or backup, even inside its last line) and
+is refused. What stays undetectable is in the README ("What the state's checks
+cannot detect"). Journals of the previous version (no run, no checksum, a mark
+without the two keys) replay with the checks they allow.
 
 Locking uses ``flock`` on ``<state>.lock``: the kernel drops it when its holder
 dies, even by SIGKILL, so a dead run never blocks the next one. The lock file is
@@ -41,7 +61,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.errors import StateError
@@ -49,6 +69,7 @@ from reconciler.model import State
 from reconciler.state import files, jsonformat
 from reconciler.state.base import StateWriter
 from reconciler.state.filelock import LockFile
+from reconciler.state.jsonformat import JournalMark
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
 from reconciler.state.writes import Write
 
@@ -177,45 +198,101 @@ class JsonFileStateStore:
 
     def _load_tables(self) -> tuple[Tables, int, bool]:
         """The replayed state, the JSON file's own serial, and whether a journal exists."""
-        for _ in range(3):
+        for attempt in range(3):
             # The journal first: see the module docstring.
-            entries, journal_exists = self._read_journal()
-            base, marked = self._read_file()
-            if journal_exists or not marked:
-                break
-            if self._journal.exists():
-                continue  # a run started between the two reads: read both again
+            journal = self._read_journal()
+            base, mark = self._read_file()
+            try:
+                return self._replay(base, mark, journal), base.serial, journal is not None
+            except StateError:
+                # A run may have compacted, or started a journal, between the two
+                # reads: the pair then looks mismatched. Read both again; what is
+                # still wrong after that is.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _replay(self, base: State, mark: JournalMark | None, journal: bytes | None) -> Tables:
+        """The state file's state with its journal's writes applied, every check made."""
+        name = f"state journal {self.journal_location}"
+        tables = Tables(base)
+        if journal is None:
+            if mark is None:
+                return tables
             raise StateError(
                 f"state file {self._display} was being written by a run that did not finish, "
                 f"and its journal {self.journal_location} is missing: the state file alone "
                 "lacks that run's last purchases and pending checkouts, and planning from it "
                 "could buy them again. Put the journal file back beside the state file (keep "
                 "both when a pipeline saves the state). If it is lost for good, check the "
-                'orders in Crayon Cloud-iQ, then delete the "journal" line from the state '
+                'orders in Crayon Cloud-iQ, then delete the "journal" lines from the state '
                 "file and record what was bought with `reconciler state import`."
             )
-        tables = Tables(base)
-        applying = False
+        parsed = jsonformat.parse_journal(journal, name)
+        entries = parsed.entries
         for line, entry in entries:
-            where = f"state journal {self.journal_location} line {line}"
             if tables.lineage and entry.lineage != tables.lineage:
                 raise StateError(
-                    f"{where} belongs to another state (lineage {entry.lineage}; state file "
-                    f"{self._display} has lineage {tables.lineage}); move one of them away"
+                    f"{name} line {line} belongs to another state (lineage {entry.lineage}; "
+                    f"state file {self._display} has lineage {tables.lineage}); move one of "
+                    "them away"
                 )
-            if entry.serial <= tables.serial and not applying:
-                continue  # already in the JSON file (a compaction ran)
+        marked_run = mark.run if mark is not None else None
+        checked = marked_run is not None
+        if checked and entries and parsed.run != marked_run:
+            written_by = f"run {parsed.run}" if parsed.run else "a reconciler without checksums"
+            raise StateError(
+                f"{name} was written by {written_by}, but state file {self._display} is "
+                f"marked for the journal of run {marked_run}: the two files do not belong "
+                "together (a journal from another run or copy); put the right pair together"
+            )
+        if mark is not None and mark.run is None and parsed.run is not None:
+            raise StateError(
+                f"{name} has checksummed lines, but state file {self._display} was marked by "
+                "a reconciler without journal checksums: the two files do not belong together"
+            )
+        if entries and entries[0][1].serial <= base.serial:
+            last_line, last = entries[-1]
+            if last.serial > base.serial:
+                raise StateError(
+                    f"{name} line {entries[0][0]} has serial {entries[0][1].serial}, which state "
+                    f"file {self._display} (serial {base.serial}) already holds, yet line "
+                    f"{last_line} goes on to serial {last.serial}: a journal either continues "
+                    "its state file or was folded into it whole, so the two files do not "
+                    "belong together (a damaged or mismatched copy)"
+                )
+            if checked:
+                raise StateError(
+                    f"{name} ends at serial {last.serial}, which state file {self._display} "
+                    f"(serial {base.serial}) already holds, yet the file is marked as being "
+                    "written through it: the two files do not belong together"
+                )
+            return tables  # already in the JSON file: a run died right after compacting
+        for line, entry in entries:
             if entry.serial != tables.serial + 1:
                 raise StateError(
-                    f"{where} has serial {entry.serial} but serial {tables.serial + 1} "
-                    f"was expected; the journal does not continue state file {self._display}"
+                    f"{name} line {line} has serial {entry.serial} but serial "
+                    f"{tables.serial + 1} was expected; the journal does not continue state "
+                    f"file {self._display}"
                 )
             tables.apply(entry)
-            applying = True
-        return tables, base.serial, journal_exists
+        acknowledged = mark.acknowledged if mark is not None and checked else 0
+        if tables.serial < acknowledged:
+            lost = acknowledged - tables.serial
+            raise StateError(
+                f"{name} ends at serial {tables.serial}, but state file {self._display} "
+                f"records serial {acknowledged} as acknowledged: the journal was cut short "
+                f"(a partial copy, upload or backup?) and lost {lost} acknowledged "
+                f"write{'s' if lost != 1 else ''}, and planning without "
+                f"{'them' if lost != 1 else 'it'} could buy again. Put the complete journal "
+                "back beside the state file. If it is lost for good, check the orders in "
+                'Crayon Cloud-iQ, then delete the journal and the "journal" lines from the '
+                "state file and record what was bought with `reconciler state import`."
+            )
+        return tables
 
-    def _read_file(self) -> tuple[State, bool]:
-        """The JSON file's state, and whether it says a journal goes with it."""
+    def _read_file(self) -> tuple[State, JournalMark | None]:
+        """The JSON file's state, and what it says of a journal going with it."""
         name = f"state file {self._display}"
         try:
             with open(self._path, "rb") as file:
@@ -227,15 +304,15 @@ class JsonFileStateStore:
             raise StateError(f"cannot read {name}: {exc.strerror or exc}") from exc
         return jsonformat.parse_state_file(raw, name)
 
-    def _read_journal(self) -> tuple[list[tuple[int, Write]], bool]:
-        name = f"state journal {self.journal_location}"
+    def _read_journal(self) -> bytes | None:
         try:
-            raw = self._journal.read_bytes()
+            return self._journal.read_bytes()
         except FileNotFoundError:
-            return [], False
+            return None
         except OSError as exc:
-            raise StateError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        return jsonformat.parse_journal(raw, name), True
+            raise StateError(
+                f"cannot read state journal {self.journal_location}: {exc.strerror or exc}"
+            ) from exc
 
     # -- writing --
 
@@ -266,26 +343,29 @@ class JsonFileStateStore:
         finally:
             self._lock.release(fd)
 
-    def _create_journal(self, state: State) -> int:
+    def _create_journal(self, state: State) -> _Journal:
         """Open a new journal, then mark the state file as having one.
 
         The mark makes a state file that is later saved or copied without its
-        journal refuse to load, instead of silently missing the journal's writes.
-        The journal exists before the mark, so a crash between the two leaves an
-        empty journal, never a mark without one.
+        journal refuse to load, instead of silently missing the journal's writes;
+        its acknowledged serial, updated in place after each line, does the same
+        for a journal that is saved cut short. The journal exists before the mark,
+        so a crash between the two leaves an empty journal, never a mark without one.
         """
+        run = jsonformat.new_run_id()
         fd = os.open(
             self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
         )
         try:
             files.fsync_directory(self._path.parent)
-            files.replace_atomically(
-                self._path, jsonformat.render(state, journal=self._journal.name)
-            )
+            mark = JournalMark(self._journal.name, run, state.serial)
+            files.replace_atomically(self._path, jsonformat.render(state, mark))
+            # The lock keeps every other writer away, so the path names what we wrote.
+            mark_fd = os.open(self._path, os.O_WRONLY | os.O_CLOEXEC)
         except BaseException:
             os.close(fd)
             raise
-        return fd
+        return _Journal(fd, run, mark_fd)
 
     def _compact(self, tables: Tables, *, rewrite: bool) -> None:
         """Put everything in the JSON file, then drop the journal."""
@@ -302,6 +382,20 @@ class JsonFileStateStore:
             ) from exc
 
 
+@dataclass
+class _Journal:
+    """A run's open journal, its run id, and the state file whose mark it updates."""
+
+    fd: int
+    run: str
+    mark_fd: int
+
+    def close(self) -> None:
+        for fd in (self.fd, self.mark_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class _FileWriter(LedgerWriter):
     """The StateWriter of a locked JsonFileStateStore: ledger writes as journal lines."""
 
@@ -310,22 +404,22 @@ class _FileWriter(LedgerWriter):
         self._store = store
         self._file_ledger = ledger
         self._lock_fd = lock_fd
-        self._journal_fd: int | None = None
+        self._journal: _Journal | None = None
         self._journal_started = False
 
     def _append(self, write: Write) -> None:
-        line = jsonformat.entry_line(write) + "\n"
         journal = f"cannot write state journal {self._store.journal_location}"
         lost = "the lock file was deleted or replaced"
         if not self._store._lock.holds(self._lock_fd):
             raise PersistError(self._store._lock.lost(journal), lost)
         try:
-            if self._journal_fd is None:
+            if self._journal is None:
                 marked = replace(self._file_ledger.freeze(), lineage=write.lineage)
                 self._journal_started = True
-                self._journal_fd = self._store._create_journal(marked)
-            files.write_all(self._journal_fd, line.encode("utf-8"))
-            os.fsync(self._journal_fd)
+                self._journal = self._store._create_journal(marked)
+            line = jsonformat.journal_line(write, self._journal.run)
+            files.write_all(self._journal.fd, line)
+            os.fsync(self._journal.fd)
         except OSError as exc:
             # After a failed write or fsync the journal's tail is unknown.
             reason = exc.strerror or str(exc)
@@ -338,14 +432,27 @@ class _FileWriter(LedgerWriter):
             raise PersistError(
                 self._store._lock.lost(f"{journal} (this write may or may not be kept)"), lost
             )
+        # Acknowledged: record so in the state file's mark, in place and without an
+        # fsync. The line is on disk before this is issued, so the mark can lag the
+        # journal after a power loss but never run ahead of it; a copy taken later
+        # shows it, and a journal copied cut short is then refused.
+        try:
+            digits = jsonformat.acknowledged_text(write.serial).encode("ascii")
+            os.pwrite(self._journal.mark_fd, digits, jsonformat.ACKNOWLEDGED_OFFSET)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise PersistError(
+                f"cannot update state file {self._store.location}: {reason} (this write is in "
+                f"state journal {self._store.journal_location})",
+                reason,
+            ) from exc
 
     def _close(self) -> None:
         if not self.close():
             return
-        if self._journal_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._journal_fd)
-            self._journal_fd = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         if not self._journal_started:
             return
         if not self._store._lock.holds(self._lock_fd):
