@@ -11,7 +11,7 @@ from reconciler.cli.common import YES, StateRef, check_workspace, confirm, state
 from reconciler.commands import state as state_commands
 from reconciler.errors import ReconcilerError
 from reconciler.state import utc_now
-from reconciler.state.jsonformat import render as render_state_file
+from reconciler.state.jsonrender import render as render_state_file
 
 
 @click.command()

@@ -66,11 +66,12 @@ from pathlib import Path
 
 from reconciler.errors import StateError
 from reconciler.model import State
-from reconciler.state import files, jsonformat
+from reconciler.state import files, jsonformat, jsonrender
 from reconciler.state.base import StateWriter
 from reconciler.state.filelock import LockFile
 from reconciler.state.jsonformat import JournalMark
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
+from reconciler.state.replay import replay
 from reconciler.state.writes import Write
 
 
@@ -111,7 +112,7 @@ class JsonFileStateStore:
         """
         initial = state or State(lineage=str(uuid.uuid4()))
         try:
-            files.create_exclusively(self._path, jsonformat.render(initial))
+            files.create_exclusively(self._path, jsonrender.render(initial))
             return True
         except FileExistsError:
             if state is None:
@@ -125,7 +126,7 @@ class JsonFileStateStore:
                     f"{self._display} already holds a state (serial {current.serial}); "
                     "migrate only into an empty one"
                 )
-            files.replace_atomically(self._path, jsonformat.render(initial))
+            files.replace_atomically(self._path, jsonrender.render(initial))
         return True
 
     def _missing(self) -> StateError:
@@ -203,7 +204,14 @@ class JsonFileStateStore:
             journal = self._read_journal()
             base, mark = self._read_file()
             try:
-                return self._replay(base, mark, journal), base.serial, journal is not None
+                replayed = replay(
+                    base,
+                    mark,
+                    journal,
+                    state_file=self._display,
+                    journal_file=self.journal_location,
+                )
+                return replayed, base.serial, journal is not None
             except StateError:
                 # A run may have compacted, or started a journal, between the two
                 # reads: the pair then looks mismatched. Read both again; what is
@@ -211,85 +219,6 @@ class JsonFileStateStore:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-    def _replay(self, base: State, mark: JournalMark | None, journal: bytes | None) -> Tables:
-        """The state file's state with its journal's writes applied, every check made."""
-        name = f"state journal {self.journal_location}"
-        tables = Tables(base)
-        if journal is None:
-            if mark is None:
-                return tables
-            raise StateError(
-                f"state file {self._display} was being written by a run that did not finish, "
-                f"and its journal {self.journal_location} is missing: the state file alone "
-                "lacks that run's last purchases and pending checkouts, and planning from it "
-                "could buy them again. Put the journal file back beside the state file (keep "
-                "both when a pipeline saves the state). If it is lost for good, check the "
-                'orders in Crayon Cloud-iQ, then delete the "journal" lines from the state '
-                "file and record what was bought with `reconciler state import`."
-            )
-        parsed = jsonformat.parse_journal(journal, name)
-        entries = parsed.entries
-        for line, entry in entries:
-            if tables.lineage and entry.lineage != tables.lineage:
-                raise StateError(
-                    f"{name} line {line} belongs to another state (lineage {entry.lineage}; "
-                    f"state file {self._display} has lineage {tables.lineage}); move one of "
-                    "them away"
-                )
-        marked_run = mark.run if mark is not None else None
-        checked = marked_run is not None
-        if checked and entries and parsed.run != marked_run:
-            written_by = f"run {parsed.run}" if parsed.run else "a reconciler without checksums"
-            raise StateError(
-                f"{name} was written by {written_by}, but state file {self._display} is "
-                f"marked for the journal of run {marked_run}: the two files do not belong "
-                "together (a journal from another run or copy); put the right pair together"
-            )
-        if mark is not None and mark.run is None and parsed.run is not None:
-            raise StateError(
-                f"{name} has checksummed lines, but state file {self._display} was marked by "
-                "a reconciler without journal checksums: the two files do not belong together"
-            )
-        if entries and entries[0][1].serial <= base.serial:
-            last_line, last = entries[-1]
-            if last.serial > base.serial:
-                raise StateError(
-                    f"{name} line {entries[0][0]} has serial {entries[0][1].serial}, which state "
-                    f"file {self._display} (serial {base.serial}) already holds, yet line "
-                    f"{last_line} goes on to serial {last.serial}: a journal either continues "
-                    "its state file or was folded into it whole, so the two files do not "
-                    "belong together (a damaged or mismatched copy)"
-                )
-            if checked:
-                raise StateError(
-                    f"{name} ends at serial {last.serial}, which state file {self._display} "
-                    f"(serial {base.serial}) already holds, yet the file is marked as being "
-                    "written through it: the two files do not belong together"
-                )
-            return tables  # already in the JSON file: a run died right after compacting
-        for line, entry in entries:
-            if entry.serial != tables.serial + 1:
-                raise StateError(
-                    f"{name} line {line} has serial {entry.serial} but serial "
-                    f"{tables.serial + 1} was expected; the journal does not continue state "
-                    f"file {self._display}"
-                )
-            tables.apply(entry)
-        acknowledged = mark.acknowledged if mark is not None and checked else 0
-        if tables.serial < acknowledged:
-            lost = acknowledged - tables.serial
-            raise StateError(
-                f"{name} ends at serial {tables.serial}, but state file {self._display} "
-                f"records serial {acknowledged} as acknowledged: the journal was cut short "
-                f"(a partial copy, upload or backup?) and lost {lost} acknowledged "
-                f"write{'s' if lost != 1 else ''}, and planning without "
-                f"{'them' if lost != 1 else 'it'} could buy again. Put the complete journal "
-                "back beside the state file. If it is lost for good, check the orders in "
-                'Crayon Cloud-iQ, then delete the journal and the "journal" lines from the '
-                "state file and record what was bought with `reconciler state import`."
-            )
-        return tables
 
     def _read_file(self) -> tuple[State, JournalMark | None]:
         """The JSON file's state, and what it says of a journal going with it."""
@@ -359,7 +288,7 @@ class JsonFileStateStore:
         try:
             files.fsync_directory(self._path.parent)
             mark = JournalMark(self._journal.name, run, state.serial)
-            files.replace_atomically(self._path, jsonformat.render(state, mark))
+            files.replace_atomically(self._path, jsonrender.render(state, mark))
             # The lock keeps every other writer away, so the path names what we wrote.
             mark_fd = os.open(self._path, os.O_WRONLY | os.O_CLOEXEC)
         except BaseException:
@@ -371,7 +300,7 @@ class JsonFileStateStore:
         """Put everything in the JSON file, then drop the journal."""
         try:
             if rewrite:
-                files.replace_atomically(self._path, jsonformat.render(tables.freeze()))
+                files.replace_atomically(self._path, jsonrender.render(tables.freeze()))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._journal)
             files.fsync_directory(self._path.parent)
