@@ -35,6 +35,15 @@ class Options:
 
 PATH = click.argument("path", default=".", type=click.Path(path_type=str), metavar="[PATH]")
 
+# Here rather than in ``refresh``, whose imports (the Cloud-iQ reads, import) ``plan``
+# and ``apply`` pay for only when ``--refresh`` is given.
+REFRESH = click.option(
+    "--refresh",
+    is_flag=True,
+    help="Read Cloud-iQ first (needs credentials): show drift, unmanaged subscriptions and "
+    "what the API says of pending checkouts, and refuse purchases of seats it already holds.",
+)
+
 _WORKSPACE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -6,14 +6,16 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import config, planfile, render, render_refresh
+from reconciler import config, planfile, render
 from reconciler.cli.common import (
     LEGACY,
     NO_COLOR,
     PATH,
+    REFRESH,
     StateRef,
     make_client,
     progress,
@@ -21,14 +23,15 @@ from reconciler.cli.common import (
     use_color,
     warn,
 )
-from reconciler.cli.events import JsonLines
-from reconciler.cli.refresh import REFRESH, Cloud, observe_once
-from reconciler.commands import apply as apply_commands
 from reconciler.commands.plan import PlanRun, VerifyErrors, run_plan, verify_plan
 from reconciler.errors import ApiError, ConfigError, PlanError, ReconcilerError
 from reconciler.model import Outcome, Plan, is_target
 from reconciler.observe import Observations
 from reconciler.state import utc_now
+
+if TYPE_CHECKING:
+    from reconciler.cli.events import JsonLines
+    from reconciler.cli.refresh import Cloud
 
 
 def check_targets(
@@ -122,7 +125,13 @@ def plan(
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
     fmt = "json" if as_json else (fmt or "text")
-    cloud = Cloud(legacy_endpoints) if refresh or verify else None
+    cloud: Cloud | None = None
+    if refresh or verify:
+        # Deferred, as below: the Cloud-iQ reads, the executor and their renderers
+        # are imported only by the runs that use them, so a plain plan starts sooner.
+        from reconciler.cli.refresh import Cloud
+
+        cloud = Cloud(legacy_endpoints)
     try:
         declarations = config.load(path)
         store = state.open()
@@ -242,6 +251,8 @@ def _echo_plan(
     if fmt == "json":
         data = render.plan_dict(the_plan, verify_errors, catalogue)
         if observations is not None:
+            from reconciler.render import refresh as render_refresh
+
             data = render_refresh.add_observations(data, observations)
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     elif fmt == "markdown":
@@ -253,6 +264,8 @@ def _echo_plan(
             state_flags=_comment_flags(state) if state else "",
         )
         if observations is not None:
+            from reconciler.render import refresh as render_refresh
+
             text = render_refresh.add_markdown(text, observations, catalogue=catalogue)
         click.echo(text, nl=False)
     else:
@@ -261,6 +274,8 @@ def _echo_plan(
             the_plan, color=color, verify_errors=verify_errors, catalogue=catalogue
         )
         if observations is not None:
+            from reconciler.render import refresh as render_refresh
+
             seen = render_refresh.observations_text(observations, catalogue=catalogue, color=color)
             text += "\n\n" + seen
         click.echo(text, color=color)
@@ -369,6 +384,8 @@ def apply(
         raise click.UsageError(
             "--json needs --auto-approve or --plan: a run printing JSON cannot ask for approval"
         )
+    from reconciler.cli.events import JsonLines
+
     events = JsonLines() if as_json else None
     options = _ApplyOptions(
         path,
@@ -404,6 +421,8 @@ class _ApplyOptions:
 
 def _apply(ctx: click.Context, o: _ApplyOptions, events: JsonLines | None) -> int:
     from reconciler.api.orders import build_order, new_external_order_id
+    from reconciler.cli.refresh import observe_once
+    from reconciler.commands import apply as apply_commands
 
     saved = planfile.read_saved(o.plan_path) if o.plan_path else None
     # A saved plan remembers its declarations, so it applies from any directory.

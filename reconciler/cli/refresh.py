@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import config, render_refresh
+from reconciler import config
 from reconciler.cli.common import (
     LEGACY,
     NO_COLOR,
@@ -32,18 +32,11 @@ from reconciler.commands import refresh as refresh_commands
 from reconciler.errors import ApiError, PlanError, ReconcilerError
 from reconciler.model import Declarations, Identity, Plan, State
 from reconciler.observe import Observations, ProductInfo
+from reconciler.render import refresh as render_refresh
 from reconciler.state import utc_now
 
 if TYPE_CHECKING:
     from reconciler.api.client import CrayonClient
-
-
-REFRESH = click.option(
-    "--refresh",
-    is_flag=True,
-    help="Read Cloud-iQ first (needs credentials): show drift, unmanaged subscriptions and "
-    "what the API says of pending checkouts, and refuse purchases of seats it already holds.",
-)
 
 
 class Cloud:

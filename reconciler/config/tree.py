@@ -14,9 +14,9 @@ fields, and it reads no file (it is given the text).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import yaml
 
@@ -30,9 +30,46 @@ MAX_DEPTH = 64
 NodePath = tuple[str | int, ...]
 
 try:  # libyaml makes parsing several times faster; PyYAML works without it.
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+#: Scalar (value, implicit) -> tag, shared by every file: the composer asks the
+#: resolver (Python, even under libyaml) about every scalar, and declarations
+#: repeat the same few values (products, cycles, quantities) thousands of times.
+_RESOLVED: dict[tuple[str, tuple[bool, bool]], str] = {}
+_RESOLVED_MAX = 100_000
+_base_resolve = cast("Callable[[yaml.SafeLoader, type[yaml.Node], Any, Any], str]", _Base.resolve)
+
+
+def _resolve(self: yaml.SafeLoader, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+    if kind is not yaml.ScalarNode:
+        return _base_resolve(self, kind, value, implicit)
+    key = (value, implicit)
+    tag = _RESOLVED.get(key)
+    if tag is None:
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        tag = _RESOLVED[key] = _base_resolve(self, kind, value, implicit)
+    return tag
+
+
+def _no_path_resolvers(self: yaml.SafeLoader, *args: Any) -> None:
+    # SafeLoader has no path resolvers (nothing here adds any), so the
+    # composer's per-node descend/ascend calls have nothing to track.
+    return None
+
+
+_Loader: type[yaml.SafeLoader] = type(
+    "_Loader",
+    (_Base,),
+    {
+        "resolve": _resolve,
+        "descend_resolver": _no_path_resolvers,
+        "ascend_resolver": _no_path_resolvers,
+    },
+)
+assert not _Base.yaml_path_resolvers
 
 
 #: More '[' and '{' than this, or a chain of block indicators (``- - - -``) on a line, and
@@ -41,7 +78,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 #: stack) and slows down quadratically with depth; PyYAML's own composer hits Python's
 #: recursion limit much earlier. Below this, composing is safe and ``ValueBuilder``
 #: reports nesting deeper than MAX_DEPTH like any other problem.
-FLOW_OPENERS_GATE = 1_000 if _Loader is not yaml.SafeLoader else 200
+FLOW_OPENERS_GATE = 1_000 if _Base is not yaml.SafeLoader else 200
 
 _SCALAR = yaml.constructor.SafeConstructor()
 _STANDARD_TAG = "tag:yaml.org,2002:"

@@ -10,6 +10,7 @@ codes. Colour is plain ANSI, added only when the caller asks for it.
     jsonplan   ``plan --json`` and saved plans, and back; ``show --json``
     markdown   the pull-request comment
     events     ``apply --json`` lines
+    refresh    what Cloud-iQ shows: drift, unmanaged subscriptions, evidence, imports
 """
 
 from __future__ import annotations
