@@ -55,7 +55,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "state",
         "Inspect and repair the state. Never calls the API.",
     ),
-    "apply": ("reconciler.cli.plan", "apply", "Buy what the plan says, each seat exactly once."),
+    "apply": ("reconciler.cli.apply", "apply", "Buy what the plan says, each seat exactly once."),
     "refresh": (
         "reconciler.cli.refresh",
         "refresh",
