@@ -963,3 +963,41 @@ def test_a_read_only_state_file_is_refused_not_replaced(
     assert "is read-only (mode 0444)" in result.stderr
     assert path.read_bytes() == before
     assert path.stat().st_ino == inode
+
+
+# --- a write on disk whose acknowledgement failed is never dropped by compaction -----
+
+
+def test_a_write_whose_acknowledgement_failed_is_kept_for_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal line of a 204 reached the disk, then recording its acknowledgement
+    failed: the run stops writing, but the seats must not vanish at unlock."""
+    path = tmp_path / "reconciler.state.json"
+    store = JsonFileStateStore(path)
+    store.create()
+    real_pwrite = os.pwrite
+    calls = {"n": 0}
+
+    def pwrite_failing_once(fd: int, data: bytes, offset: int) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the acknowledgement of the record_checkout line
+            raise OSError(errno.EIO, "Input/output error")
+        return real_pwrite(fd, data, offset)
+
+    def run() -> None:
+        with store.lock("reconciler apply") as writer:
+            writer.add_pending(PendingOperation("acme/a", IDENTITY, "ord-1", 5, T0))
+            monkeypatch.setattr(filestore.os, "pwrite", pwrite_failing_once)
+            writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0))
+
+    with pytest.raises(StateError):
+        run()
+    monkeypatch.undo()
+    # The 204's line is durable in the journal: the next run replays it, never drops it.
+    state = JsonFileStateStore(path).load()
+    assert state.pending == {}
+    assert state.purchases["acme/a"].quantity == 5
+    with JsonFileStateStore(path).lock("next") as writer:
+        assert writer.state.purchases["acme/a"].quantity == 5
+    assert JsonFileStateStore(path).load().purchases["acme/a"].quantity == 5

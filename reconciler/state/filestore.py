@@ -386,6 +386,14 @@ class _FileWriter(LedgerWriter):
             return
         if not self._store._lock.holds(self._lock_fd):
             raise StateError(self._store._lock.lost(f"{self._store.location} not compacted"))
+        if self.uncertain:
+            # A line may be on disk that the tables lack (its fsync succeeded, then its
+            # acknowledgement failed, or the run was interrupted): compacting the tables
+            # would drop it. The journal stays; the next locked run replays and folds it.
+            raise StateError(
+                f"{self._store.location} was not compacted after a failed write; every "
+                f"write is kept in {self._store.journal_location} and the next run finishes it"
+            )
         # Rewritten even without a write: a journal whose first line failed may have
         # marked the file already, and the mark must not outlive the journal.
         self._store._compact(self._file_ledger.tables, rewrite=True)

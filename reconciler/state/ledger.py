@@ -242,6 +242,9 @@ class LedgerWriter:
         self._snapshot: State | None = None
         self._closed = False
         self._failure: str | None = None
+        #: A write failed or was interrupted after it may have reached storage: what is
+        #: durable may be ahead of the ledger, so a store must not rewrite from the ledger.
+        self.uncertain = False
 
     @property
     def state(self) -> State:
@@ -298,9 +301,16 @@ class LedgerWriter:
             write = make()
             try:
                 self._persist(write)
+                self._ledger.apply(write)
             except PersistError as exc:
                 # After a failed persist what is durable is unknown: stop writing.
                 self._failure = exc.reason
+                self.uncertain = True
                 raise
-            self._ledger.apply(write)
+            except BaseException:
+                # Interrupted around a persist (Ctrl-C, a bug): the write may be durable
+                # without being in the ledger, so the ledger must not overwrite storage.
+                self._failure = "interrupted during a write"
+                self.uncertain = True
+                raise
             self._snapshot = None
