@@ -160,6 +160,18 @@ def _change(
             "cancellation window, run `reconciler refresh` to record it, then lowering "
             "`quantity` to match is a noop",
         )
+    cancelled = -sum(a.quantity for a in recorded.adjustments if a.quantity < 0)
+    if desired.quantity > before and cancelled:
+        # Seats that were bought and then found gone in Cloud-iQ are not bought back
+        # without a decision: the drift may be a listing that lags, not a cancellation.
+        return _conflict(
+            desired,
+            before,
+            f"increase from {before} to {_seats(desired.quantity)} after Cloud-iQ showed "
+            f"{_seats(cancelled)} fewer than were bought (recorded by `reconciler refresh`); "
+            f"lower `quantity` to {before} to accept that, or declare any new seats under "
+            "a new address",
+        )
     action = Action.NOOP if desired.quantity == before else Action.INCREASE
     return Change(
         address, action, before, after, desired.quantity - before, desired.identity, desired

@@ -155,10 +155,17 @@ def test_refresh_records_drift_as_adjustments_and_a_lower_quantity_then_plans_no
     assert adjustment["evidence"].startswith("Cloud-iQ showed 3 active seats (subscription ")
     assert len(basic["checkouts"]) == 1  # an adjustment, never a checkout
 
-    # The declarations still say 5: the plan would buy the cancelled seats again...
-    plan = project.ok("plan", str(project.decl))
-    assert "~ acme/basic  increase, 3 -> 5 seats (+2)" in plan.stdout
-    # ...until the quantity is lowered to match, which is a noop.
+    # The declarations still say 5: the plan does not buy the cancelled seats back
+    # (the drift could be a listing that lags); it asks for a decision...
+    plan = project.ok("plan", str(project.decl), code=1)
+    assert "! acme/basic  conflict, 3 -> 5 seats" in plan.stdout
+    assert (
+        "increase from 3 to 5 seats after Cloud-iQ showed 2 seats fewer than were bought "
+        "(recorded by `reconciler refresh`); lower `quantity` to 3 to accept that, or declare "
+        "any new seats under a new address"
+    ) in plan.stdout
+    assert project.buys() == before
+    # ...and lowering the quantity to match is a noop.
     text = (project.decl / "acme.yaml").read_text(encoding="utf-8")
     (project.decl / "acme.yaml").write_text(text.replace("quantity: 5", "quantity: 3"))
     assert "No changes." in project.ok("plan", str(project.decl), "--detailed-exitcode").stdout
@@ -453,3 +460,19 @@ def test_a_fault_storm_leaves_no_checkout_the_api_recorded_for_a_person(
     assert counts["settled_purchased"] == counts["recorded_then_failed"]
     assert counts["left_recorded"] == 0
     assert counts["left_unrecorded"] == counts["unrecorded"]
+
+
+def test_no_active_subscription_at_all_is_reported_never_recorded_as_zero(
+    project: Project,
+) -> None:
+    """A purchase Cloud-iQ does not list (yet), or a suspended one, looks like every seat
+    cancelled; recording that would let the next apply buy them all again."""
+    project.ok("apply", str(project.decl), "--auto-approve")
+    project.sim.portal_cancel(project.subscription(BASIC))
+    before = project.buys()
+    done = project.ok("refresh", str(project.decl), "--auto-approve")
+    assert "Cloud-iQ lists no active subscription of this identity" in done.stdout + done.stderr
+    assert project.state_document()["purchases"]["acme/basic"]["quantity"] == 5
+    assert "No changes." in project.ok("plan", str(project.decl), "--detailed-exitcode").stdout
+    project.ok("apply", str(project.decl), "--auto-approve")
+    assert project.buys() == before

@@ -171,6 +171,19 @@ def observe(declarations: Declarations, state: State, readings: Readings) -> Obs
             continue
         names = tuple(sorted(holders))
         target, held = _drift_target(names, key, state, evidence, acknowledged)
+        if target is not None and seen.seats == 0:
+            # No active subscription at all: a purchase Cloud-iQ does not list yet, or one
+            # pending or suspended, looks the same as seats cancelled. Writing it would let
+            # the next plan buy them again, so it is only reported.
+            target, held = (
+                None,
+                (
+                    "Cloud-iQ lists no active subscription of this identity (a new purchase may "
+                    "not be listed yet, or its subscription is pending or suspended), so nothing "
+                    f"is recorded; if the seats are really gone, remove the declaration and run "
+                    f"`reconciler state rm {target}`"
+                ),
+            )
         drift.append(
             Drift(
                 identity=holders[names[0]],
