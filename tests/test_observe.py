@@ -252,6 +252,21 @@ def test_a_failed_order_as_the_only_candidate_proves_nothing_was_bought() -> Non
     assert text.startswith("processed order 1001 failed: OutOfStock: no seats")
 
 
+def test_a_failed_order_created_before_the_checkout_was_sent_proves_nothing() -> None:
+    """Within the clock-skew allowance but before the pending entry: an earlier attempt's
+    failure must not prove this checkout failed (the next apply would buy again)."""
+    earlier = order(
+        "1001", 5, state="failed", error="OutOfStock", created=AT - timedelta(minutes=5)
+    )
+    readings = Readings({}, {TENANT: [earlier]}, {"ord-1": []})
+    verdict, text = evidence_of(state_with(waiting=[pending()]), readings)
+    assert verdict is Verdict.UNKNOWN
+    assert "processed order 1001 of CFQ7TTC0LF8R:0010 x5 for tenant 111111 since " in text
+    assert text.endswith(
+        "failed, but it was created before this checkout was sent, so it may be an earlier attempt"
+    )
+
+
 def test_a_failed_order_beside_a_claimed_succeeded_one_proves_nothing() -> None:
     recorded = {
         "acme/other": RecordedPurchase(

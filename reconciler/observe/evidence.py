@@ -12,9 +12,10 @@ Matching rules for a pending checkout (README, "Reading Cloud-iQ back"):
    recorded checkout of the same product and quantity from that time on claims
    one succeeded order (it has one, and which one cannot be told).
    Exactly one unclaimed candidate is proof: succeeded, the checkout was made;
-   failed, it was not. Two or more, none, one still processing, or another
-   pending checkout of the same product and quantity (the orders cannot tell
-   them apart) settle nothing.
+   failed, and created no earlier than the pending entry itself, it was not (the
+   skew allowance never lets an earlier failed attempt prove "not purchased").
+   Two or more, none, one still processing, or another pending checkout of the
+   same product and quantity (the orders cannot tell them apart) settle nothing.
 
 Pure: no I/O, no clock, no environment. It must not compare seats (``drift``
 does) nor change the state; it only says what the readings prove.
@@ -171,6 +172,17 @@ def _order_evidence(
         )
     if others:
         order = others[0]
+        sent = _parse_time(pending.time)
+        if order.failed and order.created is not None and order.created < sent:
+            # "Not purchased" lets the next apply buy again: only an order created after
+            # this checkout was written pending can be its failure, not an earlier attempt
+            # the clock-skew allowance lets into the window.
+            return Evidence(
+                pending,
+                Verdict.UNKNOWN,
+                f"{lead}; {_CITE.format(order.order_reference_id)} of {window} failed, but it "
+                "was created before this checkout was sent, so it may be an earlier attempt",
+            )
         if order.failed:
             error = f": {_short(order.error)}" if order.error else ""
             return Evidence(
