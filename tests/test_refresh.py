@@ -476,3 +476,29 @@ def test_no_active_subscription_at_all_is_reported_never_recorded_as_zero(
     assert "No changes." in project.ok("plan", str(project.decl), "--detailed-exitcode").stdout
     project.ok("apply", str(project.decl), "--auto-approve")
     assert project.buys() == before
+
+
+def test_an_import_that_cannot_write_its_file_leaves_orphans_never_purchases(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """The state is written before the declarations: a run that dies (here: the file
+    cannot be written) between the two must never leave declared-but-unrecorded seats,
+    which the next plan would buy again."""
+    sim = simulator
+    sim.portal_add_subscription(TENANT, BASIC, 10)
+    decl = tmp_path / "decl"
+    decl.mkdir()
+    project = Project(sim, tmp_path, decl, str(tmp_path / "state.json"))
+    project.ok("init")
+    before = project.buys()
+    blocked = tmp_path / "no-such-directory" / "tenant.yaml"
+    failed = project.ok(
+        "import", str(decl), "--tenant", "111111", "--out", str(blocked), "--auto-approve", code=1
+    )
+    assert "error:" in failed.stderr
+    recorded = project.state_document()["purchases"]
+    assert list(recorded) == ["tenant-111111/microsoft-365-business-basic"]
+    plan = project.ok("plan", str(decl), "--detailed-exitcode")
+    assert "purchase" not in plan.stdout.replace("to purchase", "")
+    assert "Plan: 0 to purchase (+0 seats)" in plan.stdout
+    assert project.buys() == before

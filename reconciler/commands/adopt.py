@@ -249,11 +249,13 @@ def run_import(
             return ImportRun(the_plan)
         if not approve():
             return ImportRun(the_plan, text, out, cancelled=True)
-        # The file first: should the run die before the state is written, the
-        # purchases are declared and a second import records them at their names.
-        if text is not None:
-            write_file(out, text)
+        # The state first: should the run die before the file is written, the adopted
+        # addresses are recorded but not declared (orphans: warned about, never bought).
+        # The other order would leave them declared but not recorded, and the next plan
+        # would buy licences the customer already has.
         time = now()
         for adoption in the_plan.adoptions:
             writer.import_purchase(adoption.address, adoption.identity, adoption.quantity, time)
+        if text is not None:
+            write_file(out, text)
     return ImportRun(the_plan, text, out if text is not None else None)
