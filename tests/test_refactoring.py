@@ -319,6 +319,18 @@ def test_apply_of_a_move_makes_no_api_call_and_keeps_the_checkouts(state: Path, 
     assert "No changes." in again.stdout
 
 
+def test_a_moves_only_apply_without_a_terminal_needs_auto_approve(state: Path, decl: Path) -> None:
+    record(state, "acme/old", 10, order="order-1")
+    before = state.read_bytes()
+    renamed(decl, 10, moved=True)
+
+    refused = run("apply", str(decl), "--state", str(state))
+
+    assert refused.exit_code == 1
+    assert "pass --auto-approve to apply without asking" in refused.stderr
+    assert state.read_bytes() == before
+
+
 def test_a_saved_plan_keeps_its_moves(state: Path, decl: Path, tmp_path: Path) -> None:
     record(state, "acme/old", 10, order="order-1")
     renamed(decl, 10, moved=True)

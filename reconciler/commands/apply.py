@@ -131,8 +131,10 @@ def run_apply(
         show_plan(the_plan)
         preflight(the_plan, max_seats=max_seats)
         if not the_plan.summary.has_purchases:
-            # Moves alone are state writes that spend nothing and can be moved back:
-            # they need no API connection and no approval.
+            # Moves alone spend nothing and need no API connection, but they change the
+            # state: like every apply they are approved first (CONTRACT section 5).
+            if the_plan.moving() and not approve():
+                return ApplyRun(the_plan, cancelled=True)
             on_start(the_plan)
             moved = executor.move(the_plan, writer=writer, on_event=on_event)
             return ApplyRun(the_plan, moved=moved)
