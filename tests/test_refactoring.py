@@ -227,6 +227,24 @@ def test_a_duplicate_from_across_files_is_located_in_both(tmp_path: Path) -> Non
     ]
 
 
+def test_two_moves_to_one_address_are_refused_not_half_ignored(tmp_path: Path) -> None:
+    declare(tmp_path, purchase("acme/new", 1), name="a.yaml")
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nmoved:\n  - {from: acme/old1, to: acme/new}\n"
+        "  - {from: acme/old2, to: acme/new}\n",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        config.load(tmp_path)
+
+    m = tmp_path / "m.yaml"
+    assert [str(p) for p in caught.value.problems] == [
+        f"{m}:4:27: moved[1].to: 'acme/new' is already the target of the move from "
+        f"'acme/old1' ({m}:3); two purchases cannot move to one address"
+    ]
+
+
 def test_moved_leaves_the_digest_of_declarations_without_moves_alone() -> None:
     plain = config.load_text(MOVED_DECL.split("moved:")[0])
     assert plain.moves == ()

@@ -105,11 +105,12 @@ def move_problems(entries: Sequence[MoveEntry], declared: set[str]) -> list[Conf
     """A problem for each ``moved:`` entry that could not be carried out as written.
 
     Its ``to`` must be declared and its ``from`` not (else nothing was renamed);
-    a ``from`` may appear once across all files; and no entry may start where
+    a ``from`` and a ``to`` may each appear once across all files; and no entry may start where
     another ends, since a chain or cycle has no single recorded purchase to move.
     """
     problems: list[ConfigProblem] = []
     first: dict[str, MoveEntry] = {}
+    first_to: dict[str, MoveEntry] = {}
     targets = {e.move.target: e.move for e in entries}
 
     def problem(entry: MoveEntry, field: str, message: str) -> None:
@@ -127,6 +128,16 @@ def move_problems(entries: Sequence[MoveEntry], declared: set[str]) -> list[Conf
                 "from",
                 f"duplicate move from {move.source!r}: in {move.location.path}:"
                 f"{move.location.line} and in {seen.move.location.path}:{seen.move.location.line}",
+            )
+        into = first_to.setdefault(move.target, entry)
+        if into is not entry and into.move.location and move.location:
+            # Two recorded purchases cannot both become one address: one would be lost.
+            problem(
+                entry,
+                "to",
+                f"{move.target!r} is already the target of the move from "
+                f"{into.move.source!r} ({into.move.location.path}:{into.move.location.line}); "
+                "two purchases cannot move to one address",
             )
         if move.target not in declared:
             problem(
