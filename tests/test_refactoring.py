@@ -205,7 +205,11 @@ def test_moved_entries_are_read_and_their_mistakes_located(tmp_path: Path) -> No
         "{from: acme/y, to: acme/new}",
         "d.yaml:13:11: moved[1].from: duplicate move from 'acme/old': in d.yaml:13 and in "
         "d.yaml:11",
+        "d.yaml:14:9: moved[1].to: 'acme/new' is already the target of the move from "
+        "'acme/old' (d.yaml:11); two purchases cannot move to one address",
         "d.yaml:16:9: moved[2].to: 'acme/nope' is not declared; 'to' must name a declared purchase",
+        "d.yaml:17:26: moved[3].to: 'acme/new' is already the target of the move from "
+        "'acme/old' (d.yaml:11); two purchases cannot move to one address",
         "d.yaml:17:26: moved[3].to: moves 'acme/new' to itself",
         "d.yaml:18:24: moved[4].to: 'acme/old' is not declared; 'to' must name a declared purchase",
     ]
