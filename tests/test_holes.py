@@ -1001,3 +1001,48 @@ def test_a_write_whose_acknowledgement_failed_is_kept_for_the_next_run(
     with JsonFileStateStore(path).lock("next") as writer:
         assert writer.state.purchases["acme/a"].quantity == 5
     assert JsonFileStateStore(path).load().purchases["acme/a"].quantity == 5
+
+
+# --- hole 6, second half: a per-purchase sanity limit -----------------------------------
+
+
+def test_a_change_above_the_seat_limit_needs_max_seats_before_any_api_call(
+    tmp_path: Path,
+) -> None:
+    """An extra zero in a quantity must not reach checkout unconfirmed."""
+    decl = declare(tmp_path / "decl", ("acme/a", 3), ("acme/typo", 120_000))
+    state = str(tmp_path / "reconciler.state.json")
+    assert invoke("init", "--state", state).exit_code == 0
+
+    planned = invoke("plan", str(decl), "--state", state)
+    assert planned.exit_code == 0
+    assert (
+        "warning: acme/typo buys 120000 seats in one change, more than the sanity limit of "
+        "10000 seats (RECONCILER_SEAT_LIMIT): apply will want the total confirmed with "
+        "--max-seats 120003"
+    ) in planned.stderr
+
+    refused = invoke("apply", str(decl), "--state", state, "--auto-approve")
+    assert refused.exit_code == 1
+    assert (
+        "error: the plan buys more than 10000 seats in one change: acme/typo (120000 seats); "
+        "if that is intended, confirm the total with --max-seats 120003 (the limit is "
+        "RECONCILER_SEAT_LIMIT); nothing was bought"
+    ) in refused.stderr
+
+    # Confirmed, apply goes on to the API (here: no credentials, so it stops there).
+    confirmed = invoke(
+        "apply", str(decl), "--state", state, "--auto-approve", "--max-seats", "120003"
+    )
+    assert confirmed.exit_code == 1
+    assert "sanity limit" not in confirmed.stderr
+    assert "in one change" not in confirmed.stderr
+    assert "CRAYON_" in confirmed.stderr
+
+    lower = invoke(
+        "apply", str(decl), "--state", state, "--auto-approve", env={"RECONCILER_SEAT_LIMIT": "2"}
+    )
+    assert "acme/a (3 seats), acme/typo (120000 seats)" in lower.stderr
+    bad = invoke("plan", str(decl), "--state", state, env={"RECONCILER_SEAT_LIMIT": "many"})
+    assert bad.exit_code == 1
+    assert "RECONCILER_SEAT_LIMIT must be a whole number >= 1, not 'many'" in bad.stderr

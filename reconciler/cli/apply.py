@@ -16,6 +16,7 @@ from reconciler.cli.common import (
     StateRef,
     make_client,
     progress,
+    seat_limit,
     state_options,
     use_color,
 )
@@ -148,6 +149,7 @@ def _apply(ctx: click.Context, o: _ApplyOptions, events: JsonLines | None) -> in
         saved=saved.plan if saved else None,
         saved_path=o.plan_path,
         max_seats=o.max_seats,
+        seat_limit=seat_limit(),
         show_plan=lambda p: click.echo(render.plan_text(p, color=color), color=color, err=as_json),
         connect=lambda: make_client(o.legacy_endpoints),
         # A saved plan was reviewed when it was made: applying it is the approval.

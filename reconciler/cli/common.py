@@ -222,3 +222,15 @@ def progress(color: bool) -> Callable[[Event], None]:
                 click.echo(f"    {line}", err=True)
 
     return on_event
+
+
+def seat_limit() -> int:
+    """Seats one change may buy before apply wants --max-seats (RECONCILER_SEAT_LIMIT)."""
+    from reconciler.commands.plan import DEFAULT_SEAT_LIMIT
+
+    text = os.environ.get("RECONCILER_SEAT_LIMIT", "").strip()
+    if not text:
+        return DEFAULT_SEAT_LIMIT
+    if not text.isdigit() or int(text) < 1:
+        raise click.UsageError(f"RECONCILER_SEAT_LIMIT must be a whole number >= 1, not {text!r}")
+    return int(text)

@@ -16,6 +16,7 @@ from reconciler.cli.common import (
     REFRESH,
     StateRef,
     make_client,
+    seat_limit,
     state_options,
     use_color,
     warn,
@@ -187,7 +188,15 @@ def _verifier(legacy_endpoints: bool) -> Callable[[Plan], VerifyErrors]:
 
 def _explain(run: PlanRun, state: StateRef, locked_by: Callable[[], str | None]) -> None:
     """The plan's warnings and errors, on stderr."""
+    from reconciler.commands.plan import oversized
+
     summary = run.plan.summary
+    for address, n in oversized(run.plan, seat_limit()):
+        warn(
+            f"{address} buys {render.seats(n)} in one change, more than the sanity limit of "
+            f"{render.seats(seat_limit())} (RECONCILER_SEAT_LIMIT): apply will want the total "
+            f"confirmed with --max-seats {summary.seats}"
+        )
     if run.orphans:
         warn(
             f"{render.count(len(run.orphans), 'recorded purchase')} no longer declared: "

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from reconciler import executor, planfile, planner, render
 from reconciler.api.orders import ApiClient
-from reconciler.commands.plan import OrderBuilder
+from reconciler.commands.plan import DEFAULT_SEAT_LIMIT, OrderBuilder, oversized
 from reconciler.errors import PlanError
 from reconciler.model import ApplyResult, Change, Declarations, Event, Plan, State, targeted
 from reconciler.observe import Observations, guard_purchases
@@ -56,8 +56,11 @@ def plan_under_lock(
     return the_plan
 
 
-def preflight(the_plan: Plan, *, max_seats: int | None) -> None:
-    """Refuse, before any API call, a plan with conflicts or over ``max_seats``."""
+def preflight(
+    the_plan: Plan, *, max_seats: int | None, seat_limit: int = DEFAULT_SEAT_LIMIT
+) -> None:
+    """Refuse, before any API call, a plan with conflicts or over ``max_seats``, and one
+    with a change above the per-purchase ``seat_limit`` unless ``max_seats`` confirms it."""
     summary = the_plan.summary
     if summary.conflicts:
         raise PlanError(
@@ -68,6 +71,15 @@ def preflight(the_plan: Plan, *, max_seats: int | None) -> None:
         raise PlanError(
             f"the plan buys {render.seats(summary.seats)}, more than --max-seats {max_seats}; "
             "nothing was bought"
+        )
+    big = oversized(the_plan, seat_limit)
+    if big and max_seats is None:
+        # A typo (an extra zero) must not reach checkout: such an amount is confirmed.
+        shown = ", ".join(f"{address} ({render.seats(n)})" for address, n in big)
+        raise PlanError(
+            f"the plan buys more than {render.seats(seat_limit)} in one change: {shown}; "
+            f"if that is intended, confirm the total with --max-seats {summary.seats} "
+            "(the limit is RECONCILER_SEAT_LIMIT); nothing was bought"
         )
 
 
@@ -96,6 +108,7 @@ def run_apply(
     saved: Plan | None,
     saved_path: str | None,
     max_seats: int | None,
+    seat_limit: int = DEFAULT_SEAT_LIMIT,
     show_plan: Callable[[Plan], None],
     connect: Callable[[], ClosableClient],
     approve: Callable[[], bool],
@@ -129,7 +142,7 @@ def run_apply(
             # Read before buying (--refresh): seats Cloud-iQ already holds are a conflict.
             the_plan = guard_purchases(the_plan, observe(writer.state))
         show_plan(the_plan)
-        preflight(the_plan, max_seats=max_seats)
+        preflight(the_plan, max_seats=max_seats, seat_limit=seat_limit)
         if not the_plan.summary.has_purchases:
             # Moves alone spend nothing and need no API connection, but they change the
             # state: like every apply they are approved first (CONTRACT section 5).

@@ -88,3 +88,12 @@ def verify_plan(
             code = exc.error_code or str(exc.status)
             found[change.address] = [LineError(-1, code, exc.api_message or str(exc), {})]
     return found
+
+
+#: Seats one change may buy before apply wants the total confirmed with --max-seats.
+DEFAULT_SEAT_LIMIT = 10_000
+
+
+def oversized(the_plan: Plan, seat_limit: int) -> list[tuple[str, int]]:
+    """The buying changes above the per-purchase sanity limit, as (address, seats)."""
+    return [(c.address, c.delta) for c in the_plan.buying() if c.delta > seat_limit]
