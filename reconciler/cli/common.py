@@ -20,7 +20,7 @@ import click
 
 from reconciler import render
 from reconciler.errors import ReconcilerError
-from reconciler.model import Event
+from reconciler.model import Event, is_address_segment
 from reconciler.state import StateStore
 from reconciler.state import open_store as _open_store
 
@@ -44,7 +44,6 @@ REFRESH = click.option(
     "what the API says of pending checkouts, and refuse purchases of seats it already holds.",
 )
 
-_WORKSPACE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -99,7 +98,7 @@ class StateRef:
 
 
 def check_workspace(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not _WORKSPACE.fullmatch(value) or len(value) > 200:
+    if not is_address_segment(value):
         raise click.BadParameter(
             f"{value!r} is not a workspace name (lower case letters, digits, '.', '_', '-')",
             ctx,

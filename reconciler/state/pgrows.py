@@ -267,6 +267,27 @@ def insert_purchase_row(
     )
 
 
+def _insert_list_rows(
+    conn: psycopg.Connection[Any],
+    table: str,
+    columns: str,
+    workspace: str,
+    address: str,
+    rows: list[tuple[Any, ...]],
+    start: int,
+) -> None:
+    """Append one address's list rows (checkouts, adjustments) from position ``start``."""
+    if not rows[start:]:
+        return
+    marks = ", ".join(["%s"] * (3 + len(rows[0])))
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {SCHEMA}.{table} (workspace, address, position, {columns}) "
+            f"VALUES ({marks})",
+            [(workspace, address, n, *row) for n, row in enumerate(rows[start:], start)],
+        )
+
+
 def insert_checkouts(
     conn: psycopg.Connection[Any],
     workspace: str,
@@ -275,17 +296,9 @@ def insert_checkouts(
     *,
     start: int,
 ) -> None:
-    if not checkouts[start:]:
-        return
-    with conn.cursor() as cur:
-        cur.executemany(
-            f"INSERT INTO {SCHEMA}.checkouts (workspace, address, position, "
-            "external_order_id, quantity, time, evidence) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                (workspace, address, n, c.external_order_id, c.quantity, c.time, c.evidence)
-                for n, c in enumerate(checkouts[start:], start)
-            ],
-        )
+    rows = [(c.external_order_id, c.quantity, c.time, c.evidence) for c in checkouts]
+    columns = "external_order_id, quantity, time, evidence"
+    _insert_list_rows(conn, "checkouts", columns, workspace, address, rows, start)
 
 
 def insert_adjustments(
@@ -296,17 +309,10 @@ def insert_adjustments(
     *,
     start: int,
 ) -> None:
-    if not adjustments[start:]:
-        return
-    with conn.cursor() as cur:
-        cur.executemany(
-            f"INSERT INTO {SCHEMA}.adjustments (workspace, address, position, quantity, time, "
-            "source, evidence) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                (workspace, address, n, a.quantity, a.time, a.source, a.evidence)
-                for n, a in enumerate(adjustments[start:], start)
-            ],
-        )
+    rows = [(a.quantity, a.time, a.source, a.evidence) for a in adjustments]
+    _insert_list_rows(
+        conn, "adjustments", "quantity, time, source, evidence", workspace, address, rows, start
+    )
 
 
 def insert_pending(conn: psycopg.Connection[Any], workspace: str, op: PendingOperation) -> None:
