@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from reconciler.errors import StateError, StateLockedError
 from reconciler.model import State
@@ -83,11 +83,12 @@ class InMemoryStateStore:
     def locked_by(self) -> str | None:
         return repr(self._holder) if self._lock.locked() else None
 
-    def _persist(self, write: Write) -> None:
+    def _persist(self, batch: Sequence[Write]) -> None:
         if self.fail_writes:
             raise PersistError(
                 f"cannot write {self._location}: No space left on device", "No space left on device"
             )
         with self._data:
-            self._created().apply(write)
-            self.writes.append(write)
+            for write in batch:
+                self._created().apply(write)
+                self.writes.append(write)

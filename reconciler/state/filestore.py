@@ -59,7 +59,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -335,19 +335,29 @@ class _FileWriter(LedgerWriter):
         self._lock_fd = lock_fd
         self._journal: _Journal | None = None
         self._journal_started = False
+        self._marked: State | None = None
 
-    def _append(self, write: Write) -> None:
+    def _before_first_write(self) -> None:
+        # The state file is marked with the state before the run's first write, which
+        # the ledger is about to take (its journal lines must follow on from it).
+        self._marked = self._file_ledger.freeze()
+
+    def _append(self, batch: Sequence[Write]) -> None:
+        """The batch's lines, one write and one fsync; acknowledged in the state file's mark."""
         journal = f"cannot write state journal {self._store.journal_location}"
         lost = "the lock file was deleted or replaced"
         if not self._store._lock.holds(self._lock_fd):
             raise PersistError(self._store._lock.lost(journal), lost)
         try:
             if self._journal is None:
-                marked = replace(self._file_ledger.freeze(), lineage=write.lineage)
+                assert self._marked is not None
+                marked = replace(self._marked, lineage=batch[0].lineage)
                 self._journal_started = True
                 self._journal = self._store._create_journal(marked)
-            line = jsonformat.journal_line(write, self._journal.run)
-            files.write_all(self._journal.fd, line)
+            run = self._journal.run
+            files.write_all(
+                self._journal.fd, b"".join(jsonformat.journal_line(w, run) for w in batch)
+            )
             os.fsync(self._journal.fd)
         except OSError as exc:
             # After a failed write or fsync the journal's tail is unknown.
@@ -362,11 +372,11 @@ class _FileWriter(LedgerWriter):
                 self._store._lock.lost(f"{journal} (this write may or may not be kept)"), lost
             )
         # Acknowledged: record so in the state file's mark, in place and without an
-        # fsync. The line is on disk before this is issued, so the mark can lag the
+        # fsync. The lines are on disk before this is issued, so the mark can lag the
         # journal after a power loss but never run ahead of it; a copy taken later
         # shows it, and a journal copied cut short is then refused.
         try:
-            digits = jsonformat.acknowledged_text(write.serial).encode("ascii")
+            digits = jsonformat.acknowledged_text(batch[-1].serial).encode("ascii")
             os.pwrite(self._journal.mark_fd, digits, jsonformat.ACKNOWLEDGED_OFFSET)
         except OSError as exc:
             reason = exc.strerror or str(exc)

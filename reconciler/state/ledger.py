@@ -7,7 +7,8 @@ no import over a recorded purchase, a move only of a settled purchase to a free
 address, an adjustment only of a settled purchase and never below 0 seats,
 lineage set once and serial +1 per write).
 ``LedgerWriter`` is the ``StateWriter`` every store hands out: it asks the
-ledger for a write, has the store persist it durably, and only then applies it.
+ledger for a write and returns once the store has persisted it durably, sharing
+one fsync or transaction among the writes of parallel workers (group commit).
 After a failed persist it writes nothing more in that run, because the store can
 no longer say what is durable.
 
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from reconciler.errors import StateError
 from reconciler.model import (
@@ -34,6 +36,27 @@ from reconciler.model import (
 from reconciler.state import jsonformat
 from reconciler.state.writes import KEEP, Keep, Write
 
+_V = TypeVar("_V")
+
+
+@dataclass(frozen=True)
+class Undo:
+    """What one address (and a move's source) held before ``write``."""
+
+    write: Write
+    lineage: str
+    serial: int
+    purchase: RecordedPurchase | None
+    pending: PendingOperation | None
+    moved: RecordedPurchase | None
+
+
+def _put(table: dict[str, _V], key: str, value: _V | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+
 
 class Tables:
     """A mutable state: what replay builds and a writer updates in O(1) per write."""
@@ -44,7 +67,16 @@ class Tables:
         self.purchases: dict[str, RecordedPurchase] = dict(state.purchases)
         self.pending: dict[str, PendingOperation] = dict(state.pending)
 
-    def apply(self, write: Write) -> None:
+    def apply(self, write: Write) -> Undo:
+        """Take ``write``; returns what ``undo`` needs to take it back."""
+        undo = Undo(
+            write,
+            self.lineage,
+            self.serial,
+            self.purchases.get(write.address),
+            self.pending.get(write.address),
+            None if write.moved_from is None else self.purchases.get(write.moved_from),
+        )
         if write.moved_from is not None:
             self.purchases.pop(write.moved_from, None)
         if write.purchase is None:
@@ -57,6 +89,17 @@ class Tables:
             self.pending[write.address] = write.pending
         self.lineage = write.lineage
         self.serial = write.serial
+        return undo
+
+    def undo(self, undo: Undo) -> None:
+        """Take back the last write applied (undo in the reverse order of ``apply``)."""
+        write = undo.write
+        _put(self.purchases, write.address, undo.purchase)
+        _put(self.pending, write.address, undo.pending)
+        if write.moved_from is not None:
+            _put(self.purchases, write.moved_from, undo.moved)
+        self.lineage = undo.lineage
+        self.serial = undo.serial
 
     def freeze(self) -> State:
         return State(
@@ -91,8 +134,11 @@ class Ledger:
     def tables(self) -> Tables:
         return self._tables
 
-    def apply(self, write: Write) -> None:
-        self._tables.apply(write)
+    def apply(self, write: Write) -> Undo:
+        return self._tables.apply(write)
+
+    def undo(self, undo: Undo) -> None:
+        self._tables.undo(undo)
 
     def add_pending(self, op: PendingOperation) -> Write:
         existing = self._tables.pending.get(op.address)
@@ -231,20 +277,46 @@ class PersistError(StateError):
 
 
 class LedgerWriter:
-    """The ``StateWriter`` of a locked store: ledger rules, then ``persist``, then apply."""
+    """The ``StateWriter`` of a locked store: ledger rules, then ``persist``, then return.
 
-    def __init__(self, ledger: Ledger, persist: Callable[[Write], None], location: str) -> None:
+    Group commit: a write is checked by the ledger and queued under the mutex, then
+    its caller waits until it is durable. One caller at a time persists (the
+    leader): it takes every write queued so far and hands them to ``persist`` as one
+    batch (one fsync, one transaction), outside the mutex, so writers that arrive
+    meanwhile queue for the next batch instead of each paying for a sync of its own.
+    No call returns before its own write is durable: an ``add_pending`` returns (and
+    its checkout may be sent) only after the batch holding it was persisted.
+
+    The ledger takes each write when it is queued, so the next one is checked
+    against it and gets the next serial. When a batch fails, it and every write
+    queued after it raise ``PersistError`` and are taken back from the ledger
+    (which then holds what was acknowledged), nothing more is written in the run,
+    and the writer is ``uncertain``: storage may hold more than the ledger.
+    """
+
+    def __init__(
+        self, ledger: Ledger, persist: Callable[[Sequence[Write]], None], location: str
+    ) -> None:
         self._ledger = ledger
         self._persist = persist
         self._location = location
         self._start_serial = ledger.serial
         self._mutex = threading.Lock()
+        self._synced = threading.Condition(self._mutex)
+        self._queue: list[Write] = []
+        #: Every write the ledger took that is not durable yet, to take back if it fails.
+        self._staged: list[Undo] = []
+        self._durable = ledger.serial
+        self._syncing = False
         self._snapshot: State | None = None
         self._closed = False
-        self._failure: str | None = None
+        self._failure: PersistError | None = None
         #: A write failed or was interrupted after it may have reached storage: what is
-        #: durable may be ahead of the ledger, so a store must not rewrite from the ledger.
+        #: durable may be ahead of (or behind) the ledger, so a store must not rewrite
+        #: from the ledger.
         self.uncertain = False
+        #: How many batches were persisted (each one fsync or transaction).
+        self.batches = 0
 
     @property
     def state(self) -> State:
@@ -287,30 +359,76 @@ class LedgerWriter:
             self._closed = True
             return True
 
+    def _before_first_write(self) -> None:
+        """Called once, under the mutex, before the ledger takes the run's first write."""
+
     def _commit(self, make: Callable[[], Write]) -> None:
         with self._mutex:
             if self._closed:
                 raise StateError(
                     f"the lock on {self._location} was released; this writer cannot write"
                 )
-            if self._failure is not None:
-                raise StateError(
-                    f"an earlier write to {self._location} failed ({self._failure}); "
-                    "no further writes are made in this run"
-                )
+            self._refuse_after_failure()
             write = make()
-            try:
-                self._persist(write)
-                self._ledger.apply(write)
-            except PersistError as exc:
-                # After a failed persist what is durable is unknown: stop writing.
-                self._failure = exc.reason
-                self.uncertain = True
-                raise
-            except BaseException:
-                # Interrupted around a persist (Ctrl-C, a bug): the write may be durable
-                # without being in the ledger, so the ledger must not overwrite storage.
-                self._failure = "interrupted during a write"
-                self.uncertain = True
-                raise
+            if self._ledger.serial == self._start_serial:
+                self._before_first_write()
+            self._staged.append(self._ledger.apply(write))
+            self._queue.append(write)
             self._snapshot = None
+        self._wait_durable(write.serial)
+
+    def _refuse_after_failure(self) -> None:
+        if self._failure is not None:
+            raise StateError(
+                f"an earlier write to {self._location} failed ({self._failure.reason}); "
+                "no further writes are made in this run"
+            )
+
+    def _wait_durable(self, serial: int) -> None:
+        """Return once the write numbered ``serial`` is durable; persist batches meanwhile."""
+        while True:
+            with self._mutex:
+                while self._syncing and self._durable < serial and self._failure is None:
+                    self._synced.wait()
+                if self._durable >= serial:
+                    return
+                if self._failure is not None:
+                    # This write was in the failed batch or queued after it.
+                    raise PersistError(str(self._failure), self._failure.reason)
+                batch, self._queue = self._queue, []
+                assert batch, "a write not yet durable is queued until a batch takes it"
+                self._syncing = True
+            self._persist_batch(batch)
+
+    def _persist_batch(self, batch: list[Write]) -> None:
+        """Persist ``batch`` as the leader; wake every writer waiting for it."""
+        failure: PersistError | None = None
+        try:
+            self._persist(batch)
+        except PersistError as exc:
+            failure = exc
+            raise
+        except BaseException:
+            # Interrupted around a persist (Ctrl-C, a bug): the batch may be durable or
+            # not, so nothing more may be written and storage must not be rewritten
+            # from the ledger.
+            failure = PersistError(
+                f"a write to {self._location} was interrupted", "interrupted during a write"
+            )
+            raise
+        finally:
+            with self._mutex:
+                self._syncing = False
+                if failure is None:
+                    self._durable = batch[-1].serial
+                    del self._staged[: len(batch)]
+                    self.batches += 1
+                else:
+                    # The ledger goes back to what was acknowledged; storage may hold more.
+                    for undo in reversed(self._staged):
+                        self._ledger.undo(undo)
+                    self._staged.clear()
+                    self._snapshot = None
+                    self._failure = failure
+                    self.uncertain = True
+                self._synced.notify_all()

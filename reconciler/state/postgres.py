@@ -33,7 +33,7 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -433,7 +433,7 @@ def _describe(holder: dict[str, Any]) -> str:
 
 
 class _Writes:
-    """Persists one locked run's ledger writes, each in its own fenced transaction."""
+    """Persists one locked run's ledger writes, a batch per fenced transaction."""
 
     def __init__(
         self,
@@ -449,13 +449,16 @@ class _Writes:
         self._lock_pid = lock_pid
         self._run = json.dumps(run)
 
-    def persist(self, write: Write) -> None:
+    def persist(self, batch: Sequence[Write]) -> None:
+        """The batch in one fenced transaction: one commit for the writes of every
+        worker that queued while the previous batch was committing."""
         psycopg = _psycopg()
         store = self._store
         try:
             with self._conn.transaction():
-                self._fence(write)
-                rows.apply_write(self._conn, self._store.workspace, write, self._run)
+                self._fence(batch[0])
+                for write in batch:
+                    rows.apply_write(self._conn, self._store.workspace, write, self._run)
         except PersistError:
             raise
         except psycopg.Error as exc:
