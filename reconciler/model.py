@@ -9,6 +9,7 @@ library.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -347,11 +348,19 @@ class Plan:
     changes: tuple[Change, ...]
     lineage: str
     serial: int
-    declarations_digest: str
+    #: The declarations planned, hashed only when ``declarations_digest`` is first read
+    #: (a text plan never reads it); or the digest itself, for a plan read back.
+    digest_source: Declarations | str = field(compare=False, repr=False)
     #: ``--target`` addresses (``prefix/`` for a subtree); empty for a whole plan.
     targets: tuple[str, ...] = ()
     #: With targets: how many addresses the whole plan has (``changes`` has the targeted).
     addresses: int = 0
+
+    @functools.cached_property
+    def declarations_digest(self) -> str:
+        """The digest of the declarations planned (``Declarations.digest``)."""
+        source = self.digest_source
+        return source if isinstance(source, str) else source.digest()
 
     @property
     def summary(self) -> Summary:

@@ -60,7 +60,7 @@ def plan(declarations: Declarations, state: State, targets: Sequence[str] = ()) 
         changes=changes,
         lineage=state.lineage,
         serial=state.serial,
-        declarations_digest=declarations.digest(),
+        digest_source=declarations,
         targets=tuple(targets),
         addresses=whole if targets else 0,
     )

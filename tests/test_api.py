@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -993,6 +994,42 @@ def test_every_request_carries_timeouts_and_headers(
         kwargs = call.request.req_kwargs  # type: ignore[attr-defined]  # set by responses
         assert kwargs["timeout"] == (10.0, 5.0)
         assert kwargs["verify"] is not False
+
+
+def test_a_ca_bundle_named_in_the_environment_is_used_for_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+    mocked: responses.RequestsMock,
+    make_client: Callable[..., CrayonClient],
+    tmp_path: Path,
+) -> None:
+    # A corporate TLS proxy's CA, as requests reads it (read once per client).
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("not read by the mock\n", encoding="utf-8")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    mocked.add(responses.POST, VERIFY_URL, json={"orderLines": [], "errors": []})
+    make_client().verify({"resellerCustomerId": 1, "orderLines": []})
+    for call in mocked.calls:
+        assert call.request.req_kwargs["verify"] == str(bundle)  # type: ignore[attr-defined]
+
+
+def test_a_proxy_named_in_the_environment_is_used_and_no_proxy_bypasses_it(
+    monkeypatch: pytest.MonkeyPatch,
+    make_client: Callable[..., CrayonClient],
+    simulator: Simulator,
+) -> None:
+    # Nothing listens on port 9: a client that goes through the proxy cannot connect.
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ApiError, match=r"(?i)proxy|connect"):
+        make_client(simulator, retry=RetryPolicy(max_attempts=1)).verify({})
+    assert simulator.count("token") == 0
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    with pytest.raises(ApiError, match="HTTP 400"):  # the simulator's answer to an empty order
+        make_client(simulator).verify({})
+    assert simulator.count("verify") == 1
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from reconciler.model import (
     State,
     Summary,
 )
+from reconciler.render.verdict import verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN_SCHEMA = json.loads((ROOT / "schemas" / "plan.schema.json").read_text(encoding="utf-8"))
@@ -71,7 +72,7 @@ def make_plan(*changes: Change, lineage: str = "lineage-1", serial: int = 7) -> 
         changes=tuple(sorted(changes, key=lambda c: c.address)),
         lineage=lineage,
         serial=serial,
-        declarations_digest=DIGEST,
+        digest_source=DIGEST,
     )
 
 
@@ -321,7 +322,7 @@ SAMPLE = Plan(
     ),
     lineage="6b1f4c2e-0d7a-4a7e-9a55-2f0c1d3e4b5a",
     serial=42,
-    declarations_digest="sha256:" + "3f1e" * 16,
+    digest_source="sha256:" + "3f1e" * 16,
 )  # fmt: skip
 SAMPLE_CATALOGUE = {
     CONTOSO: Entry("Microsoft 365 Business Basic", Decimal("5.60"), "EUR"),
@@ -774,7 +775,7 @@ def test_verdict_in_words(found: render.Verdict, status: str, text: str) -> None
 
 
 def test_verdict_of_a_plan_counts_refused_orders_not_empty_answers() -> None:
-    found = render.verdict(EVERY_ACTION, {"a/new": [FakeIssue("E", "x")], "b/grow": []})
+    found = verdict(EVERY_ACTION, {"a/new": [FakeIssue("E", "x")], "b/grow": []})
 
     assert (found.conflicts, found.pending, found.refused, found.verified) == (1, 1, 1, True)
 

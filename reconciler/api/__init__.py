@@ -25,53 +25,58 @@ whether the API refused an order (``ApiError.kind`` and ``ApiError.refused``
 say so).
 """
 
-from reconciler.api.failures import (
-    Endpoint,
-    ErrorBody,
-    TransportFailure,
-    classify_status,
-    classify_transport,
-    error_body,
-    refuses_credentials,
-    refuses_order,
-    retry_after,
-)
-from reconciler.api.orders import (
-    ApiClient,
-    LineError,
-    OrderJson,
-    OrderLineJson,
-    VerifiedOrder,
-    build_order,
-    new_external_order_id,
-    read_verified,
-)
-from reconciler.api.reads import (
-    STATUS_ACTIVE,
-    ApiReader,
-    AssetOrder,
-    AssetOrderLine,
-    CatalogEntry,
-    Price,
-    ProcessedOrder,
-    Subscription,
-)
-from reconciler.api.settings import (
-    AGREEMENT_PRODUCTS_PATH,
-    ASSET_ORDERS_PATH,
-    CHECKOUT_PATH,
-    CREDENTIAL_VARIABLES,
-    LEGACY_CHECKOUT_PATH,
-    LEGACY_VERIFY_PATH,
-    ORDERS_PATH,
-    SUBSCRIPTIONS_PATH,
-    TIMEOUT_VARIABLES,
-    TOKEN_PATH,
-    URL_VARIABLE,
-    VERIFY_PATH,
-    ApiSettings,
-    RetryPolicy,
-)
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from reconciler.api.failures import (
+        Endpoint,
+        ErrorBody,
+        TransportFailure,
+        classify_status,
+        classify_transport,
+        error_body,
+        refuses_credentials,
+        refuses_order,
+        retry_after,
+    )
+    from reconciler.api.orders import (
+        ApiClient,
+        LineError,
+        OrderJson,
+        OrderLineJson,
+        VerifiedOrder,
+        build_order,
+        new_external_order_id,
+        read_verified,
+    )
+    from reconciler.api.reads import (
+        STATUS_ACTIVE,
+        ApiReader,
+        AssetOrder,
+        AssetOrderLine,
+        CatalogEntry,
+        Price,
+        ProcessedOrder,
+        Subscription,
+    )
+    from reconciler.api.settings import (
+        AGREEMENT_PRODUCTS_PATH,
+        ASSET_ORDERS_PATH,
+        CHECKOUT_PATH,
+        CREDENTIAL_VARIABLES,
+        LEGACY_CHECKOUT_PATH,
+        LEGACY_VERIFY_PATH,
+        ORDERS_PATH,
+        SUBSCRIPTIONS_PATH,
+        TIMEOUT_VARIABLES,
+        TOKEN_PATH,
+        URL_VARIABLE,
+        VERIFY_PATH,
+        ApiSettings,
+        RetryPolicy,
+    )
 
 __all__ = [
     "AGREEMENT_PRODUCTS_PATH",
@@ -114,3 +119,48 @@ __all__ = [
     "refuses_order",
     "retry_after",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Endpoint": "failures",
+        "ErrorBody": "failures",
+        "TransportFailure": "failures",
+        "classify_status": "failures",
+        "classify_transport": "failures",
+        "error_body": "failures",
+        "refuses_credentials": "failures",
+        "refuses_order": "failures",
+        "retry_after": "failures",
+        "ApiClient": "orders",
+        "LineError": "orders",
+        "OrderJson": "orders",
+        "OrderLineJson": "orders",
+        "VerifiedOrder": "orders",
+        "build_order": "orders",
+        "new_external_order_id": "orders",
+        "read_verified": "orders",
+        "ApiReader": "reads",
+        "AssetOrder": "reads",
+        "AssetOrderLine": "reads",
+        "CatalogEntry": "reads",
+        "Price": "reads",
+        "ProcessedOrder": "reads",
+        "STATUS_ACTIVE": "reads",
+        "Subscription": "reads",
+        "AGREEMENT_PRODUCTS_PATH": "settings",
+        "ASSET_ORDERS_PATH": "settings",
+        "ApiSettings": "settings",
+        "CHECKOUT_PATH": "settings",
+        "CREDENTIAL_VARIABLES": "settings",
+        "LEGACY_CHECKOUT_PATH": "settings",
+        "LEGACY_VERIFY_PATH": "settings",
+        "ORDERS_PATH": "settings",
+        "RetryPolicy": "settings",
+        "SUBSCRIPTIONS_PATH": "settings",
+        "TIMEOUT_VARIABLES": "settings",
+        "TOKEN_PATH": "settings",
+        "URL_VARIABLE": "settings",
+        "VERIFY_PATH": "settings",
+    },
+)

@@ -8,6 +8,7 @@ the environment.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import re
 import shlex
@@ -208,6 +209,11 @@ def make_client(legacy_endpoints: bool) -> CrayonClient:
     from reconciler.api.settings import ApiSettings
 
     settings = ApiSettings.from_env(os.environ, legacy_endpoints=legacy_endpoints)
+    # From here the run talks HTTP for as long as it takes (retries, threads, their
+    # exceptions make reference cycles): collect cycles again, as usual, but never
+    # walk the declarations, state and plan built so far (see ``cli.main``).
+    gc.freeze()
+    gc.enable()
     return CrayonClient(settings)
 
 

@@ -24,10 +24,10 @@ from reconciler.cli.common import (
 from reconciler.commands.plan import PlanRun, VerifyErrors, run_plan, verify_plan
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
 from reconciler.model import Plan, is_target
-from reconciler.observe import Observations
 
 if TYPE_CHECKING:
     from reconciler.cli.refresh import Cloud
+    from reconciler.observe import Observations
 
 
 def check_targets(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -155,6 +156,7 @@ def simulator_command(
     for name, value in sim.env().items():
         click.echo(f"  export {name}={value}")
     click.echo("Press Ctrl-C to stop.")
+    gc.enable()  # a server runs until stopped: collect its cycles (``cli.main`` turned it off)
     simulator.serve_forever(sim)
     click.echo("Simulator stopped.")
     return 0

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 from reconciler import planner
-from reconciler.api.orders import ApiClient, LineError, OrderJson
 from reconciler.errors import ApiError
 from reconciler.model import Action, Declarations, Plan, Purchase, State
-from reconciler.observe import Observations, guard_purchases
 
-OrderBuilder = Callable[[Purchase, int, str], OrderJson]
-VerifyErrors = Mapping[str, Sequence[LineError]]
+if TYPE_CHECKING:  # a plan without --verify or --refresh loads neither
+    from reconciler.api.orders import ApiClient, LineError, OrderJson
+    from reconciler.observe import Observations
+
+OrderBuilder: TypeAlias = "Callable[[Purchase, int, str], OrderJson]"
+VerifyErrors: TypeAlias = "Mapping[str, Sequence[LineError]]"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ def run_plan(
     the_plan = planner.plan(declarations, state, targets)
     observations = observe(declarations, state) if observe is not None else None
     if observations is not None:
+        from reconciler.observe import guard_purchases
+
         the_plan = guard_purchases(the_plan, observations)
     orphans = tuple(c.address for c in the_plan.changes if c.action is Action.ORPHAN)
     verify_errors = verify(the_plan) if verify is not None else None

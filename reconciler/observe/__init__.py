@@ -24,18 +24,23 @@ Pure: no I/O, no clock, no environment; the caller reads the API and passes
 what it read in. Nothing in this package imports ``requests`` or a store.
 """
 
-from reconciler.observe.catalogue import ProductInfo, catalogue_for
-from reconciler.observe.drift import (
-    CloudSeats,
-    Drift,
-    Observations,
-    Unmanaged,
-    observe,
-    tenants_of,
-)
-from reconciler.observe.evidence import CLOCK_SKEW, Evidence, Verdict
-from reconciler.observe.guard import guard_purchases
-from reconciler.observe.readings import Readings, SeatKey, seat_key
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from reconciler.observe.catalogue import ProductInfo, catalogue_for
+    from reconciler.observe.drift import (
+        CloudSeats,
+        Drift,
+        Observations,
+        Unmanaged,
+        observe,
+        tenants_of,
+    )
+    from reconciler.observe.evidence import CLOCK_SKEW, Evidence, Verdict
+    from reconciler.observe.guard import guard_purchases
+    from reconciler.observe.readings import Readings, SeatKey, seat_key
 
 __all__ = [
     "CLOCK_SKEW",
@@ -54,3 +59,24 @@ __all__ = [
     "seat_key",
     "tenants_of",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ProductInfo": "catalogue",
+        "catalogue_for": "catalogue",
+        "CloudSeats": "drift",
+        "Drift": "drift",
+        "Observations": "drift",
+        "Unmanaged": "drift",
+        "observe": "drift",
+        "tenants_of": "drift",
+        "CLOCK_SKEW": "evidence",
+        "Evidence": "evidence",
+        "Verdict": "evidence",
+        "guard_purchases": "guard",
+        "Readings": "readings",
+        "SeatKey": "readings",
+        "seat_key": "readings",
+    },
+)

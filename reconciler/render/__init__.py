@@ -15,46 +15,51 @@ codes. Colour is plain ANSI, added only when the caller asks for it.
 
 from __future__ import annotations
 
-from reconciler.render.events import (
-    EVENTS_FORMAT_VERSION,
-    apply_complete_event,
-    apply_start_event,
-    change_result_event,
-    change_start_event,
-    move_event,
-    version_event,
-)
-from reconciler.render.events import line as event_line
-from reconciler.render.jsonplan import (
-    PLAN_FORMAT_VERSION,
-    change_dict,
-    plan_dict,
-    plan_from_dict,
-    plan_json,
-    state_dict,
-    summary_dict,
-)
-from reconciler.render.markdown import (
-    MARKDOWN_LIMIT,
-    config_errors_markdown,
-    error_markdown,
-    marker,
-    plan_markdown,
-)
-from reconciler.render.money import Catalogue, CatalogueEntry, Money, is_commitment
-from reconciler.render.text import (
-    apply_progress,
-    apply_summary,
-    apply_table,
-    pending_message,
-    plan_line,
-    plan_text,
-    resolve_commands,
-    state_text,
-    summary_line,
-)
-from reconciler.render.verdict import Issue, Verdict, VerifyErrors, verdict
-from reconciler.render.words import DEFAULT_STATE, count, describe_identity, paint, seats
+from typing import TYPE_CHECKING
+
+from reconciler.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from reconciler.render.events import (
+        EVENTS_FORMAT_VERSION,
+        apply_complete_event,
+        apply_start_event,
+        change_result_event,
+        change_start_event,
+        move_event,
+        version_event,
+    )
+    from reconciler.render.events import line as event_line
+    from reconciler.render.jsonplan import (
+        PLAN_FORMAT_VERSION,
+        change_dict,
+        plan_dict,
+        plan_from_dict,
+        plan_json,
+        state_dict,
+        summary_dict,
+    )
+    from reconciler.render.markdown import (
+        MARKDOWN_LIMIT,
+        config_errors_markdown,
+        error_markdown,
+        marker,
+        plan_markdown,
+    )
+    from reconciler.render.money import Catalogue, CatalogueEntry, Money, is_commitment
+    from reconciler.render.text import (
+        apply_progress,
+        apply_summary,
+        apply_table,
+        pending_message,
+        plan_line,
+        plan_text,
+        resolve_commands,
+        state_text,
+        summary_line,
+    )
+    from reconciler.render.verdict import Issue, Verdict, VerifyErrors
+    from reconciler.render.words import DEFAULT_STATE, count, describe_identity, paint, seats
 
 __all__ = [
     "DEFAULT_STATE",
@@ -97,6 +102,52 @@ __all__ = [
     "state_text",
     "summary_dict",
     "summary_line",
-    "verdict",
     "version_event",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "EVENTS_FORMAT_VERSION": "events",
+        "apply_complete_event": "events",
+        "apply_start_event": "events",
+        "change_result_event": "events",
+        "change_start_event": "events",
+        "event_line": "events:line",
+        "move_event": "events",
+        "version_event": "events",
+        "PLAN_FORMAT_VERSION": "jsonplan",
+        "change_dict": "jsonplan",
+        "plan_dict": "jsonplan",
+        "plan_from_dict": "jsonplan",
+        "plan_json": "jsonplan",
+        "state_dict": "jsonplan",
+        "summary_dict": "jsonplan",
+        "MARKDOWN_LIMIT": "markdown",
+        "config_errors_markdown": "markdown",
+        "error_markdown": "markdown",
+        "marker": "markdown",
+        "plan_markdown": "markdown",
+        "Catalogue": "money",
+        "CatalogueEntry": "money",
+        "Money": "money",
+        "is_commitment": "money",
+        "apply_progress": "text",
+        "apply_summary": "text",
+        "apply_table": "text",
+        "pending_message": "text",
+        "plan_line": "text",
+        "plan_text": "text",
+        "resolve_commands": "text",
+        "state_text": "text",
+        "summary_line": "text",
+        "Issue": "verdict",
+        "Verdict": "verdict",
+        "VerifyErrors": "verdict",
+        "DEFAULT_STATE": "words",
+        "count": "words",
+        "describe_identity": "words",
+        "paint": "words",
+        "seats": "words",
+    },
+)

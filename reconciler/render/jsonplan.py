@@ -138,7 +138,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         changes=changes,
         lineage=data["lineage"],
         serial=data["serial"],
-        declarations_digest=data["declarations_digest"],
+        digest_source=data["declarations_digest"],
         targets=tuple(data.get("targets", ())),
         addresses=data.get("addresses", 0),
     )
