@@ -362,7 +362,7 @@ class Plan:
         source = self.digest_source
         return source if isinstance(source, str) else source.digest()
 
-    @property
+    @functools.cached_property
     def summary(self) -> Summary:
         counts: dict[Action, int] = dict.fromkeys(Action, 0)
         seats: dict[Action, int] = dict.fromkeys(Action, 0)

@@ -169,6 +169,22 @@ class Tree:
                 return None
         return node
 
+    def value_marks(self, path: NodePath, key: str, count: int) -> list[yaml.Mark]:
+        """Where ``key`` stands in each of the ``count`` mappings of the list at ``path``
+        (the start of its value, as ``mark`` gives it); the list and every key must be
+        there, as in a document that passed its checks."""
+        if count == 0:
+            return []  # no list, or an empty one
+        items = self.node(path)
+        assert isinstance(items, yaml.SequenceNode)
+        assert len(items.value) == count
+        marks = []
+        for item in items.value:
+            found = _lookup(item, key) if isinstance(item, yaml.MappingNode) else None
+            assert found is not None, f"{key!r} missing at {json_path(path)}"
+            marks.append(found[1].start_mark)
+        return marks
+
     def key_mark(self, path: NodePath) -> yaml.Mark | None:
         """Where the key of the value at ``path`` stands (or its mapping, if absent)."""
         parent = self.node(path[:-1])

@@ -11,6 +11,7 @@ from reconciler.model import (
     ApplyResult,
     Change,
     ChangeResult,
+    Identity,
     Outcome,
     Plan,
     State,
@@ -88,11 +89,16 @@ def plan_text(
     """The human plan: a block per change (noops counted), then the ``Plan:`` line."""
     lines: list[str] = []
     shown = [c for c in plan.changes if c.action is not Action.NOOP]
+    # A plan of thousands of purchases names a few hundred identities.
+    described: dict[Identity, str] = {}
     for change in shown:
         code = _COLOURS[change.action]
         head = f"  {SYMBOLS[change.action]} {change.address}"
         lines.append(paint(head, code, color) + f"  {change.action.value}, {seat_change(change)}")
-        lines.append(f"      {_identity_line(change, catalogue)}")
+        identity = described.get(change.identity)
+        if identity is None:
+            identity = described[change.identity] = _identity_line(change, catalogue)
+        lines.append(f"      {identity}")
         if change.moved_from:
             lines.append(f"      moved from {change.moved_from} (a state write; nothing bought)")
         if change.reason:
