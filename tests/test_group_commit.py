@@ -29,7 +29,7 @@ from click.testing import CliRunner
 
 from reconciler.cli import cli
 from reconciler.errors import StateError
-from reconciler.model import Identity, PendingOperation, State
+from reconciler.model import CheckoutRecord, Identity, PendingOperation, State
 from reconciler.simulator import Simulator, server
 from reconciler.state import JsonFileStateStore
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
@@ -306,3 +306,81 @@ def test_a_failed_batch_fails_every_write_queued_behind_it_and_is_taken_back() -
     assert writer.state.pending == {}
     with pytest.raises(StateError, match=r"an earlier write to memory failed \(No space left\)"):
         writer.add_pending(pending("acme/d"))
+
+
+def test_closing_waits_for_the_batch_in_flight_and_takes_back_what_is_queued() -> None:
+    # The lock is being released (a worker failed, Ctrl-C) while another worker's
+    # batch is being persisted and a third write is queued behind it.
+    release = threading.Event()
+    writer, persisted = held_writer(lambda batch: release.wait(10) or None)
+    errors: dict[str, BaseException] = {}
+    leader = threading.Thread(target=lambda: errors.update(write_from_threads(writer, ["acme/a"])))
+    leader.start()
+    wait_for_queue(writer, 1)
+    follower = threading.Thread(
+        target=lambda: errors.update(write_from_threads(writer, ["acme/b"]))
+    )
+    follower.start()
+    wait_for_queue(writer, 2)
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: writer.close() and closed.set())
+    closer.start()
+    assert not closed.wait(0.2)  # not while acme/a is being made durable
+    release.set()
+    for thread in (leader, follower, closer):
+        thread.join(10)
+    assert closed.is_set()
+    assert persisted == [["acme/a"]]  # acme/b never reached storage
+    assert sorted(errors) == ["acme/b"]
+    assert isinstance(errors["acme/b"], PersistError)
+    assert "lock was released" in str(errors["acme/b"])
+    # The ledger is what is durable, so a store may fold it into storage.
+    assert sorted(writer.state.pending) == ["acme/a"]
+    assert not writer.uncertain
+
+
+def test_a_state_file_released_during_a_batch_keeps_every_acknowledged_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state.json"
+    store = JsonFileStateStore(state)
+    assert store.create()
+    journal = str(state) + ".journal"
+    real_fsync = os.fsync
+    in_fsync, release = threading.Event(), threading.Event()
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == journal and not in_fsync.is_set():
+            lines = Path(journal).read_bytes().count(b"\n")
+            if lines == 3:  # acme/b's line, after acme/a's two acknowledged writes
+                in_fsync.set()
+                release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    errors: dict[str, BaseException] = {}
+    with store.lock("reconciler apply") as writer:
+        assert isinstance(writer, LedgerWriter)
+        writer.add_pending(pending("acme/a"))
+        writer.record_checkout(
+            "acme/a", IDENTITY, CheckoutRecord("order-acme/a", 1, "2026-11-27T00:00:01Z")
+        )
+        leader = threading.Thread(
+            target=lambda: errors.update(write_from_threads(writer, ["acme/b"]))
+        )
+        leader.start()
+        assert in_fsync.wait(10)
+        follower = threading.Thread(
+            target=lambda: errors.update(write_from_threads(writer, ["acme/c"]))
+        )
+        follower.start()
+        wait_for_queue(writer, 4)
+        threading.Timer(0.2, release.set).start()
+        # Leaving the block releases the lock while acme/b is being fsynced.
+    leader.join(10)
+    follower.join(10)
+    assert sorted(errors) == ["acme/c"]
+    loaded = JsonFileStateStore(state).load()  # compacted, loads, nothing lost
+    assert "acme/a" in loaded.purchases
+    assert sorted(loaded.pending) == ["acme/b"]
+    assert not Path(journal).exists()

@@ -307,7 +307,9 @@ class LedgerWriter:
         #: Every write the ledger took that is not durable yet, to take back if it fails.
         self._staged: list[Undo] = []
         self._durable = ledger.serial
+        #: Whether a batch is being persisted, and by which thread.
         self._syncing = False
+        self._leader: int | None = None
         self._snapshot: State | None = None
         self._closed = False
         self._failure: PersistError | None = None
@@ -352,12 +354,41 @@ class LedgerWriter:
         self._commit(lambda: self._ledger.adjust_quantity(address, delta, time, evidence))
 
     def close(self) -> bool:
-        """Refuse every later write; True the first time (the caller then finishes up)."""
+        """Refuse every later write; True the first time (the caller then finishes up).
+
+        A batch another thread is persisting is waited for, and writes queued behind
+        it are taken back (their writers raise ``PersistError``; nothing of theirs
+        reached storage), so that when this returns the ledger holds what is durable
+        and nothing writes any more: the store may fold the ledger into storage.
+        """
         with self._mutex:
             if self._closed:
                 return False
             self._closed = True
+            while self._syncing and self._leader != threading.get_ident():
+                self._synced.wait()
+            if self._syncing:
+                # This thread was the leader and was interrupted around its persist
+                # (Ctrl-C): what reached storage is unknown.
+                self._syncing = False
+                self._fail(_interrupted(self._location), uncertain=True)
+            elif self._staged:
+                reason = "the lock was released before it was made durable"
+                message = f"a write to {self._location} was not made: {reason}"
+                self._fail(PersistError(message, reason), uncertain=False)
             return True
+
+    def _fail(self, failure: PersistError, *, uncertain: bool) -> None:
+        """Under the mutex: take back every write not yet durable, refuse later ones,
+        and wake the writers waiting for theirs (they raise ``failure``)."""
+        for undo in reversed(self._staged):
+            self._ledger.undo(undo)
+        self._staged.clear()
+        self._queue.clear()
+        self._snapshot = None
+        self._failure = failure
+        self.uncertain = self.uncertain or uncertain
+        self._synced.notify_all()
 
     def _before_first_write(self) -> None:
         """Called once, under the mutex, before the ledger takes the run's first write."""
@@ -388,7 +419,12 @@ class LedgerWriter:
         """Return once the write numbered ``serial`` is durable; persist batches meanwhile."""
         while True:
             with self._mutex:
-                while self._syncing and self._durable < serial and self._failure is None:
+                # While closing, no new batch starts: close() takes this write back.
+                while (
+                    (self._syncing or self._closed)
+                    and self._durable < serial
+                    and self._failure is None
+                ):
                     self._synced.wait()
                 if self._durable >= serial:
                     return
@@ -398,6 +434,7 @@ class LedgerWriter:
                 batch, self._queue = self._queue, []
                 assert batch, "a write not yet durable is queued until a batch takes it"
                 self._syncing = True
+                self._leader = threading.get_ident()
             self._persist_batch(batch)
 
     def _persist_batch(self, batch: list[Write]) -> None:
@@ -412,9 +449,7 @@ class LedgerWriter:
             # Interrupted around a persist (Ctrl-C, a bug): the batch may be durable or
             # not, so nothing more may be written and storage must not be rewritten
             # from the ledger.
-            failure = PersistError(
-                f"a write to {self._location} was interrupted", "interrupted during a write"
-            )
+            failure = _interrupted(self._location)
             raise
         finally:
             with self._mutex:
@@ -423,12 +458,11 @@ class LedgerWriter:
                     self._durable = batch[-1].serial
                     del self._staged[: len(batch)]
                     self.batches += 1
+                    self._synced.notify_all()
                 else:
                     # The ledger goes back to what was acknowledged; storage may hold more.
-                    for undo in reversed(self._staged):
-                        self._ledger.undo(undo)
-                    self._staged.clear()
-                    self._snapshot = None
-                    self._failure = failure
-                    self.uncertain = True
-                self._synced.notify_all()
+                    self._fail(failure, uncertain=True)
+
+
+def _interrupted(location: str) -> PersistError:
+    return PersistError(f"a write to {location} was interrupted", "interrupted during a write")
