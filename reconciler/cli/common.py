@@ -211,9 +211,11 @@ def make_client(legacy_endpoints: bool) -> CrayonClient:
     settings = ApiSettings.from_env(os.environ, legacy_endpoints=legacy_endpoints)
     # From here the run talks HTTP for as long as it takes (retries, threads, their
     # exceptions make reference cycles): collect cycles again, as usual, but never
-    # walk the declarations, state and plan built so far (see ``cli.main``).
-    gc.freeze()
-    gc.enable()
+    # walk the declarations, state and plan built so far. Only when ``cli.main``
+    # turned collection off: a caller that embeds the CLI keeps its own policy.
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
     return CrayonClient(settings)
 
 
