@@ -1290,3 +1290,38 @@ def test_plan_verify_says_how_many_changes_it_verified(h: Harness) -> None:
         in result.stderr
     )
     assert h.sim.count("checkout") == 0
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
+def test_plan_verify_shows_a_refused_order_in_every_format(
+    h: Harness, fmt: str, status: int
+) -> None:
+    """A definitive refusal of verify (an HTTP 4xx) is shown with its change, never a crash."""
+    h.sim.fail_next("verify", status)
+
+    result = h.run("plan", str(h.decl), "--state", str(h.state), "--verify", "--format", fmt)
+
+    assert result.exit_code == 1
+    assert "verify refused 1 order:" in result.stderr
+    assert h.sim.count("checkout") == 0
+    if fmt == "json":
+        refused = [c for c in json.loads(result.stdout)["changes"] if c["verify_errors"]]
+        assert len(refused) == 1
+        assert refused[0]["verify_errors"][0]["code"]
+    elif fmt == "markdown":
+        assert "cannot be applied: 1 order refused by verify" in result.stdout
+    else:
+        assert result.stdout.count("verify:") == 1
+
+
+def test_plan_verify_of_an_unknown_tenant_shows_the_api_message(h: Harness) -> None:
+    edit_purchase(h.decl, "northwind/exchange-online-plan-1", customerTenantId=999999)
+
+    result = h.run(
+        "plan", str(h.decl), "--state", str(h.state), "--verify", "--format", "markdown"
+    )
+
+    assert result.exit_code == 1
+    assert "Customer tenant 999999 was not found." in result.stdout
+    assert h.sim.count("checkout") == 0

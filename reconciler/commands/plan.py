@@ -90,6 +90,8 @@ def verify_plan(
         except ApiError as exc:
             if not exc.refused:
                 raise
+            from reconciler.api.orders import LineError
+
             code = exc.error_code or str(exc.status)
             found[change.address] = [LineError(-1, code, exc.api_message or str(exc), {})]
     return found
