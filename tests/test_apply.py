@@ -1318,9 +1318,7 @@ def test_plan_verify_shows_a_refused_order_in_every_format(
 def test_plan_verify_of_an_unknown_tenant_shows_the_api_message(h: Harness) -> None:
     edit_purchase(h.decl, "northwind/exchange-online-plan-1", customerTenantId=999999)
 
-    result = h.run(
-        "plan", str(h.decl), "--state", str(h.state), "--verify", "--format", "markdown"
-    )
+    result = h.run("plan", str(h.decl), "--state", str(h.state), "--verify", "--format", "markdown")
 
     assert result.exit_code == 1
     assert "Customer tenant 999999 was not found." in result.stdout
