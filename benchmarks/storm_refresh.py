@@ -43,6 +43,7 @@ from reconciler.commands import apply as apply_commands
 from reconciler.commands import refresh as refresh_commands
 from reconciler.commands import state as state_commands
 from reconciler.errors import PlanError
+from reconciler.model import Event, Plan
 from reconciler.simulator import Simulator
 from reconciler.state import JsonFileStateStore, utc_now
 
@@ -108,6 +109,19 @@ class Counts:
     seconds: float = 0.0
 
 
+class Quiet:
+    """An apply listener that shows nothing."""
+
+    def planned(self, plan: Plan) -> None:
+        pass
+
+    def starting(self, plan: Plan) -> None:
+        pass
+
+    def event(self, event: Event) -> None:
+        pass
+
+
 def storm(args: argparse.Namespace) -> Counts:
     counts = Counts()
     chance = random.Random(args.seed)
@@ -129,20 +143,16 @@ def storm(args: argparse.Namespace) -> Counts:
         for _ in range(10 * args.purchases):
             try:
                 run = apply_commands.run_apply(
-                    declarations,
-                    store,
-                    state_flags="",
-                    saved=None,
-                    saved_path=None,
-                    max_seats=None,
-                    show_plan=lambda plan: None,
-                    connect=connect,
-                    approve=lambda: True,
-                    build_order=build_order,
-                    new_order_id=new_external_order_id,
-                    now=utc_now,
-                    on_event=lambda event: None,
-                    parallelism=args.parallelism,
+                    apply_commands.ApplyRequest(declarations, parallelism=args.parallelism),
+                    apply_commands.ApplyPorts(
+                        store=store,
+                        connect=connect,
+                        approve=lambda plan: True,
+                        listener=Quiet(),
+                        build_order=build_order,
+                        new_order_id=new_external_order_id,
+                        now=utc_now,
+                    ),
                 )
                 counts.applies += 1
             except PlanError:

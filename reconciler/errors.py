@@ -3,13 +3,19 @@
 Every expected failure is a ``ReconcilerError``; the CLI's single error boundary
 prints its message as ``error: ...`` and exits 1. Anything else is a bug and
 keeps its traceback. This module must not import anything but the standard
-library.
+library at run time. Refusals a user should read with context (the state options
+to repeat, the commands that help) carry data, and ``render.problems`` words them.
 
     ReconcilerError
     ├── ConfigError            declarations are invalid (carries every problem)
     ├── StateError             the state file is corrupt, newer, or unusable
     │   └── StateLockedError   another process holds the state lock
     ├── PlanError              a plan cannot be applied (stale, conflicts, pending, limits)
+    │   ├── PendingError       checkouts with an unknown outcome stand in the way
+    │   ├── PreflightError     conflicts, --max-seats, the per-purchase seat limit
+    │   └── StalePlanError     a saved plan the state or declarations moved past
+    ├── RepairRefused          a hand repair of the state its rules refuse
+    ├── NoHistoryError         a state file keeps no history of writes
     └── ApiError               the Crayon API or the way to it failed
         ├── AuthenticationError the API refused the credentials (token request)
         └── ConfigurationError credentials or endpoint missing or refused
@@ -20,6 +26,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: this module imports nothing at run time
+    from reconciler.model import PendingOperation
 
 
 class ReconcilerError(Exception):
@@ -144,3 +154,92 @@ class ConfigurationError(ApiError):
 
 class AuthenticationError(ApiError):
     """The token request was refused: no call can succeed until the credentials are fixed."""
+
+
+# --- refusals of a plan, as data: the CLI words them (render.problems) --------------
+
+
+class PendingError(PlanError):
+    """Checkouts whose outcome is unknown stand in the way (``entries``, by address)."""
+
+    def __init__(self, entries: Sequence[PendingOperation]) -> None:
+        self.entries = tuple(sorted(entries, key=lambda e: e.address))
+        addresses = ", ".join(e.address for e in self.entries)
+        super().__init__(f"pending checkouts with an unknown outcome: {addresses}")
+
+
+class PreflightKind(enum.StrEnum):
+    """Why apply refused a plan before any API call."""
+
+    CONFLICTS = "conflicts"
+    MAX_SEATS = "max-seats"
+    SEAT_LIMIT = "seat-limit"
+
+
+class PreflightError(PlanError):
+    """A plan apply refuses before calling the API: ``kind`` says why.
+
+    ``count`` is the number of conflicts; ``seats`` the seats the plan buys;
+    ``limit`` the limit it is over; ``oversized`` the changes above the
+    per-purchase limit, as (address, seats).
+    """
+
+    def __init__(
+        self,
+        kind: PreflightKind,
+        *,
+        count: int = 0,
+        seats: int = 0,
+        limit: int = 0,
+        oversized: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        self.kind = kind
+        self.count = count
+        self.seats = seats
+        self.limit = limit
+        self.oversized = tuple(oversized)
+        super().__init__(f"apply refused the plan ({kind.value}); nothing was bought")
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """How a saved plan differs from the plan made now (each None or False: no difference)."""
+
+    lineage: tuple[str, str] | None = None
+    serial: tuple[int, int] | None = None
+    declarations: bool = False
+    #: The state and declarations are the same, yet the changes are not.
+    changes: bool = False
+    #: The saved plan's targets, when other ``--target`` values were given with it.
+    targets: tuple[str, ...] | None = None
+
+
+class StalePlanError(PlanError):
+    """A saved plan that no longer applies, and why."""
+
+    def __init__(self, path: str, staleness: Staleness) -> None:
+        self.path = path
+        self.staleness = staleness
+        super().__init__(f"saved plan {path} no longer applies")
+
+
+class RepairRefused(ReconcilerError):
+    """A hand repair of the state that its rules refuse.
+
+    ``reason`` is one of: ``not-recorded``, ``already-recorded``, ``pending``,
+    ``not-declared``, ``no-pending``. ``where`` names the state or declarations.
+    """
+
+    def __init__(self, reason: str, address: str, where: str) -> None:
+        self.reason = reason
+        self.address = address
+        self.where = where
+        super().__init__(f"{address}: {reason} ({where})")
+
+
+class NoHistoryError(ReconcilerError):
+    """The store keeps no history of its writes (a state file)."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        super().__init__(f"{location} keeps no history of writes")

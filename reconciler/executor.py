@@ -3,11 +3,13 @@
 ``move`` makes the plan's moves as state writes only (no API call), before
 anything is bought; a move that adds seats is then bought like an increase.
 
-For every buying change, in address order: build the order with a fresh
-externalOrderId, verify it, record a ``pending`` entry durably, check out the
-order exactly as verify returned it, then on 204 record the seats and clear the
-pending entry in one durable write. A definitive failure clears the pending
-entry; an ambiguous one keeps it and stops every change not yet started.
+``apply`` runs every change that calls the API, dispatched on the change's
+executor kind (the action table's ``Executor``). The checkout kind, in address
+order: build the order with a fresh externalOrderId, verify it, record a
+``pending`` entry durably, check out the order exactly as verify returned it,
+then on 204 record the seats and clear the pending entry in one durable write.
+A definitive failure clears the pending entry; an ambiguous one keeps it and
+stops every change not yet started.
 
 This module never prints and never decides exit codes: it reports progress
 through ``on_event`` and returns an ``ApplyResult``. It makes no HTTP call but
@@ -18,17 +20,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from reconciler.api.orders import ApiClient, OrderJson
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import (
+    ACTIONS,
     ApplyResult,
     Change,
     ChangeResult,
     CheckoutRecord,
     Event,
+    Executor,
     Outcome,
     PendingOperation,
     Plan,
@@ -43,26 +48,49 @@ def _describe(exc: ApiError) -> tuple[str, ...]:
     return tuple(exc.describe().splitlines())
 
 
-class _Run:
-    """One apply: the shared halt flag and the per-change algorithm."""
+def _ignore(event: Event) -> None:
+    pass
 
-    def __init__(
-        self,
-        client: ApiClient,
-        writer: StateWriter,
-        build_order: OrderBuilder,
-        new_order_id: Callable[[], str],
-        now: Callable[[], str],
-        on_event: Callable[[Event], None],
-    ) -> None:
-        self.client = client
-        self.writer = writer
-        self.build_order = build_order
-        self.new_order_id = new_order_id
-        self.now = now
-        self.on_event = on_event
+
+@dataclass(frozen=True)
+class Collaborators:
+    """What a run works with: the API, the locked state, and where orders, ids,
+    times and progress come from."""
+
+    client: ApiClient
+    writer: StateWriter
+    build_order: OrderBuilder
+    new_order_id: Callable[[], str]
+    now: Callable[[], str]
+    on_event: Callable[[Event], None] = _ignore
+
+
+def executor_of(change: Change) -> Executor:
+    """How apply carries out ``change`` (a move that adds seats buys them by checkout)."""
+    if change.spends:
+        return Executor.CHECKOUT
+    return ACTIONS[change.action].executor
+
+
+#: The executor kinds that call the API (``apply``); state writes are ``move``'s.
+API_KINDS = frozenset({Executor.CHECKOUT})
+
+
+class _Run:
+    """One apply: the shared halt flag and the algorithm of each executor kind."""
+
+    def __init__(self, parts: Collaborators) -> None:
+        self.client = parts.client
+        self.writer = parts.writer
+        self.build_order = parts.build_order
+        self.new_order_id = parts.new_order_id
+        self.now = parts.now
+        self.on_event = parts.on_event
         self.halt = threading.Event()
         self._events = threading.Lock()
+        self._kinds: Mapping[Executor, Callable[[Change], ChangeResult]] = {
+            Executor.CHECKOUT: self._checkout,
+        }
 
     def emit(self, event: Event) -> None:
         with self._events:
@@ -74,7 +102,7 @@ class _Run:
         self.emit(Event("started", change))
         started = time.monotonic()
         try:
-            result = self._buy(change)
+            result = self._kinds[executor_of(change)](change)
         except BaseException:
             # A bug, a state write that failed, Ctrl-C: whatever was in flight may
             # have been bought, so nothing new may start.
@@ -97,7 +125,7 @@ class _Run:
         if isinstance(exc, AuthenticationError) or exc.kind is FailureKind.RETRYABLE:
             self.halt.set()
 
-    def _buy(self, change: Change) -> ChangeResult:
+    def _checkout(self, change: Change) -> ChangeResult:
         purchase = change.purchase
         assert purchase is not None, "buying changes always carry their declaration"
         order_id = self.new_order_id()
@@ -162,25 +190,21 @@ def move(
     return moves
 
 
-def apply(
-    plan: Plan,
-    *,
-    client: ApiClient,
-    writer: StateWriter,
-    build_order: OrderBuilder,
-    new_order_id: Callable[[], str],
-    now: Callable[[], str],
-    on_event: Callable[[Event], None] = lambda event: None,
-    parallelism: int = 1,
-) -> ApplyResult:
-    """Buy every purchase and increase of ``plan``; see the module docstring.
+def calling(plan: Plan) -> tuple[Change, ...]:
+    """The changes of ``plan`` that call the API, in address order."""
+    return tuple(c for c in plan.changes if executor_of(c) in API_KINDS)
 
-    The caller holds the state lock and has refused plans with conflicts or
-    pending entries. With ``parallelism`` 1 each result is recorded before the
-    next change starts; with more, up to that many run at once.
+
+def apply(plan: Plan, parts: Collaborators, *, parallelism: int = 1) -> ApplyResult:
+    """Carry out every change of ``plan`` that calls the API; see the module docstring.
+
+    The caller holds the state lock, has made the plan's moves and has refused
+    plans with conflicts or pending entries. With ``parallelism`` 1 each result is
+    recorded before the next change starts; with more, up to that many run at once.
     """
-    run = _Run(client, writer, build_order, new_order_id, now, on_event)
-    changes = list(plan.buying())
+    run = _Run(parts)
+    writer = parts.writer
+    changes = list(calling(plan))
     results: dict[str, ChangeResult] = {}
     interrupted = False
     if parallelism <= 1:

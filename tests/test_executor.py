@@ -107,11 +107,13 @@ def apply_with(
 
     return executor.apply(
         plan,
-        client=client,
-        writer=writer,
-        build_order=build_order,
-        new_order_id=new_id,
-        now=lambda: NOW,
+        executor.Collaborators(
+            client=client,
+            writer=writer,
+            build_order=build_order,
+            new_order_id=new_id,
+            now=lambda: NOW,
+        ),
         parallelism=parallelism,
     )
 

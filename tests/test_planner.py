@@ -149,9 +149,11 @@ def test_summary_counts_actions_and_seats() -> None:
     gone = recorded("a/gone", 4, replace(M365, sku_id="0001"))
     state = state_of(recorded("a/more", 5), recorded("a/same", 3), recorded("a/less", 2), gone)
     summary = planner.plan(Declarations(decl), state).summary
-    assert (summary.to_purchase, summary.purchase_seats) == (1, 10)
-    assert (summary.to_increase, summary.increase_seats) == (1, 3)
-    assert (summary.noop, summary.conflicts, summary.orphans, summary.pending) == (1, 1, 1, 0)
+    assert (summary.count(Action.PURCHASE), summary.seats_of(Action.PURCHASE)) == (1, 10)
+    assert (summary.count(Action.INCREASE), summary.seats_of(Action.INCREASE)) == (1, 3)
+    assert [
+        summary.count(a) for a in (Action.NOOP, Action.CONFLICT, Action.ORPHAN, Action.PENDING)
+    ] == [1, 1, 1, 0]
 
 
 # --- properties -------------------------------------------------------------------------
@@ -359,7 +361,7 @@ def test_a_move_carries_the_recorded_purchase_and_buys_nothing() -> None:
     assert plan.buying() == ()
     assert plan.moving() == (change,)
     summary = plan.summary
-    assert (summary.to_move, summary.to_increase, summary.seats) == (1, 0, 0)
+    assert (summary.count(Action.MOVE), summary.count(Action.INCREASE), summary.seats) == (1, 0, 0)
     assert summary.has_changes
     assert not summary.has_purchases
 
@@ -375,7 +377,11 @@ def test_a_move_with_more_seats_is_a_move_and_an_increase() -> None:
     )
     assert plan.buying() == (change,)
     summary = plan.summary
-    assert (summary.to_move, summary.to_increase, summary.increase_seats) == (1, 1, 6)
+    assert (
+        summary.count(Action.MOVE),
+        summary.count(Action.INCREASE),
+        summary.seats_of(Action.INCREASE),
+    ) == (1, 1, 6)
 
 
 @pytest.mark.parametrize(

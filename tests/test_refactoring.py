@@ -72,7 +72,7 @@ def test_state_mv_keeps_every_checkout_under_the_new_address(state: Path) -> Non
             "acme/waiting",
             "acme/new",
             "error: acme/waiting has a pending checkout; resolve it first with "
-            "`reconciler state resolve acme/waiting --purchased|--not-purchased`\n",
+            "`reconciler state resolve acme/waiting --purchased|--not-purchased --state {state}`\n",
         ),
     ],
 )

@@ -110,7 +110,9 @@ def test_seats_singular_and_plural(n: int, text: str) -> None:
 
 
 def test_summary_line_matches_the_contract_example() -> None:
-    summary = Summary(to_purchase=2, purchase_seats=32, to_increase=1, increase_seats=6)
+    summary = Summary(
+        {Action.PURCHASE: 2, Action.INCREASE: 1}, {Action.PURCHASE: 32, Action.INCREASE: 6}
+    )
 
     assert render.summary_line(summary) == (
         "Plan: 2 to purchase (+32 seats), 1 to increase (+6 seats), 0 conflicts, 0 pending."
@@ -127,13 +129,15 @@ def test_summary_line_matches_the_contract_example() -> None:
     ],
 )
 def test_summary_line_conflict_singular_and_plural(conflicts: int, pending: int, tail: str) -> None:
-    line = render.summary_line(Summary(conflicts=conflicts, pending=pending))
+    line = render.summary_line(Summary({Action.CONFLICT: conflicts, Action.PENDING: pending}))
 
     assert line == f"Plan: 0 to purchase (+0 seats), 0 to increase (+0 seats), {tail}"
 
 
 def test_summary_line_says_one_seat() -> None:
-    summary = Summary(to_purchase=1, purchase_seats=1, to_increase=1, increase_seats=1)
+    summary = Summary(
+        {Action.PURCHASE: 1, Action.INCREASE: 1}, {Action.PURCHASE: 1, Action.INCREASE: 1}
+    )
 
     assert render.summary_line(summary) == (
         "Plan: 1 to purchase (+1 seat), 1 to increase (+1 seat), 0 conflicts, 0 pending."
@@ -142,7 +146,7 @@ def test_summary_line_says_one_seat() -> None:
 
 @pytest.mark.parametrize(("orphans", "tail"), [(1, ", 1 orphan."), (3, ", 3 orphans.")])
 def test_summary_line_counts_orphans_when_there_are_some(orphans: int, tail: str) -> None:
-    line = render.summary_line(Summary(orphans=orphans))
+    line = render.summary_line(Summary({Action.ORPHAN: orphans}))
 
     assert (
         line
@@ -754,16 +758,20 @@ def test_state_dict() -> None:
 @pytest.mark.parametrize(
     ("found", "status", "text"),
     [
-        (render.Verdict(0, 0, 0, has_changes=True), "ready", "ready to apply"),
-        (render.Verdict(0, 0, 0, has_changes=False), "no_changes", "no changes"),
-        (render.Verdict(1, 0, 0, has_changes=True), "blocked", "cannot be applied: 1 conflict"),
+        (render.Verdict({}, 0, has_changes=True), "ready", "ready to apply"),
+        (render.Verdict({}, 0, has_changes=False), "no_changes", "no changes"),
         (
-            render.Verdict(2, 3, 1, has_changes=True),
+            render.Verdict({Action.CONFLICT: 1}, 0, has_changes=True),
+            "blocked",
+            "cannot be applied: 1 conflict",
+        ),
+        (
+            render.Verdict({Action.CONFLICT: 2, Action.PENDING: 3}, 1, has_changes=True),
             "blocked",
             "cannot be applied: 2 conflicts, 3 pending, 1 order refused by verify",
         ),
         (
-            render.Verdict(0, 0, 2, has_changes=True),
+            render.Verdict({}, 2, has_changes=True),
             "blocked",
             "cannot be applied: 2 orders refused by verify",
         ),
@@ -934,7 +942,7 @@ def test_apply_summary_complete_only_when_the_run_succeeds() -> None:
 def test_pending_message_speaks_of_one_checkout() -> None:
     state = State(lineage="l", pending={"a/b": PendingOperation("a/b", BASIC, "o-1", 1, T0)})
 
-    lines = render.pending_message(state, " --state s.json").splitlines()
+    lines = render.pending_message(list(state.pending.values()), " --state s.json").splitlines()
 
     assert lines[0] == (
         "the state has 1 pending checkout whose outcome is unknown; nothing will be bought "

@@ -16,12 +16,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from reconciler import __version__
-from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.errors import ApiError, ConfigError, PlanError, ReconcilerError
 
 #: Every subcommand: its module, its attribute there, and the first paragraph
 #: of its help. The command modules pull in the config, state, render and
@@ -79,6 +80,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+@dataclass
+class Options:
+    """What the whole invocation shares: colour, and how its state is named in hints."""
+
+    color: bool | None = None
+    #: The options that name the state again in a command we suggest (set once a
+    #: command has parsed ``--state``); the error boundary words refusals with them.
+    flags: str = ""
+
+
 class _Group(click.Group):
     """Exit codes by the contract: 0 success, 1 every error (usage errors too)."""
 
@@ -90,6 +101,8 @@ class _Group(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        given = extra.setdefault("obj", Options())
+        options = given if isinstance(given, Options) else Options()
         try:
             code = super().main(
                 args, prog_name or "reconciler", complete_var, standalone_mode=False, **extra
@@ -109,8 +122,7 @@ class _Group(click.Group):
             click.echo(str(exc), err=True)
             code = 1
         except ReconcilerError as exc:
-            text = exc.describe() if isinstance(exc, ApiError) else str(exc)
-            click.echo(f"error: {text}", err=True)
+            click.echo(f"error: {_describe(exc, options.flags)}", err=True)
             code = 1
         if not isinstance(code, int):
             code = 0
@@ -156,6 +168,16 @@ class _Group(click.Group):
             formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
 
 
+def _describe(exc: ReconcilerError, flags: str) -> str:
+    if isinstance(exc, ApiError):
+        return exc.describe()
+    if type(exc) in (ReconcilerError, PlanError):
+        return str(exc)  # plain messages need no renderer (and --help stays light)
+    from reconciler.render.problems import describe
+
+    return describe(exc, flags=flags)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
 @click.option(
@@ -168,10 +190,10 @@ def cli(ctx: click.Context, no_color: bool) -> None:
     Declare the licences you want in YAML, review `reconciler plan`, then
     `reconciler apply` buys the difference, once.
     """
-    from reconciler.cli.common import Options  # deferred: see COMMANDS
-
-    color = False if (no_color or os.environ.get("NO_COLOR")) else None
-    ctx.obj = Options(color=color)
+    if not isinstance(ctx.obj, Options):
+        ctx.obj = Options()
+    if no_color or os.environ.get("NO_COLOR"):
+        ctx.obj.color = False
 
 
 def main() -> None:

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import config, planfile, render
+from reconciler import config, planfile, views
 from reconciler.cli.common import (
     LEGACY,
     NO_COLOR,
     REFRESH,
     StateRef,
+    approve,
+    console,
     make_client,
-    progress,
     seat_limit,
     state_options,
-    use_color,
 )
 from reconciler.cli.plan import check_targets
-from reconciler.errors import PlanError, ReconcilerError
+from reconciler.errors import ReconcilerError
 from reconciler.model import Outcome
 from reconciler.state import utc_now
 
 if TYPE_CHECKING:
-    from reconciler.cli.events import JsonLines
+    from reconciler.views.base import ApplyView
 
 
 @click.command()
@@ -95,9 +94,7 @@ def apply(
         raise click.UsageError(
             "--json needs --auto-approve or --plan: a run printing JSON cannot ask for approval"
         )
-    from reconciler.cli.events import JsonLines
-
-    events = JsonLines() if as_json else None
+    view = views.apply_view("json" if as_json else "text", console(ctx, machine=as_json))
     options = _ApplyOptions(
         path,
         state,
@@ -110,10 +107,12 @@ def apply(
         refresh=refresh,
     )
     try:
-        return _apply(ctx, options, events)
-    except (ReconcilerError, click.ClickException) as exc:
-        if events is not None:
-            events.fail(exc)
+        return _apply(options, view)
+    except click.ClickException as exc:
+        view.failed(ReconcilerError(exc.format_message()))
+        raise
+    except ReconcilerError as exc:
+        view.failed(exc)
         raise
 
 
@@ -130,73 +129,47 @@ class _ApplyOptions:
     refresh: bool = False
 
 
-def _apply(ctx: click.Context, o: _ApplyOptions, events: JsonLines | None) -> int:
+def _apply(o: _ApplyOptions, view: ApplyView) -> int:
     from reconciler.api.orders import build_order, new_external_order_id
     from reconciler.cli.refresh import observe_once
-    from reconciler.commands import apply as apply_commands
+    from reconciler.commands.apply import ApplyPorts, ApplyRequest, run_apply
 
     saved = planfile.read_saved(o.plan_path) if o.plan_path else None
     # A saved plan remembers its declarations, so it applies from any directory.
     path = o.path or (saved.declarations_path if saved else None) or "."
     declarations = config.load(path)
     store = o.state.open()
-    as_json = events is not None
-    color = use_color(ctx) and not as_json
-    run = apply_commands.run_apply(
+    request = ApplyRequest(
         declarations,
-        store,
-        state_flags=o.state.flags,
+        targets=o.targets,
         saved=saved.plan if saved else None,
         saved_path=o.plan_path,
         max_seats=o.max_seats,
         seat_limit=seat_limit(),
-        show_plan=lambda p: click.echo(render.plan_text(p, color=color), color=color, err=as_json),
+        parallelism=o.parallelism,
+        refresh=o.refresh,
+    )
+    ports = ApplyPorts(
+        store=store,
         connect=lambda: make_client(o.legacy_endpoints),
         # A saved plan was reviewed when it was made: applying it is the approval.
-        approve=lambda: saved is not None or _approve(o.auto_approve),
+        approve=lambda plan: (
+            saved is not None
+            or approve(
+                "Do you want to buy these licences?", auto_approve=o.auto_approve, command="apply"
+            )
+        ),
+        listener=view,
         build_order=build_order,
         new_order_id=new_external_order_id,
         now=utc_now,
-        on_event=events.on_event if events else progress(color),
-        parallelism=o.parallelism,
-        targets=o.targets,
-        on_start=events.start if events else lambda p: None,
         observe=observe_once(o.legacy_endpoints, declarations) if o.refresh else None,
     )
+    run = run_apply(request, ports)
     if run.cancelled:
-        click.echo("Apply cancelled; nothing was bought.", err=True)
-        if events:
-            events.complete("cancelled")
+        view.cancelled()
         return 1
-    for change in run.moved:
-        click.echo(f"Moved {change.moved_from} to {change.address} in the state.", err=as_json)
-    if run.result is None:
-        if events:
-            events.complete("applied", moved=len(run.moved))
-        return 0
-    click.echo("", err=as_json)
-    click.echo(render.apply_table(run.result), err=as_json)
-    click.echo(render.apply_summary(run.result), err=as_json)
-    if run.result.count(Outcome.PENDING):
-        click.echo(render.pending_message(store.load(), o.state.flags), err=True)
-    if events:
-        outcome = "applied" if run.result.ok else "failed"
-        events.complete(outcome, result=run.result, moved=len(run.moved))
-    return 0 if run.result.ok else 1
-
-
-def _approve(auto_approve: bool) -> bool:
-    if auto_approve:
-        return True
-    if not sys.stdin.isatty():
-        raise PlanError(
-            "apply needs confirmation and there is no terminal to ask on; "
-            "pass --auto-approve to apply without asking"
-        )
-    answer = click.prompt(
-        "\nDo you want to buy these licences? Only 'yes' will be accepted",
-        default="",
-        show_default=False,
-        err=True,
-    )
-    return bool(answer == "yes")
+    has_pending = run.result is not None and run.result.count(Outcome.PENDING)
+    pending = list(store.load().pending.values()) if has_pending else []
+    view.finished(run, pending, o.state.flags)
+    return 0 if run.ok else 1

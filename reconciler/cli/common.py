@@ -1,8 +1,9 @@
-"""What every command shares: options, colour, prompts, and the two factories.
+"""What every command shares: options, colour, the console, prompts, and the two
+factories.
 
 ``StateRef.open`` is the one place a state store is built from ``--state`` and
-``--workspace``, and ``make_client`` the one place an API client is built from
-the environment.
+``--workspace``, ``make_client`` the one place an API client is built from the
+environment, and ``approve`` the one place a run asks for approval.
 """
 
 from __future__ import annotations
@@ -20,18 +21,35 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import render
-from reconciler.errors import ReconcilerError
-from reconciler.model import Event, is_address_segment
+from reconciler.cli import Options
+from reconciler.errors import PlanError, ReconcilerError
+from reconciler.model import is_address_segment
 from reconciler.state import StateStore
 from reconciler.state import open_store as _open_store
 
 if TYPE_CHECKING:
     from reconciler.api.client import CrayonClient
+    from reconciler.outcomes import Repair
 
 
-@dataclass
-class Options:
-    color: bool | None
+@dataclass(frozen=True)
+class ClickConsole:
+    """The views' ``Console`` over click: stdout and stderr, colour only on a terminal."""
+
+    color: bool = False
+    #: Send what would go to stdout to stderr (``apply --json`` keeps stdout for JSON).
+    quiet_stdout: bool = False
+
+    def out(self, text: str, *, nl: bool = True) -> None:
+        click.echo(text, nl=nl, color=self.color, err=self.quiet_stdout)
+
+    def err(self, text: str) -> None:
+        click.echo(text, err=True)
+
+
+def console(ctx: click.Context, *, machine: bool = False) -> ClickConsole:
+    """The console of a command; ``machine`` output has no colour."""
+    return ClickConsole(color=use_color(ctx) and not machine)
 
 
 PATH = click.argument("path", default=".", type=click.Path(path_type=str), metavar="[PATH]")
@@ -79,10 +97,13 @@ class StateRef:
     workspace: str = "default"
     lock_timeout: float = 0.0
 
+    @property
+    def is_database(self) -> bool:
+        return self.path.startswith(("postgresql://", "postgres://"))
+
     def open(self) -> StateStore:
         """The state store this names; the one place a store is built."""
-        is_database = self.path.startswith(("postgresql://", "postgres://"))
-        if self.workspace != "default" and not is_database:
+        if self.workspace != "default" and not self.is_database:
             raise click.UsageError(
                 "--workspace needs a postgresql:// state; a state file holds one state"
             )
@@ -96,6 +117,15 @@ class StateRef:
         if self.workspace != "default":
             flags += f" --workspace {self.workspace}"
         return flags
+
+    @property
+    def comment_flags(self) -> str:
+        """The state options for commands suggested in a pull-request comment: a database
+        URL (its host and user) stays out of it; whoever resolves names it in their own
+        RECONCILER_STATE."""
+        if self.is_database:
+            return f" --workspace {self.workspace}" if self.workspace != "default" else ""
+        return self.flags
 
 
 def check_workspace(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -117,7 +147,11 @@ def state_options(*, lock: bool = False) -> Callable[[Callable[..., Any]], Calla
         def with_state(
             *args: Any, state_path: str, workspace: str, lock_timeout: float = 0.0, **kwargs: Any
         ) -> Any:
-            return command(*args, state=StateRef(state_path, workspace, lock_timeout), **kwargs)
+            state = StateRef(state_path, workspace, lock_timeout)
+            root = click.get_current_context().find_root()
+            if isinstance(root.obj, Options):
+                root.obj.flags = state.flags
+            return command(*args, state=state, **kwargs)
 
         if lock:
             with_state = click.option(
@@ -160,7 +194,11 @@ YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmatio
 
 def _set_no_color(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
-        ctx.find_root().obj = Options(color=False)
+        root = ctx.find_root()
+        if isinstance(root.obj, Options):
+            root.obj.color = False
+        else:
+            root.obj = Options(color=False)
 
 
 NO_COLOR = click.option(
@@ -173,24 +211,29 @@ NO_COLOR = click.option(
 
 
 def use_color(ctx: click.Context) -> bool:
-    options: Options = ctx.find_root().obj
-    return options.color is not False and sys.stdout.isatty()
+    options = ctx.find_root().obj
+    return (not isinstance(options, Options) or options.color is not False) and (
+        sys.stdout.isatty()
+    )
 
 
 def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def confirm(yes: bool) -> Callable[[str], None]:
+def confirm(yes: bool) -> Callable[[Repair], None]:
     """A confirmation that asks on a terminal (unless ``yes``) and aborts on 'no'.
 
     Without a terminal it refuses unless ``yes``, as apply does without
     --auto-approve: a state repair run by a script must say it means it.
     """
 
-    def ask(question: str) -> None:
+    def ask(repair: Repair) -> None:
         if yes:
             return
+        from reconciler.render.problems import question as ask_about
+
+        question = ask_about(repair)
         if not sys.stdin.isatty():
             raise ReconcilerError(
                 f"{question} needs confirmation and there is no terminal to ask on; "
@@ -203,7 +246,7 @@ def confirm(yes: bool) -> Callable[[str], None]:
 
 
 def make_client(legacy_endpoints: bool) -> CrayonClient:
-    """An API client configured from the environment (CONTRACT section 4)."""
+    """An API client configured from the environment (``CRAYON_*`` variables)."""
     # Deferred: requests is slow to import and only commands that call the API need it.
     from reconciler.api.client import CrayonClient
     from reconciler.api.settings import ApiSettings
@@ -219,16 +262,23 @@ def make_client(legacy_endpoints: bool) -> CrayonClient:
     return CrayonClient(settings)
 
 
-def progress(color: bool) -> Callable[[Event], None]:
-    """Apply's progress lines: one per finished change, its errors on stderr."""
-
-    def on_event(event: Event) -> None:
-        if event.kind == "finished" and event.result is not None:
-            click.echo(render.apply_progress(event.result, color=color), color=color)
-            for line in event.result.errors:
-                click.echo(f"    {line}", err=True)
-
-    return on_event
+def approve(question: str, *, auto_approve: bool, command: str) -> bool:
+    """Ask ``question`` on a terminal ("yes" only); without one, refuse unless
+    ``auto_approve`` (``--auto-approve``) says the run means it."""
+    if auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        raise PlanError(
+            f"{command} needs confirmation and there is no terminal to ask on; "
+            f"pass --auto-approve to {command} without asking"
+        )
+    answer = click.prompt(
+        f"\n{question} Only 'yes' will be accepted",
+        default="",
+        show_default=False,
+        err=True,
+    )
+    return bool(answer == "yes")
 
 
 def seat_limit() -> int:

@@ -9,7 +9,6 @@ no business rules.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from reconciler.cli.common import (
     NO_COLOR,
     PATH,
     StateRef,
+    approve,
     make_client,
     state_options,
     use_color,
@@ -29,9 +29,10 @@ from reconciler.cli.common import (
 )
 from reconciler.commands import adopt
 from reconciler.commands import refresh as refresh_commands
-from reconciler.errors import ApiError, PlanError, ReconcilerError
+from reconciler.errors import ApiError, ReconcilerError
 from reconciler.model import Declarations, Identity, Plan, State
 from reconciler.observe import Observations, ProductInfo
+from reconciler.outcomes import ImportPlan
 from reconciler.render import refresh as render_refresh
 from reconciler.state import utc_now
 
@@ -46,7 +47,7 @@ class Cloud:
     def __init__(self, legacy_endpoints: bool) -> None:
         self._legacy = legacy_endpoints
         self._client: CrayonClient | None = None
-        self._catalogue: refresh_commands.Catalogue | None = None
+        self._catalogue: refresh_commands.ProductLookup | None = None
 
     def _connect(self) -> CrayonClient:
         if self._client is None:
@@ -67,7 +68,7 @@ class Cloud:
             identities += [u.identity for u in observations.unmanaged]
         try:
             if self._catalogue is None:
-                self._catalogue = refresh_commands.Catalogue(self._connect())
+                self._catalogue = refresh_commands.ProductLookup(self._connect())
             return self._catalogue.lookup(identities)
         except ApiError as exc:
             warn(f"product names and prices are unknown: {exc}")
@@ -89,23 +90,6 @@ def observe_once(
             return refresh_commands.read_cloud(client, declarations, state)
 
     return observe
-
-
-def _approve(auto_approve: bool, question: str, command: str) -> bool:
-    if auto_approve:
-        return True
-    if not sys.stdin.isatty():
-        raise PlanError(
-            f"{command} needs confirmation and there is no terminal to ask on; "
-            "pass --auto-approve to go ahead without asking"
-        )
-    answer = click.prompt(
-        f"\n{question} Only 'yes' will be accepted",
-        default="",
-        show_default=False,
-        err=True,
-    )
-    return bool(answer == "yes")
 
 
 @click.command()
@@ -139,7 +123,9 @@ def refresh(
         store,
         connect=lambda: make_client(legacy_endpoints),
         show=show,
-        approve=lambda: _approve(auto_approve, "Record these findings in the state?", "refresh"),
+        approve=lambda: approve(
+            "Record these findings in the state?", auto_approve=auto_approve, command="refresh"
+        ),
         now=utc_now,
     )
     click.echo("")
@@ -196,7 +182,7 @@ def import_command(
     target = out or _default_out(path, prefix)
     command = f"reconciler import --tenant {tenant}"
 
-    def show(the_plan: adopt.ImportPlan, written: str | None) -> None:
+    def show(the_plan: ImportPlan, written: str | None) -> None:
         if written is not None and os.path.lexists(written):
             raise ReconcilerError(
                 f"{written} already exists; choose another file with --out "
@@ -213,8 +199,10 @@ def import_command(
         out=target,
         command=command,
         show=show,
-        approve=lambda: _approve(
-            auto_approve, "Write these declarations and record them as imported?", "import"
+        approve=lambda: approve(
+            "Write these declarations and record them as imported?",
+            auto_approve=auto_approve,
+            command="import",
         ),
         write_file=_write_new_file,
         now=utc_now,

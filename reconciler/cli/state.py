@@ -6,10 +6,11 @@ import json
 
 import click
 
-from reconciler import config, render
+from reconciler import config
 from reconciler.cli.common import YES, StateRef, check_workspace, confirm, state_options
 from reconciler.commands import state as state_commands
 from reconciler.errors import ReconcilerError
+from reconciler.render import repairs
 from reconciler.state import utc_now
 from reconciler.state.jsonrender import render as render_state_file
 
@@ -26,13 +27,7 @@ def init(state: StateRef) -> int:
     """
     store = state.open()
     created, current = state_commands.create(store)
-    if created:
-        click.echo(f"Initialized an empty state at {store.location} (lineage {current.lineage}).")
-    else:
-        click.echo(
-            f"A state already exists at {store.location} (serial {current.serial}, "
-            f"{render.count(len(current.purchases), 'purchase')}); nothing changed."
-        )
+    click.echo(repairs.initialized(created, store.location, current))
     return 0
 
 
@@ -77,21 +72,14 @@ def state_rm(address: str, config_path: str, state: StateRef, yes: bool) -> int:
     """Forget the purchase recorded at ADDRESS (the licences are not cancelled)."""
     store = state.open()
     seats = state_commands.remove(store, address, confirm=confirm(yes))
-    click.echo(
-        f"Removed {address} ({render.seats(seats)}) from {store.location}. "
-        "The licences themselves were not cancelled."
-    )
+    click.echo(repairs.removed(address, seats, store.location))
     try:
         declared = address in config.load(config_path).by_address()
     except ReconcilerError:
         # The warning is a courtesy: declarations that do not load are not rm's business.
         declared = False
     if declared:
-        click.echo(
-            f"warning: {address} is still declared in {config_path}; the next apply will buy "
-            "it again. Remove its declaration, or use `reconciler state mv` for a rename.",
-            err=True,
-        )
+        click.echo(repairs.still_declared(address, config_path), err=True)
     return 0
 
 
@@ -108,7 +96,7 @@ def state_mv(source: str, target: str, state: StateRef, yes: bool) -> int:
     """
     store = state.open()
     seats = state_commands.move(store, source, target, confirm=confirm(yes))
-    click.echo(f"Moved {source} ({render.seats(seats)}) to {target} in {store.location}.")
+    click.echo(repairs.moved(source, target, seats, store.location))
     return 0
 
 
@@ -139,7 +127,7 @@ def state_import(address: str, quantity: int, config_path: str, state: StateRef,
         now=utc_now,
         confirm=confirm(yes),
     )
-    click.echo(f"Imported {address}: {render.seats(quantity)} recorded, nothing bought.")
+    click.echo(repairs.imported(address, quantity))
     return 0
 
 
@@ -161,16 +149,7 @@ def state_resolve(address: str, purchased: bool, not_purchased: bool, state: Sta
     if purchased == not_purchased:
         raise click.UsageError("say what happened: either --purchased or --not-purchased")
     done = state_commands.resolve(state.open(), address, purchased=purchased)
-    order = done.pending.external_order_id
-    if purchased:
-        click.echo(
-            f"Resolved {address}: {order} recorded as purchased "
-            f"(+{done.pending.quantity}, {render.seats(done.total)} in total)."
-        )
-    else:
-        click.echo(
-            f"Resolved {address}: {order} recorded as not purchased; the next apply buys it again."
-        )
+    click.echo(repairs.resolved(address, done))
     return 0
 
 
@@ -206,11 +185,7 @@ def state_migrate(state: StateRef, target: str, to_workspace: str) -> int:
     """
     target_ref = StateRef(target, to_workspace)
     copied = state_commands.migrate(state.open(), target_ref.open())
-    click.echo(
-        f"Copied the state (serial {copied.serial}, "
-        f"{render.count(len(copied.purchases), 'purchase')}, "
-        f"{len(copied.pending)} pending) to {target_ref.open().location}."
-    )
+    click.echo(repairs.migrated(copied, target_ref.open().location))
     return 0
 
 
@@ -224,12 +199,5 @@ def state_history(state: StateRef, as_json: bool) -> int:
         click.echo(json.dumps(entries, indent=2, sort_keys=True))
         return 0
     for entry in entries:
-        run = entry["run"]
-        who = f"{run.get('command', '?')} pid {run.get('pid', '?')} on {run.get('host', '?')}"
-        if run.get("ci_url"):
-            who += f" ({run['ci_url']})"
-        click.echo(
-            f"{entry['serial']:>6}  {entry['written_at']}  {entry['op']:<16} "
-            f"{entry['address']}  by {who}"
-        )
+        click.echo(repairs.history_line(entry))
     return 0

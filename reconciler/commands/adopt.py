@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from reconciler import config
 from reconciler.commands.refresh import ClosableReader, read_cloud
 from reconciler.errors import ReconcilerError
 from reconciler.model import ADDRESS_MAX_LENGTH, Declarations, Identity, State, is_address
 from reconciler.observe import Observations
+from reconciler.outcomes import Adoption, ImportPlan, ImportRun, Skipped
 from reconciler.state import StateStore
 
 #: The longest product part of a generated name (the prefix and suffixes need room).
@@ -36,42 +36,6 @@ _UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
 
 def default_prefix(tenant: int) -> str:
     return f"tenant-{tenant}"
-
-
-@dataclass(frozen=True)
-class Adoption:
-    """Seats of one identity to record at ``address``.
-
-    ``declared`` is True when the address was already declared (only the state
-    is written for it), False for a purchase the new declarations file adds.
-    """
-
-    address: str
-    identity: Identity
-    quantity: int
-    subscriptions: tuple[int, ...]
-    product_name: str
-    declared: bool = False
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """Active subscriptions import leaves alone, and why."""
-
-    identity: Identity
-    subscriptions: tuple[int, ...]
-    reason: str
-
-
-@dataclass(frozen=True)
-class ImportPlan:
-    tenant: int
-    adoptions: tuple[Adoption, ...]
-    skipped: tuple[Skipped, ...]
-
-    @property
-    def new(self) -> tuple[Adoption, ...]:
-        return tuple(a for a in self.adoptions if not a.declared)
 
 
 def slug(text: str) -> str:
@@ -194,18 +158,6 @@ def declarations_text(the_plan: ImportPlan, *, generated_at: str, command: str) 
 def _printable(text: str) -> str:
     """``text`` on one line without control characters, fit for a YAML comment."""
     return " ".join(_UNPRINTABLE.sub(" ", text).split())
-
-
-@dataclass(frozen=True)
-class ImportRun:
-    plan: ImportPlan
-    text: str | None = None
-    out: str | None = None
-    cancelled: bool = False
-
-    @property
-    def recorded(self) -> int:
-        return 0 if self.cancelled else len(self.plan.adoptions)
 
 
 def check_names(text: str, out: str, declarations: Declarations) -> None:

@@ -3,56 +3,120 @@
 ``plan_under_lock`` plans against the locked state and refuses pending entries
 and stale saved plans; ``preflight`` refuses conflicts and plans over
 ``--max-seats``; ``run_apply`` does the whole run under the lock and hands the
-plan to the executor. Asking the user
-for approval is the CLI's; this module never prints.
+plan to the executor. Asking the user for approval and every word shown are the
+caller's (``ApplyPorts``); this module never prints and raises structured errors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler import executor, planfile, planner, render
+from reconciler import executor, planner
 from reconciler.api.orders import ApiClient
 from reconciler.commands.plan import DEFAULT_SEAT_LIMIT, OrderBuilder, oversized
-from reconciler.errors import PlanError
-from reconciler.model import ApplyResult, Change, Declarations, Event, Plan, State, targeted
+from reconciler.errors import (
+    PendingError,
+    PreflightError,
+    PreflightKind,
+    Staleness,
+    StalePlanError,
+)
+from reconciler.model import Action, Declarations, Event, Plan, State, targeted
 from reconciler.observe import Observations, guard_purchases
+from reconciler.outcomes import ApplyRun
 from reconciler.state import StateStore, StateWriter
 
 
-def plan_under_lock(
-    declarations: Declarations,
-    writer: StateWriter,
-    *,
-    state_flags: str,
-    saved: Plan | None = None,
-    saved_path: str | None = None,
-    targets: Sequence[str] = (),
-) -> Plan:
+class ClosableClient(ApiClient, Protocol):
+    """An API client apply closes when it is done (``CrayonClient`` fits)."""
+
+    def close(self) -> None: ...
+
+
+class ApplyListener(Protocol):
+    """What apply tells as it goes (the CLI's view)."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan apply is about to check and ask about."""
+
+    def starting(self, plan: Plan) -> None:
+        """Nothing stands in the plan's way: the first write follows."""
+
+    def event(self, event: Event) -> None:
+        """A change started, finished, or a move was made (any thread)."""
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """What the user asked apply to do."""
+
+    declarations: Declarations
+    targets: tuple[str, ...] = ()
+    #: A saved plan (``apply --plan``) and its file; applying it is the approval.
+    saved: Plan | None = None
+    saved_path: str | None = None
+    max_seats: int | None = None
+    seat_limit: int = DEFAULT_SEAT_LIMIT
+    parallelism: int = 1
+    #: Read Cloud-iQ before planning (read before buying).
+    refresh: bool = False
+
+
+@dataclass(frozen=True)
+class ApplyPorts:
+    """What apply works with: the state, the API, the user, the clock and id source."""
+
+    store: StateStore
+    connect: Callable[[], ClosableClient]
+    approve: Callable[[Plan], bool]
+    listener: ApplyListener
+    build_order: OrderBuilder
+    new_order_id: Callable[[], str]
+    now: Callable[[], str]
+    #: How to read Cloud-iQ for a state (``ApplyRequest.refresh``).
+    observe: Callable[[State], Observations] | None = None
+
+
+def staleness(saved: Plan, current: Plan) -> Staleness | None:
+    """How ``saved`` differs from ``current`` (made now), or None when it still applies."""
+    found = Staleness(
+        lineage=(saved.lineage, current.lineage) if saved.lineage != current.lineage else None,
+        serial=(saved.serial, current.serial) if saved.serial != current.serial else None,
+        declarations=saved.declarations_digest != current.declarations_digest,
+    )
+    if found != Staleness():
+        return found
+    if [(c.address, c.action, c.delta) for c in saved.changes] != [
+        (c.address, c.action, c.delta) for c in current.changes
+    ]:
+        return Staleness(changes=True)
+    return None
+
+
+def plan_under_lock(request: ApplyRequest, writer: StateWriter) -> Plan:
     """The plan apply carries out, made against the locked state.
 
-    Refuses a state with pending checkouts (naming each and the commands that
-    settle it; with ``targets``, only targeted ones) and a saved plan the state
-    or declarations have moved past. A saved plan is planned again for its own
-    targets; other ``targets`` with it are refused.
+    Refuses a state with pending checkouts (with ``targets``, only targeted ones)
+    and a saved plan the state or declarations have moved past. A saved plan is
+    planned again for its own targets; other ``targets`` with it are refused.
     """
+    targets: Sequence[str] = request.targets
+    saved, path = request.saved, request.saved_path or "(saved plan)"
     if saved is not None:
         if targets and tuple(targets) != saved.targets:
-            shown = " ".join(f"--target {t}" for t in saved.targets) or "no --target"
-            raise PlanError(
-                f"saved plan {saved_path} was made with {shown}; apply it without --target "
-                "or run `reconciler plan` again"
-            )
+            raise StalePlanError(path, Staleness(targets=saved.targets))
         targets = saved.targets
     current = writer.state
-    pending = {a: p for a, p in current.pending.items() if not targets or targeted(a, targets)}
+    pending = [p for a, p in current.pending.items() if not targets or targeted(a, targets)]
     if pending:
-        raise PlanError(render.pending_message(replace(current, pending=pending), state_flags))
-    the_plan = planner.plan(declarations, current, targets)
-    if saved is not None and saved_path is not None:
-        planfile.check_fresh(saved, the_plan, saved_path)
+        raise PendingError(pending)
+    the_plan = planner.plan(request.declarations, current, targets)
+    if saved is not None:
+        stale = staleness(saved, the_plan)
+        if stale is not None:
+            raise StalePlanError(path, stale)
     return the_plan
 
 
@@ -62,110 +126,58 @@ def preflight(
     """Refuse, before any API call, a plan with conflicts or over ``max_seats``, and one
     with a change above the per-purchase ``seat_limit`` unless ``max_seats`` confirms it."""
     summary = the_plan.summary
-    if summary.conflicts:
-        raise PlanError(
-            f"the plan has {render.count(summary.conflicts, 'conflict')}; nothing was bought. "
-            "Fix the declarations (a purchase cannot be undone or changed in place)"
-        )
+    if summary.blocked:
+        raise PreflightError(PreflightKind.CONFLICTS, count=summary.count(Action.CONFLICT))
     if max_seats is not None and summary.seats > max_seats:
-        raise PlanError(
-            f"the plan buys {render.seats(summary.seats)}, more than --max-seats {max_seats}; "
-            "nothing was bought"
-        )
+        raise PreflightError(PreflightKind.MAX_SEATS, seats=summary.seats, limit=max_seats)
     big = oversized(the_plan, seat_limit)
     if big and max_seats is None:
         # A typo (an extra zero) must not reach checkout: such an amount is confirmed.
-        shown = ", ".join(f"{address} ({render.seats(n)})" for address, n in big)
-        raise PlanError(
-            f"the plan buys more than {render.seats(seat_limit)} in one change: {shown}; "
-            f"if that is intended, confirm the total with --max-seats {summary.seats} "
-            "(the limit is RECONCILER_SEAT_LIMIT); nothing was bought"
+        raise PreflightError(
+            PreflightKind.SEAT_LIMIT, seats=summary.seats, limit=seat_limit, oversized=big
         )
 
 
-class ClosableClient(ApiClient, Protocol):
-    """An API client apply closes when it is done (``CrayonClient`` fits)."""
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class ApplyRun:
-    """What an apply did: its plan, the moves it made and, when it bought, the
-    executor's result."""
-
-    plan: Plan
-    result: ApplyResult | None = None
-    cancelled: bool = False
-    moved: tuple[Change, ...] = ()
-
-
-def run_apply(
-    declarations: Declarations,
-    store: StateStore,
-    *,
-    state_flags: str,
-    saved: Plan | None,
-    saved_path: str | None,
-    max_seats: int | None,
-    seat_limit: int = DEFAULT_SEAT_LIMIT,
-    show_plan: Callable[[Plan], None],
-    connect: Callable[[], ClosableClient],
-    approve: Callable[[], bool],
-    build_order: OrderBuilder,
-    new_order_id: Callable[[], str],
-    now: Callable[[], str],
-    on_event: Callable[[Event], None],
-    parallelism: int,
-    targets: Sequence[str] = (),
-    on_start: Callable[[Plan], None] = lambda plan: None,
-    observe: Callable[[State], Observations] | None = None,
-) -> ApplyRun:
+def run_apply(request: ApplyRequest, ports: ApplyPorts) -> ApplyRun:
     """Plan under the state lock, refuse what must be refused, ask, then buy.
 
     ``connect`` is called (and may fail on missing credentials) before
-    ``approve``, so nobody approves a run that cannot start. ``on_start`` hears
-    of the plan once nothing stands in its way, just before the first write.
-    ``observe`` (``--refresh``) reads Cloud-iQ for the locked state before the plan
-    is shown, so a purchase of seats Cloud-iQ already holds is refused as a conflict.
+    ``approve``, so nobody approves a run that cannot start. The listener hears of
+    the plan before the refusals, and of the start once nothing stands in its way,
+    just before the first write.
     """
-    with store.lock("reconciler apply") as writer:
-        the_plan = plan_under_lock(
-            declarations,
-            writer,
-            state_flags=state_flags,
-            saved=saved,
-            saved_path=saved_path,
-            targets=targets,
-        )
-        if observe is not None:
-            # Read before buying (--refresh): seats Cloud-iQ already holds are a conflict.
-            the_plan = guard_purchases(the_plan, observe(writer.state))
-        show_plan(the_plan)
-        preflight(the_plan, max_seats=max_seats, seat_limit=seat_limit)
+    with ports.store.lock("reconciler apply") as writer:
+        the_plan = plan_under_lock(request, writer)
+        if request.refresh and ports.observe is not None:
+            # Read before buying: seats Cloud-iQ already holds are a conflict.
+            the_plan = guard_purchases(the_plan, ports.observe(writer.state))
+        ports.listener.planned(the_plan)
+        preflight(the_plan, max_seats=request.max_seats, seat_limit=request.seat_limit)
         if not the_plan.summary.has_purchases:
             # Moves alone spend nothing and need no API connection, but they change the
-            # state: like every apply they are approved first (CONTRACT section 5).
-            if the_plan.moving() and not approve():
+            # state: like every apply they are approved first.
+            if the_plan.moving() and not ports.approve(the_plan):
                 return ApplyRun(the_plan, cancelled=True)
-            on_start(the_plan)
-            moved = executor.move(the_plan, writer=writer, on_event=on_event)
+            ports.listener.starting(the_plan)
+            moved = executor.move(the_plan, writer=writer, on_event=ports.listener.event)
             return ApplyRun(the_plan, moved=moved)
-        client = connect()
+        client = ports.connect()
         try:
-            if not approve():
+            if not ports.approve(the_plan):
                 return ApplyRun(the_plan, cancelled=True)
-            on_start(the_plan)
-            moved = executor.move(the_plan, writer=writer, on_event=on_event)
+            ports.listener.starting(the_plan)
+            moved = executor.move(the_plan, writer=writer, on_event=ports.listener.event)
             result = executor.apply(
                 the_plan,
-                client=client,
-                writer=writer,
-                build_order=build_order,
-                new_order_id=new_order_id,
-                now=now,
-                on_event=on_event,
-                parallelism=parallelism,
+                executor.Collaborators(
+                    client=client,
+                    writer=writer,
+                    build_order=ports.build_order,
+                    new_order_id=ports.new_order_id,
+                    now=ports.now,
+                    on_event=ports.listener.event,
+                ),
+                parallelism=request.parallelism,
             )
         finally:
             client.close()

@@ -6,7 +6,7 @@ and the asset orders of their externalOrderIds, and hands them to
 ``observe``. ``run_refresh`` does that under the state lock and, after
 approval, writes what the API proves: pending checkouts it shows were made are
 recorded as checkouts with their evidence, those it shows failed are dropped,
-and drift is recorded as adjustments (never as checkouts). ``Catalogue`` looks
+and drift is recorded as adjustments (never as checkouts). ``ProductLookup`` looks
 up product names and prices once per tenant for a run.
 
 Never buys: it calls no verify and no checkout, only the read endpoints. Never
@@ -16,22 +16,20 @@ prints, reads the environment or builds a client: the caller passes ``connect``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.api.reads import STATUS_ACTIVE, ApiReader, AssetOrder, CatalogEntry, ProcessedOrder
 from reconciler.model import CheckoutRecord, Declarations, Identity, State
 from reconciler.observe import (
-    Drift,
-    Evidence,
     Observations,
     ProductInfo,
+    Proof,
     Readings,
-    Verdict,
     catalogue_for,
     observe,
     tenants_of,
 )
+from reconciler.outcomes import RefreshRun
 from reconciler.state import StateStore
 
 
@@ -64,7 +62,7 @@ def read_cloud(
     return observe(declarations, state, Readings(subscriptions, orders, assets))
 
 
-class Catalogue:
+class ProductLookup:
     """Product names and unit prices per identity, each tenant's agreement products
     read once per run (``plan --refresh`` and ``--verify``)."""
 
@@ -78,36 +76,6 @@ class Catalogue:
             if tenant not in self._entries:
                 self._entries[tenant] = self._reader.read_agreement_products(tenant)
         return catalogue_for(wanted, self._entries)
-
-
-@dataclass(frozen=True)
-class RefreshRun:
-    """What a refresh found and wrote.
-
-    ``settled`` were recorded as purchased, ``dropped`` as not purchased,
-    ``adjusted`` as adjustments; ``left`` are the pending entries still waiting
-    for a person, each with the evidence found.
-    """
-
-    observations: Observations
-    settled: tuple[Evidence, ...] = ()
-    dropped: tuple[Evidence, ...] = ()
-    adjusted: tuple[Drift, ...] = ()
-    cancelled: bool = False
-
-    @property
-    def left(self) -> tuple[Evidence, ...]:
-        if self.cancelled:
-            return tuple(e for _, e in sorted(self.observations.evidence.items()))
-        return self.observations.unsettled
-
-    @property
-    def writes(self) -> int:
-        return len(self.settled) + len(self.dropped) + len(self.adjusted)
-
-    def exit_code(self) -> int:
-        """0 when nothing is left pending; 1 when something is, or the run was cancelled."""
-        return 1 if self.cancelled or self.left else 0
 
 
 def has_writes(observations: Observations) -> bool:
@@ -143,7 +111,7 @@ def run_refresh(
         settled, dropped = [], []
         for found in observations.settled:
             pending = found.pending
-            if found.verdict is Verdict.PURCHASED:
+            if found.proof is Proof.PURCHASED:
                 record = CheckoutRecord(
                     pending.external_order_id, pending.quantity, pending.time, found.text
                 )

@@ -1,23 +1,24 @@
 """The ``state`` use cases: inspect and repair the recorded state by hand.
 
 Each repair holds the state lock for its write and asks ``confirm`` (which may
-raise to cancel) before changing anything. Never calls the API, never prints:
-each returns what happened for the CLI to say.
+raise to cancel) with a ``Repair`` record before changing anything. Never calls
+the API, never words anything: a refusal is a ``RepairRefused`` with its reason,
+and each function returns what happened for the CLI to say.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from reconciler import render
-from reconciler.errors import ReconcilerError
-from reconciler.model import CheckoutRecord, Declarations, PendingOperation, State
+from reconciler.errors import NoHistoryError, RepairRefused
+from reconciler.model import CheckoutRecord, Declarations, State
+from reconciler.outcomes import Repair, RepairKind, Resolution
 from reconciler.state import StateStore
 from reconciler.state.base import KeepsHistory
+from reconciler.state.jsonformat import pending_json, purchase_json
 
-Confirm = Callable[[str], None]
+Confirm = Callable[[Repair], None]
 
 
 def addresses(state: State) -> list[tuple[str, bool]]:
@@ -27,10 +28,13 @@ def addresses(state: State) -> list[tuple[str, bool]]:
 
 def entry(state: State, address: str, location: str) -> dict[str, Any]:
     """Everything recorded for ``address``, in the state file's JSON form."""
-    data = render.state_dict(state)
-    found = {key: data[key][address] for key in ("purchases", "pending") if address in data[key]}
+    found: dict[str, Any] = {}
+    if address in state.purchases:
+        found["purchases"] = purchase_json(state.purchases[address])
+    if address in state.pending:
+        found["pending"] = pending_json(state.pending[address])
     if not found:
-        raise ReconcilerError(f"{address} is not in the state {location}")
+        raise RepairRefused("not-recorded", address, location)
     return {"address": address, **found}
 
 
@@ -38,16 +42,13 @@ def move(store: StateStore, source: str, target: str, *, confirm: Confirm) -> in
     """Move the purchase at ``source``, with every checkout, to ``target``; returns its seats."""
     with store.lock("reconciler state mv") as writer:
         recorded = writer.state.purchases.get(source)
-        if recorded is None:
-            raise ReconcilerError(f"{source} is not recorded in {store.location}")
         if source in writer.state.pending:
-            raise ReconcilerError(
-                f"{source} has a pending checkout; resolve it first with "
-                f"`reconciler state resolve {source} --purchased|--not-purchased`"
-            )
+            raise RepairRefused("pending", source, store.location)
+        if recorded is None:
+            raise RepairRefused("not-recorded", source, store.location)
         if target in writer.state.purchases or target in writer.state.pending:
-            raise ReconcilerError(f"{target} is already in the state {store.location}")
-        confirm(f"Move {source} ({render.seats(recorded.quantity)}) to {target}?")
+            raise RepairRefused("already-recorded", target, store.location)
+        confirm(Repair(RepairKind.MOVE, source, recorded.quantity, target))
         writer.move_purchase(source, target)
     return recorded.quantity
 
@@ -56,14 +57,11 @@ def remove(store: StateStore, address: str, *, confirm: Confirm) -> int:
     """Forget the purchase at ``address``; returns the seats it had."""
     with store.lock("reconciler state rm") as writer:
         if address in writer.state.pending:
-            raise ReconcilerError(
-                f"{address} has a pending checkout; resolve it first with "
-                f"`reconciler state resolve {address} --purchased|--not-purchased`"
-            )
+            raise RepairRefused("pending", address, store.location)
         recorded = writer.state.purchases.get(address)
         if recorded is None:
-            raise ReconcilerError(f"{address} is not recorded in {store.location}")
-        confirm(f"Forget {address} ({render.seats(recorded.quantity)})?")
+            raise RepairRefused("not-recorded", address, store.location)
+        confirm(Repair(RepairKind.REMOVE, address, recorded.quantity))
         writer.remove_purchase(address)
     return recorded.quantity
 
@@ -81,21 +79,12 @@ def import_seats(
     """Record ``quantity`` seats bought outside the reconciler at a declared address."""
     declared = declarations.by_address().get(address)
     if declared is None:
-        raise ReconcilerError(f"{address} is not declared in {config_path}; declare it first")
+        raise RepairRefused("not-declared", address, config_path)
     with store.lock("reconciler state import") as writer:
         if address in writer.state.purchases or address in writer.state.pending:
-            raise ReconcilerError(f"{address} is already in the state {store.location}")
-        confirm(f"Record {render.seats(quantity)} at {address} as already bought?")
+            raise RepairRefused("already-recorded", address, store.location)
+        confirm(Repair(RepairKind.IMPORT, address, quantity))
         writer.import_purchase(address, declared.identity, quantity, now())
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """A settled pending checkout, and the seats recorded at its address afterwards."""
-
-    pending: PendingOperation
-    purchased: bool
-    total: int
 
 
 def resolve(store: StateStore, address: str, *, purchased: bool) -> Resolution:
@@ -103,7 +92,7 @@ def resolve(store: StateStore, address: str, *, purchased: bool) -> Resolution:
     with store.lock("reconciler state resolve") as writer:
         pending = writer.state.pending.get(address)
         if pending is None:
-            raise ReconcilerError(f"{address} has no pending checkout in {store.location}")
+            raise RepairRefused("no-pending", address, store.location)
         if purchased:
             writer.record_checkout(
                 address,
@@ -135,8 +124,5 @@ def migrate(source: StateStore, target: StateStore) -> State:
 def history(store: StateStore) -> list[dict[str, Any]]:
     """Every write recorded by a store that keeps history (the PostgreSQL store)."""
     if not isinstance(store, KeepsHistory):
-        raise ReconcilerError(
-            f"{store.location} is a state file, which keeps no history of writes "
-            "(commit it to git for that); a postgresql:// state does"
-        )
+        raise NoHistoryError(store.location)
     return store.history()

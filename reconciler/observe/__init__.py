@@ -12,7 +12,7 @@ conflict when Cloud-iQ already shows seats of its identity that no address
 accounts for (read before buying).
 
     readings    Readings (what the caller read), SeatKey, seat_key
-    evidence    Verdict, Evidence, CLOCK_SKEW: the matching rules for a pending checkout
+    evidence    Proof, Evidence, CLOCK_SKEW: the matching rules for a pending checkout
     drift       observe -> Observations (Drift, Unmanaged, CloudSeats), tenants_of
     guard       guard_purchases: read before buying
     catalogue   catalogue_for -> ProductInfo (names and unit prices for plan output)
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         observe,
         tenants_of,
     )
-    from reconciler.observe.evidence import CLOCK_SKEW, Evidence, Verdict
+    from reconciler.observe.evidence import CLOCK_SKEW, Evidence, Proof
     from reconciler.observe.guard import guard_purchases
     from reconciler.observe.readings import Readings, SeatKey, seat_key
 
@@ -49,10 +49,10 @@ __all__ = [
     "Evidence",
     "Observations",
     "ProductInfo",
+    "Proof",
     "Readings",
     "SeatKey",
     "Unmanaged",
-    "Verdict",
     "catalogue_for",
     "guard_purchases",
     "observe",
@@ -73,7 +73,7 @@ __getattr__, __dir__ = lazy_exports(
         "tenants_of": "drift",
         "CLOCK_SKEW": "evidence",
         "Evidence": "evidence",
-        "Verdict": "evidence",
+        "Proof": "evidence",
         "guard_purchases": "guard",
         "Readings": "readings",
         "SeatKey": "readings",

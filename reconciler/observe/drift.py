@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from reconciler.api.records import Subscription
 from reconciler.model import BILLING_CYCLES, TERM_DURATIONS, Declarations, Identity, State
-from reconciler.observe.evidence import Evidence, Verdict, evidence_for
+from reconciler.observe.evidence import Evidence, Proof, evidence_for
 from reconciler.observe.readings import Readings, SeatKey, seat_key, subscription_key
 
 
@@ -158,7 +158,7 @@ def observe(declarations: Declarations, state: State, readings: Readings) -> Obs
         key = seat_key(kept.identity)
         recorded[key] = recorded.get(key, 0) + kept.quantity
     for found in evidence.values():
-        if found.verdict is Verdict.PURCHASED:
+        if found.proof is Proof.PURCHASED:
             key = seat_key(found.pending.identity)
             recorded[key] = recorded.get(key, 0) + found.pending.quantity
 
@@ -233,7 +233,7 @@ def _drift_target(
     waiting = sorted(
         e.address
         for e in evidence.values()
-        if e.verdict is Verdict.UNKNOWN and seat_key(e.pending.identity) == key
+        if e.proof is Proof.UNKNOWN and seat_key(e.pending.identity) == key
     )
     if waiting:
         return None, (
@@ -254,7 +254,7 @@ def _drift_target(
     address = names[0]
     proven = evidence.get(address)
     if address not in state.purchases and not (
-        proven is not None and proven.verdict is Verdict.PURCHASED
+        proven is not None and proven.proof is Proof.PURCHASED
     ):
         return None, (
             f"{address} is declared but nothing is recorded for it; "

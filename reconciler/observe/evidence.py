@@ -42,7 +42,7 @@ _CITE = "processed order {}"
 _CITED = re.compile(r"processed order ([^\s,;:()]+)")
 
 
-class Verdict(enum.StrEnum):
+class Proof(enum.StrEnum):
     """What the API shows about a pending checkout."""
 
     PURCHASED = "purchased"
@@ -55,7 +55,7 @@ class Evidence:
     """What was found for one pending entry, and whether it proves the outcome."""
 
     pending: PendingOperation
-    verdict: Verdict
+    proof: Proof
     #: How it matched (or why nothing did), for people and for the state.
     text: str
 
@@ -65,7 +65,7 @@ class Evidence:
 
     @property
     def proven(self) -> bool:
-        return self.verdict is not Verdict.UNKNOWN
+        return self.proof is not Proof.UNKNOWN
 
 
 def evidence_for(pending: PendingOperation, state: State, readings: Readings) -> Evidence:
@@ -80,7 +80,7 @@ def evidence_for(pending: PendingOperation, state: State, readings: Readings) ->
         else "asset orders were not read"
     )
     if orders is None:
-        return Evidence(pending, Verdict.UNKNOWN, f"{lead}; processed orders were not read")
+        return Evidence(pending, Proof.UNKNOWN, f"{lead}; processed orders were not read")
     return _order_evidence(pending, state, orders, lead)
 
 
@@ -92,7 +92,7 @@ def _asset_evidence(pending: PendingOperation, assets: Sequence[AssetOrder]) -> 
         errors = "; ".join(e for a in failed for e in a.errors)
         return Evidence(
             pending,
-            Verdict.NOT_PURCHASED,
+            Proof.NOT_PURCHASED,
             f"asset order {order_id} failed: {_short(errors)}",
         )
     identity = pending.identity
@@ -109,14 +109,14 @@ def _asset_evidence(pending: PendingOperation, assets: Sequence[AssetOrder]) -> 
     if taken and not failed and len(matching) == len(taken):
         return Evidence(
             pending,
-            Verdict.PURCHASED,
+            Proof.PURCHASED,
             f"asset order {order_id} was taken: {identity.product} x{pending.quantity}",
         )
     if failed:
         reason = f"{len(taken)} asset orders {order_id} were taken and {len(failed)} failed"
     else:
         reason = f"asset order {order_id} does not show {identity.product} x{pending.quantity}"
-    return Evidence(pending, Verdict.UNKNOWN, f"{reason}; nothing is proven")
+    return Evidence(pending, Proof.UNKNOWN, f"{reason}; nothing is proven")
 
 
 def _order_evidence(
@@ -133,7 +133,7 @@ def _order_evidence(
     if rivals:
         return Evidence(
             pending,
-            Verdict.UNKNOWN,
+            Proof.UNKNOWN,
             f"{lead}; the pending checkout of {', '.join(rivals)} is also {what} for tenant "
             f"{identity.customer_tenant_id}, and processed orders cannot tell them apart",
         )
@@ -160,13 +160,13 @@ def _order_evidence(
     window = f"{what} for tenant {identity.customer_tenant_id} since {_show_time(since)}"
     if free + len(others) == 0:
         taken = f" ({len(succeeded)} claimed by recorded checkouts)" if succeeded else ""
-        return Evidence(pending, Verdict.UNKNOWN, f"{lead}; no processed order of {window}{taken}")
+        return Evidence(pending, Proof.UNKNOWN, f"{lead}; no processed order of {window}{taken}")
     if free + len(others) > 1 or (others and succeeded):
         # A failed order proves nothing beside succeeded ones that may be this checkout's.
         shown = ", ".join(o.order_reference_id for o in candidates)
         return Evidence(
             pending,
-            Verdict.UNKNOWN,
+            Proof.UNKNOWN,
             f"{lead}; {len(candidates)} processed orders of {window} (orders {shown}), "
             f"{free + len(others)} of them unclaimed; only exactly one proves anything",
         )
@@ -179,7 +179,7 @@ def _order_evidence(
             # the clock-skew allowance lets into the window.
             return Evidence(
                 pending,
-                Verdict.UNKNOWN,
+                Proof.UNKNOWN,
                 f"{lead}; {_CITE.format(order.order_reference_id)} of {window} failed, but it "
                 "was created before this checkout was sent, so it may be an earlier attempt",
             )
@@ -187,20 +187,20 @@ def _order_evidence(
             error = f": {_short(order.error)}" if order.error else ""
             return Evidence(
                 pending,
-                Verdict.NOT_PURCHASED,
+                Proof.NOT_PURCHASED,
                 f"{_CITE.format(order.order_reference_id)} failed{error} "
                 f"(the only processed order of {window})",
             )
         return Evidence(
             pending,
-            Verdict.UNKNOWN,
+            Proof.UNKNOWN,
             f"{lead}; {_CITE.format(order.order_reference_id)} of {window} is "
             f"{order.order_state}, not settled yet",
         )
     cited = " or ".join(_CITE.format(o.order_reference_id) for o in succeeded)
     return Evidence(
         pending,
-        Verdict.PURCHASED,
+        Proof.PURCHASED,
         f"{cited} succeeded (the only unclaimed processed order of {window})",
     )
 

@@ -4,7 +4,9 @@ Renders only: returns strings and never prints, reads files or decides exit
 codes. Colour is plain ANSI, added only when the caller asks for it.
 
     words      counts in correct English, colour, an identity in a line
-    verdict    whether a plan can be applied (``Verdict``), verify's errors
+    verdict    whether a plan can be applied (``Verdict``)
+    problems   the words for structured errors (pending, preflight, stale, repairs)
+    repairs    what ``init`` and the ``state`` commands say when done
     money      product names and prices from a caller's catalogue (``CatalogueEntry``)
     text       the terminal forms: plan, state, apply progress and summary
     jsonplan   ``plan --json`` and saved plans, and back; ``show --json``
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
         state_text,
         summary_line,
     )
-    from reconciler.render.verdict import Issue, Verdict, VerifyErrors
+    from reconciler.render.verdict import Verdict
     from reconciler.render.words import DEFAULT_STATE, count, describe_identity, paint, seats
 
 __all__ = [
@@ -68,10 +70,8 @@ __all__ = [
     "PLAN_FORMAT_VERSION",
     "Catalogue",
     "CatalogueEntry",
-    "Issue",
     "Money",
     "Verdict",
-    "VerifyErrors",
     "apply_complete_event",
     "apply_progress",
     "apply_start_event",
@@ -141,9 +141,7 @@ __getattr__, __dir__ = lazy_exports(
         "resolve_commands": "text",
         "state_text": "text",
         "summary_line": "text",
-        "Issue": "verdict",
         "Verdict": "verdict",
-        "VerifyErrors": "verdict",
         "DEFAULT_STATE": "words",
         "count": "words",
         "describe_identity": "words",

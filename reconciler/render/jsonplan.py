@@ -12,9 +12,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.model import Action, Change, Identity, Plan, State, Summary
+from reconciler.model import ACTIONS, BUYING_ACTIONS, Action, Change, Identity, Plan, State, Summary
+from reconciler.outcomes import VerifyErrors
 from reconciler.render.money import Catalogue, Money, name_of, plan_cost, unit_price
-from reconciler.render.verdict import VerifyErrors, verdict
+from reconciler.render.verdict import verdict
+from reconciler.state.jsonformat import pending_json, purchase_json
 
 PLAN_FORMAT_VERSION = 1
 
@@ -52,20 +54,24 @@ def change_dict(
     return data
 
 
+#: Actions the summary always counts (the first form of the plan JSON had these).
+_ALWAYS_COUNTED = frozenset(
+    {Action.PURCHASE, Action.INCREASE, Action.NOOP, Action.CONFLICT, Action.ORPHAN, Action.PENDING}
+)
+
+
 def summary_dict(summary: Summary) -> dict[str, int]:
-    data = {
-        "purchase": summary.to_purchase,
-        "purchase_seats": summary.purchase_seats,
-        "increase": summary.to_increase,
-        "increase_seats": summary.increase_seats,
-        "noop": summary.noop,
-        "conflict": summary.conflicts,
-        "orphan": summary.orphans,
-        "pending": summary.pending,
-        "seats": summary.seats,
-    }
-    if summary.to_move:
-        data["move"] = summary.to_move
+    """Changes per action (``purchase``: 2), seats per buying action
+    (``purchase_seats``: 32), and the seats bought in all (``seats``); an action the
+    first form did not have is counted only when the plan has some."""
+    data: dict[str, int] = {}
+    for action in ACTIONS:
+        n = summary.count(action)
+        if n or action in _ALWAYS_COUNTED:
+            data[action.value] = n
+        if action in BUYING_ACTIONS:
+            data[f"{action.value}_seats"] = summary.seats_of(action)
+    data["seats"] = summary.seats
     return data
 
 
@@ -145,44 +151,11 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
 
 
 def state_dict(state: State) -> dict[str, Any]:
-    """``reconciler show --json``: the recorded purchases and pending operations."""
+    """``reconciler show --json``: the recorded purchases and pending operations, each
+    in the state file's own form."""
     return {
         "lineage": state.lineage,
         "serial": state.serial,
-        "purchases": {
-            address: {
-                **rec.identity.as_dict(),
-                "quantity": rec.quantity,
-                "checkouts": [
-                    {"externalOrderId": c.external_order_id, "quantity": c.quantity, "time": c.time}
-                    | ({"evidence": c.evidence} if c.evidence else {})
-                    for c in rec.checkouts
-                ],
-            }
-            | (
-                {
-                    "adjustments": [
-                        {
-                            "quantity": a.quantity,
-                            "time": a.time,
-                            "source": a.source,
-                            "evidence": a.evidence,
-                        }
-                        for a in rec.adjustments
-                    ]
-                }
-                if rec.adjustments
-                else {}
-            )
-            for address, rec in sorted(state.purchases.items())
-        },
-        "pending": {
-            address: {
-                **op.identity.as_dict(),
-                "externalOrderId": op.external_order_id,
-                "quantity": op.quantity,
-                "time": op.time,
-            }
-            for address, op in sorted(state.pending.items())
-        },
+        "purchases": {a: purchase_json(p) for a, p in sorted(state.purchases.items())},
+        "pending": {a: pending_json(p) for a, p in sorted(state.pending.items())},
     }

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from reconciler import __version__
 from reconciler.errors import ConfigProblem
-from reconciler.model import Action, Change, Plan
+from reconciler.model import ACTIONS, Action, Change, Plan
+from reconciler.outcomes import VerifyErrors
 from reconciler.render.money import (
     Catalogue,
     change_cost,
@@ -29,14 +30,12 @@ from reconciler.render.money import (
     plan_cost,
     unit_price,
 )
-from reconciler.render.text import SYMBOLS, plan_line, plan_text, resolve_commands, seat_change
-from reconciler.render.verdict import Verdict, VerifyErrors, verdict
+from reconciler.render.text import plan_line, plan_text, resolve_commands, seat_change
+from reconciler.render.verdict import Verdict, verdict
 from reconciler.render.words import count, seats
 
 MARKDOWN_LIMIT = 60_000
 MARKER = "crayon-reconciler:plan"
-#: The order of the tables: what needs attention first.
-_ATTENTION = {Action.CONFLICT: 0, Action.PENDING: 1}
 _COMMITMENT_NOTE = (
     "⚠️ **{what}** (a P1Y or P3Y term, software or a reservation, marked ⚠️ below): "
     "{pronoun} cannot be cancelled or reduced once Microsoft's cancellation window "
@@ -197,12 +196,12 @@ def _row(change: Change, catalogue: Catalogue | None, refused: bool) -> str:
     action = change.action.value
     if change.moved_from:
         action = f"move from {code(change.moved_from)}" + (" and increase" if change.delta else "")
-    elif change.action in _ATTENTION:
+    elif ACTIONS[change.action].blocks:
         action += " (see above)"
     if refused:
         action += ", **refused by verify** (see above)"
     cells = [
-        SYMBOLS[change.action],
+        ACTIONS[change.action].symbol,
         code(change.address),
         _product(change, catalogue),
         text(ident.type),
@@ -306,7 +305,7 @@ def plan_markdown(
         if change.action is not Action.ORPHAN:
             by_tenant.setdefault(change.identity.customer_tenant_id, []).append(change)
     for tenant in sorted(by_tenant):
-        rows = sorted(by_tenant[tenant], key=lambda c: (_ATTENTION.get(c.action, 2), c.address))
+        rows = sorted(by_tenant[tenant], key=lambda c: (ACTIONS[c.action].attention, c.address))
         body.section(
             [f"#### Customer tenant {tenant}", "", *_TABLE_HEAD],
             ((c.address, [_row(c, catalogue, c.address in refused)]) for c in rows),
@@ -316,8 +315,9 @@ def plan_markdown(
         ["#### No longer declared (not cancelled)", ""],
         ((c.address, _orphan(c, catalogue)) for c in orphans),
     )
-    if plan.summary.noop and not body.cut:
-        body.add([f"{plan.summary.noop} unchanged.", ""])
+    unchanged = plan.summary.count(Action.NOOP)
+    if unchanged and not body.cut:
+        body.add([f"{unchanged} unchanged.", ""])
     if shown and not body.cut:
         lines = plan_text(plan, verify_errors=verify_errors, catalogue=catalogue).splitlines()
         body.lines += _details(lines, body.budget)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.commands.adopt import ImportPlan, ImportRun
-from reconciler.commands.refresh import RefreshRun
 from reconciler.model import Identity
-from reconciler.observe import Drift, Evidence, Observations, Unmanaged, Verdict
+from reconciler.observe import Drift, Evidence, Observations, Proof, Unmanaged
+from reconciler.outcomes import ImportPlan, ImportRun, RefreshRun
 from reconciler.render.markdown import code, text
 from reconciler.render.money import Catalogue, name_of, unit_price
 from reconciler.render.words import count, describe_identity, paint, seats
@@ -23,9 +22,9 @@ from reconciler.render.words import count, describe_identity, paint, seats
 MARKDOWN_ROWS = 100
 
 _VERDICTS = {
-    Verdict.PURCHASED: "proven purchased",
-    Verdict.NOT_PURCHASED: "proven not purchased",
-    Verdict.UNKNOWN: "not settled",
+    Proof.PURCHASED: "proven purchased",
+    Proof.NOT_PURCHASED: "proven not purchased",
+    Proof.UNKNOWN: "not settled",
 }
 
 
@@ -106,11 +105,11 @@ def observations_text(
 
 def _evidence_lines(found: Evidence, color: bool) -> list[str]:
     pending = found.pending
-    code_ = "32" if found.verdict is Verdict.PURCHASED else "35"
+    code_ = "32" if found.proof is Proof.PURCHASED else "35"
     head = paint(f"  ? {found.address}", code_, color)
     return [
         f"{head}  {pending.external_order_id} ({seats(pending.quantity)}, {pending.time}): "
-        f"{_VERDICTS[found.verdict]}",
+        f"{_VERDICTS[found.proof]}",
         f"      {found.text}",
     ]
 
@@ -141,7 +140,7 @@ def unmanaged_dict(found: Unmanaged) -> dict[str, Any]:
 
 
 def evidence_dict(found: Evidence) -> dict[str, Any]:
-    return {"verdict": found.verdict.value, "text": found.text}
+    return {"verdict": found.proof.value, "text": found.text}
 
 
 def add_observations(data: dict[str, Any], observations: Observations) -> dict[str, Any]:
@@ -213,7 +212,7 @@ def observations_markdown(
         for _, found in list(sorted(observations.evidence.items()))[:MARKDOWN_ROWS]:
             lines.append(
                 f"| {code(found.address)} | {code(found.pending.external_order_id)} | "
-                f"{_VERDICTS[found.verdict]} | {text(found.text)} |"
+                f"{_VERDICTS[found.proof]} | {text(found.text)} |"
             )
         lines += _more(len(observations.evidence), "pending checkouts")
     return lines

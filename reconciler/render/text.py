@@ -6,51 +6,50 @@ caller asks for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reconciler.model import (
+    ACTIONS,
     Action,
+    ActionInfo,
     ApplyResult,
     Change,
     ChangeResult,
     Identity,
     Outcome,
+    PendingOperation,
     Plan,
     State,
     Summary,
 )
+from reconciler.outcomes import VerifyErrors
 from reconciler.render.money import Catalogue, name_of
-from reconciler.render.verdict import VerifyErrors
 from reconciler.render.words import count, describe_identity, paint, seats
 
-SYMBOLS = {
-    Action.PURCHASE: "+",
-    Action.INCREASE: "~",
-    Action.CONFLICT: "!",
-    Action.PENDING: "?",
-    Action.ORPHAN: "-",
-    Action.NOOP: " ",
-    Action.MOVE: ">",
-}
-_COLOURS = {
-    Action.PURCHASE: "32",  # green
-    Action.INCREASE: "33",  # yellow
-    Action.CONFLICT: "31;1",  # bold red
-    Action.PENDING: "35",  # magenta
-    Action.ORPHAN: "31",  # red
-    Action.NOOP: "0",
-    Action.MOVE: "36",  # cyan
-}
+
+def symbol(action: Action) -> str:
+    return ACTIONS[action].symbol
+
+
+def phrase(info: ActionInfo, n: int, seat_count: int) -> str:
+    """An action's count in the ``Plan:`` line, from its row of the action table."""
+    singular, _, plural = info.phrase.partition("|")
+    template = singular if n == 1 or not plural else plural
+    return template.format(n=n, seats=seats(seat_count))
 
 
 def summary_line(summary: Summary) -> str:
-    # Moves and orphans are said only when there are some, so the common line
-    # reads as CONTRACT section 6 shows it.
-    moves = f"{summary.to_move} to move, " if summary.to_move else ""
-    orphans = f", {count(summary.orphans, 'orphan')}" if summary.orphans else ""
-    return (
-        f"Plan: {moves}{summary.to_purchase} to purchase (+{seats(summary.purchase_seats)}), "
-        f"{summary.to_increase} to increase (+{seats(summary.increase_seats)}), "
-        f"{count(summary.conflicts, 'conflict')}, {summary.pending} pending{orphans}."
-    )
+    """``Plan: 2 to purchase (+32 seats), 1 to increase (+6 seats), 0 conflicts, 0 pending.``
+
+    Every action the table marks ``always_summarised`` is said, the others only
+    when the plan has some; in the table's order.
+    """
+    parts = [
+        phrase(info, summary.count(action), summary.seats_of(action))
+        for action, info in ACTIONS.items()
+        if action is not Action.NOOP and (info.always_summarised or summary.count(action))
+    ]
+    return f"Plan: {', '.join(parts)}."
 
 
 def plan_line(plan: Plan) -> str:
@@ -92,9 +91,11 @@ def plan_text(
     # A plan of thousands of purchases names a few hundred identities.
     described: dict[Identity, str] = {}
     for change in shown:
-        code = _COLOURS[change.action]
-        head = f"  {SYMBOLS[change.action]} {change.address}"
-        lines.append(paint(head, code, color) + f"  {change.action.value}, {seat_change(change)}")
+        info = ACTIONS[change.action]
+        head = f"  {info.symbol} {change.address}"
+        lines.append(
+            paint(head, info.colour, color) + f"  {change.action.value}, {seat_change(change)}"
+        )
         identity = described.get(change.identity)
         if identity is None:
             identity = described[change.identity] = _identity_line(change, catalogue)
@@ -110,11 +111,11 @@ def plan_text(
         lines.append("No changes. Declared purchases match the state.")
     else:
         lines.append("")
-    if summary.noop:
-        lines.append(f"{summary.noop} unchanged.")
-    if summary.orphans:
+    if summary.count(Action.NOOP):
+        lines.append(f"{summary.count(Action.NOOP)} unchanged.")
+    if summary.count(Action.ORPHAN):
         lines.append(
-            f"{summary.orphans} recorded but no longer declared (never cancelled; "
+            f"{summary.count(Action.ORPHAN)} recorded but no longer declared (never cancelled; "
             "`reconciler state rm ADDR` forgets one)."
         )
     lines.append(plan_line(plan))
@@ -197,20 +198,22 @@ def apply_summary(result: ApplyResult) -> str:
     return line
 
 
-def pending_message(current: State, flags: str = "") -> str:
+def pending_message(entries: Sequence[PendingOperation], flags: str = "") -> str:
     """Why nothing is bought while checkouts are pending, and how to settle each.
 
     ``flags`` are the options that name the state in the suggested commands.
     """
-    waiting = count(len(current.pending), "pending checkout")
+    waiting = count(len(entries), "pending checkout")
     lines = [
         f"the state has {waiting} whose outcome is unknown; "
         "nothing will be bought until each is resolved.",
         "Check each order in Crayon Cloud-iQ by its externalOrderId, then run one of:",
     ]
-    for address, op in sorted(current.pending.items()):
-        lines.append(f"  {address}: {seats(op.quantity)}, externalOrderId {op.external_order_id}")
-        lines.extend(f"    {command}" for command in resolve_commands(address, flags))
+    for op in sorted(entries, key=lambda e: e.address):
+        lines.append(
+            f"  {op.address}: {seats(op.quantity)}, externalOrderId {op.external_order_id}"
+        )
+        lines.extend(f"    {command}" for command in resolve_commands(op.address, flags))
     return "\n".join(lines)
 
 

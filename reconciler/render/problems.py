@@ -1,0 +1,110 @@
+"""Refusals as the user reads them: the words for every structured error.
+
+The use cases raise records (``PendingError``, ``PreflightError``,
+``StalePlanError``, ``RepairRefused``, ...) that say what stands in the way;
+this module says it in English, with the commands that help and the state
+options (``flags``) to repeat in them. Returns strings; never prints.
+"""
+
+from __future__ import annotations
+
+from reconciler.errors import (
+    ApiError,
+    NoHistoryError,
+    PendingError,
+    PreflightError,
+    PreflightKind,
+    ReconcilerError,
+    RepairRefused,
+    StalePlanError,
+)
+from reconciler.outcomes import Repair, RepairKind
+from reconciler.render.text import pending_message
+from reconciler.render.words import count, seats
+
+
+def describe(exc: ReconcilerError, *, flags: str = "") -> str:
+    """The message for ``exc`` (without the ``error:`` prefix)."""
+    if isinstance(exc, PendingError):
+        return pending_message(exc.entries, flags)
+    if isinstance(exc, PreflightError):
+        return _preflight(exc)
+    if isinstance(exc, StalePlanError):
+        return _stale(exc)
+    if isinstance(exc, RepairRefused):
+        return _refused(exc, flags)
+    if isinstance(exc, NoHistoryError):
+        return (
+            f"{exc.location} is a state file, which keeps no history of writes "
+            "(commit it to git for that); a postgresql:// state does"
+        )
+    if isinstance(exc, ApiError):
+        return exc.describe()
+    return str(exc)
+
+
+def _preflight(exc: PreflightError) -> str:
+    if exc.kind is PreflightKind.CONFLICTS:
+        return (
+            f"the plan has {count(exc.count, 'conflict')}; nothing was bought. "
+            "Fix the declarations (a purchase cannot be undone or changed in place)"
+        )
+    if exc.kind is PreflightKind.MAX_SEATS:
+        return (
+            f"the plan buys {seats(exc.seats)}, more than --max-seats {exc.limit}; "
+            "nothing was bought"
+        )
+    shown = ", ".join(f"{address} ({seats(n)})" for address, n in exc.oversized)
+    return (
+        f"the plan buys more than {seats(exc.limit)} in one change: {shown}; "
+        f"if that is intended, confirm the total with --max-seats {exc.seats} "
+        "(the limit is RECONCILER_SEAT_LIMIT); nothing was bought"
+    )
+
+
+def _stale(exc: StalePlanError) -> str:
+    found = exc.staleness
+    if found.targets is not None:
+        shown = " ".join(f"--target {t}" for t in found.targets) or "no --target"
+        return (
+            f"saved plan {exc.path} was made with {shown}; apply it without --target "
+            "or run `reconciler plan` again"
+        )
+    if found.changes:
+        return f"saved plan {exc.path} does not match a fresh plan; run `reconciler plan` again"
+    reasons = []
+    if found.lineage is not None:
+        before, after = found.lineage
+        reasons.append(f"state lineage {before or '(none)'} -> {after or '(none)'}")
+    if found.serial is not None:
+        reasons.append(f"state serial {found.serial[0]} -> {found.serial[1]}")
+    if found.declarations:
+        reasons.append("declarations changed")
+    return f"saved plan {exc.path} is stale ({'; '.join(reasons)}); run `reconciler plan` again"
+
+
+def _refused(exc: RepairRefused, flags: str) -> str:
+    address, where = exc.address, exc.where
+    if exc.reason == "pending":
+        return (
+            f"{address} has a pending checkout; resolve it first with "
+            f"`reconciler state resolve {address} --purchased|--not-purchased{flags}`"
+        )
+    if exc.reason == "not-recorded":
+        return f"{address} is not recorded in {where}"
+    if exc.reason == "already-recorded":
+        return f"{address} is already in the state {where}"
+    if exc.reason == "not-declared":
+        return f"{address} is not declared in {where}; declare it first"
+    if exc.reason == "no-pending":
+        return f"{address} has no pending checkout in {where}"
+    return str(exc)
+
+
+def question(repair: Repair) -> str:
+    """What a hand repair asks before it writes."""
+    if repair.kind is RepairKind.MOVE:
+        return f"Move {repair.address} ({seats(repair.seats)}) to {repair.target}?"
+    if repair.kind is RepairKind.REMOVE:
+        return f"Forget {repair.address} ({seats(repair.seats)})?"
+    return f"Record {seats(repair.seats)} at {repair.address} as already bought?"

@@ -1,0 +1,130 @@
+"""Machine output: ``plan --json``, ``show --json`` and ``apply --json``'s event lines.
+
+Only JSON goes to stdout; the human progress and each change's errors go to
+stderr, so a CI log still reads like the text form. Forms from ``render``; this
+module only times the run and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from reconciler import render
+from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.model import Event, PendingOperation, Plan, State
+from reconciler.outcomes import ApplyRun, PlanRun
+from reconciler.render.money import Catalogue
+from reconciler.render.problems import describe
+from reconciler.views.base import Console, PlanContext, PlanDiagnostics
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)
+
+
+class JsonPlanView(PlanDiagnostics):
+    """The plan as one JSON document (``schemas/plan.schema.json``)."""
+
+    def plan(self, run: PlanRun, catalogue: Catalogue | None, context: PlanContext) -> None:
+        data = render.plan_dict(run.plan, run.verify_errors, catalogue)
+        if run.observations is not None:
+            from reconciler.render import refresh as render_refresh
+
+            data = render_refresh.add_observations(data, run.observations)
+        self.console.out(dumps(data))
+        self.explain(run, context)
+
+    def failure(self, exc: ReconcilerError, context: PlanContext) -> None:
+        """Nothing on stdout: a script reads the exit code and stderr."""
+
+
+def plan_view(console: Console) -> JsonPlanView:
+    return JsonPlanView(console)
+
+
+def state_json(state: State) -> str:
+    return dumps(render.state_dict(state))
+
+
+class JsonApplyView:
+    """One event per line; ``version`` first, ``apply_complete`` last."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._started = time.monotonic()
+        self.completed = False
+        self.emit(render.version_event())
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.console.out(render.event_line(event))
+
+    def planned(self, plan: Plan) -> None:
+        self.console.err(render.plan_text(plan))
+
+    def starting(self, plan: Plan) -> None:
+        self.emit(render.apply_start_event(plan))
+
+    def event(self, event: Event) -> None:
+        if event.kind == "started":
+            self.emit(render.change_start_event(event.change))
+        elif event.kind == "moved":
+            self.emit(render.move_event(event.change))
+            change = event.change
+            self.console.err(f"Moved {change.moved_from} to {change.address} in the state.")
+        elif event.kind == "finished" and event.result is not None:
+            self.emit(render.change_result_event(event.change, event.result))
+            self.console.err(render.apply_progress(event.result))
+            for line in event.result.errors:
+                self.console.err(f"    {line}")
+
+    def _complete(
+        self,
+        outcome: str,
+        *,
+        run: ApplyRun | None = None,
+        errors: Sequence[str] = (),
+    ) -> None:
+        self.completed = True
+        self.emit(
+            render.apply_complete_event(
+                outcome,
+                result=run.result if run is not None else None,
+                moved=len(run.moved) if run is not None else 0,
+                elapsed_seconds=time.monotonic() - self._started,
+                errors=errors,
+            )
+        )
+
+    def cancelled(self) -> None:
+        self.console.err("Apply cancelled; nothing was bought.")
+        self._complete("cancelled")
+
+    def finished(self, run: ApplyRun, pending: Sequence[PendingOperation], flags: str) -> None:
+        if run.result is not None:
+            self.console.err("")
+            self.console.err(render.apply_table(run.result))
+            self.console.err(render.apply_summary(run.result))
+            if pending:
+                self.console.err(render.pending_message(pending, flags))
+        self._complete("applied" if run.ok else "failed", run=run)
+
+    def failed(self, exc: ReconcilerError | Exception) -> None:
+        """End with ``apply_complete`` (outcome ``error``) naming why, unless already ended."""
+        if self.completed:
+            return
+        if isinstance(exc, ConfigError):
+            errors = [str(problem) for problem in exc.problems]
+        elif isinstance(exc, ApiError):
+            errors = exc.describe().splitlines()
+        elif isinstance(exc, ReconcilerError):
+            errors = describe(exc).splitlines()
+        else:
+            errors = str(exc).splitlines()
+        self._complete("error", errors=errors)
+
+
+def apply_view(console: Console) -> JsonApplyView:
+    return JsonApplyView(console)

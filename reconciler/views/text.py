@@ -1,0 +1,88 @@
+"""The terminal: the plan, apply's progress and results, the state.
+
+Colour only when the console has it. Words from ``render``; writes through the
+console it is given and never decides an exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler import render
+from reconciler.errors import ReconcilerError
+from reconciler.model import Event, PendingOperation, Plan, State
+from reconciler.outcomes import ApplyRun, PlanRun
+from reconciler.render.money import Catalogue
+from reconciler.views.base import Console, PlanContext, PlanDiagnostics
+
+
+class TextPlanView(PlanDiagnostics):
+    """The plan as blocks of text, then the ``Plan:`` line."""
+
+    def plan(self, run: PlanRun, catalogue: Catalogue | None, context: PlanContext) -> None:
+        color = self.console.color
+        text = render.plan_text(
+            run.plan, color=color, verify_errors=run.verify_errors, catalogue=catalogue
+        )
+        if run.observations is not None:
+            from reconciler.render import refresh as render_refresh
+
+            seen = render_refresh.observations_text(
+                run.observations, catalogue=catalogue, color=color
+            )
+            text += "\n\n" + seen
+        self.console.out(text)
+        self.explain(run, context)
+
+    def failure(self, exc: ReconcilerError, context: PlanContext) -> None:
+        """Nothing on stdout: the error boundary says it on stderr."""
+
+
+def plan_view(console: Console) -> TextPlanView:
+    return TextPlanView(console)
+
+
+def state_text(state: State) -> str:
+    return render.state_text(state)
+
+
+class TextApplyView:
+    """Apply on the terminal: the plan, a line per finished change, the results."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def planned(self, plan: Plan) -> None:
+        color = self.console.color
+        self.console.out(render.plan_text(plan, color=color))
+
+    def starting(self, plan: Plan) -> None:
+        pass
+
+    def event(self, event: Event) -> None:
+        if event.kind == "moved":
+            change = event.change
+            self.console.out(f"Moved {change.moved_from} to {change.address} in the state.")
+        elif event.kind == "finished" and event.result is not None:
+            self.console.out(render.apply_progress(event.result, color=self.console.color))
+            for line in event.result.errors:
+                self.console.err(f"    {line}")
+
+    def cancelled(self) -> None:
+        self.console.err("Apply cancelled; nothing was bought.")
+
+    def finished(self, run: ApplyRun, pending: Sequence[PendingOperation], flags: str) -> None:
+        if run.result is None:
+            return
+        self.console.out("")
+        self.console.out(render.apply_table(run.result))
+        self.console.out(render.apply_summary(run.result))
+        if pending:
+            self.console.err(render.pending_message(pending, flags))
+
+    def failed(self, exc: ReconcilerError | Exception) -> None:
+        pass
+
+
+def apply_view(console: Console) -> TextApplyView:
+    return TextApplyView(console)
