@@ -1,0 +1,226 @@
+"""Plans: the action table, one change per address, and the summary.
+
+Data and pure helpers only; no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from reconciler.model.declarations import Declarations, Identity, Purchase, is_address
+
+
+class Action(enum.StrEnum):
+    """What apply does for one address; ``ACTIONS`` holds everything each one means."""
+
+    PURCHASE = "purchase"
+    INCREASE = "increase"
+    NOOP = "noop"
+    CONFLICT = "conflict"
+    ORPHAN = "orphan"
+    PENDING = "pending"
+    #: The recorded purchase moves to a new address (a state write); with a
+    #: positive delta the seats added after the move are bought as an increase.
+    MOVE = "move"
+
+
+class Executor(enum.StrEnum):
+    """How apply carries out a change of an action."""
+
+    #: Nothing to do (unchanged, reported only, or refused).
+    NONE = "none"
+    #: A state write only: nothing is sent to the API.
+    STATE = "state"
+    #: verify, a durable pending entry, checkout, and the seats recorded on 204.
+    CHECKOUT = "checkout"
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    """Everything the layers need to know of one action, in one row.
+
+    ``symbol`` and ``colour`` (an ANSI code) mark it in a text plan; ``phrase`` says
+    its count in the ``Plan:`` line (``{n}`` the changes, ``{seats}`` their seats);
+    ``always_summarised`` keeps it in that line at 0. ``spends`` is true when apply
+    sends an order for it; ``blocks`` when the plan cannot be applied while it is
+    there; ``changes`` when apply changes anything for it. ``attention`` orders the
+    pull-request comment's rows (lower first).
+    """
+
+    symbol: str
+    colour: str
+    executor: Executor
+    phrase: str
+    spends: bool = False
+    blocks: bool = False
+    changes: bool = False
+    always_summarised: bool = False
+    attention: int = 2
+
+
+#: The action table: one row per action, in the order the ``Plan:`` line names them.
+ACTIONS: Mapping[Action, ActionInfo] = MappingProxyType(
+    {
+        Action.MOVE: ActionInfo(">", "36", Executor.STATE, "{n} to move", changes=True),
+        Action.PURCHASE: ActionInfo(
+            "+",
+            "32",
+            Executor.CHECKOUT,
+            "{n} to purchase (+{seats})",
+            spends=True,
+            changes=True,
+            always_summarised=True,
+        ),
+        Action.INCREASE: ActionInfo(
+            "~",
+            "33",
+            Executor.CHECKOUT,
+            "{n} to increase (+{seats})",
+            spends=True,
+            changes=True,
+            always_summarised=True,
+        ),
+        Action.CONFLICT: ActionInfo(
+            "!",
+            "31;1",
+            Executor.NONE,
+            "{n} conflict|{n} conflicts",
+            blocks=True,
+            always_summarised=True,
+            attention=0,
+        ),
+        Action.PENDING: ActionInfo(
+            "?",
+            "35",
+            Executor.NONE,
+            "{n} pending",
+            blocks=True,
+            always_summarised=True,
+            attention=1,
+        ),
+        Action.ORPHAN: ActionInfo("-", "31", Executor.NONE, "{n} orphan|{n} orphans"),
+        Action.NOOP: ActionInfo(" ", "0", Executor.NONE, "{n} unchanged"),
+    }
+)
+
+#: Actions that send money through the API on apply.
+BUYING_ACTIONS = frozenset(a for a, info in ACTIONS.items() if info.spends)
+#: Actions that make plan --detailed-exitcode and apply fail.
+BLOCKING_ACTIONS = frozenset(a for a, info in ACTIONS.items() if info.blocks)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply would do for one address.
+
+    ``before`` is the recorded seats (0 when none), ``after`` the declared seats
+    (None when the address is no longer declared), ``delta`` the seats to buy.
+    """
+
+    address: str
+    action: Action
+    before: int
+    after: int | None
+    delta: int
+    identity: Identity
+    purchase: Purchase | None = None
+    reason: str | None = None
+    #: For a move: the address the recorded purchase moves from.
+    moved_from: str | None = None
+
+    @property
+    def spends(self) -> bool:
+        """Whether apply sends an order for this change (a move that adds seats does)."""
+        return ACTIONS[self.action].spends or (self.action is Action.MOVE and self.delta > 0)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """How many changes of each action a plan has, and the seats they move."""
+
+    counts: Mapping[Action, int] = field(default_factory=dict)
+    #: Seats per action: bought for the buying actions, recorded for the others.
+    action_seats: Mapping[Action, int] = field(default_factory=dict)
+
+    def count(self, action: Action) -> int:
+        return self.counts.get(action, 0)
+
+    def seats_of(self, action: Action) -> int:
+        return self.action_seats.get(action, 0)
+
+    @property
+    def seats(self) -> int:
+        """Seats the plan buys."""
+        return sum(self.seats_of(a) for a in BUYING_ACTIONS)
+
+    @property
+    def has_purchases(self) -> bool:
+        return any(self.count(a) for a in BUYING_ACTIONS)
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether apply would change anything: buy, or write the state."""
+        return any(self.count(a) for a, info in ACTIONS.items() if info.changes)
+
+    @property
+    def blocked(self) -> bool:
+        return any(self.count(a) for a in BLOCKING_ACTIONS)
+
+
+def targeted(address: str, targets: Sequence[str]) -> bool:
+    """Whether ``--target`` values select ``address`` (``acme/`` selects ``acme/...``)."""
+    return any(address.startswith(t) if t.endswith("/") else address == t for t in targets)
+
+
+def is_target(text: str) -> bool:
+    """Whether ``text`` is a valid ``--target``: an address, or one and a trailing '/'."""
+    return is_address(text[:-1] if text.endswith("/") else text)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change, sorted by address, and what the plan was made against."""
+
+    changes: tuple[Change, ...]
+    lineage: str
+    serial: int
+    #: The declarations planned, hashed only when ``declarations_digest`` is first read
+    #: (a text plan never reads it); or the digest itself, for a plan read back.
+    digest_source: Declarations | str = field(compare=False, repr=False)
+    #: ``--target`` addresses (``prefix/`` for a subtree); empty for a whole plan.
+    targets: tuple[str, ...] = ()
+    #: With targets: how many addresses the whole plan has (``changes`` has the targeted).
+    addresses: int = 0
+
+    @functools.cached_property
+    def declarations_digest(self) -> str:
+        """The digest of the declarations planned (``Declarations.digest``)."""
+        source = self.digest_source
+        return source if isinstance(source, str) else source.digest()
+
+    @functools.cached_property
+    def summary(self) -> Summary:
+        counts: dict[Action, int] = {}
+        seats: dict[Action, int] = {}
+        for change in self.changes:
+            counts[change.action] = counts.get(change.action, 0) + 1
+            if change.action is Action.MOVE:
+                # A move that adds seats is a move and an increase.
+                if change.delta > 0:
+                    counts[Action.INCREASE] = counts.get(Action.INCREASE, 0) + 1
+                    seats[Action.INCREASE] = seats.get(Action.INCREASE, 0) + change.delta
+            else:
+                seats[change.action] = seats.get(change.action, 0) + change.delta
+        return Summary(counts, seats)
+
+    def buying(self) -> tuple[Change, ...]:
+        """The changes apply buys seats for: purchases, increases, moves that add seats."""
+        return tuple(c for c in self.changes if c.spends)
+
+    def moving(self) -> tuple[Change, ...]:
+        """The moves apply makes, as state writes, before it buys anything."""
+        return tuple(c for c in self.changes if c.action is Action.MOVE)

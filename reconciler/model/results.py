@@ -1,0 +1,55 @@
+"""What apply did: an outcome per change, progress events, the result of a run.
+
+Data only; no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from reconciler.model.plans import Change
+
+
+class Outcome(enum.StrEnum):
+    PURCHASED = "purchased"
+    FAILED = "failed"
+    PENDING = "pending"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    address: str
+    seats: int
+    outcome: Outcome
+    seconds: float = 0.0
+    external_order_id: str | None = None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress: ``started`` when a change begins, ``finished`` with its result,
+    ``moved`` when a move has been written."""
+
+    kind: str
+    change: Change
+    result: ChangeResult | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    results: tuple[ChangeResult, ...]
+    interrupted: bool = False
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    @property
+    def seats_bought(self) -> int:
+        return sum(r.seats for r in self.results if r.outcome is Outcome.PURCHASED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(r.outcome is Outcome.PURCHASED for r in self.results)
