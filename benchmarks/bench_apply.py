@@ -1,7 +1,7 @@
 """Wall time of applying 400 purchases against the simulator with 20 ms latency per
 call, at parallelism 1 and 8, next to the bound purchases x 2 calls x latency /
-parallelism (issue 5); with ``--backend postgres``, the same apply at parallelism 8
-with the state in PostgreSQL next to the state file, and their ratio (issue 9).
+parallelism; with ``--backend postgres``, the same apply at parallelism 8
+with the state in PostgreSQL next to the state file, and their ratio.
 
 Run: python benchmarks/bench_apply.py [--purchases N] [--latency-ms MS]
          [--backend file|postgres] [--rounds N]

@@ -1,5 +1,5 @@
 """`reconciler plan` on 10,000 declared purchases against 10,000 recorded ones,
-next to a bare libyaml parse of the same files (issue 3).
+next to a bare libyaml parse of the same files.
 
 Run: python benchmarks/bench_plan.py
 """

@@ -1,7 +1,7 @@
 """`reconciler validate` on 10,000 purchases in 100 files vs a bare libyaml parse.
 
 Run: python benchmarks/bench_validate.py
-Goal (issue 2): validate at most 1.5x the bare ``yaml.load(..., CSafeLoader)``.
+Goal: validate at most 1.5x the bare ``yaml.load(..., CSafeLoader)``.
 """
 
 from __future__ import annotations

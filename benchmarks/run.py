@@ -1,4 +1,4 @@
-"""Every benchmark of issue 14 in one table: start-up, validate and plan next to a
+"""Every benchmark in one table: start-up, validate and plan next to a
 bare libyaml parse, apply next to its API-latency bound.
 
 Run: python benchmarks/run.py [--quick] [--json PATH] [--runs N]
@@ -13,7 +13,7 @@ purchase rows. Children run with their bytecode cached, as an installed package
 does (in a scratch directory). The table is printed and written as JSON (``--json``, default
 ``benchmarks/results.json``).
 
-Measures only; asserts no goal (the goals are in the table and in issue 14).
+Measures only; asserts no goal (the goals are in the README's Performance table).
 """
 
 from __future__ import annotations

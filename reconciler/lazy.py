@@ -4,7 +4,7 @@ A package's ``__init__`` lists, for each name it re-exports, the module that
 defines it; the module is imported the first time the name is read. So
 ``import reconciler.api.orders`` or ``from reconciler import render`` costs only
 what is used: ``reconciler --help``, ``validate`` and ``plan`` never load the
-parts of a package they do not call (issue 14). The names are imported for type
+parts of a package they do not call. The names are imported for type
 checkers under ``TYPE_CHECKING`` as well; a test keeps the two lists equal.
 
 Standard library only; performs no I/O.

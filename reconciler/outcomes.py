@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from reconciler.model import Action, ApplyResult, Change, Identity, PendingOperation, Plan, State
 
 if TYPE_CHECKING:  # annotations only: a plain plan loads nothing of observe
-    from reconciler.observe import Drift, Evidence, Observations
+    from reconciler.observe import Drift, Evidence, Link, Observations
 
 
 class Issue(Protocol):
@@ -46,6 +46,8 @@ class PlanRun:
     oversized: tuple[tuple[str, int], ...] = ()
     #: The per-purchase seat limit the plan was held against.
     seat_limit: int = 0
+    #: Why Cloud-iQ was not read (no credentials, ``--refresh=false``); None when it was.
+    offline: str | None = None
 
     @property
     def refused_by_verify(self) -> list[str]:
@@ -69,11 +71,19 @@ class ApplyRun:
     plan: Plan
     result: ApplyResult | None = None
     cancelled: bool = False
+    #: The state writes made for moves, adoptions and forgotten addresses.
     moved: tuple[Change, ...] = ()
+    #: What apply recorded from Cloud-iQ before planning (None: nothing, or offline).
+    refreshed: RefreshRun | None = None
+
+    @property
+    def pending(self) -> tuple[Change, ...]:
+        """Changes left waiting for an operation whose outcome the API cannot tell."""
+        return tuple(c for c in self.plan.changes if c.action is Action.PENDING)
 
     @property
     def ok(self) -> bool:
-        return not self.cancelled and (self.result is None or self.result.ok)
+        return not self.cancelled and not self.pending and (self.result is None or self.result.ok)
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ class RefreshRun:
     dropped: tuple[Evidence, ...] = ()
     adjusted: tuple[Drift, ...] = ()
     cancelled: bool = False
+    #: Subscriptions recorded at the addresses that own them.
+    links: tuple[Link, ...] = ()
 
     @property
     def left(self) -> tuple[Evidence, ...]:
@@ -99,7 +111,7 @@ class RefreshRun:
 
     @property
     def writes(self) -> int:
-        return len(self.settled) + len(self.dropped) + len(self.adjusted)
+        return len(self.settled) + len(self.dropped) + len(self.adjusted) + len(self.links)
 
     def exit_code(self) -> int:
         """0 when nothing is left pending; 1 when something is, or the run was cancelled."""

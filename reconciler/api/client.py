@@ -36,6 +36,8 @@ end past ``max_total`` is not made.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import random
 import threading
 import time
@@ -50,8 +52,15 @@ from reconciler.api.failures import Endpoint
 from reconciler.api.jsonread import ci_get
 from reconciler.api.orders import OrderJson, VerifiedOrder, read_verified
 from reconciler.api.readers import PAGE_SIZE, ListReader
-from reconciler.api.records import AssetOrder, CatalogEntry, ProcessedOrder, Subscription
-from reconciler.api.settings import TOKEN_PATH, ApiSettings, RetryPolicy
+from reconciler.api.reads import parse_subscription_detail
+from reconciler.api.records import (
+    AssetOrder,
+    CatalogEntry,
+    ProcessedOrder,
+    Subscription,
+    SubscriptionDetail,
+)
+from reconciler.api.settings import SUBSCRIPTIONS_PATH, TOKEN_PATH, ApiSettings, RetryPolicy
 from reconciler.api.transport import (
     CREDENTIALS_HINT,
     ApiRequest,
@@ -130,6 +139,7 @@ class CrayonClient:
         self._counter_lock = threading.Lock()
         self._retries = 0
         self._reader = ListReader(settings, self._transport, self._request, page_size)
+        self._skew: datetime.timedelta | None = None
 
     def __repr__(self) -> str:
         return f"CrayonClient({self._settings!r})"
@@ -139,6 +149,27 @@ class CrayonClient:
         """How many requests were re-sent so far (backoff retries and after-401 repeats)."""
         with self._counter_lock:
             return self._retries
+
+    @property
+    def clock_skew(self) -> datetime.timedelta | None:
+        """How far the API's clock is ahead of ours (negative: behind), from the ``Date``
+        header of the latest answer that had one; None until one arrived."""
+        with self._counter_lock:
+            return self._skew
+
+    def _measure(self, response: requests.Response) -> None:
+        header = response.headers.get("Date")
+        if not header:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            return
+        if server.tzinfo is None:
+            return
+        skew = server - datetime.datetime.now(datetime.UTC)
+        with self._counter_lock:
+            self._skew = skew
 
     def close(self) -> None:
         self._transport.close()
@@ -181,6 +212,51 @@ class CrayonClient:
             )
         body = dict(verified.body)
         self._request(ApiRequest("checkout", Endpoint.CHECKOUT, "POST", path, json_body=body))
+
+    def get_subscription(self, subscription_id: int) -> SubscriptionDetail:
+        """``GET /subscriptions/{id}``: one subscription, kept whole for a later update."""
+        path = f"{SUBSCRIPTIONS_PATH}{subscription_id}/"
+        operation = "read subscription"
+        response = self._request(ApiRequest(operation, Endpoint.READ, "GET", path))
+        return self._detail(response, operation)
+
+    def update_subscription(
+        self,
+        current: SubscriptionDetail,
+        *,
+        quantity: int | None = None,
+        auto_renew: bool | None = None,
+        status: int | None = None,
+    ) -> SubscriptionDetail:
+        """``PUT /subscriptions/{id}``: ``current`` as read, with only the given fields
+        changed (matched by name whatever their casing, so nothing is dropped); the
+        updated subscription as the API answers it.
+
+        A 4xx refuses the update (``ApiError.refused``); a lost answer or a 5xx is
+        ambiguous and never sent again here: read the subscription back to settle it.
+        Cancelling is ``status`` Suspended (2), the status the documented Update
+        example sets; assumed to be how Cloud-iQ takes a cancellation.
+        """
+        body = dict(current.body)
+        for name, value in (
+            ("quantity", quantity),
+            ("autoRenewEnabled", auto_renew),
+            ("status", status),
+        ):
+            if value is not None:
+                key = next((k for k in body if k.casefold() == name.casefold()), name)
+                body[key] = value
+        path = f"{SUBSCRIPTIONS_PATH}{current.id}/"
+        operation = "update subscription"
+        request = ApiRequest(operation, Endpoint.UPDATE, "PUT", path, json_body=body)
+        return self._detail(self._request(request), operation)
+
+    def _detail(self, response: requests.Response, operation: str) -> SubscriptionDetail:
+        body = self._transport.read_json(response, operation)
+        try:
+            return parse_subscription_detail(body)
+        except ApiError as error:
+            raise self._errors.bad_answer(f"{operation}: {error}", response) from None
 
     # ----------------------------------------------------------------- lists, typed reads
     # Paging and parsing live in ``ListReader``; it sends through ``_request``.
@@ -251,6 +327,7 @@ class CrayonClient:
                     ) from None
             else:
                 self._tokens.prove(token)
+                self._measure(response)
                 return response
             # A 401 means the server refused the request, so repeating it with a new
             # token cannot buy twice.

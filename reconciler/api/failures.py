@@ -60,17 +60,24 @@ class Endpoint(enum.Enum):
     TOKEN = "token"
     VERIFY = "verify"
     CHECKOUT = "checkout"
+    #: PUT of a whole subscription (seats, status, renewal).
+    UPDATE = "update"
     READ = "read"
 
     @property
     def idempotent(self) -> bool:
-        """Whether the server acting on the request twice would be harmless."""
-        return self is not Endpoint.CHECKOUT
+        """Whether the client may send the request again after its answer was lost.
+
+        A checkout can buy twice. An update's values are absolute, but someone may
+        have changed the subscription since: after a lost answer the caller reads it
+        back and decides, so the client never repeats one on its own.
+        """
+        return self not in (Endpoint.CHECKOUT, Endpoint.UPDATE)
 
     @property
     def takes_order(self) -> bool:
-        """Whether the request carries an order the API may refuse."""
-        return self is Endpoint.VERIFY or self is Endpoint.CHECKOUT
+        """Whether the request carries an order or change the API may refuse."""
+        return self in (Endpoint.VERIFY, Endpoint.CHECKOUT, Endpoint.UPDATE)
 
 
 class TransportFailure(enum.Enum):

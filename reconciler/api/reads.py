@@ -46,6 +46,7 @@ from reconciler.api.records import (
     Price,
     ProcessedOrder,
     Subscription,
+    SubscriptionDetail,
 )
 from reconciler.errors import ApiError
 from reconciler.model import BILLING_CYCLES, PURCHASE_TYPES
@@ -64,6 +65,7 @@ __all__ = [
     "Price",
     "ProcessedOrder",
     "Subscription",
+    "SubscriptionDetail",
     "parse_agreement_product",
     "parse_agreement_products",
     "parse_asset_order",
@@ -71,6 +73,7 @@ __all__ = [
     "parse_processed_order",
     "parse_processed_orders",
     "parse_subscription",
+    "parse_subscription_detail",
     "parse_subscriptions",
 ]
 
@@ -205,7 +208,19 @@ def parse_subscription(item: Mapping[str, Any], *, tenant: int | None = None) ->
         start_date=f.time("StartDate"),
         end_date=f.time("EndDate"),
         auto_renew=f.flag("AutoRenewEnabled"),
+        creation_date=f.time("CreationDate"),
+        commitment_end_date=f.time("CommitmentEndDate"),
     )
+
+
+def parse_subscription_detail(item: Any) -> SubscriptionDetail:
+    """One ``SubscriptionDetailed`` answer, kept whole for a later PUT."""
+    if not isinstance(item, Mapping):
+        raise definitive(f"subscription: expected an object, got {shown(item)}")
+    try:
+        return SubscriptionDetail(parse_subscription(item), dict(item))
+    except ApiError as error:
+        raise definitive(f"subscription: {error}") from None
 
 
 def parse_processed_order(item: Mapping[str, Any], *, tenant: int) -> ProcessedOrder:
@@ -251,6 +266,7 @@ def parse_asset_order(item: Mapping[str, Any], *, tenant: int | None = None) -> 
                 if asset_type is None
                 else ASSET_TYPES.get(asset_type, f"type-{asset_type}"),
                 catalog_item_id=line.text("catalogItemId") or None,
+                subscription_id=line.integer("subscriptionId"),
             )
         )
         errors += _error_texts(line.array("errors"))

@@ -1,6 +1,7 @@
 """The records the read endpoints' items become, and the role that reads them.
 
-    Price, Subscription, ProcessedOrder, AssetOrder(Line), CatalogEntry, ApiReader
+    Price, Subscription, SubscriptionDetail, ProcessedOrder, AssetOrder(Line),
+    CatalogEntry, ApiReader
 
 Frozen records only: this module must not import ``requests``, parse JSON or
 do I/O (``reads`` parses, ``client`` fetches).
@@ -8,10 +9,11 @@ do I/O (``reads`` parses, ``client`` fetches).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Subscription:
     start_date: datetime | None
     end_date: datetime | None
     auto_renew: bool | None
+    creation_date: datetime | None = None
+    commitment_end_date: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -61,6 +65,39 @@ class Subscription:
     def product(self) -> str:
         """ "productId:skuId", as the simulator and the orders write it."""
         return f"{self.product_id}:{self.sku_id}"
+
+
+@dataclass(frozen=True)
+class SubscriptionDetail:
+    """One subscription as ``GET /subscriptions/{id}`` answers it (``SubscriptionDetailed``).
+
+    ``subscription`` holds the fields the reconciler reads; ``body`` is the JSON
+    object exactly as read (every field, its own key casing), so an update sends it
+    back whole with only the fields it changes.
+    """
+
+    subscription: Subscription
+    body: Mapping[str, Any]
+
+    @property
+    def id(self) -> int:
+        return self.subscription.id
+
+    @property
+    def quantity(self) -> int:
+        return self.subscription.quantity
+
+    @property
+    def active(self) -> bool:
+        return self.subscription.active
+
+    @property
+    def status(self) -> str:
+        return self.subscription.status
+
+    @property
+    def auto_renew(self) -> bool | None:
+        return self.subscription.auto_renew
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,8 @@ class AssetOrderLine:
     term_duration: str | None
     type: str | None
     catalog_item_id: str | None
+    #: The subscription the line made or changed, when the API says so.
+    subscription_id: int | None = None
 
     @property
     def product(self) -> str:

@@ -103,6 +103,9 @@ class _Group(click.Group):
     ) -> Any:
         given = extra.setdefault("obj", Options())
         options = given if isinstance(given, Options) else Options()
+        if args is None:
+            args = sys.argv[1:]
+        args = [_flag(arg) for arg in args]
         try:
             code = super().main(
                 args, prog_name or "reconciler", complete_var, standalone_mode=False, **extra
@@ -166,6 +169,22 @@ class _Group(click.Group):
         limit = formatter.width - 6 - max(len(name) for name in names)
         with formatter.section("Commands"):
             formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _flag(arg: str) -> str:
+    """``--refresh=false`` as ``--no-refresh`` (and ``=true`` as ``--refresh``), the way
+    Terraform users write it."""
+    name, equals, value = arg.partition("=")
+    if equals and name == "--refresh":
+        if value.lower() in _TRUE:
+            return name
+        if value.lower() in _FALSE:
+            return "--no-refresh"
+    return arg
 
 
 def _describe(exc: ReconcilerError, flags: str) -> str:

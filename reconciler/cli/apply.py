@@ -81,14 +81,18 @@ def apply(
     parallelism: int,
     max_seats: int | None,
     targets: tuple[str, ...],
-    refresh: bool,
+    refresh: bool | None,
     legacy_endpoints: bool,
 ) -> int:
-    """Buy what the plan says, each seat exactly once.
+    """Carry out what the plan says: each seat bought, lowered or cancelled exactly once.
 
-    Verifies each order, records it as pending, checks it out, and records the
-    seats after each 204. A checkout whose outcome is unknown stays pending and
-    stops the run; settle it with `reconciler state resolve`.
+    First reads Cloud-iQ for the customer tenants it touches and records what the API
+    proves (pending operations settled, the subscriptions each address owns, seats
+    changed in the portal); then plans against Cloud-iQ's seats, asks, and carries
+    the plan out. A purchase is verified, recorded as pending, checked out and
+    recorded after its 204; a subscription update is recorded as pending, read,
+    compared, sent and recorded. An operation whose outcome the API cannot tell
+    stays pending and blocks only its own address.
     """
     if as_json and not (auto_approve or plan_path):
         raise click.UsageError(
@@ -104,7 +108,7 @@ def apply(
         max_seats,
         targets,
         legacy_endpoints,
-        refresh=refresh,
+        refresh=refresh is not False,
     )
     try:
         return _apply(options, view)
@@ -126,12 +130,11 @@ class _ApplyOptions:
     max_seats: int | None
     targets: tuple[str, ...]
     legacy_endpoints: bool
-    refresh: bool = False
+    refresh: bool = True
 
 
 def _apply(o: _ApplyOptions, view: ApplyView) -> int:
     from reconciler.api.orders import build_order, new_external_order_id
-    from reconciler.cli.refresh import observe_once
     from reconciler.commands.apply import ApplyPorts, ApplyRequest, run_apply
 
     saved = planfile.read_saved(o.plan_path) if o.plan_path else None
@@ -163,7 +166,6 @@ def _apply(o: _ApplyOptions, view: ApplyView) -> int:
         build_order=build_order,
         new_order_id=new_external_order_id,
         now=utc_now,
-        observe=observe_once(o.legacy_endpoints, declarations) if o.refresh else None,
     )
     run = run_apply(request, ports)
     if run.cancelled:

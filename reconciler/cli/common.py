@@ -55,13 +55,23 @@ def console(ctx: click.Context, *, machine: bool = False) -> ClickConsole:
 PATH = click.argument("path", default=".", type=click.Path(path_type=str), metavar="[PATH]")
 
 # Here rather than in ``refresh``, whose imports (the Cloud-iQ reads, import) ``plan``
-# and ``apply`` pay for only when ``--refresh`` is given.
+# and ``apply`` pay for only when they read Cloud-iQ.
 REFRESH = click.option(
-    "--refresh",
-    is_flag=True,
-    help="Read Cloud-iQ first (needs credentials): show drift, unmanaged subscriptions and "
-    "what the API says of pending checkouts, and refuse purchases of seats it already holds.",
+    "--refresh/--no-refresh",
+    default=None,
+    help="Read Cloud-iQ first: the seats each address has, what the API shows of pending "
+    "operations, subscriptions no address owns. The default for apply, and for plan when "
+    "the CRAYON_* credentials are set; --no-refresh (or --refresh=false) plans against "
+    "the state alone.",
 )
+
+
+def credentials_configured() -> bool:
+    """Whether every credential variable the API needs is set (plan then reads Cloud-iQ)."""
+    from reconciler.api.settings import CREDENTIAL_VARIABLES
+
+    return all(os.environ.get(name, "").strip() for name in CREDENTIAL_VARIABLES)
+
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

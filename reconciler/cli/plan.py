@@ -16,6 +16,7 @@ from reconciler.cli.common import (
     REFRESH,
     StateRef,
     console,
+    credentials_configured,
     make_client,
     seat_limit,
     state_options,
@@ -108,19 +109,28 @@ def plan(
     out: str | None,
     detailed_exitcode: bool,
     verify: bool,
-    refresh: bool,
+    refresh: bool | None,
     targets: tuple[str, ...],
     legacy_endpoints: bool,
 ) -> int:
-    """Show what apply would buy: the declarations at PATH against the state.
+    """Show what apply would do: the declarations at PATH against the state and Cloud-iQ.
 
-    Never writes the state and, without --verify, never calls the API. Exits 1
+    Reads Cloud-iQ when the CRAYON_* credentials are set (the seats each address
+    has there, what the API shows of pending operations) and otherwise plans against
+    the state alone and says so. Never writes the state and never buys. Exits 1
     when a change is a conflict or pending (or fails verify), after printing the
     whole plan.
     """
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
     view = views.plan_view("json" if as_json else (fmt or "text"), console(ctx))
+    offline = None
+    if refresh is None:
+        refresh = credentials_configured()
+        if not refresh:
+            offline = "no credentials (the CRAYON_* variables are not set)"
+    elif not refresh:
+        offline = "--refresh=false"
     cloud: Cloud | None = None
     if refresh or verify:
         # Deferred, as below: the Cloud-iQ reads, the executor and their renderers
@@ -144,6 +154,7 @@ def plan(
             targets=targets,
             observe=cloud.observe if cloud is not None and refresh else None,
             seat_limit=seat_limit(),
+            offline=offline,
         )
         catalogue = cloud.catalogue(run.plan, run.observations) if cloud is not None else None
     except ReconcilerError as exc:

@@ -9,7 +9,7 @@ no business rules.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ from reconciler.commands import adopt
 from reconciler.commands import refresh as refresh_commands
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.model import Declarations, Identity, Plan, State
-from reconciler.observe import Observations, ProductInfo
+from reconciler.observe import Observations, ProductInfo, observe
 from reconciler.outcomes import ImportPlan
 from reconciler.render import refresh as render_refresh
 from reconciler.state import utc_now
@@ -54,8 +54,13 @@ class Cloud:
             self._client = make_client(self._legacy)
         return self._client
 
-    def observe(self, declarations: Declarations, state: State) -> Observations:
-        return refresh_commands.read_cloud(self._connect(), declarations, state)
+    def observe(
+        self, declarations: Declarations, state: State, targets: Sequence[str] = ()
+    ) -> Observations:
+        readings = refresh_commands.read_cloud(
+            self._connect(), declarations, state, targets=targets
+        )
+        return observe(declarations, state, readings)
 
     def catalogue(
         self, the_plan: Plan, observations: Observations | None = None
@@ -78,18 +83,6 @@ class Cloud:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def observe_once(
-    legacy_endpoints: bool, declarations: Declarations
-) -> Callable[[State], Observations]:
-    """``apply --refresh``'s read before buying: one client, used once and closed."""
-
-    def observe(state: State) -> Observations:
-        with make_client(legacy_endpoints) as client:
-            return refresh_commands.read_cloud(client, declarations, state)
-
-    return observe
 
 
 @click.command()
@@ -178,7 +171,7 @@ def import_command(
     """
     declarations = config.load(path)
     store = state.open()
-    prefix = prefix or adopt.default_prefix(tenant)
+    prefix = prefix or adopt.existing_prefix(tenant, declarations) or adopt.default_prefix(tenant)
     target = out or _default_out(path, prefix)
     command = f"reconciler import --tenant {tenant}"
 

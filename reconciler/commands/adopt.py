@@ -24,7 +24,7 @@ from reconciler import config
 from reconciler.commands.refresh import ClosableReader, read_cloud
 from reconciler.errors import ReconcilerError
 from reconciler.model import ADDRESS_MAX_LENGTH, Declarations, Identity, State, is_address
-from reconciler.observe import Observations
+from reconciler.observe import Observations, observe
 from reconciler.outcomes import Adoption, ImportPlan, ImportRun, Skipped
 from reconciler.state import StateStore
 
@@ -61,12 +61,26 @@ def plan_import(
     adoptions: list[Adoption] = []
     skipped: list[Skipped] = []
     candidates = []
+    acknowledged = {p.address for p in declarations.purchases if p.allow_additional_subscription}
     for found in observations.unmanaged:
         if found.identity.customer_tenant_id != tenant:
             continue
-        reason = found.undeclarable
+        reason = found.undeclarable or _held_by(found.of, state, acknowledged)
         if reason is not None:
             skipped.append(Skipped(found.identity, found.subscription_ids, reason))
+        elif found.of:
+            # Declared at one address that holds nothing yet: adopted there.
+            (address,) = found.of
+            adoptions.append(
+                Adoption(
+                    address,
+                    found.identity,
+                    found.seats,
+                    found.subscription_ids,
+                    found.product_name,
+                    declared=True,
+                )
+            )
         else:
             candidates.append(found)
     names = _names(prefix, [(u.identity, u.product_name) for u in candidates], taken)
@@ -74,35 +88,44 @@ def plan_import(
         adoptions.append(
             Adoption(name, found.identity, found.seats, found.subscription_ids, found.product_name)
         )
-    acknowledged = {p.address for p in declarations.purchases if p.allow_additional_subscription}
-    for drift in observations.drift:
-        identity = drift.identity
-        if identity.customer_tenant_id != tenant or drift.actual <= 0:
-            continue
-        (address, *others) = drift.addresses
-        if others or address in state.purchases or address in state.pending:
-            continue  # recorded seats that drifted are refresh's, not import's
-        if address in acknowledged:
-            skipped.append(
-                Skipped(
-                    identity,
-                    drift.subscriptions,
-                    f"{address} sets allowAdditionalSubscription: it buys a subscription of "
-                    "its own beside these",
-                )
-            )
-            continue
-        adoptions.append(
-            Adoption(
-                address,
-                identity,
-                drift.actual,
-                drift.subscriptions,
-                identity.product,
-                declared=True,
-            )
+    return ImportPlan(tenant, tuple(sorted(adoptions, key=lambda a: a.address)), tuple(skipped))
+
+
+def _held_by(of: Sequence[str], state: State, acknowledged: set[str]) -> str | None:
+    """Why subscriptions of an identity some address has are not import's to adopt."""
+    if not of:
+        return None
+    recorded = [a for a in of if a in state.purchases or a in state.pending]
+    if recorded:
+        return (
+            f"{', '.join(recorded)} already owns subscriptions of this identity; add these to "
+            f"it with `import: [{{to: {recorded[0]}, subscriptions: [...]}}]` if they are its "
+            "seats"
         )
-    return ImportPlan(tenant, tuple(adoptions), tuple(skipped))
+    if len(of) > 1:
+        return (
+            f"{len(of)} addresses declare this identity ({', '.join(of)}); adopt them with "
+            "an `import:` entry"
+        )
+    if of[0] in acknowledged:
+        return (
+            f"{of[0]} sets allowAdditionalSubscription: it buys a subscription of its own "
+            "beside these"
+        )
+    return None
+
+
+def existing_prefix(tenant: int, declarations: Declarations) -> str | None:
+    """The address prefix the declarations already use for ``tenant`` (the first segment
+    most of its addresses share), or None."""
+    counts: dict[str, int] = {}
+    for purchase in declarations.purchases:
+        if purchase.identity.customer_tenant_id == tenant and "/" in purchase.address:
+            head = purchase.address.rsplit("/", 1)[0]
+            counts[head] = counts.get(head, 0) + 1
+    if not counts:
+        return None
+    return max(sorted(counts), key=lambda head: counts[head])
 
 
 def _names(prefix: str, products: Sequence[tuple[Identity, str]], taken: set[str]) -> list[str]:
@@ -189,9 +212,10 @@ def run_import(
     with store.lock("reconciler import") as writer:
         reader = connect()
         try:
-            observations = read_cloud(reader, declarations, writer.state, tenants=[tenant])
+            readings = read_cloud(reader, declarations, writer.state, tenants=[tenant])
         finally:
             reader.close()
+        observations = observe(declarations, writer.state, readings)
         the_plan = plan_import(tenant, declarations, writer.state, observations, prefix=prefix)
         text = declarations_text(the_plan, generated_at=now(), command=command)
         if text is not None:
@@ -207,7 +231,13 @@ def run_import(
         # would buy licences the customer already has.
         time = now()
         for adoption in the_plan.adoptions:
-            writer.import_purchase(adoption.address, adoption.identity, adoption.quantity, time)
+            writer.import_purchase(
+                adoption.address,
+                adoption.identity,
+                adoption.quantity,
+                time,
+                subscriptions=adoption.subscriptions,
+            )
         if text is not None:
             write_file(out, text)
     return ImportRun(the_plan, text, out if text is not None else None)

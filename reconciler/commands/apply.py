@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler import executor, planner
-from reconciler.api.orders import ApiClient
 from reconciler.commands.plan import DEFAULT_SEAT_LIMIT, OrderBuilder, oversized
+from reconciler.commands.refresh import CloudReader, read_cloud, record_findings
 from reconciler.errors import (
     PendingError,
     PreflightError,
@@ -23,14 +23,16 @@ from reconciler.errors import (
     Staleness,
     StalePlanError,
 )
-from reconciler.model import Action, Declarations, Event, Plan, State, targeted
-from reconciler.observe import Observations, guard_purchases
-from reconciler.outcomes import ApplyRun
+from reconciler.executor.run import Client
+from reconciler.model import Action, Change, Declarations, Event, Plan, State, targeted
+from reconciler.observe import Observations, observe
+from reconciler.outcomes import ApplyRun, RefreshRun
 from reconciler.state import StateStore, StateWriter
 
 
-class ClosableClient(ApiClient, Protocol):
-    """An API client apply closes when it is done (``CrayonClient`` fits)."""
+class ClosableClient(Client, CloudReader, Protocol):
+    """An API client apply reads through and closes when it is done (``CrayonClient``
+    fits)."""
 
     def close(self) -> None: ...
 
@@ -40,6 +42,9 @@ class ApplyListener(Protocol):
 
     def planned(self, plan: Plan) -> None:
         """The plan apply is about to check and ask about."""
+
+    def refreshed(self, run: RefreshRun) -> None:
+        """What apply recorded from Cloud-iQ before planning."""
 
     def starting(self, plan: Plan) -> None:
         """Nothing stands in the plan's way: the first write follows."""
@@ -60,8 +65,9 @@ class ApplyRequest:
     max_seats: int | None = None
     seat_limit: int = DEFAULT_SEAT_LIMIT
     parallelism: int = 1
-    #: Read Cloud-iQ before planning (read before buying).
-    refresh: bool = False
+    #: Read Cloud-iQ before planning: settle pending entries, record what each address
+    #: owns, plan against its seats, and refuse to buy seats it already holds.
+    refresh: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,48 +81,62 @@ class ApplyPorts:
     build_order: OrderBuilder
     new_order_id: Callable[[], str]
     now: Callable[[], str]
-    #: How to read Cloud-iQ for a state (``ApplyRequest.refresh``).
-    observe: Callable[[State], Observations] | None = None
 
 
 def staleness(saved: Plan, current: Plan) -> Staleness | None:
-    """How ``saved`` differs from ``current`` (made now), or None when it still applies."""
-    found = Staleness(
-        lineage=(saved.lineage, current.lineage) if saved.lineage != current.lineage else None,
-        serial=(saved.serial, current.serial) if saved.serial != current.serial else None,
-        declarations=saved.declarations_digest != current.declarations_digest,
-    )
-    if found != Staleness():
-        return found
-    if [(c.address, c.action, c.delta) for c in saved.changes] != [
-        (c.address, c.action, c.delta) for c in current.changes
-    ]:
+    """How ``saved`` differs from ``current`` (made now), or None when it still applies:
+    other declarations, or other changes (what Cloud-iQ shows moved: other seats
+    before, another action or another number of seats)."""
+    if saved.declarations_digest != current.declarations_digest:
+        return Staleness(declarations=True)
+
+    def key(c: Change) -> tuple[str, Action, int, int]:
+        return (c.address, c.action, c.delta, c.before if c.action is not Action.NOOP else 0)
+
+    if [key(c) for c in saved.changes] != [key(c) for c in current.changes]:
         return Staleness(changes=True)
     return None
 
 
-def plan_under_lock(request: ApplyRequest, writer: StateWriter) -> Plan:
-    """The plan apply carries out, made against the locked state.
-
-    Refuses a state with pending checkouts (with ``targets``, only targeted ones)
-    and a saved plan the state or declarations have moved past. A saved plan is
-    planned again for its own targets; other ``targets`` with it are refused.
-    """
-    targets: Sequence[str] = request.targets
+def check_saved(request: ApplyRequest, state: State) -> tuple[str, ...]:
+    """The targets a run plans for; refuses a saved plan made against another state
+    (before this run's refresh writes anything) or with other targets."""
     saved, path = request.saved, request.saved_path or "(saved plan)"
-    if saved is not None:
-        if targets and tuple(targets) != saved.targets:
-            raise StalePlanError(path, Staleness(targets=saved.targets))
-        targets = saved.targets
+    if saved is None:
+        return request.targets
+    if request.targets and request.targets != saved.targets:
+        raise StalePlanError(path, Staleness(targets=saved.targets))
+    found = Staleness(
+        lineage=(saved.lineage, state.lineage) if saved.lineage != state.lineage else None,
+        serial=(saved.serial, state.serial) if saved.serial != state.serial else None,
+    )
+    if found != Staleness():
+        raise StalePlanError(path, found)
+    return saved.targets
+
+
+def plan_under_lock(
+    request: ApplyRequest,
+    writer: StateWriter,
+    targets: Sequence[str],
+    cloud: Observations | None = None,
+) -> Plan:
+    """The plan apply carries out, made against the locked state (as refresh left it).
+
+    Offline (``cloud`` None), pending entries are refused before anything else: only
+    the API can tell their outcome. A saved plan must match the plan made now.
+    """
     current = writer.state
-    pending = [p for a, p in current.pending.items() if not targets or targeted(a, targets)]
-    if pending:
-        raise PendingError(pending)
-    the_plan = planner.plan(request.declarations, current, targets)
+    if cloud is None:
+        pending = [p for a, p in current.pending.items() if not targets or targeted(a, targets)]
+        if pending:
+            raise PendingError(pending)
+    the_plan = planner.plan(request.declarations, current, targets, cloud)
+    saved = request.saved
     if saved is not None:
         stale = staleness(saved, the_plan)
-        if stale is not None:
-            raise StalePlanError(path, stale)
+        if stale is not None and stale.changes:
+            raise StalePlanError(request.saved_path or "(saved plan)", stale)
     return the_plan
 
 
@@ -126,7 +146,7 @@ def preflight(
     """Refuse, before any API call, a plan with conflicts or over ``max_seats``, and one
     with a change above the per-purchase ``seat_limit`` unless ``max_seats`` confirms it."""
     summary = the_plan.summary
-    if summary.blocked:
+    if summary.count(Action.CONFLICT):
         raise PreflightError(PreflightKind.CONFLICTS, count=summary.count(Action.CONFLICT))
     if max_seats is not None and summary.seats > max_seats:
         raise PreflightError(PreflightKind.MAX_SEATS, seats=summary.seats, limit=max_seats)
@@ -139,46 +159,72 @@ def preflight(
 
 
 def run_apply(request: ApplyRequest, ports: ApplyPorts) -> ApplyRun:
-    """Plan under the state lock, refuse what must be refused, ask, then buy.
+    """Read Cloud-iQ and record what it proves, plan under the state lock, refuse what
+    must be refused, ask, then carry the plan out.
 
-    ``connect`` is called (and may fail on missing credentials) before
-    ``approve``, so nobody approves a run that cannot start. The listener hears of
-    the plan before the refusals, and of the start once nothing stands in its way,
-    just before the first write.
+    With ``refresh`` the client is connected first (reads need it): the pending
+    entries the API settles and the subscriptions each address owns are recorded
+    before planning, so a killed run needs no person. Without, ``connect`` is called
+    (and may fail on missing credentials) before ``approve``, so nobody approves a
+    run that cannot start.
     """
     with ports.store.lock("reconciler apply") as writer:
-        the_plan = plan_under_lock(request, writer)
-        if request.refresh and ports.observe is not None:
-            # Read before buying: seats Cloud-iQ already holds are a conflict.
-            the_plan = guard_purchases(the_plan, ports.observe(writer.state))
-        ports.listener.planned(the_plan)
-        preflight(the_plan, max_seats=request.max_seats, seat_limit=request.seat_limit)
-        if not the_plan.summary.has_purchases:
-            # Moves alone spend nothing and need no API connection, but they change the
-            # state: like every apply they are approved first.
-            if the_plan.moving() and not ports.approve(the_plan):
-                return ApplyRun(the_plan, cancelled=True)
-            ports.listener.starting(the_plan)
-            moved = executor.move(the_plan, writer=writer, on_event=ports.listener.event)
-            return ApplyRun(the_plan, moved=moved)
-        client = ports.connect()
+        targets = check_saved(request, writer.state)
+        client: ClosableClient | None = None
         try:
+            refreshed = None
+            cloud = None
+            if request.refresh:
+                client = ports.connect()
+                refreshed, cloud = _refresh(request, ports, writer, client, targets)
+            the_plan = plan_under_lock(request, writer, targets, cloud)
+            ports.listener.planned(the_plan)
+            preflight(the_plan, max_seats=request.max_seats, seat_limit=request.seat_limit)
+            calling = executor.calling(the_plan)
+            if not calling and not executor.writing(the_plan):
+                return ApplyRun(the_plan, refreshed=refreshed)
+            if calling and client is None:
+                client = ports.connect()
             if not ports.approve(the_plan):
-                return ApplyRun(the_plan, cancelled=True)
+                return ApplyRun(the_plan, cancelled=True, refreshed=refreshed)
             ports.listener.starting(the_plan)
-            moved = executor.move(the_plan, writer=writer, on_event=ports.listener.event)
-            result = executor.apply(
-                the_plan,
-                executor.Collaborators(
-                    client=client,
-                    writer=writer,
-                    build_order=ports.build_order,
-                    new_order_id=ports.new_order_id,
-                    now=ports.now,
-                    on_event=ports.listener.event,
-                ),
-                parallelism=request.parallelism,
+            written = executor.write_state(
+                the_plan, writer=writer, now=ports.now, on_event=ports.listener.event
             )
+            result = None
+            if calling:
+                assert client is not None
+                result = executor.apply(
+                    the_plan,
+                    executor.Collaborators(
+                        client=client,
+                        writer=writer,
+                        build_order=ports.build_order,
+                        new_order_id=ports.new_order_id,
+                        now=ports.now,
+                        on_event=ports.listener.event,
+                    ),
+                    parallelism=request.parallelism,
+                )
         finally:
-            client.close()
-    return ApplyRun(the_plan, result, moved=moved)
+            if client is not None:
+                client.close()
+    return ApplyRun(the_plan, result, moved=written, refreshed=refreshed)
+
+
+def _refresh(
+    request: ApplyRequest,
+    ports: ApplyPorts,
+    writer: StateWriter,
+    client: ClosableClient,
+    targets: Sequence[str],
+) -> tuple[RefreshRun | None, Observations]:
+    """Read Cloud-iQ for the tenants the run touches and record what it proves; the
+    observations of the state as it then is (nothing left for refresh to write)."""
+    readings = read_cloud(client, request.declarations, writer.state, targets=targets)
+    found = observe(request.declarations, writer.state, readings)
+    if not found.has_writes:
+        return None, found
+    done = record_findings(writer, found, ports.now())
+    ports.listener.refreshed(done)
+    return done, observe(request.declarations, writer.state, readings)

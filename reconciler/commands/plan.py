@@ -31,18 +31,15 @@ def run_plan(
     *,
     verify: Callable[[Plan], VerifyErrors] | None = None,
     targets: Sequence[str] = (),
-    observe: Callable[[Declarations, State], Observations] | None = None,
+    observe: Callable[[Declarations, State, Sequence[str]], Observations] | None = None,
     seat_limit: int = DEFAULT_SEAT_LIMIT,
+    offline: str | None = None,
 ) -> PlanRun:
     """Plan ``declarations`` against ``state`` (only ``targets`` when given); with
-    ``observe``, read Cloud-iQ and refuse purchases of seats it already holds; with
-    ``verify``, ask it about the plan."""
-    the_plan = planner.plan(declarations, state, targets)
-    observations = observe(declarations, state) if observe is not None else None
-    if observations is not None:
-        from reconciler.observe import guard_purchases
-
-        the_plan = guard_purchases(the_plan, observations)
+    ``observe``, against what Cloud-iQ shows (``offline`` says why it is not read);
+    with ``verify``, ask the API's verify endpoint about the plan."""
+    observations = observe(declarations, state, targets) if observe is not None else None
+    the_plan = planner.plan(declarations, state, targets, observations)
     verify_errors = verify(the_plan) if verify is not None else None
     return PlanRun(
         the_plan,
@@ -52,6 +49,7 @@ def run_plan(
         observations,
         oversized=oversized(the_plan, seat_limit),
         seat_limit=seat_limit,
+        offline=offline if observations is None else None,
     )
 
 
@@ -71,6 +69,8 @@ def verify_plan(
 
     found: dict[str, list[LineError]] = {}
     for change in the_plan.buying():
+        if change.steps:
+            continue  # an increase by update sends no order
         assert change.purchase is not None
         order = build_order(change.purchase, change.delta, new_order_id())
         try:

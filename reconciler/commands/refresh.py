@@ -1,25 +1,28 @@
 """The refresh use case: read Cloud-iQ back, show what it says, record what it proves.
 
-``read_cloud`` reads, for every customer tenant the declarations and the state
-name, the active subscriptions and, for pending entries, the processed orders
-and the asset orders of their externalOrderIds, and hands them to
-``observe``. ``run_refresh`` does that under the state lock and, after
-approval, writes what the API proves: pending checkouts it shows were made are
-recorded as checkouts with their evidence, those it shows failed are dropped,
-and drift is recorded as adjustments (never as checkouts). ``ProductLookup`` looks
-up product names and prices once per tenant for a run.
+``read_cloud`` reads, for the customer tenants a run touches, every
+subscription (in every status), and for pending checkouts the processed orders
+and their asset orders, and for checkouts whose subscription is not listed yet
+their asset orders. ``record_findings`` writes what the readings prove: pending
+entries settled (recorded as made, with their evidence, or dropped), the
+subscriptions each address owns, and seats changed outside this tool as
+adjustments. ``run_refresh`` does that under the state lock after approval;
+apply does it before it plans. ``ProductLookup`` looks up product names and
+prices once per tenant for a run.
 
-Never buys: it calls no verify and no checkout, only the read endpoints. Never
-prints, reads the environment or builds a client: the caller passes ``connect``.
+Never buys: it calls no verify, checkout or update, only the read endpoints.
+Never prints, reads the environment or builds a client: the caller passes
+``connect``.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from reconciler.api.reads import STATUS_ACTIVE, ApiReader, AssetOrder, CatalogEntry, ProcessedOrder
-from reconciler.model import CheckoutRecord, Declarations, Identity, State
+from reconciler.api.records import ApiReader, AssetOrder, CatalogEntry, ProcessedOrder
+from reconciler.model import Declarations, Identity, State, targeted
 from reconciler.observe import (
     Observations,
     ProductInfo,
@@ -30,41 +33,75 @@ from reconciler.observe import (
     tenants_of,
 )
 from reconciler.outcomes import RefreshRun
-from reconciler.state import StateStore
+from reconciler.state import StateStore, StateWriter
 
 
-class ClosableReader(ApiReader, Protocol):
+class CloudReader(ApiReader, Protocol):
+    """An API reader that knows how far the API's clock is from ours."""
+
+    @property
+    def clock_skew(self) -> datetime.timedelta | None: ...
+
+
+class ClosableReader(CloudReader, Protocol):
     """An API reader refresh closes when it is done (``CrayonClient`` fits)."""
 
     def close(self) -> None: ...
 
 
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 def read_cloud(
-    reader: ApiReader,
+    reader: CloudReader,
     declarations: Declarations,
     state: State,
     *,
     tenants: Sequence[int] | None = None,
-) -> Observations:
-    """What Cloud-iQ shows for ``tenants`` (default: every tenant declared or recorded),
-    held against the state. Reads only; raises ``ApiError`` when a read fails."""
-    wanted = list(tenants) if tenants is not None else tenants_of(declarations, state)
-    subscriptions = {t: reader.read_subscriptions(t, statuses=STATUS_ACTIVE) for t in wanted}
+    targets: Sequence[str] = (),
+    clock: Callable[[], datetime.datetime] = _utc_now,
+) -> Readings:
+    """What Cloud-iQ shows for ``tenants`` (default: every tenant the declarations or the
+    state name for ``targets``). Reads only; raises ``ApiError`` when a read fails."""
+    wanted = list(tenants) if tenants is not None else tenants_of(declarations, state, targets)
+    subscriptions = {t: reader.read_subscriptions(t) for t in wanted}
     orders: dict[int, list[ProcessedOrder]] = {}
     assets: dict[str, list[AssetOrder]] = {}
     for pending in state.pending.values():
         tenant = pending.identity.customer_tenant_id
+        if pending.is_update or tenant not in subscriptions:
+            continue
+        if targets and not targeted(pending.address, targets):
+            continue
         if tenant not in orders:
             orders[tenant] = reader.read_processed_orders(tenant)
         assets[pending.external_order_id] = reader.find_asset_orders(
             tenant, pending.external_order_id
         )
-    return observe(declarations, state, Readings(subscriptions, orders, assets))
+    readings = Readings(
+        subscriptions, orders, assets, now=_server_now(reader, clock), clock_skew=reader.clock_skew
+    )
+    # Checkouts whose subscription the list cannot tell: ask their asset orders.
+    found = observe(declarations, state, readings)
+    for seen in found.seats.values():
+        tenant = seen.identity.customer_tenant_id
+        for checkout in seen.unseen:
+            order_id = checkout.external_order_id
+            if order_id not in assets:
+                assets[order_id] = reader.find_asset_orders(tenant, order_id)
+    if len(assets) == len(readings.asset_orders):
+        return readings
+    return Readings(subscriptions, orders, assets, now=readings.now, clock_skew=readings.clock_skew)
+
+
+def _server_now(reader: CloudReader, clock: Callable[[], datetime.datetime]) -> datetime.datetime:
+    return clock() + (reader.clock_skew or datetime.timedelta(0))
 
 
 class ProductLookup:
     """Product names and unit prices per identity, each tenant's agreement products
-    read once per run (``plan --refresh`` and ``--verify``)."""
+    read once per run (plan and ``--verify``)."""
 
     def __init__(self, reader: ApiReader) -> None:
         self._reader = reader
@@ -78,9 +115,30 @@ class ProductLookup:
         return catalogue_for(wanted, self._entries)
 
 
-def has_writes(observations: Observations) -> bool:
-    """Whether refresh would write anything for these observations."""
-    return bool(observations.settled or observations.writable_drift)
+def record_findings(writer: StateWriter, observations: Observations, now: str) -> RefreshRun:
+    """Write what ``observations`` prove, in an order every write's rules accept:
+    pending entries settled first (an adjustment is refused at an address whose
+    operation is pending), then the subscriptions each address owns, then the
+    adjustments."""
+    settled, dropped = [], []
+    for found in observations.settled:
+        op = found.pending
+        if found.proof is Proof.PURCHASED and op.is_update:
+            writer.record_update(op.address, found.update_record())
+            settled.append(found)
+        elif found.proof is Proof.PURCHASED:
+            writer.record_checkout(op.address, op.identity, found.record())
+            settled.append(found)
+        else:
+            writer.remove_pending(op.address)
+            dropped.append(found)
+    links = observations.links
+    for address in sorted({link.address for link in links}):
+        mine = [(link.subscription, link.order) for link in links if link.address == address]
+        writer.link_subscriptions(address, mine)
+    for drift in observations.drift:
+        writer.adjust_quantity(drift.address, drift.delta, now, drift.evidence())
+    return RefreshRun(observations, tuple(settled), tuple(dropped), observations.drift, links=links)
 
 
 def run_refresh(
@@ -91,38 +149,19 @@ def run_refresh(
     show: Callable[[Observations], None],
     approve: Callable[[], bool],
     now: Callable[[], str],
+    targets: Sequence[str] = (),
 ) -> RefreshRun:
-    """Read under the state lock, show the findings, ask, then write what is proven.
-
-    Settled checkouts are written before adjustments: an adjustment is refused
-    at an address whose checkout is still pending.
-    """
+    """Read under the state lock, show the findings, ask, then write what is proven."""
     with store.lock("reconciler refresh") as writer:
         reader = connect()
         try:
-            observations = read_cloud(reader, declarations, writer.state)
+            readings = read_cloud(reader, declarations, writer.state, targets=targets)
         finally:
             reader.close()
+        observations = observe(declarations, writer.state, readings)
         show(observations)
-        if not has_writes(observations):
+        if not observations.has_writes:
             return RefreshRun(observations)
         if not approve():
             return RefreshRun(observations, cancelled=True)
-        settled, dropped = [], []
-        for found in observations.settled:
-            pending = found.pending
-            if found.proof is Proof.PURCHASED:
-                record = CheckoutRecord(
-                    pending.external_order_id, pending.quantity, pending.time, found.text
-                )
-                writer.record_checkout(pending.address, pending.identity, record)
-                settled.append(found)
-            else:
-                writer.remove_pending(pending.address)
-                dropped.append(found)
-        adjusted = []
-        for drift in observations.writable_drift:
-            assert drift.target is not None
-            writer.adjust_quantity(drift.target, drift.delta, now(), drift.evidence())
-            adjusted.append(drift)
-    return RefreshRun(observations, tuple(settled), tuple(dropped), tuple(adjusted))
+        return record_findings(writer, observations, now())

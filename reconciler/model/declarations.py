@@ -130,8 +130,15 @@ class Purchase:
     invoice_profile_id: int | None = None
     location: Location | None = field(default=None, compare=False)
     #: ``allowAdditionalSubscription``: buy even when Cloud-iQ already shows seats of
-    #: this identity that no address accounts for (read before buying, ``--refresh``).
+    #: this identity that no address accounts for (read before buying).
     allow_additional_subscription: bool = False
+    #: ``seatChanges``: how more seats are added to an address that has some:
+    #: ``order`` (a checkout of the difference: a new subscription) or ``update``
+    #: (the newest active subscription raised to the new quantity: co-terminous).
+    seat_changes: str = "order"
+    #: ``autoRenew``: whether the address's subscriptions renew at the end of their
+    #: term; None leaves it as Cloud-iQ has it.
+    auto_renew: bool | None = None
 
     def canonical(self) -> dict[str, Any]:
         """Every field that affects what apply sends or may buy, in a stable JSON-ready form."""
@@ -146,9 +153,13 @@ class Purchase:
             "notificationEmail": self.notification_email,
             "invoiceProfileId": self.invoice_profile_id,
         }
+        # Each only when set, so declarations without it keep the digest they had.
         if self.allow_additional_subscription:
-            # Only when set, so declarations without it keep the digest they had.
             data["allowAdditionalSubscription"] = True
+        if self.seat_changes != "order":
+            data["seatChanges"] = self.seat_changes
+        if self.auto_renew is not None:
+            data["autoRenew"] = self.auto_renew
         return data
 
 
@@ -162,13 +173,35 @@ class Move:
 
 
 @dataclass(frozen=True)
+class Adopt:
+    """An ``import:`` entry: existing Cloud-iQ subscriptions the address ``target`` takes
+    over (recorded as its seats; nothing bought)."""
+
+    target: str
+    subscriptions: tuple[int, ...]
+    location: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A ``removed:`` entry: an address no longer declared, and whether its
+    subscriptions are cancelled (``cancel: true``) or only forgotten."""
+
+    address: str
+    cancel: bool
+    location: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Declarations:
     """Every declared purchase, sorted by address, the files they came from, and the
-    ``moved:`` entries, sorted by their ``from``."""
+    ``moved:``, ``import:`` and ``removed:`` entries, sorted by their address."""
 
     purchases: tuple[Purchase, ...]
     files: tuple[str, ...] = ()
     moves: tuple[Move, ...] = ()
+    adoptions: tuple[Adopt, ...] = ()
+    removals: tuple[Removal, ...] = ()
 
     def by_address(self) -> dict[str, Purchase]:
         return {p.address: p for p in self.purchases}
@@ -176,10 +209,19 @@ class Declarations:
     def digest(self) -> str:
         """A hash of what the declarations ask for (not of comments or layout)."""
         canonical: Any = [p.canonical() for p in sorted(self.purchases, key=lambda p: p.address)]
+        # Each only when present, so declarations without them keep the digest they had.
+        if self.moves or self.adoptions or self.removals:
+            canonical = {"purchases": canonical}
         if self.moves:
-            # Only when present, so declarations without moves keep the digest they had.
-            moved = [{"from": m.source, "to": m.target} for m in self.moves]
-            canonical = {"purchases": canonical, "moved": moved}
+            canonical["moved"] = [{"from": m.source, "to": m.target} for m in self.moves]
+        if self.adoptions:
+            canonical["import"] = [
+                {"to": a.target, "subscriptions": list(a.subscriptions)} for a in self.adoptions
+            ]
+        if self.removals:
+            canonical["removed"] = [
+                {"address": r.address, "cancel": r.cancel} for r in self.removals
+            ]
         payload = json.dumps(
             canonical,
             sort_keys=True,

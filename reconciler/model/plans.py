@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from reconciler.model.declarations import Declarations, Identity, Purchase, is_address
+from reconciler.model.records import SubscriptionChange
 
 
 class Action(enum.StrEnum):
@@ -19,6 +20,17 @@ class Action(enum.StrEnum):
 
     PURCHASE = "purchase"
     INCREASE = "increase"
+    #: Fewer seats: the address's newest subscriptions lowered (or cancelled) by PUT,
+    #: only seats inside Microsoft's cancellation window.
+    DECREASE = "decrease"
+    #: A ``removed: {cancel: true}`` address: its subscriptions cancelled by PUT.
+    CANCEL = "cancel"
+    #: A setting of the address's subscriptions (``autoRenew``) changed by PUT.
+    UPDATE = "update"
+    #: ``import:``: existing subscriptions recorded at the address (a state write).
+    ADOPT = "adopt"
+    #: ``removed: {cancel: false}``: the address is forgotten (a state write).
+    FORGET = "forget"
     NOOP = "noop"
     CONFLICT = "conflict"
     ORPHAN = "orphan"
@@ -37,6 +49,9 @@ class Executor(enum.StrEnum):
     STATE = "state"
     #: verify, a durable pending entry, checkout, and the seats recorded on 204.
     CHECKOUT = "checkout"
+    #: Per subscription: a durable pending entry, GET and compare, PUT, the result
+    #: recorded (read back after a lost answer).
+    UPDATE = "update"
 
 
 @dataclass(frozen=True)
@@ -44,10 +59,11 @@ class ActionInfo:
     """Everything the layers need to know of one action, in one row.
 
     ``symbol`` and ``colour`` (an ANSI code) mark it in a text plan; ``phrase`` says
-    its count in the ``Plan:`` line (``{n}`` the changes, ``{seats}`` their seats);
-    ``always_summarised`` keeps it in that line at 0. ``spends`` is true when apply
-    sends an order for it; ``blocks`` when the plan cannot be applied while it is
-    there; ``changes`` when apply changes anything for it. ``attention`` orders the
+    its count in the ``Plan:`` line (``{n}`` the changes, ``{seats}`` their seats;
+    ``singular|plural``); ``always_summarised`` keeps it in that line at 0 and an
+    empty phrase keeps it out. ``spends`` is true when apply adds seats that cost
+    money; ``blocks`` when the plan cannot be applied while it is there;
+    ``changes`` when apply changes anything for it. ``attention`` orders the
     pull-request comment's rows (lower first).
     """
 
@@ -66,6 +82,7 @@ class ActionInfo:
 ACTIONS: Mapping[Action, ActionInfo] = MappingProxyType(
     {
         Action.MOVE: ActionInfo(">", "36", Executor.STATE, "{n} to move", changes=True),
+        Action.ADOPT: ActionInfo("<", "32", Executor.STATE, "{n} to adopt", changes=True),
         Action.PURCHASE: ActionInfo(
             "+",
             "32",
@@ -84,6 +101,14 @@ ACTIONS: Mapping[Action, ActionInfo] = MappingProxyType(
             changes=True,
             always_summarised=True,
         ),
+        Action.DECREASE: ActionInfo(
+            "v", "33", Executor.UPDATE, "{n} to decrease (-{seats})", changes=True
+        ),
+        Action.CANCEL: ActionInfo(
+            "x", "31", Executor.UPDATE, "{n} to cancel (-{seats})", changes=True
+        ),
+        Action.UPDATE: ActionInfo("*", "34", Executor.UPDATE, "{n} to update", changes=True),
+        Action.FORGET: ActionInfo("/", "90", Executor.STATE, "{n} to forget", changes=True),
         Action.CONFLICT: ActionInfo(
             "!",
             "31;1",
@@ -103,7 +128,7 @@ ACTIONS: Mapping[Action, ActionInfo] = MappingProxyType(
             attention=1,
         ),
         Action.ORPHAN: ActionInfo("-", "31", Executor.NONE, "{n} orphan|{n} orphans"),
-        Action.NOOP: ActionInfo(" ", "0", Executor.NONE, "{n} unchanged"),
+        Action.NOOP: ActionInfo(" ", "0", Executor.NONE, ""),
     }
 )
 
@@ -131,11 +156,33 @@ class Change:
     reason: str | None = None
     #: For a move: the address the recorded purchase moves from.
     moved_from: str | None = None
+    #: The Cloud-iQ subscriptions the address owns (or, to adopt, takes over).
+    subscriptions: tuple[int, ...] = ()
+    #: The PUTs apply makes, in order (decrease, cancel, update, increase by update).
+    steps: tuple[SubscriptionChange, ...] = ()
+    #: When the cancellation window of the seats a reduction takes closes (UTC,
+    #: ISO-8601); for a conflict over seats outside it, when they can go (renewal).
+    window_ends: str | None = None
+    #: Something a reviewer must see besides the action (e.g. seats added outside
+    #: this repository, seats that were cancelled in Cloud-iQ and are bought again).
+    note: str | None = None
+    #: Whether ``before`` is the seats Cloud-iQ showed (False: the seats recorded).
+    cloud: bool = False
 
     @property
     def spends(self) -> bool:
-        """Whether apply sends an order for this change (a move that adds seats does)."""
+        """Whether apply adds seats that cost money (a move that adds seats does)."""
         return ACTIONS[self.action].spends or (self.action is Action.MOVE and self.delta > 0)
+
+    @property
+    def executor(self) -> Executor:
+        """How apply carries this change out: an increase by update PUTs, a move that
+        adds seats buys them by checkout, the rest as the action table says."""
+        if self.steps:
+            return Executor.UPDATE
+        if self.spends:
+            return Executor.CHECKOUT
+        return ACTIONS[self.action].executor
 
 
 @dataclass(frozen=True)
@@ -154,8 +201,13 @@ class Summary:
 
     @property
     def seats(self) -> int:
-        """Seats the plan buys."""
+        """Seats the plan adds (bought by checkout or raised by update)."""
         return sum(self.seats_of(a) for a in BUYING_ACTIONS)
+
+    @property
+    def removed_seats(self) -> int:
+        """Seats the plan takes away (decreases and cancellations), as a positive number."""
+        return -sum(min(0, self.seats_of(a)) for a in ACTIONS)
 
     @property
     def has_purchases(self) -> bool:

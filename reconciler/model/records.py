@@ -5,8 +5,9 @@ Data only; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from reconciler.model.declarations import Identity
 
@@ -21,6 +22,54 @@ class CheckoutRecord:
 
     external_order_id: str
     quantity: int
+    time: str
+    evidence: str | None = None
+    #: The Cloud-iQ subscription the checkout made, once it is known.
+    subscription: int | None = None
+
+
+class UpdateField(enum.StrEnum):
+    """What a PUT of a subscription changes."""
+
+    #: The seats (an absolute quantity: up or down).
+    QUANTITY = "quantity"
+    #: The subscription is cancelled (``before`` its seats, ``after`` 0).
+    CANCEL = "cancel"
+    #: Renewal at the end of the term (``before``/``after`` 1 on, 0 off).
+    AUTO_RENEW = "autoRenew"
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """One PUT of one subscription: ``field`` from ``before`` to ``after``."""
+
+    subscription: int
+    field: UpdateField
+    before: int
+    after: int
+
+    @property
+    def seats(self) -> int:
+        """The seats it adds (negative: removes)."""
+        if self.field is UpdateField.AUTO_RENEW:
+            return 0
+        return self.after - self.before
+
+    @property
+    def operation(self) -> str:
+        """An id for the change, unique in one state: it names the pending entry."""
+        return f"update:{self.subscription}:{self.field.value}:{self.before}->{self.after}"
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """A PUT of a subscription that took effect, as the state records it.
+
+    ``evidence`` says how an answer that was lost was settled (read back); None for
+    a 200.
+    """
+
+    change: SubscriptionChange
     time: str
     evidence: str | None = None
 
@@ -56,17 +105,84 @@ class RecordedPurchase:
     quantity: int
     checkouts: tuple[CheckoutRecord, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()
+    #: The Cloud-iQ subscriptions the address owns, by id, in the order it gained them.
+    subscriptions: tuple[int, ...] = ()
+    #: The externalOrderIds of checkouts answered 204 whose subscription Cloud-iQ has
+    #: not shown yet: their seats count as the address's until it does.
+    unseen: tuple[str, ...] = ()
+    #: The PUTs this tool made of the address's subscriptions.
+    updates: tuple[UpdateRecord, ...] = ()
+
+    @classmethod
+    def bought(cls, address: str, identity: Identity, record: CheckoutRecord) -> RecordedPurchase:
+        """The purchase a first checkout makes at ``address``."""
+        return cls(address, identity, 0).with_checkout(record)
+
+    def with_checkout(self, record: CheckoutRecord) -> RecordedPurchase:
+        """This purchase and one more checkout: its seats, and its subscription when known
+        (else the checkout waits, unseen, until Cloud-iQ lists it)."""
+        owned, unseen = self.subscriptions, self.unseen
+        if record.subscription is None:
+            unseen = (*unseen, record.external_order_id)
+        elif record.subscription not in owned:
+            owned = (*owned, record.subscription)
+        return replace(
+            self,
+            quantity=self.quantity + record.quantity,
+            checkouts=(*self.checkouts, record),
+            subscriptions=owned,
+            unseen=unseen,
+        )
+
+    def with_links(self, links: Sequence[tuple[int, str | None]]) -> RecordedPurchase:
+        """This purchase owning more subscriptions: each ``(subscription, order)`` link,
+        ``order`` the unseen checkout (externalOrderId) that made it, or None."""
+        owned = list(self.subscriptions)
+        made = {order: sid for sid, order in links if order is not None}
+        for sid, _ in links:
+            if sid not in owned:
+                owned.append(sid)
+        checkouts = tuple(
+            replace(c, subscription=made[c.external_order_id]) if c.external_order_id in made else c
+            for c in self.checkouts
+        )
+        unseen = tuple(o for o in self.unseen if o not in made)
+        return replace(self, subscriptions=tuple(owned), checkouts=checkouts, unseen=unseen)
+
+    def with_adjustment(self, adjustment: Adjustment) -> RecordedPurchase:
+        """This purchase with seats changed outside the reconciler."""
+        return replace(
+            self,
+            quantity=self.quantity + adjustment.quantity,
+            adjustments=(*self.adjustments, adjustment),
+        )
+
+    def with_update(self, record: UpdateRecord) -> RecordedPurchase:
+        """This purchase after a PUT of one of its subscriptions took effect."""
+        return replace(
+            self, quantity=self.quantity + record.change.seats, updates=(*self.updates, record)
+        )
 
 
 @dataclass(frozen=True)
 class PendingOperation:
-    """A checkout that was sent (or about to be) and whose outcome is not known."""
+    """An order or update that was sent (or about to be) whose outcome is not known.
+
+    A checkout has its ``external_order_id`` and the seats it buys in ``quantity``;
+    an update has ``update`` set, its ``operation`` as the id, and its seat change
+    (negative for fewer) in ``quantity``.
+    """
 
     address: str
     identity: Identity
     external_order_id: str
     quantity: int
     time: str
+    update: SubscriptionChange | None = None
+
+    @property
+    def is_update(self) -> bool:
+        return self.update is not None
 
 
 STATE_VERSION = 1

@@ -13,6 +13,8 @@ from reconciler.model.plans import Change
 
 class Outcome(enum.StrEnum):
     PURCHASED = "purchased"
+    #: The subscriptions were updated (seats lowered or raised, cancelled, renewal set).
+    UPDATED = "updated"
     FAILED = "failed"
     PENDING = "pending"
     SKIPPED = "skipped"
@@ -48,8 +50,20 @@ class ApplyResult:
 
     @property
     def seats_bought(self) -> int:
-        return sum(r.seats for r in self.results if r.outcome is Outcome.PURCHASED)
+        """Seats added: bought by checkout, or raised by update."""
+        return sum(
+            r.seats
+            for r in self.results
+            if r.outcome is Outcome.PURCHASED or (r.outcome is Outcome.UPDATED and r.seats > 0)
+        )
+
+    @property
+    def seats_removed(self) -> int:
+        """Seats taken away by updates (decreases, cancellations), as a positive number."""
+        return -sum(r.seats for r in self.results if r.outcome is Outcome.UPDATED and r.seats < 0)
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(r.outcome is Outcome.PURCHASED for r in self.results)
+        return not self.interrupted and all(
+            r.outcome in (Outcome.PURCHASED, Outcome.UPDATED) for r in self.results
+        )

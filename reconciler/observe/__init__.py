@@ -1,24 +1,23 @@
 """Observations: what Cloud-iQ shows, held against what the state records.
 
-Given the declarations, the state and what was read from the API
-(``Readings``: active subscriptions per customer tenant, processed orders,
-asset orders by externalOrderId), ``observe`` computes per identity (tenant,
-product, sku, billing cycle, term; see ``seat_key``) the seats Cloud-iQ shows
-against the seats recorded, as ``Drift``; the identities no declared or
-recorded address has, as ``Unmanaged``; and for every pending entry the
-``Evidence`` the API holds about its checkout, by the matching rules in
-``reconciler.observe.evidence``. ``guard_purchases`` turns a purchase into a
-conflict when Cloud-iQ already shows seats of its identity that no address
-accounts for (read before buying).
+Given the declarations, the state and what was read from the API (``Readings``:
+the subscriptions of each customer tenant in every status, processed orders,
+asset orders by externalOrderId, the API's clock), ``observe`` finds for every
+pending entry the ``Evidence`` the API holds about it; for every recorded
+address the subscriptions it owns and the seats they hold (``AddressSeats``),
+with the links refresh records (a checkout to the subscription it made, an
+address to the subscriptions of its identity it takes over) and the ``Drift``
+between those seats and the seats recorded; and the ``Unmanaged``
+subscriptions no address owns. ``project`` gives the state refresh leaves.
 
     readings    Readings (what the caller read), SeatKey, seat_key
     evidence    Proof, Evidence, CLOCK_SKEW: the matching rules for a pending checkout
-    drift       observe -> Observations (Drift, Unmanaged, CloudSeats), tenants_of
-    guard       guard_purchases: read before buying
+    ownership   AddressSeats, Link, own: which subscriptions each address owns
+    cloud       observe -> Observations (Drift, Unmanaged, CloudSeats), project, tenants_of
     catalogue   catalogue_for -> ProductInfo (names and unit prices for plan output)
 
 Subscriptions carry no purchase type, so seats are compared by ``seat_key``,
-which leaves the type out; the identity shown is that of the addresses.
+which leaves the type out.
 
 Pure: no I/O, no clock, no environment; the caller reads the API and passes
 what it read in. Nothing in this package imports ``requests`` or a store.
@@ -30,23 +29,28 @@ from reconciler.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from reconciler.observe.catalogue import ProductInfo, catalogue_for
-    from reconciler.observe.drift import (
+    from reconciler.observe.cloud import (
         CloudSeats,
         Drift,
         Observations,
         Unmanaged,
+        describe_subscriptions,
         observe,
+        project,
+        settle,
         tenants_of,
     )
     from reconciler.observe.evidence import CLOCK_SKEW, Evidence, Proof
-    from reconciler.observe.guard import guard_purchases
+    from reconciler.observe.ownership import AddressSeats, Link
     from reconciler.observe.readings import Readings, SeatKey, seat_key
 
 __all__ = [
     "CLOCK_SKEW",
+    "AddressSeats",
     "CloudSeats",
     "Drift",
     "Evidence",
+    "Link",
     "Observations",
     "ProductInfo",
     "Proof",
@@ -54,9 +58,11 @@ __all__ = [
     "SeatKey",
     "Unmanaged",
     "catalogue_for",
-    "guard_purchases",
+    "describe_subscriptions",
     "observe",
+    "project",
     "seat_key",
+    "settle",
     "tenants_of",
 ]
 
@@ -65,16 +71,20 @@ __getattr__, __dir__ = lazy_exports(
     {
         "ProductInfo": "catalogue",
         "catalogue_for": "catalogue",
-        "CloudSeats": "drift",
-        "Drift": "drift",
-        "Observations": "drift",
-        "Unmanaged": "drift",
-        "observe": "drift",
-        "tenants_of": "drift",
+        "CloudSeats": "cloud",
+        "Drift": "cloud",
+        "Observations": "cloud",
+        "Unmanaged": "cloud",
+        "describe_subscriptions": "cloud",
+        "observe": "cloud",
+        "project": "cloud",
+        "settle": "cloud",
+        "tenants_of": "cloud",
         "CLOCK_SKEW": "evidence",
         "Evidence": "evidence",
         "Proof": "evidence",
-        "guard_purchases": "guard",
+        "AddressSeats": "ownership",
+        "Link": "ownership",
         "Readings": "readings",
         "SeatKey": "readings",
         "seat_key": "readings",

@@ -16,6 +16,12 @@ Matching rules for a pending checkout (README, "Reading Cloud-iQ back"):
    skew allowance never lets an earlier failed attempt prove "not purchased").
    Two or more, none, one still processing, or another pending checkout of the
    same product and quantity (the orders cannot tell them apart) settle nothing.
+3. "Not purchased" lets the next apply buy again, so a failed processed order
+   proves it only when the API's clock was measured (its ``Date`` header) and is
+   within ``CLOCK_SKEW`` of ours, and Cloud-iQ lists no subscription of the
+   identity that no address owns (the seats the checkout may have made). The
+   times of the pending entry are moved to the API's clock by the measured skew
+   before they are compared with the orders' creation times.
 
 Pure: no I/O, no clock, no environment. It must not compare seats (``drift``
 does) nor change the state; it only says what the readings prove.
@@ -29,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reconciler.api.records import AssetOrder, ProcessedOrder
-from reconciler.model import PendingOperation, State
+from reconciler.api.records import AssetOrder, ProcessedOrder, Subscription
+from reconciler.model import CheckoutRecord, PendingOperation, State, UpdateField, UpdateRecord
 from reconciler.observe.readings import Readings
 
 #: How far the API's clock may be behind ours: an order created up to this long
@@ -58,6 +64,21 @@ class Evidence:
     proof: Proof
     #: How it matched (or why nothing did), for people and for the state.
     text: str
+    #: The subscription the checkout made, when its asset order names it.
+    subscription: int | None = None
+
+    def update_record(self) -> UpdateRecord:
+        """The update as recorded once proven made (a pending update's evidence)."""
+        change = self.pending.update
+        assert change is not None, "only a pending update has an update record"
+        return UpdateRecord(change, self.pending.time, self.text)
+
+    def record(self) -> CheckoutRecord:
+        """The checkout as recorded once proven made."""
+        op = self.pending
+        return CheckoutRecord(
+            op.external_order_id, op.quantity, op.time, self.text, self.subscription
+        )
 
     @property
     def address(self) -> str:
@@ -68,8 +89,14 @@ class Evidence:
         return self.proof is not Proof.UNKNOWN
 
 
-def evidence_for(pending: PendingOperation, state: State, readings: Readings) -> Evidence:
-    """What the API shows about ``pending``'s checkout, by the matching rules."""
+def evidence_for(
+    pending: PendingOperation, state: State, readings: Readings, *, unowned: int = 0
+) -> Evidence:
+    """What the API shows about ``pending``'s checkout, by the matching rules.
+
+    ``unowned`` is the seats of active subscriptions of the pending entry's identity
+    that no address owns.
+    """
     assets = readings.asset_orders.get(pending.external_order_id)
     if assets:
         return _asset_evidence(pending, assets)
@@ -81,7 +108,62 @@ def evidence_for(pending: PendingOperation, state: State, readings: Readings) ->
     )
     if orders is None:
         return Evidence(pending, Proof.UNKNOWN, f"{lead}; processed orders were not read")
-    return _order_evidence(pending, state, orders, lead)
+    found = _order_evidence(pending, state, orders, lead, readings.clock_skew or timedelta(0))
+    if found.proof is Proof.NOT_PURCHASED:
+        doubt = _doubt(readings.clock_skew, unowned)
+        if doubt is not None:
+            return Evidence(pending, Proof.UNKNOWN, f"{found.text}, but {doubt}")
+    return found
+
+
+def update_evidence(pending: PendingOperation, listing: Sequence[Subscription]) -> Evidence:
+    """What the subscriptions list shows about a pending update (a PUT whose answer was
+    lost): its subscription as the update leaves it proves it was made; as it was
+    before, that it was not (sending it again is safe: the values are absolute);
+    anything else, that someone else changed it, which settles nothing."""
+    change = pending.update
+    assert change is not None, "only a pending update is settled by the list"
+    found = next((s for s in listing if s.id == change.subscription), None)
+    if found is None:
+        return Evidence(pending, Proof.UNKNOWN, f"subscription {change.subscription} is not listed")
+    if change.field is UpdateField.CANCEL:
+        now: int | None = 0 if found.status != "active" else found.quantity
+        shown = found.status if found.status != "active" else f"active, {found.quantity} seats"
+    elif change.field is UpdateField.AUTO_RENEW:
+        now = None if found.auto_renew is None else int(found.auto_renew)
+        shown = f"auto-renew {'unknown' if now is None else ('on' if now else 'off')}"
+    else:
+        now = found.quantity if found.status == "active" else None
+        shown = f"{found.status}, {found.quantity} seats"
+    what = f"subscription {change.subscription} is {shown}"
+    if now == change.after:
+        return Evidence(pending, Proof.PURCHASED, f"{what}: the update was made")
+    if now == change.before:
+        return Evidence(pending, Proof.NOT_PURCHASED, f"{what}: the update was not made")
+    return Evidence(
+        pending,
+        Proof.UNKNOWN,
+        f"{what}, neither what the update found ({change.before}) nor what it set "
+        f"({change.after}): someone else changed it",
+    )
+
+
+def _doubt(skew: timedelta | None, unowned: int) -> str | None:
+    """Why a failed processed order may not be this checkout's failure, or None."""
+    if skew is None:
+        return "the API's clock could not be compared with ours, so that proves nothing"
+    if abs(skew) > CLOCK_SKEW:
+        minutes = round(skew.total_seconds() / 60)
+        return (
+            f"the API's clock is {abs(minutes)} minutes {'ahead of' if minutes > 0 else 'behind'} "
+            "ours, more than the orders' times can be matched across, so that proves nothing"
+        )
+    if unowned:
+        return (
+            f"Cloud-iQ lists {unowned} active seats of this identity that no address owns, "
+            "which this checkout may have bought, so that proves nothing"
+        )
+    return None
 
 
 def _asset_evidence(pending: PendingOperation, assets: Sequence[AssetOrder]) -> Evidence:
@@ -107,10 +189,12 @@ def _asset_evidence(pending: PendingOperation, assets: Sequence[AssetOrder]) -> 
         )
     ]
     if taken and not failed and len(matching) == len(taken):
+        made = {line.subscription_id for a in matching for line in a.lines} - {None}
         return Evidence(
             pending,
             Proof.PURCHASED,
             f"asset order {order_id} was taken: {identity.product} x{pending.quantity}",
+            made.pop() if len(made) == 1 else None,
         )
     if failed:
         reason = f"{len(taken)} asset orders {order_id} were taken and {len(failed)} failed"
@@ -120,10 +204,15 @@ def _asset_evidence(pending: PendingOperation, assets: Sequence[AssetOrder]) -> 
 
 
 def _order_evidence(
-    pending: PendingOperation, state: State, orders: Sequence[ProcessedOrder], lead: str
+    pending: PendingOperation,
+    state: State,
+    orders: Sequence[ProcessedOrder],
+    lead: str,
+    skew: timedelta,
 ) -> Evidence:
     identity = pending.identity
-    since = _parse_time(pending.time) - CLOCK_SKEW
+    sent = _parse_time(pending.time) + skew  # on the API's clock
+    since = sent - CLOCK_SKEW
     what = f"{identity.product} x{pending.quantity}"
     rivals = sorted(
         other.address
@@ -155,7 +244,7 @@ def _order_evidence(
     others = [o for o in candidates if not o.succeeded]
     # Each recorded checkout of the same product and quantity that may have made one of
     # these orders owns one of the succeeded ones; which one cannot be told.
-    owners = _possible_owners(state, pending, since - CLOCK_SKEW)
+    owners = _possible_owners(state, pending, since - CLOCK_SKEW, skew)
     free = max(0, len(succeeded) - owners)
     window = f"{what} for tenant {identity.customer_tenant_id} since {_show_time(since)}"
     if free + len(others) == 0:
@@ -172,7 +261,6 @@ def _order_evidence(
         )
     if others:
         order = others[0]
-        sent = _parse_time(pending.time)
         if order.failed and order.created is not None and order.created < sent:
             # "Not purchased" lets the next apply buy again: only an order created after
             # this checkout was written pending can be its failure, not an earlier attempt
@@ -224,7 +312,9 @@ def _claimed_references(state: State) -> set[str]:
     return claimed
 
 
-def _possible_owners(state: State, pending: PendingOperation, since: datetime) -> int:
+def _possible_owners(
+    state: State, pending: PendingOperation, since: datetime, skew: timedelta
+) -> int:
     """Recorded checkouts of ``pending``'s tenant, product and quantity, made from
     ``since`` on, that cite no processed order: each has one of the orders seen."""
     identity = pending.identity
@@ -242,7 +332,7 @@ def _possible_owners(state: State, pending: PendingOperation, since: datetime) -
                 continue
             if checkout.evidence and _CITED.search(checkout.evidence):
                 continue
-            if _parse_time(checkout.time) >= since:
+            if _parse_time(checkout.time) + skew >= since:
                 owners += 1
     return owners
 

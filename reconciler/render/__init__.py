@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         change_result_event,
         change_start_event,
         move_event,
+        refresh_event,
         version_event,
     )
     from reconciler.render.events import line as event_line
@@ -59,9 +60,17 @@ if TYPE_CHECKING:
         resolve_commands,
         state_text,
         summary_line,
+        written,
     )
     from reconciler.render.verdict import Verdict
-    from reconciler.render.words import DEFAULT_STATE, count, describe_identity, paint, seats
+    from reconciler.render.words import (
+        DEFAULT_STATE,
+        count,
+        describe_identity,
+        offline_note,
+        paint,
+        seats,
+    )
 
 __all__ = [
     "DEFAULT_STATE",
@@ -88,6 +97,7 @@ __all__ = [
     "is_commitment",
     "marker",
     "move_event",
+    "offline_note",
     "paint",
     "pending_message",
     "plan_dict",
@@ -96,6 +106,7 @@ __all__ = [
     "plan_line",
     "plan_markdown",
     "plan_text",
+    "refresh_event",
     "resolve_commands",
     "seats",
     "state_dict",
@@ -103,6 +114,7 @@ __all__ = [
     "summary_dict",
     "summary_line",
     "version_event",
+    "written",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -115,6 +127,7 @@ __getattr__, __dir__ = lazy_exports(
         "change_start_event": "events",
         "event_line": "events:line",
         "move_event": "events",
+        "refresh_event": "events",
         "version_event": "events",
         "PLAN_FORMAT_VERSION": "jsonplan",
         "change_dict": "jsonplan",
@@ -141,10 +154,12 @@ __getattr__, __dir__ = lazy_exports(
         "resolve_commands": "text",
         "state_text": "text",
         "summary_line": "text",
+        "written": "text",
         "Verdict": "verdict",
         "DEFAULT_STATE": "words",
         "count": "words",
         "describe_identity": "words",
+        "offline_note": "words",
         "paint": "words",
         "seats": "words",
     },

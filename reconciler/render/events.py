@@ -1,4 +1,4 @@
-"""``apply --json``: what apply does, as one JSON object per line (CONTRACT section 12).
+"""``apply --json``: what apply does, as one JSON object per line (docs/formats.md).
 
 Types, in the order a run emits them: ``version``; ``apply_start``; per move a
 ``change_complete`` with outcome ``moved``; per purchase or increase a
@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import __version__
-from reconciler.model import ApplyResult, Change, ChangeResult, Outcome, Plan
+from reconciler.model import Action, ApplyResult, Change, ChangeResult, Outcome, Plan
+from reconciler.outcomes import RefreshRun
 
 EVENTS_FORMAT_VERSION = 1
 
 _RESULT_TYPES = {
     Outcome.PURCHASED: "change_complete",
+    Outcome.UPDATED: "change_complete",
     Outcome.FAILED: "change_failed",
     Outcome.SKIPPED: "change_failed",
     Outcome.PENDING: "change_pending",
@@ -74,7 +76,9 @@ def change_result_event(change: Change, result: ChangeResult) -> dict[str, Any]:
         "elapsed_seconds": round(result.seconds, 3),
         "outcome": result.outcome.value,
     }
-    if result.outcome is not Outcome.PURCHASED:
+    if change.steps:
+        event["subscriptions"] = sorted({s.subscription for s in change.steps})
+    if result.outcome not in (Outcome.PURCHASED, Outcome.UPDATED):
         errors = list(result.errors)
         if result.outcome is Outcome.SKIPPED and not errors:
             errors = [_NOT_STARTED]
@@ -82,19 +86,27 @@ def change_result_event(change: Change, result: ChangeResult) -> dict[str, Any]:
     return event
 
 
+#: The outcome of each state write, by action.
+_WRITTEN = {Action.MOVE: "moved", Action.ADOPT: "adopted", Action.FORGET: "forgotten"}
+
+
 def move_event(change: Change) -> dict[str, Any]:
-    """A move made: a state write that buys nothing (its added seats, if any, follow
-    as an increase of the same address)."""
-    return {
+    """A state write made (a move, an adoption, a forgotten address): nothing is sent
+    to the API (seats a move or adoption adds follow as a change of the same address)."""
+    event: dict[str, Any] = {
         "type": "change_complete",
         "address": change.address,
-        "action": "move",
-        "from": change.moved_from,
+        "action": change.action.value,
         "seats": 0,
         "external_order_id": None,
         "elapsed_seconds": 0.0,
-        "outcome": "moved",
+        "outcome": _WRITTEN.get(change.action, "written"),
     }
+    if change.moved_from is not None:
+        event["from"] = change.moved_from
+    if change.action is Action.ADOPT:
+        event["subscriptions"] = list(change.subscriptions)
+    return event
 
 
 def apply_complete_event(
@@ -113,13 +125,26 @@ def apply_complete_event(
         "type": "apply_complete",
         "outcome": outcome,
         "purchased": sum(1 for r in results if r.outcome is Outcome.PURCHASED),
+        "updated": sum(1 for r in results if r.outcome is Outcome.UPDATED),
         "failed": sum(1 for r in results if r.outcome is Outcome.FAILED),
         "pending": sum(1 for r in results if r.outcome is Outcome.PENDING),
         "skipped": sum(1 for r in results if r.outcome is Outcome.SKIPPED),
         "moved": moved,
         "seats": result.seats_bought if result is not None else 0,
+        "seats_removed": result.seats_removed if result is not None else 0,
         "elapsed_seconds": round(elapsed_seconds, 3),
     }
     if errors or outcome == "error":
         event["errors"] = list(errors)
     return event
+
+
+def refresh_event(run: RefreshRun) -> dict[str, Any]:
+    """What apply recorded from Cloud-iQ before planning."""
+    return {
+        "type": "refresh",
+        "settled": len(run.settled),
+        "dropped": len(run.dropped),
+        "linked": len(run.links),
+        "adjusted": len(run.adjusted),
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from reconciler import __version__
 from reconciler.errors import ConfigProblem
@@ -32,7 +33,7 @@ from reconciler.render.money import (
 )
 from reconciler.render.text import plan_line, plan_text, resolve_commands, seat_change
 from reconciler.render.verdict import Verdict, verdict
-from reconciler.render.words import count, seats
+from reconciler.render.words import count, offline_note, seats
 
 MARKDOWN_LIMIT = 60_000
 MARKER = "crayon-reconciler:plan"
@@ -65,6 +66,21 @@ def text(value: str) -> str:
     # Only '<' starts HTML; '&' could start an entity.
     value = value.replace("&", "&amp;").replace("<", "&lt;")
     return _ESCAPED.sub(r"\\\1", value)
+
+
+_SPAN = re.compile(r"`([^`]+)`")
+
+
+def prose(value: str) -> str:
+    """Free text whose `backtick` spans are code (commands, YAML), the rest as ``text``."""
+    parts = []
+    last = 0
+    for found in _SPAN.finditer(value):
+        parts.append(text(value[last : found.start()]) if found.start() > last else "")
+        parts.append(code(found.group(1)))
+        last = found.end()
+    parts.append(text(value[last:]))
+    return "".join(parts)
 
 
 def code(value: str) -> str:
@@ -143,12 +159,12 @@ def _blockers(
             items.append(
                 (
                     change.address,
-                    [f"- {code(change.address)} conflict: {text(change.reason or '')}"],
+                    [f"- {code(change.address)} conflict: {prose(change.reason or '')}"],
                 )
             )
     for change in plan.changes:
         if change.action is Action.PENDING:
-            lines = [f"- {code(change.address)} pending: {text(change.reason or '')}"]
+            lines = [f"- {code(change.address)} pending: {prose(change.reason or '')}"]
             lines += [
                 f"  - {code(command)}" for command in resolve_commands(change.address, state_flags)
             ]
@@ -167,12 +183,18 @@ def _blocker_title(found: Verdict) -> list[str]:
         hints.append("fix the declarations: a purchase cannot be undone or changed in place")
     if found.pending:
         hints.append(
-            "check each pending order in Crayon Cloud-iQ by its externalOrderId, then run "
-            "one of its `reconciler state resolve` commands"
+            "`reconciler refresh` settles a pending operation once Cloud-iQ shows its outcome; "
+            "when it cannot, check it in Crayon Cloud-iQ and run one of its "
+            "`reconciler state resolve` commands"
         )
     if found.refused:
         hints.append("the API's verify endpoint refused these orders")
-    return ["#### Cannot be applied", "", *(f"{h[0].upper()}{h[1:]}." for h in hints), ""]
+    return [
+        "#### Cannot be applied",
+        "",
+        *(prose(f"{h[0].upper()}{h[1:]}.") for h in hints),
+        "",
+    ]
 
 
 _TABLE_HEAD = [
@@ -191,6 +213,8 @@ def _row(change: Change, catalogue: Catalogue | None, refused: bool) -> str:
     if change.delta:
         cost = change_cost(change, catalogue)
         total = cost.describe() if cost is not None else "price unknown"
+        if cost is not None and change.delta > 0:
+            total = "+" + total
     else:
         total = "nothing bought"
     action = change.action.value
@@ -198,6 +222,9 @@ def _row(change: Change, catalogue: Catalogue | None, refused: bool) -> str:
         action = f"move from {code(change.moved_from)}" + (" and increase" if change.delta else "")
     elif ACTIONS[change.action].blocks:
         action += " (see above)"
+    action += _window(change)
+    if change.note and change.action is not Action.MOVE:
+        action += f"; {prose(change.note)}"
     if refused:
         action += ", **refused by verify** (see above)"
     cells = [
@@ -212,6 +239,17 @@ def _row(change: Change, catalogue: Catalogue | None, refused: bool) -> str:
         action,
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def _window(change: Change) -> str:
+    """The hours left in a reduction's cancellation window, when fewer than 48."""
+    if not change.window_ends or change.action not in (Action.DECREASE, Action.CANCEL):
+        return ""
+    ends = datetime.fromisoformat(change.window_ends.replace("Z", "+00:00"))
+    left = (ends - datetime.now(UTC)).total_seconds() / 3600
+    if left >= 48:
+        return ""
+    return f" (⏳ {max(0, int(left))} hours left in the cancellation window)"
 
 
 def _orphan(change: Change, catalogue: Catalogue | None) -> list[str]:
@@ -245,10 +283,18 @@ def _details(plan_lines: list[str], budget: _Budget) -> list[str]:
     return part if budget.take(part) else []
 
 
-def _head(plan: Plan, found: Verdict, catalogue: Catalogue | None, workspace: str) -> list[str]:
+def _head(
+    plan: Plan,
+    found: Verdict,
+    catalogue: Catalogue | None,
+    workspace: str,
+    offline: str | None = None,
+) -> list[str]:
     """What is never cut: the marker, the verdict, the money, the ``Plan:`` line and
     the notes a spender must not miss."""
     head = [marker(workspace, plan.targets), "", _heading(found, workspace), ""]
+    if offline is not None:
+        head += [f"⚠️ **Cloud-iQ not read** ({text(offline)}): {text(offline_note(offline))}", ""]
     money = money_line(plan_cost(plan, catalogue))
     if money:
         head += [f"**{money}**", ""]
@@ -275,6 +321,7 @@ def plan_markdown(
     state_flags: str = "",
     tool_version: str = __version__,
     limit: int = MARKDOWN_LIMIT,
+    offline: str | None = None,
 ) -> str:
     """A pull-request comment for ``plan``; see the module docstring.
 
@@ -283,7 +330,7 @@ def plan_markdown(
     suggested ``state resolve`` commands.
     """
     found = verdict(plan, verify_errors)
-    head = _head(plan, found, catalogue, workspace)
+    head = _head(plan, found, catalogue, workspace, offline)
     footer = [
         "---",
         f"<sub>declarations {code(plan.declarations_digest)} · state lineage "

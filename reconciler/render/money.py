@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
-from reconciler.model import Change, Identity, Plan
+from reconciler.model import Action, Change, Identity, Plan
 from reconciler.render.words import count
 
 #: Terms that commit to paying for every month of them, in months.
@@ -98,13 +98,16 @@ class ChangeCost:
     @property
     def committed(self) -> Money | None:
         """The whole term's cost of a committed recurring purchase, else None."""
-        if self.one_time or not self.months:
+        if self.one_time or not self.months or self.seats <= 0:
             return None
         return Money(self.unit.currency, self.unit.amount * self.seats * self.months)
 
     def describe(self) -> str:
         """``EUR 157.20 per month``, ``... per month, EUR 1,886.40 for 12 months``,
-        ``EUR 99.00 once``."""
+        ``EUR 99.00 once``; fewer seats: ``-EUR 28.00 per month (prorated credit)``."""
+        if self.seats < 0:
+            saved = Money(self.unit.currency, -self.total.amount)
+            return f"-{saved} per month (prorated credit)"
         if self.one_time:
             return f"{self.total} once"
         committed = self.committed
@@ -128,7 +131,8 @@ def change_cost(change: Change, catalogue: Catalogue | None) -> ChangeCost | Non
 
 @dataclass(frozen=True)
 class PlanCost:
-    """What a plan's purchases and increases cost, per currency."""
+    """What a plan's seat changes cost, per currency: purchases and increases add,
+    decreases and cancellations take away (a prorated credit)."""
 
     seats: int
     per_month: tuple[Money, ...] = ()
@@ -137,8 +141,10 @@ class PlanCost:
     committed: tuple[tuple[int, Money], ...] = ()
     #: Buying changes whose price is unknown, by address.
     unknown: tuple[str, ...] = ()
-    #: Buying changes in all.
+    #: Changes of seats in all.
     changes: int = 0
+    #: Seats decreases and cancellations take away.
+    removed: int = 0
 
     @property
     def known(self) -> bool:
@@ -152,9 +158,17 @@ def _sums(items: Iterable[Money]) -> tuple[Money, ...]:
     return tuple(Money(currency, amount) for currency, amount in sorted(totals.items()))
 
 
+def seat_changes(plan: Plan) -> tuple[Change, ...]:
+    """The changes that add or take away seats (moves and adoptions that add some too)."""
+    return tuple(c for c in plan.changes if c.delta and (c.spends or c.action in _REMOVING))
+
+
+_REMOVING = frozenset({Action.DECREASE, Action.CANCEL})
+
+
 def plan_cost(plan: Plan, catalogue: Catalogue | None) -> PlanCost:
-    buying = plan.buying()
-    costs = [(change, change_cost(change, catalogue)) for change in buying]
+    changing = seat_changes(plan)
+    costs = [(change, change_cost(change, catalogue)) for change in changing]
     known = [cost for _, cost in costs if cost is not None]
     committed: dict[int, list[Money]] = {}
     for cost in known:
@@ -162,14 +176,15 @@ def plan_cost(plan: Plan, catalogue: Catalogue | None) -> PlanCost:
         if whole is not None:
             committed.setdefault(cost.months, []).append(whole)
     return PlanCost(
-        seats=sum(change.delta for change in buying),
+        seats=sum(change.delta for change in changing if change.delta > 0),
         per_month=_sums(c.total for c in known if not c.one_time),
-        once=_sums(c.total for c in known if c.one_time),
+        once=_sums(c.total for c in known if c.one_time and c.seats > 0),
         committed=tuple(
             (months, money) for months in sorted(committed) for money in _sums(committed[months])
         ),
         unknown=tuple(change.address for change, cost in costs if cost is None),
-        changes=len(buying),
+        changes=len(changing),
+        removed=-sum(change.delta for change in changing if change.delta < 0),
     )
 
 
@@ -182,9 +197,16 @@ def money_line(cost: PlanCost) -> str | None:
     None when no price of anything the plan buys is known."""
     if not cost.known:
         return None
-    parts = [f"+{count(cost.seats, 'seat')}"]
+    parts = []
+    if cost.seats or not cost.removed:
+        parts.append(f"+{count(cost.seats, 'seat')}")
+    if cost.removed:
+        parts.append(f"-{count(cost.removed, 'seat')}")
     if cost.per_month:
-        parts.append(f"about {_joined(cost.per_month)} per month")
+        net = " + ".join(
+            str(m) if m.amount >= 0 else f"-{Money(m.currency, -m.amount)}" for m in cost.per_month
+        )
+        parts.append(f"about {net} per month")
     by_months: dict[int, list[Money]] = {}
     for months, money in cost.committed:
         by_months.setdefault(months, []).append(money)

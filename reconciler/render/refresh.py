@@ -71,28 +71,42 @@ def observations_text(
     """Drift, unmanaged subscriptions and pending evidence, then ``summary_line``."""
     lines: list[str] = []
     if observations.drift:
-        lines.append("Drift: seats in Cloud-iQ (active subscriptions) against seats recorded")
+        lines.append("Drift: seats in Cloud-iQ (the subscriptions each address owns) against seats")
+        lines.append("recorded")
         for drift in observations.drift:
-            head = paint(f"  ~ {', '.join(drift.addresses)}", "33", color)
+            head = paint(f"  ~ {drift.address}", "33", color)
             lines.append(
                 f"{head}  {drift.recorded} recorded, {drift.actual} in Cloud-iQ ({_delta(drift)})"
             )
             lines.append(f"      {_product(drift.identity, catalogue)}")
             lines.append(f"      {_ids(drift.subscriptions)}")
-            if drift.held:
-                lines.append(f"      not recorded by refresh: {drift.held}")
+        lines.append("")
+    if observations.links:
+        lines.append("Subscriptions recorded at the addresses that own them")
+        for link in observations.links:
+            lines.append(f"  = {link.address}  subscription {link.subscription}: {link.how}")
+        lines.append("")
+    uncounted = _uncounted(observations)
+    if uncounted:
+        lines.append("Seats not taken from Cloud-iQ")
+        lines += [f"  ! {address}: {why}" for address, why in uncounted]
         lines.append("")
     if observations.unmanaged:
-        lines.append("Unmanaged: active subscriptions no declared or recorded address has")
+        lines.append("Unmanaged: subscriptions no address owns")
         for free in observations.unmanaged:
             head = paint(f"  * {seats(free.seats)}", "36", color)
             lines.append(f"{head}  {_ids(free.subscription_ids)}")
             lines.append(f"      {_product(free.identity, catalogue)}")
+            if free.of:
+                lines.append(f"      of an identity {', '.join(free.of)} has: {_adopt_hint(free)}")
             if free.undeclarable:
                 lines.append(f"      cannot be imported: {free.undeclarable}")
-        tenants = sorted({u.identity.customer_tenant_id for u in observations.unmanaged})
-        commands = ", ".join(f"`reconciler import --tenant {t}`" for t in tenants)
-        lines.append(f"  {commands} adopts them.")
+        tenants = sorted(
+            {u.identity.customer_tenant_id for u in observations.unmanaged if not u.of}
+        )
+        if tenants:
+            commands = ", ".join(f"`reconciler import --tenant {t}`" for t in tenants)
+            lines.append(f"  {commands} adopts the others.")
         lines.append("")
     if observations.evidence:
         lines.append("Pending checkouts, as the API shows them")
@@ -101,6 +115,21 @@ def observations_text(
         lines.append("")
     lines.append(summary_line(observations))
     return "\n".join(lines)
+
+
+def _uncounted(observations: Observations) -> list[tuple[str, str]]:
+    """Addresses whose seats Cloud-iQ does not tell, and why."""
+    found = []
+    for address, seen in observations.seats.items():
+        why = seen.held or seen.doubtful
+        if why:
+            found.append((address, why))
+    return found
+
+
+def _adopt_hint(free: Unmanaged) -> str:
+    ids = ", ".join(str(i) for i in free.subscription_ids)
+    return f"adopt them with `import: [{{to: {free.of[0]}, subscriptions: [{ids}]}}]`"
 
 
 def _evidence_lines(found: Evidence, color: bool) -> list[str]:
@@ -118,16 +147,13 @@ def _evidence_lines(found: Evidence, color: bool) -> list[str]:
 
 
 def drift_dict(drift: Drift) -> dict[str, Any]:
-    data: dict[str, Any] = {
+    return {
         "identity": drift.identity.as_dict(),
-        "addresses": list(drift.addresses),
+        "addresses": [drift.address],
         "recorded": drift.recorded,
         "actual": drift.actual,
         "subscriptions": list(drift.subscriptions),
     }
-    if drift.held:
-        data["held"] = drift.held
-    return data
 
 
 def unmanaged_dict(found: Unmanaged) -> dict[str, Any]:
@@ -136,6 +162,7 @@ def unmanaged_dict(found: Unmanaged) -> dict[str, Any]:
         "seats": found.seats,
         "subscriptions": list(found.subscription_ids),
         "productName": found.product_name,
+        "of": list(found.of),
     }
 
 
@@ -148,6 +175,10 @@ def add_observations(data: dict[str, Any], observations: Observations) -> dict[s
     ``unmanaged``, and each pending change's ``evidence``."""
     data["drift"] = [drift_dict(d) for d in observations.drift]
     data["unmanaged"] = [unmanaged_dict(u) for u in observations.unmanaged]
+    data["links"] = [
+        {"address": link.address, "subscription": link.subscription, "how": link.how}
+        for link in observations.links
+    ]
     for change in data.get("changes", []):
         found = observations.evidence.get(change.get("address", ""))
         if found is not None and change.get("action") == "pending":
@@ -176,7 +207,7 @@ def observations_markdown(
     lines = ["#### Cloud-iQ", "", text(summary_line(observations)), ""]
     if observations.drift:
         lines += [
-            "| addresses | product | recorded | in Cloud-iQ | change | subscriptions | note |",
+            "| address | product | recorded | in Cloud-iQ | change | subscriptions | note |",
             "|---|---|---|---|---|---|---|",
         ]
         for drift in observations.drift[:MARKDOWN_ROWS]:
@@ -184,26 +215,27 @@ def observations_markdown(
                 "| "
                 + " | ".join(
                     [
-                        ", ".join(code(a) for a in drift.addresses),
+                        code(drift.address),
                         text(_product(drift.identity, catalogue)),
                         str(drift.recorded),
                         str(drift.actual),
                         _delta(drift),
                         text(", ".join(str(i) for i in drift.subscriptions) or "-"),
-                        text(drift.held or "refresh records it"),
+                        "refresh records it",
                     ]
                 )
                 + " |"
             )
-        lines += _more(len(observations.drift), "drifted identities")
+        lines += _more(len(observations.drift), "drifted addresses")
     if observations.unmanaged:
         lines += [
             "| unmanaged product | seats | subscriptions |",
             "|---|---|---|",
         ]
         for free in observations.unmanaged[:MARKDOWN_ROWS]:
+            flag = f" ⚠️ beside {', '.join(code(a) for a in free.of)}" if free.of else ""
             lines.append(
-                f"| {text(_product(free.identity, catalogue))} | {free.seats} | "
+                f"| {text(_product(free.identity, catalogue))}{flag} | {free.seats} | "
                 f"{text(', '.join(str(i) for i in free.subscription_ids))} |"
             )
         lines += _more(len(observations.unmanaged), "unmanaged identities")
@@ -240,10 +272,12 @@ def refresh_result(run: RefreshRun, *, state_flags: str = "") -> str:
             f"Settled {found.address}: {found.pending.external_order_id} recorded as not "
             "purchased; the next apply buys it again."
         )
+    for link in run.links:
+        lines.append(f"Recorded subscription {link.subscription} at {link.address} ({link.how}).")
     for drift in run.adjusted:
         lines.append(
-            f"Adjusted {drift.target}: {_delta(drift)} seats ({drift.recorded} -> {drift.actual}), "
-            "recorded as an adjustment."
+            f"Adjusted {drift.address}: {_delta(drift)} seats ({drift.recorded} -> "
+            f"{drift.actual}), recorded as an adjustment."
         )
     if run.cancelled:
         lines.append("Refresh cancelled; nothing was written.")
@@ -251,8 +285,9 @@ def refresh_result(run: RefreshRun, *, state_flags: str = "") -> str:
         lines.append("Nothing to record: the state already agrees with what the API proves.")
     else:
         lines.append(
-            f"Refresh complete: {count(len(run.settled) + len(run.dropped), 'pending checkout')} "
-            f"settled, {count(len(run.adjusted), 'adjustment')} recorded."
+            f"Refresh complete: {count(len(run.settled) + len(run.dropped), 'pending operation')} "
+            f"settled, {count(len(run.links), 'subscription')} and "
+            f"{count(len(run.adjusted), 'adjustment')} recorded."
         )
     return "\n".join(lines)
 

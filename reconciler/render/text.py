@@ -6,7 +6,7 @@ caller asks for it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reconciler.model import (
     ACTIONS,
@@ -20,7 +20,9 @@ from reconciler.model import (
     PendingOperation,
     Plan,
     State,
+    SubscriptionChange,
     Summary,
+    UpdateField,
 )
 from reconciler.outcomes import VerifyErrors
 from reconciler.render.money import Catalogue, name_of
@@ -35,7 +37,7 @@ def phrase(info: ActionInfo, n: int, seat_count: int) -> str:
     """An action's count in the ``Plan:`` line, from its row of the action table."""
     singular, _, plural = info.phrase.partition("|")
     template = singular if n == 1 or not plural else plural
-    return template.format(n=n, seats=seats(seat_count))
+    return template.format(n=n, seats=seats(abs(seat_count)))
 
 
 def summary_line(summary: Summary) -> str:
@@ -62,11 +64,56 @@ def plan_line(plan: Plan) -> str:
 
 
 def seat_change(change: Change) -> str:
-    """``0 -> 20 seats (+20)``; an orphan's seats, which stay bought."""
+    """``0 -> 20 seats (+20)``, ``30 -> 25 seats (-5)``; an orphan's seats, which stay
+    bought; a cancelled or forgotten address's."""
+    if change.action is Action.CANCEL:
+        return f"{seats(change.before)} -> 0, cancelled"
+    if change.action is Action.FORGET:
+        return f"{seats(change.before)}, forgotten (not cancelled)"
     if change.after is None:
         return f"{seats(change.before)}, no longer declared (not cancelled)"
     text = f"{change.before} -> {seats(change.after)}"
-    return f"{text} (+{change.delta})" if change.delta else text
+    return f"{text} ({change.delta:+d})" if change.delta else text
+
+
+def step_text(step: SubscriptionChange) -> str:
+    """``subscription 500001: 30 -> 25 seats``, ``... cancelled``, ``... auto-renew off``."""
+    if step.field is UpdateField.CANCEL:
+        return f"subscription {step.subscription}: cancelled ({seats(step.before)})"
+    if step.field is UpdateField.AUTO_RENEW:
+        return f"subscription {step.subscription}: auto-renew {'on' if step.after else 'off'}"
+    return f"subscription {step.subscription}: {step.before} -> {seats(step.after)}"
+
+
+def change_details(change: Change) -> list[str]:
+    """The lines under a change's head: subscriptions, PUTs, window, notes."""
+    lines = []
+    if change.steps:
+        lines += [f"PUT {step_text(step)}" for step in change.steps]
+    elif change.subscriptions and change.action is not Action.NOOP:
+        label = "subscription" if len(change.subscriptions) == 1 else "subscriptions"
+        lines.append(f"{label} {', '.join(str(i) for i in change.subscriptions)}")
+    if change.window_ends and change.action is not Action.CONFLICT:
+        lines.append(f"cancellation window ends {change.window_ends}")
+    elif change.window_ends:
+        lines.append(f"renewal {change.window_ends}")
+    if change.note:
+        lines.append(change.note)
+    elif change.moved_from:
+        lines.append(f"moved from {change.moved_from} (a state write; nothing bought)")
+    if change.reason:
+        lines.append(change.reason)
+    return lines
+
+
+def written(change: Change) -> str:
+    """What a state write made (apply's progress)."""
+    if change.action is Action.MOVE:
+        return f"Moved {change.moved_from} to {change.address} in the state."
+    if change.action is Action.ADOPT:
+        ids = ", ".join(str(i) for i in change.subscriptions)
+        return f"Adopted subscriptions {ids} at {change.address} in the state."
+    return f"Forgot {change.address} in the state (nothing cancelled)."
 
 
 def _identity_line(change: Change, catalogue: Catalogue | None) -> str:
@@ -100,10 +147,7 @@ def plan_text(
         if identity is None:
             identity = described[change.identity] = _identity_line(change, catalogue)
         lines.append(f"      {identity}")
-        if change.moved_from:
-            lines.append(f"      moved from {change.moved_from} (a state write; nothing bought)")
-        if change.reason:
-            lines.append(f"      {change.reason}")
+        lines += [f"      {line}" for line in change_details(change)]
         for issue in (verify_errors or {}).get(change.address, ()):
             lines.append(paint(f"      verify: {issue.code}: {issue.description}", "31", color))
     summary = plan.summary
@@ -137,14 +181,21 @@ def state_text(state: State) -> str:
             lines.append(
                 f"    {adj.time}  {adj.quantity:+d}  adjusted by {adj.source}: {adj.evidence}"
             )
+        for upd in rec.updates:
+            how = f"  (settled: {upd.evidence})" if upd.evidence else ""
+            lines.append(f"    {upd.time}  {upd.change.seats:+d}  PUT {step_text(upd.change)}{how}")
+        if rec.subscriptions:
+            owned = ", ".join(str(i) for i in rec.subscriptions)
+            lines.append(f"    subscriptions: {owned}")
+        if rec.unseen:
+            lines.append(f"    not yet listed by Cloud-iQ: {', '.join(rec.unseen)}")
     if state.pending:
         lines.append("")
-        lines.append("Pending (outcome unknown; see `reconciler state resolve`):")
+        lines.append("Pending (outcome unknown; `reconciler refresh` settles what the API shows):")
         for address in sorted(state.pending):
             op = state.pending[address]
-            lines.append(
-                f"  ? {address}  {seats(op.quantity)}  {op.external_order_id}  since {op.time}"
-            )
+            what = step_text(op.update) if op.update is not None else seats(op.quantity)
+            lines.append(f"  ? {address}  {what}  {op.external_order_id}  since {op.time}")
     total = sum(p.quantity for p in state.purchases.values())
     lines.append("")
     lines.append(
@@ -156,6 +207,7 @@ def state_text(state: State) -> str:
 
 _OUTCOME_COLOURS = {
     Outcome.PURCHASED: "32",
+    Outcome.UPDATED: "32",
     Outcome.FAILED: "31;1",
     Outcome.PENDING: "35",
     Outcome.SKIPPED: "33",
@@ -165,7 +217,7 @@ _OUTCOME_COLOURS = {
 def apply_progress(result: ChangeResult, *, color: bool = False) -> str:
     """One line as a change completes: address, seats, result, duration."""
     outcome = paint(f"{result.outcome.value:<9}", _OUTCOME_COLOURS[result.outcome], color)
-    return f"  {outcome} {result.address}  +{result.seats}  ({result.seconds:.1f}s)"
+    return f"  {outcome} {result.address}  {result.seats:+d}  ({result.seconds:.1f}s)"
 
 
 def apply_table(result: ApplyResult) -> str:
@@ -176,7 +228,7 @@ def apply_table(result: ApplyResult) -> str:
     lines = [f"{'address':<{width}}  {'seats':>6}  {'result':<9}  externalOrderId"]
     for r in result.results:
         lines.append(
-            f"{r.address:<{width}}  {'+' + str(r.seats):>6}  {r.outcome.value:<9}  "
+            f"{r.address:<{width}}  {r.seats:>+6d}  {r.outcome.value:<9}  "
             f"{r.external_order_id or '-'}"
         )
     return "\n".join(lines)
@@ -185,9 +237,14 @@ def apply_table(result: ApplyResult) -> str:
 def apply_summary(result: ApplyResult) -> str:
     """``Apply complete: ...`` when the run succeeds, ``Apply failed: ...`` when it exits 1."""
     head = "Apply complete" if result.ok else "Apply failed"
+    bought = sum(r.seats for r in result.results if r.outcome is Outcome.PURCHASED)
+    updated = ""
+    if result.count(Outcome.UPDATED):
+        net = sum(r.seats for r in result.results if r.outcome is Outcome.UPDATED)
+        updated = f"{result.count(Outcome.UPDATED)} updated ({net:+d} seats), "
     line = (
         f"{head}: {result.count(Outcome.PURCHASED)} purchased "
-        f"(+{seats(result.seats_bought)}), {result.count(Outcome.FAILED)} failed, "
+        f"(+{seats(bought)}), {updated}{result.count(Outcome.FAILED)} failed, "
         f"{result.count(Outcome.PENDING)} pending."
     )
     skipped = result.count(Outcome.SKIPPED)
@@ -198,20 +255,38 @@ def apply_summary(result: ApplyResult) -> str:
     return line
 
 
-def pending_message(entries: Sequence[PendingOperation], flags: str = "") -> str:
-    """Why nothing is bought while checkouts are pending, and how to settle each.
+def pending_message(
+    entries: Sequence[PendingOperation],
+    flags: str = "",
+    found: Mapping[str, str] | None = None,
+) -> str:
+    """Why nothing is done at these addresses while their operations are pending, what
+    Cloud-iQ shows of each (``found``, by address; None: it was not read), and how
+    to settle each: ``reconciler refresh`` first, ``state resolve`` when the API
+    cannot tell.
 
     ``flags`` are the options that name the state in the suggested commands.
     """
-    waiting = count(len(entries), "pending checkout")
+    waiting = count(len(entries), "pending operation")
     lines = [
-        f"the state has {waiting} whose outcome is unknown; "
-        "nothing will be bought until each is resolved.",
-        "Check each order in Crayon Cloud-iQ by its externalOrderId, then run one of:",
+        f"the state has {waiting} whose outcome is unknown; nothing is done at "
+        f"{'its address' if len(entries) == 1 else 'their addresses'} until each is settled."
     ]
     for op in sorted(entries, key=lambda e: e.address):
+        what = (
+            f"update {op.external_order_id}"
+            if op.update is not None
+            else f"{seats(op.quantity)}, externalOrderId {op.external_order_id}"
+        )
+        lines.append(f"  {op.address}: {what} (since {op.time})")
+        shown = found.get(op.address) if found is not None else None
+        if shown is not None:
+            lines.append(f"    Cloud-iQ shows: {shown}")
+        elif found is None:
+            lines.append("    Cloud-iQ was not read")
         lines.append(
-            f"  {op.address}: {seats(op.quantity)}, externalOrderId {op.external_order_id}"
+            f"    `reconciler refresh{flags}` settles it once the API shows its outcome; "
+            "if it cannot, check it in Crayon Cloud-iQ, then run one of:"
         )
         lines.extend(f"    {command}" for command in resolve_commands(op.address, flags))
     return "\n".join(lines)

@@ -29,3 +29,12 @@ def describe_identity(identity: Identity) -> str:
         f"tenant {identity.customer_tenant_id}, {identity.product}, "
         f"{identity.billing_cycle} {identity.term_duration} {identity.type}"
     )
+
+
+def offline_note(reason: str) -> str:
+    """Said in every format when Cloud-iQ was not read for a plan."""
+    return (
+        f"Cloud-iQ not read ({reason}): seats are compared with the state only, and "
+        "nothing that needs Cloud-iQ (decreases, cancellations, renewal settings, "
+        "adoptions, read before buying) is planned."
+    )

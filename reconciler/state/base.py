@@ -8,10 +8,11 @@ defines the protocols and the state's clock format; it performs no I/O.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
-from reconciler.model import CheckoutRecord, Identity, PendingOperation, State
+from reconciler.model import CheckoutRecord, Identity, PendingOperation, State, UpdateRecord
 
 
 def utc_now() -> str:
@@ -28,11 +29,21 @@ class StateWriter(Protocol):
         ...
 
     def add_pending(self, op: PendingOperation) -> None:
-        """Record a checkout whose outcome is not known yet (one per address)."""
+        """Record a checkout or update whose outcome is not known yet (one per address)."""
         ...
 
     def record_checkout(self, address: str, identity: Identity, record: CheckoutRecord) -> None:
         """Add a successful checkout's seats to ``address`` and drop its pending entry."""
+        ...
+
+    def record_update(self, address: str, record: UpdateRecord) -> None:
+        """Record a PUT that took effect at ``address`` (its seats change by the
+        update's) and drop its pending entry."""
+        ...
+
+    def link_subscriptions(self, address: str, links: Sequence[tuple[int, str | None]]) -> None:
+        """Record that ``address`` owns these subscriptions; each ``(subscription,
+        order)`` names the unseen checkout (externalOrderId) that made it, or None."""
         ...
 
     def remove_pending(self, address: str) -> None:
@@ -43,8 +54,17 @@ class StateWriter(Protocol):
         """Forget the recorded purchase at ``address``."""
         ...
 
-    def import_purchase(self, address: str, identity: Identity, quantity: int, time: str) -> None:
-        """Record seats bought outside the reconciler (no checkout record)."""
+    def import_purchase(
+        self,
+        address: str,
+        identity: Identity,
+        quantity: int,
+        time: str,
+        *,
+        subscriptions: Sequence[int] = (),
+    ) -> None:
+        """Record seats bought outside the reconciler (no checkout record), held in
+        ``subscriptions`` when they are known."""
         ...
 
     def move_purchase(self, source: str, target: str) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 from reconciler import render
 from reconciler.errors import ReconcilerError
 from reconciler.model import Action, Event, PendingOperation, Plan
-from reconciler.outcomes import ApplyRun, PlanRun
+from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
 
 
@@ -66,6 +66,9 @@ class ApplyView(Protocol):
 
     def planned(self, plan: Plan) -> None: ...
 
+    def refreshed(self, run: RefreshRun) -> None:
+        """What apply recorded from Cloud-iQ before planning."""
+
     def starting(self, plan: Plan) -> None: ...
 
     def event(self, event: Event) -> None: ...
@@ -91,6 +94,8 @@ class PlanDiagnostics:
 
     def explain(self, run: PlanRun, context: PlanContext) -> None:
         summary = run.plan.summary
+        if run.offline is not None:
+            self.console.err(render.offline_note(run.offline))
         for address, n in run.oversized:
             self.warn(
                 f"{address} buys {render.seats(n)} in one change, more than the sanity limit "

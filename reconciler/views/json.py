@@ -15,7 +15,7 @@ from typing import Any
 from reconciler import render
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
 from reconciler.model import Event, PendingOperation, Plan, State
-from reconciler.outcomes import ApplyRun, PlanRun
+from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
 from reconciler.render.problems import describe
 from reconciler.views.base import Console, PlanContext, PlanDiagnostics
@@ -30,6 +30,11 @@ class JsonPlanView(PlanDiagnostics):
 
     def plan(self, run: PlanRun, catalogue: Catalogue | None, context: PlanContext) -> None:
         data = render.plan_dict(run.plan, run.verify_errors, catalogue)
+        data["cloud"] = (
+            {"read": False, "reason": run.offline}
+            if run.observations is None
+            else {"read": True, "tenants": list(run.observations.tenants)}
+        )
         if run.observations is not None:
             from reconciler.render import refresh as render_refresh
 
@@ -64,16 +69,21 @@ class JsonApplyView:
     def planned(self, plan: Plan) -> None:
         self.console.err(render.plan_text(plan))
 
+    def refreshed(self, run: RefreshRun) -> None:
+        from reconciler.render import refresh as render_refresh
+
+        self.emit(render.refresh_event(run))
+        self.console.err(render_refresh.refresh_result(run))
+
     def starting(self, plan: Plan) -> None:
         self.emit(render.apply_start_event(plan))
 
     def event(self, event: Event) -> None:
         if event.kind == "started":
             self.emit(render.change_start_event(event.change))
-        elif event.kind == "moved":
+        elif event.kind == "written":
             self.emit(render.move_event(event.change))
-            change = event.change
-            self.console.err(f"Moved {change.moved_from} to {change.address} in the state.")
+            self.console.err(render.written(event.change))
         elif event.kind == "finished" and event.result is not None:
             self.emit(render.change_result_event(event.change, event.result))
             self.console.err(render.apply_progress(event.result))

@@ -25,6 +25,7 @@ class MarkdownPlanView(PlanDiagnostics):
             catalogue=catalogue,
             workspace=context.workspace,
             state_flags=context.comment_flags,
+            offline=run.offline,
         )
         if run.observations is not None:
             from reconciler.render import refresh as render_refresh

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from reconciler import render
 from reconciler.errors import ReconcilerError
 from reconciler.model import Event, PendingOperation, Plan, State
-from reconciler.outcomes import ApplyRun, PlanRun
+from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
 from reconciler.views.base import Console, PlanContext, PlanDiagnostics
 
@@ -31,6 +31,8 @@ class TextPlanView(PlanDiagnostics):
                 run.observations, catalogue=catalogue, color=color
             )
             text += "\n\n" + seen
+        if run.offline is not None:
+            text += "\n" + render.offline_note(run.offline)
         self.console.out(text)
         self.explain(run, context)
 
@@ -56,13 +58,17 @@ class TextApplyView:
         color = self.console.color
         self.console.out(render.plan_text(plan, color=color))
 
+    def refreshed(self, run: RefreshRun) -> None:
+        from reconciler.render import refresh as render_refresh
+
+        self.console.out(render_refresh.refresh_result(run))
+
     def starting(self, plan: Plan) -> None:
         pass
 
     def event(self, event: Event) -> None:
-        if event.kind == "moved":
-            change = event.change
-            self.console.out(f"Moved {change.moved_from} to {change.address} in the state.")
+        if event.kind == "written":
+            self.console.out(render.written(event.change))
         elif event.kind == "finished" and event.result is not None:
             self.console.out(render.apply_progress(event.result, color=self.console.color))
             for line in event.result.errors:

@@ -1,0 +1,273 @@
+"""Which Cloud-iQ subscriptions each address owns, and the seats that gives it.
+
+The state records, per address, the ids of the subscriptions it owns and the
+checkouts answered 204 whose subscription Cloud-iQ has not shown yet
+(``unseen``). ``own`` reads one tenant's listing against that and finds the
+links refresh may write:
+
+1. a checkout whose subscription is named (its asset order's line, or the
+   evidence that settled it) owns that subscription once it is listed;
+2. otherwise an unseen checkout owns the one subscription of its identity and
+   quantity created since it was sent that no address owns, when no other
+   unseen checkout could own it too;
+3. an address that owns nothing and waits for nothing (a state written before
+   subscriptions were recorded, or seats recorded by hand) takes over every
+   subscription of its identity no address owns, when no other address declares
+   or records that identity and it does not ask for a subscription of its own
+   (``allowAdditionalSubscription``).
+
+A subscription is never taken from the address that owns it. The seats an
+address has are its active (or still provisioning) subscriptions' quantities
+plus the seats of its unseen checkouts. When that cannot be told (an owned
+subscription missing from the listing, an address whose identity Cloud-iQ lists
+nothing of, items of the tenant that could not be read) the address is
+``doubtful`` and keeps its recorded seats; an owned subscription suspended (or in
+a state no source documents) is ``held``: its seats can neither be counted nor
+changed.
+
+Pure: no I/O, no clock; must not decide what a pending checkout's orders prove
+(``evidence``) nor plan anything (``planner``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from reconciler.api.records import Subscription
+from reconciler.model import CheckoutRecord, Identity, RecordedPurchase
+from reconciler.observe.readings import SeatKey, seat_key, subscription_key
+
+#: Statuses in which a subscription's seats are gone for good.
+GONE = frozenset({"deleted", "customer-cancellation", "converted", "expired", "cancelled"})
+#: Statuses in which a subscription holds seats (a new one may still be provisioning).
+HOLDING = frozenset({"active", "pending"})
+
+
+@dataclass(frozen=True)
+class Link:
+    """A subscription refresh records at an address; ``order`` is the unseen checkout
+    (its externalOrderId) it was made by, or None when the address takes it over."""
+
+    address: str
+    subscription: int
+    order: str | None
+    how: str
+
+
+@dataclass(frozen=True)
+class AddressSeats:
+    """What Cloud-iQ shows for one recorded address, after the links are made."""
+
+    address: str
+    identity: Identity
+    #: The seats the state records.
+    recorded: int
+    #: The owned subscriptions as listed (the new links included), oldest first.
+    owned: tuple[Subscription, ...]
+    #: The links refresh writes for this address.
+    links: tuple[Link, ...]
+    #: Checkouts answered 204 whose subscription is still not listed.
+    unseen: tuple[CheckoutRecord, ...]
+    #: Why the seats cannot be told (they stay as recorded), or None.
+    doubtful: str | None = None
+    #: Why the seats can neither be counted nor changed (a suspended subscription).
+    held: str | None = None
+
+    @property
+    def subscription_ids(self) -> tuple[int, ...]:
+        return tuple(s.id for s in self.owned)
+
+    @property
+    def holding(self) -> tuple[Subscription, ...]:
+        """The owned subscriptions that hold seats, newest first."""
+        found = [s for s in self.owned if s.status in HOLDING]
+        return tuple(sorted(found, key=_age, reverse=True))
+
+    @property
+    def seats(self) -> int:
+        """The address's seats in Cloud-iQ (its recorded seats when ``doubtful``)."""
+        if self.doubtful is not None:
+            return self.recorded
+        return sum(s.quantity for s in self.holding) + sum(c.quantity for c in self.unseen)
+
+    @property
+    def gone(self) -> tuple[Subscription, ...]:
+        """Owned subscriptions whose seats are gone (cancelled, expired, ...)."""
+        return tuple(s for s in self.owned if s.status in GONE)
+
+
+def _age(subscription: Subscription) -> tuple[datetime, int]:
+    moment = subscription.creation_date or subscription.start_date or datetime.min
+    return (moment.replace(tzinfo=None), subscription.id)
+
+
+def own(
+    purchases: Sequence[RecordedPurchase],
+    listing: Sequence[Subscription],
+    *,
+    holders: Mapping[SeatKey, frozenset[str]],
+    acknowledged: frozenset[str],
+    named: Mapping[str, int],
+    skew: timedelta,
+    unreadable: bool = False,
+) -> dict[str, AddressSeats]:
+    """The seats of each of ``purchases`` (one tenant's) against that tenant's ``listing``.
+
+    ``holders`` are the addresses (declared or recorded) of each seat key;
+    ``acknowledged`` the addresses that want a subscription of their own;
+    ``named`` the subscription an unseen checkout's order names, by externalOrderId.
+    """
+    by_id = {s.id: s for s in listing}
+    owner = {sid: p.address for p in purchases for sid in p.subscriptions}
+    free = [s for s in listing if s.id not in owner and s.status not in GONE]
+    links = _order_links(purchases, by_id, owner, free, named, skew)
+    taken = {link.subscription for link in links}
+    links += _takeovers(purchases, free, taken, links, holders, acknowledged)
+    found = {}
+    for purchase in purchases:
+        mine = tuple(link for link in links if link.address == purchase.address)
+        found[purchase.address] = _seats(purchase, by_id, mine, unreadable)
+    return found
+
+
+def _order_links(
+    purchases: Sequence[RecordedPurchase],
+    by_id: Mapping[int, Subscription],
+    owner: Mapping[int, str],
+    free: Sequence[Subscription],
+    named: Mapping[str, int],
+    skew: timedelta,
+) -> list[Link]:
+    """Rules 1 and 2: unseen checkouts to the subscriptions they made."""
+    links: list[Link] = []
+    candidates: dict[tuple[str, str], list[int]] = {}
+    for purchase in purchases:
+        for checkout in _unseen(purchase):
+            sid = checkout.subscription or named.get(checkout.external_order_id)
+            if sid is not None:
+                listed = by_id.get(sid)
+                if listed is not None and owner.get(sid, purchase.address) == purchase.address:
+                    links.append(
+                        Link(
+                            purchase.address,
+                            sid,
+                            checkout.external_order_id,
+                            f"its order {checkout.external_order_id} names subscription {sid}",
+                        )
+                    )
+                continue
+            key = seat_key(purchase.identity)
+            since = _time(checkout.time) - skew
+            candidates[(purchase.address, checkout.external_order_id)] = [
+                s.id
+                for s in free
+                if subscription_key(s) == key
+                and s.quantity == checkout.quantity
+                and (s.creation_date is None or _aware(s.creation_date) >= since)
+            ]
+    named_ids = {link.subscription for link in links}
+    counts: dict[int, int] = {}
+    for ids in candidates.values():
+        for sid in ids:
+            counts[sid] = counts.get(sid, 0) + 1
+    for (address, order), ids in sorted(candidates.items()):
+        unique = [sid for sid in ids if sid not in named_ids]
+        if len(unique) == 1 and counts[unique[0]] == 1:
+            links.append(
+                Link(
+                    address,
+                    unique[0],
+                    order,
+                    f"the only subscription of its identity and quantity created since "
+                    f"checkout {order} was sent",
+                )
+            )
+    return links
+
+
+def _takeovers(
+    purchases: Sequence[RecordedPurchase],
+    free: Sequence[Subscription],
+    taken: set[int],
+    links: Sequence[Link],
+    holders: Mapping[SeatKey, frozenset[str]],
+    acknowledged: frozenset[str],
+) -> list[Link]:
+    """Rule 3: an address that owns nothing takes over its identity's subscriptions."""
+    found: list[Link] = []
+    linked = {link.address for link in links}
+    for purchase in purchases:
+        address = purchase.address
+        if purchase.subscriptions or purchase.unseen or address in linked:
+            continue
+        key = seat_key(purchase.identity)
+        if holders.get(key, frozenset()) != {address} or address in acknowledged:
+            continue
+        for sub in free:
+            if subscription_key(sub) == key and sub.id not in taken:
+                taken.add(sub.id)
+                found.append(
+                    Link(
+                        address,
+                        sub.id,
+                        None,
+                        "the only address of its identity, which owned no subscription yet",
+                    )
+                )
+    return found
+
+
+def _seats(
+    purchase: RecordedPurchase,
+    by_id: Mapping[int, Subscription],
+    links: Sequence[Link],
+    unreadable: bool,
+) -> AddressSeats:
+    ids = [*purchase.subscriptions, *(link.subscription for link in links)]
+    owned = tuple(by_id[sid] for sid in ids if sid in by_id)
+    missing = [sid for sid in ids if sid not in by_id]
+    seen = {link.order for link in links if link.order is not None}
+    unseen = tuple(c for c in _unseen(purchase) if c.external_order_id not in seen)
+    doubtful = None
+    if missing:
+        shown = ", ".join(str(sid) for sid in missing)
+        doubtful = f"Cloud-iQ does not list its subscription {shown}"
+    elif not ids and not unseen and purchase.quantity > 0:
+        doubtful = (
+            "Cloud-iQ lists no subscription of its identity that it could own "
+            f"({purchase.quantity} seats recorded)"
+        )
+    elif unreadable:
+        doubtful = "some subscriptions of its customer tenant could not be read"
+    strange = [s for s in owned if s.status not in HOLDING and s.status not in GONE]
+    held = None
+    if strange:
+        held = "; ".join(f"subscription {s.id} is {s.status}" for s in strange)
+    return AddressSeats(
+        address=purchase.address,
+        identity=purchase.identity,
+        recorded=purchase.quantity,
+        owned=tuple(sorted(owned, key=_age)),
+        links=tuple(links),
+        unseen=unseen,
+        doubtful=doubtful,
+        held=held,
+    )
+
+
+def _unseen(purchase: RecordedPurchase) -> list[CheckoutRecord]:
+    waiting = set(purchase.unseen)
+    return [c for c in purchase.checkouts if c.external_order_id in waiting]
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time from the API; one without a zone is UTC."""
+    from datetime import UTC
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
