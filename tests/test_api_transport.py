@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, quote_plus, urlencode
 
@@ -14,11 +13,11 @@ import pytest
 
 from reconciler.api.settings import ApiSettings
 from reconciler.errors import ApiError
-from reconciler.simulator import Simulator
 from reconciler.state import JsonFileStateStore
 from tests.support.cli import run
 from tests.support.declarations import declare, purchase
 from tests.support.records import BASIC
+from tests.support.simulator import SimulatorFactory
 
 CLIENT_ID = "clïent-ü"
 SECRET = "sécret-ü€-ключ"
@@ -30,7 +29,7 @@ def _non_ascii(*secrets: str) -> set[str]:
 
 
 def test_credentials_outside_latin_1_work_end_to_end_and_show_no_character(
-    simulator_factory: Callable[..., Simulator], tmp_path: Path
+    simulator_factory: SimulatorFactory, tmp_path: Path
 ) -> None:
     sim = simulator_factory(
         client_id=CLIENT_ID, client_secret=SECRET, username="üser", password=PASSWORD
@@ -82,7 +81,7 @@ def _forms(client_id: str, secret: str, password: str) -> dict[str, str]:
 
 
 def test_a_server_echoing_the_token_request_shows_no_form_of_a_secret(
-    simulator_factory: Callable[..., Simulator], tmp_path: Path
+    simulator_factory: SimulatorFactory, tmp_path: Path
 ) -> None:
     sim = simulator_factory(client_secret=ECHO_SECRET, password=ECHO_PASSWORD)
     forms = _forms(sim.client_id, ECHO_SECRET, ECHO_PASSWORD)
@@ -112,7 +111,7 @@ def test_a_server_echoing_the_token_request_shows_no_form_of_a_secret(
 
 
 def test_a_secret_is_redacted_before_its_whitespace_is_collapsed_or_it_is_clipped(
-    simulator_factory: Callable[..., Simulator], tmp_path: Path
+    simulator_factory: SimulatorFactory, tmp_path: Path
 ) -> None:
     from reconciler.api.client import CrayonClient
 

@@ -27,9 +27,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -54,16 +54,33 @@ from tests.support.simulator import (
     Harness,
     HarnessFactory,
     Project,
+    SimulatorFactory,
     assert_bought_exactly_once,
     assert_no_secrets,
-    pending_message_commands,
-    revoke_tokens_after,
 )
 from tests.support.states import read_state_file, record, state_json
 from tests.support.times import T0
 
 BILLING_CYCLES = {"monthly": 1, "annual": 2, "none": 3, "one-time": 4, "triennial": 5}
 TYPES = {"reservation": 1, "software": 2, "subscription": 3}
+
+
+def revoke_tokens_after(sim: Simulator, checkouts: int) -> None:
+    """Revoke every issued token once the simulator has taken ``checkouts`` checkouts."""
+    deadline = time.monotonic() + 10
+    while len(sim.checkouts) < checkouts and time.monotonic() < deadline:
+        time.sleep(0.001)
+    sim.expire_tokens()
+
+
+def pending_message_commands(stderr: str, address: str) -> list[str]:
+    """The ``reconciler state resolve ADDRESS ...`` commands an error message prints."""
+    return [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip().startswith(f"reconciler state resolve {address} ")
+    ]
+
 
 # --------------------------------------------------------------------------- happy path
 
@@ -377,7 +394,7 @@ def test_verify_order_error_fails_that_change(h: Harness) -> None:
 
 @pytest.mark.parametrize("mode", ["drop", "500"])
 def test_ambiguous_checkout_stays_pending_until_resolved_as_purchased(
-    h: Harness, mode: str
+    h: Harness, mode: Literal["drop", "500"]
 ) -> None:
     address = "contoso/m365-business-basic"  # the first change in address order
     h.sim.drop_after_checkout(1, mode)
@@ -390,6 +407,7 @@ def test_ambiguous_checkout_stays_pending_until_resolved_as_purchased(
         result.stdout
     )
     (taken,) = h.sim.checkouts
+    assert taken.external_order_id is not None
     assert h.sim.count("verify") == 1, "a later change was started after an unknown outcome"
     state = h.state_file()
     assert state["purchases"] == {}
@@ -437,6 +455,7 @@ def test_ambiguous_checkout_resolved_as_not_purchased_is_bought_again(h: Harness
     h.sim.drop_after_checkout(1, "drop")
     assert h.apply().exit_code == 1
     (first,) = h.sim.checkouts
+    assert first.external_order_id is not None
 
     resolved = h.resolve(address, "--not-purchased")
     assert resolved.exit_code == 0, resolved.stderr
@@ -474,16 +493,20 @@ def test_checkout_503_is_ambiguous_and_not_purchased_buys_it_once(h: Harness) ->
     h.assert_bought_exactly_once()
 
 
+def shorten_the_read_timeout(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The client waits 60 s for an answer; a test cannot, so that one number is shortened."""
+    from_env = api.ApiSettings.from_env
+
+    def quick(env: Mapping[str, str], **kwargs: Any) -> api.ApiSettings:
+        return dataclasses.replace(from_env(env, **kwargs), read_timeout=seconds)
+
+    monkeypatch.setattr(api.ApiSettings, "from_env", staticmethod(quick))
+
+
 def test_checkout_timeout_is_ambiguous_and_stops_later_changes(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The client waits 60 s for an answer; a test cannot, so that one number is shortened.
-    from_env = api.ApiSettings.from_env.__func__  # type: ignore[attr-defined]
-
-    def quick(cls: type[api.ApiSettings], env: Any, **kwargs: Any) -> api.ApiSettings:
-        return dataclasses.replace(from_env(cls, env, **kwargs), read_timeout=0.3)
-
-    monkeypatch.setattr(api.ApiSettings, "from_env", classmethod(quick))
+    shorten_the_read_timeout(monkeypatch, 0.3)
     h.sim.delay_next("checkout", 0, 2)
     h.sim.delay_next("checkout", 0.8)  # the third checkout answers too late
     address = "contoso/power-bi-pro"
@@ -509,12 +532,7 @@ def test_checkout_timeout_is_ambiguous_and_stops_later_changes(
 
 
 def test_verify_timeout_is_retried(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    from_env = api.ApiSettings.from_env.__func__  # type: ignore[attr-defined]
-
-    def quick(cls: type[api.ApiSettings], env: Any, **kwargs: Any) -> api.ApiSettings:
-        return dataclasses.replace(from_env(cls, env, **kwargs), read_timeout=0.3)
-
-    monkeypatch.setattr(api.ApiSettings, "from_env", classmethod(quick))
+    shorten_the_read_timeout(monkeypatch, 0.3)
     h.sim.delay_next("verify", 0.6)
 
     result = h.apply()
@@ -1035,7 +1053,7 @@ def test_a_change_above_the_seat_limit_needs_max_seats_before_any_api_call(
 
 
 @pytest.fixture
-def sim(simulator_factory: Callable[..., Simulator]) -> Simulator:
+def sim(simulator_factory: SimulatorFactory) -> Simulator:
     return simulator_factory(client_secret="cs-d1e5b0c9-secret", password="pw-7a1f44e0-secret")
 
 
@@ -1082,6 +1100,7 @@ def test_killed_during_a_checkout_leaves_it_pending_and_loses_nothing(
     assert proc.returncode == -signal.SIGKILL
     sim.hold_checkouts(0)
     held = sim.checkouts[5]
+    assert held.external_order_id is not None
     assert (held.tenant, held.product, held.quantity) == (100001, "CFQ7TTC0LCHC:0002", 12)
 
     # The state file is whole (the old or a newer one); with its journal it has
@@ -1212,6 +1231,7 @@ def test_ctrl_c_during_a_checkout_reports_it_pending(sim: Simulator, tmp_path: P
     # The run stops; the checkout the server took stays pending, and the user is told.
     assert proc.returncode == 1
     held = sim.checkouts[2]
+    assert held.external_order_id is not None
     pending = h.shown()["pending"]
     assert list(pending) == ["contoso/power-bi-pro"]
     assert pending["contoso/power-bi-pro"]["externalOrderId"] == held.external_order_id
@@ -1275,7 +1295,7 @@ def test_state_file_kept_without_its_journal_after_a_kill_refuses_to_plan(
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_killed_at_a_random_instant_then_resolved_buys_every_seat_once(
-    simulator_factory: Callable[..., Simulator], tmp_path: Path, seed: int
+    simulator_factory: SimulatorFactory, tmp_path: Path, seed: int
 ) -> None:
     """SIGKILL at an arbitrary instant of a run, then what an operator does: settle each
     pending checkout by whether the API took its externalOrderId, and apply again."""

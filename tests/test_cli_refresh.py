@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import jsonschema
 import pytest
@@ -84,8 +85,8 @@ def test_drift_of_an_identity_two_addresses_share_is_reported_not_written(
 # --------------------------------------------------------------------------- pending checkouts
 
 
-def _settle_a_dropped_checkout(project: Project, mode: str) -> None:
-    project.sim.drop_after_checkout(1, mode=mode)  # type: ignore[arg-type]
+def _settle_a_dropped_checkout(project: Project, mode: Literal["drop", "500"]) -> None:
+    project.sim.drop_after_checkout(1, mode=mode)
     failed = project.ok("apply", str(project.decl), "--auto-approve", code=1)
     assert "1 pending" in failed.stdout
     before = project.buys()
@@ -114,7 +115,7 @@ def _settle_a_dropped_checkout(project: Project, mode: str) -> None:
 
 @pytest.mark.parametrize("mode", ["drop", "500"])
 def test_a_checkout_recorded_then_lost_is_settled_by_refresh_and_apply_completes(
-    project: Project, mode: str
+    project: Project, mode: Literal["drop", "500"]
 ) -> None:
     _settle_a_dropped_checkout(project, mode)
 

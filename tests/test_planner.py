@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -77,8 +78,9 @@ def test_fewer_seats_is_a_conflict_naming_the_decrease() -> None:
 def test_changed_identity_field_is_a_conflict_naming_it(
     field: str, value: object, shown: str
 ) -> None:
+    changed: dict[str, Any] = {field: value}
     change = only_change(
-        (declared("a/x", 25, replace(BASIC, **{field: value})),), state_of(recorded("a/x", 20))
+        (declared("a/x", 25, replace(BASIC, **changed)),), state_of(recorded("a/x", 20))
     )
     assert change.action is Action.CONFLICT
     assert change.delta == 0

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.support.states import read_state_file
 TOKEN_PATTERN = re.compile(r"sim-[0-9a-f]{32}")
 #: An address of the examples: CFQ7TTC0LHSF:0001, of which the catalogue sells at most 20.
 TEAMS = "northwind/teams-essentials"
+
 SimulatorFactory = Callable[..., Simulator]
 
 
@@ -207,23 +207,6 @@ def make_harness(simulator_factory: SimulatorFactory, tmp_path: Path) -> Harness
 def h(make_harness: HarnessFactory) -> Harness:
     """A harness on a copy of examples/: ten purchases, 333 seats, three customers."""
     return make_harness()
-
-
-def revoke_tokens_after(sim: Simulator, checkouts: int) -> None:
-    """Revoke every issued token once the simulator has taken ``checkouts`` checkouts."""
-    deadline = time.monotonic() + 10
-    while len(sim.checkouts) < checkouts and time.monotonic() < deadline:
-        time.sleep(0.001)
-    sim.expire_tokens()
-
-
-def pending_message_commands(stderr: str, address: str) -> list[str]:
-    """The ``reconciler state resolve ADDRESS ...`` commands an error message prints."""
-    return [
-        line.strip()
-        for line in stderr.splitlines()
-        if line.strip().startswith(f"reconciler state resolve {address} ")
-    ]
 
 
 #: Three purchases of tenant 111111: Business Basic, Business Premium and E3.
