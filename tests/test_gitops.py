@@ -30,8 +30,8 @@ import pytest
 import yaml
 
 from reconciler.cli import cli
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 GITHUB = ROOT / "examples" / "ci" / "github-actions.yml"
 GITLAB = ROOT / "examples" / "ci" / "gitlab-ci.yml"
 HOOKS = ROOT / ".pre-commit-hooks.yaml"
@@ -68,6 +68,7 @@ def run(args: list[str], cwd: Path = ROOT, **env: str) -> subprocess.CompletedPr
 # --- the templates are valid -------------------------------------------------------
 
 
+@pytest.mark.slow  # runs actionlint
 def test_github_workflow_passes_actionlint() -> None:
     # Without shellcheck and pyflakes: their presence differs between machines.
     done = run([tool("actionlint"), "-shellcheck=", "-pyflakes=", str(GITHUB)])
@@ -75,6 +76,7 @@ def test_github_workflow_passes_actionlint() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # runs check-jsonschema
 @pytest.mark.parametrize(
     ("template", "schema"),
     [(GITHUB, "vendor.github-workflows"), (GITLAB, "vendor.gitlab-ci")],
@@ -252,6 +254,7 @@ def _gitlab_note_script() -> str:
     return str(script)
 
 
+@pytest.mark.slow  # runs the job's script in a shell
 def test_gitlab_plan_job_adds_its_note_once_then_updates_it(
     notes_api: _NotesApi, tmp_path: Path
 ) -> None:
@@ -302,6 +305,7 @@ const context = { repo: { owner: 'acme', repo: 'licences' }, issue: { number: 7 
 """
 
 
+@pytest.mark.slow  # runs the job's script under node
 @pytest.mark.parametrize(
     ("comments", "expected"),
     [
@@ -408,7 +412,7 @@ def _try_repo(hook_repo: Path, target: Path, *files: str) -> subprocess.Complete
     )  # fmt: skip
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # pre-commit installs the hook into a virtual environment
 def test_pre_commit_try_repo_passes_valid_and_fails_invalid_declarations(
     hook_repo: Path, tmp_path: Path
 ) -> None:

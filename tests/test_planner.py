@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -11,42 +12,20 @@ from hypothesis import strategies as st
 from reconciler import planner
 from reconciler.model import (
     Action,
-    CheckoutRecord,
+    Change,
     Declarations,
     Identity,
     Move,
     PendingOperation,
+    Plan,
     Purchase,
     RecordedPurchase,
     State,
 )
-
-M365 = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M", "subscription")
-
-
-def declared(address: str, quantity: int, identity: Identity = M365) -> Purchase:
-    return Purchase(address=address, identity=identity, quantity=quantity)
+from tests.support.records import ANNUAL, BASIC, declared, pending, recorded, state_of
 
 
-def recorded(address: str, quantity: int, identity: Identity = M365) -> RecordedPurchase:
-    return RecordedPurchase(
-        address,
-        identity,
-        quantity,
-        (CheckoutRecord("reconciler-x", quantity, "2026-01-01T00:00:00Z"),),
-    )
-
-
-def state_of(*purchases: RecordedPurchase, pending: tuple[PendingOperation, ...] = ()) -> State:
-    return State(
-        lineage="lin",
-        serial=3,
-        purchases={p.address: p for p in purchases},
-        pending={p.address: p for p in pending},
-    )
-
-
-def only_change(decl: tuple[Purchase, ...], state: State):  # type: ignore[no-untyped-def]
+def only_change(decl: tuple[Purchase, ...], state: State) -> Change:
     plan = planner.plan(Declarations(decl), state)
     assert len(plan.changes) == 1
     return plan.changes[0]
@@ -99,8 +78,9 @@ def test_fewer_seats_is_a_conflict_naming_the_decrease() -> None:
 def test_changed_identity_field_is_a_conflict_naming_it(
     field: str, value: object, shown: str
 ) -> None:
+    changed: dict[str, Any] = {field: value}
     change = only_change(
-        (declared("a/x", 25, replace(M365, **{field: value})),), state_of(recorded("a/x", 20))
+        (declared("a/x", 25, replace(BASIC, **changed)),), state_of(recorded("a/x", 20))
     )
     assert change.action is Action.CONFLICT
     assert change.delta == 0
@@ -119,7 +99,7 @@ def test_undeclared_recorded_address_is_an_orphan() -> None:
 
 
 def test_pending_entry_wins_over_everything() -> None:
-    op = PendingOperation("a/x", M365, "reconciler-p", 5, "2026-01-01T00:00:00Z")
+    op = pending("a/x", "reconciler-p", 5)
     change = only_change((declared("a/x", 30),), state_of(recorded("a/x", 20), pending=(op,)))
     assert (change.action, change.delta) == (Action.PENDING, 0)
     assert change.reason is not None
@@ -127,7 +107,7 @@ def test_pending_entry_wins_over_everything() -> None:
 
 
 def test_pending_without_declaration_or_record_is_still_listed() -> None:
-    op = PendingOperation("a/x", M365, "reconciler-p", 5, "2026-01-01T00:00:00Z")
+    op = pending("a/x", "reconciler-p", 5)
     change = only_change((), state_of(pending=(op,)))
     assert change.action is Action.PENDING
 
@@ -135,7 +115,7 @@ def test_pending_without_declaration_or_record_is_still_listed() -> None:
 def test_plan_records_what_it_was_made_against() -> None:
     decl = Declarations((declared("a/x", 1),))
     plan = planner.plan(decl, state_of())
-    assert (plan.lineage, plan.serial, plan.declarations_digest) == ("lin", 3, decl.digest())
+    assert (plan.lineage, plan.serial, plan.declarations_digest) == ("lineage", 3, decl.digest())
 
 
 def test_summary_counts_actions_and_seats() -> None:
@@ -146,7 +126,7 @@ def test_summary_counts_actions_and_seats() -> None:
         declared("a/less", 1),
     )
     # a/gone has its own identity: with a/new's it would make a/new a rename conflict.
-    gone = recorded("a/gone", 4, replace(M365, sku_id="0001"))
+    gone = recorded("a/gone", 4, replace(BASIC, sku_id="0001"))
     state = state_of(recorded("a/more", 5), recorded("a/same", 3), recorded("a/less", 2), gone)
     summary = planner.plan(Declarations(decl), state).summary
     assert (summary.count(Action.PURCHASE), summary.seats_of(Action.PURCHASE)) == (1, 10)
@@ -247,7 +227,7 @@ def test_applying_the_deltas_leaves_nothing_to_buy(scenario: tuple[Declarations,
     }
 
 
-# --- rename detection (CONTRACT section 10) ------------------------------------------
+# --- rename detection ----------------------------------------------------------------
 
 RENAME_REASON = (
     "same identity as a/old, recorded but no longer declared; if this is a rename, add "
@@ -255,7 +235,6 @@ RENAME_REASON = (
     "`reconciler state mv a/old a/new`; if a/old is really gone, run "
     "`reconciler state rm a/old` first"
 )
-OTHER = Identity(222222, "CFQ7TTC0LH18", "0001", "annual", "P1Y", "software")
 
 
 def test_a_rename_is_a_conflict_naming_the_orphan_and_both_ways_out() -> None:
@@ -277,7 +256,7 @@ def test_a_rename_is_a_conflict_naming_the_orphan_and_both_ways_out() -> None:
     ("decl", "state", "expected"),
     [
         pytest.param(
-            (declared("a/new", 20, OTHER),),
+            (declared("a/new", 20, ANNUAL),),
             state_of(recorded("a/old", 20)),
             Action.PURCHASE,
             id="orphan-of-another-identity",
@@ -296,7 +275,7 @@ def test_a_rename_is_a_conflict_naming_the_orphan_and_both_ways_out() -> None:
         ),
         pytest.param(
             (declared("a/new", 5),),
-            state_of(pending=(PendingOperation("a/old", M365, "o-1", 5, "t"),)),
+            state_of(pending=(pending("a/old", "o-1", 5),)),
             Action.CONFLICT,
             id="pending-at-an-undeclared-address",
         ),
@@ -340,10 +319,10 @@ def test_renames_without_moved_never_buy_licences_recorded_elsewhere(
             assert change.identity not in elsewhere, change
 
 
-# --- moved: (CONTRACT section 10) ---------------------------------------------------
+# --- moved: ------------------------------------------------------------------------
 
 
-def moved_plan(decl: tuple[Purchase, ...], state: State, *moves: tuple[str, str]):  # type: ignore[no-untyped-def]
+def moved_plan(decl: tuple[Purchase, ...], state: State, *moves: tuple[str, str]) -> Plan:
     return planner.plan(Declarations(decl, moves=tuple(Move(f, t) for f, t in moves)), state)
 
 
@@ -412,7 +391,7 @@ def test_a_move_with_more_seats_is_a_move_and_an_increase() -> None:
             id="fewer-seats-is-a-conflict",
         ),
         pytest.param(
-            (declared("a/new", 20, replace(M365, sku_id="0001")),),
+            (declared("a/new", 20, replace(BASIC, sku_id="0001")),),
             state_of(recorded("a/old", 20)),
             [("a/new", Action.CONFLICT)],
             id="other-identity-is-a-conflict",
@@ -421,7 +400,7 @@ def test_a_move_with_more_seats_is_a_move_and_an_increase() -> None:
             (declared("a/new", 20),),
             state_of(
                 recorded("a/old", 20),
-                pending=(PendingOperation("a/old", M365, "o-1", 5, "t"),),
+                pending=(pending("a/old", "o-1", 5),),
             ),
             [("a/new", Action.CONFLICT), ("a/old", Action.PENDING)],
             id="pending-source-blocks-the-move",
@@ -436,9 +415,7 @@ def test_move_table(
 
 
 def test_a_blocked_move_says_why() -> None:
-    state = state_of(
-        recorded("a/old", 20), pending=(PendingOperation("a/old", M365, "o-1", 5, "t"),)
-    )
+    state = state_of(recorded("a/old", 20), pending=(pending("a/old", "o-1", 5),))
     change = moved_plan((declared("a/new", 20),), state, ("a/old", "a/new")).changes[0]
     assert change.reason == (
         "moved from a/old, which has a pending checkout (o-1); resolve it first with "

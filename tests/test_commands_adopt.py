@@ -1,4 +1,5 @@
-"""``reconciler import``'s pure part: names, skips and the declarations file it writes."""
+"""``reconciler import``'s pure part (``reconciler.commands.adopt``): names, skips and
+the declarations file it writes."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from reconciler.commands.adopt import declarations_text, plan_import, slug
 from reconciler.errors import ReconcilerError
 from reconciler.model import Declarations, Identity, Purchase, RecordedPurchase, State
 from reconciler.observe import Readings, observe
-
-TENANT = 111111
+from tests.support import readings
+from tests.support.records import BASIC, TENANT
+from tests.support.times import T0
 
 
 def subscription(
@@ -25,25 +27,11 @@ def subscription(
     cycle: str = "monthly",
     term: str | None = "P1M",
 ) -> Subscription:
+    """A subscription as Cloud-iQ lists it, by part number ("productId:skuId")."""
     product_id, _, sku_id = product.partition(":")
-    return Subscription(
-        id=id_,
-        customer_tenant_id=TENANT,
-        product_id=product_id,
-        sku_id=sku_id,
-        part_number=product,
-        name=name,
-        product_name=name,
-        quantity=quantity,
-        status="active",
-        billing_cycle=cycle,
-        term_duration=term,
-        order_id=None,
-        publisher_subscription_id=None,
-        start_date=None,
-        end_date=None,
-        auto_renew=None,
-    )
+    identity = Identity(TENANT, product_id, sku_id, cycle, term or "")
+    listed = readings.subscription(id_, identity, quantity, name=name)
+    return dataclasses.replace(listed, part_number=product, term_duration=term)
 
 
 def imported(
@@ -56,7 +44,7 @@ def imported(
     state = state or State("l")
     observations = observe(declarations, state, Readings({TENANT: subscriptions}))
     the_plan = plan_import(TENANT, declarations, state, observations, prefix=prefix)
-    text = declarations_text(the_plan, generated_at="2026-11-26T19:00:00Z", command="import")
+    text = declarations_text(the_plan, generated_at=T0, command="import")
     return (
         [(a.address, a.quantity) for a in the_plan.adoptions],
         [s.reason for s in the_plan.skipped],
@@ -133,11 +121,11 @@ def test_any_product_name_gives_valid_declarations() -> None:
     assert text is not None
     assert '  # Tricky: "quoted" # not a comment second line bell: subscription 9\n' in text
     (purchase,) = config.load_text(text).purchases
-    assert purchase.identity == Identity(TENANT, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
+    assert purchase.identity == BASIC
 
 
 def test_recorded_identities_are_left_to_refresh_and_a_bad_prefix_is_refused() -> None:
-    identity = Identity(TENANT, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
+    identity = BASIC
     state = State("l", 1, {"acme/basic": RecordedPurchase("acme/basic", identity, 2)})
     adoptions, _, text = imported([subscription(1, "CFQ7TTC0LF8R:0010", 5)], state=state)
     assert (adoptions, text) == ([], None)
@@ -146,7 +134,7 @@ def test_recorded_identities_are_left_to_refresh_and_a_bad_prefix_is_refused() -
 
 
 def test_a_declared_unrecorded_address_is_adopted_where_it_is() -> None:
-    identity = Identity(TENANT, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
+    identity = BASIC
     declared = Declarations((Purchase("acme/basic", identity, 5),))
     adoptions, _, text = imported([subscription(1, "CFQ7TTC0LF8R:0010", 4)], declared)
     assert (adoptions, text) == ([("acme/basic", 4)], None)

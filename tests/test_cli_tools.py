@@ -1,4 +1,5 @@
-"""`reconciler demo` and `reconciler simulator`, run as a user runs them."""
+"""``reconciler demo`` and ``reconciler simulator`` (``reconciler.cli.tools``), run as a
+user runs them."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from click.testing import CliRunner
+import pytest
 
-from reconciler.cli import cli
+from tests.support.cli import run
+from tests.support.paths import README
 
 
 def test_demo_buys_every_example_seat_once_and_leaves_nothing_behind(tmp_path: Path) -> None:
     before = {t.name for t in threading.enumerate()}
     cwd = os.getcwd()
-    result = CliRunner().invoke(cli, ["demo"])
+    result = run("demo")
     assert result.exit_code == 0, result.output
     out = result.stdout
     for command in (
@@ -55,6 +57,7 @@ def test_demo_buys_every_example_seat_once_and_leaves_nothing_behind(tmp_path: P
     assert leftover == set(), leftover
 
 
+@pytest.mark.slow  # the simulator runs as a process
 def test_simulator_command_serves_until_interrupted(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "simulator", "--port", "0", "--fail", "verify:503:1"],
@@ -87,7 +90,7 @@ def test_simulator_command_serves_until_interrupted(tmp_path: Path) -> None:
 
 
 def test_simulator_command_rejects_a_malformed_fault() -> None:
-    result = CliRunner().invoke(cli, ["simulator", "--fail", "verify"])
+    result = run("simulator", "--fail", "verify")
     assert result.exit_code == 1
     assert "is not ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]" in result.stderr
 
@@ -101,7 +104,7 @@ def _built_in() -> tuple[list[tuple[str, str, str]], list[int]]:
 
 
 def test_simulator_help_lists_the_built_in_tenants_and_catalogue() -> None:
-    result = CliRunner().invoke(cli, ["simulator", "--help"])
+    result = run("simulator", "--help")
     products, tenants = _built_in()
 
     assert result.exit_code == 0
@@ -116,7 +119,7 @@ def test_simulator_help_lists_the_built_in_tenants_and_catalogue() -> None:
 
 
 def test_readme_documents_the_built_in_simulator_catalogue() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
     products, tenants = _built_in()
 
     assert ", ".join(str(t) for t in tenants[:-1]) + f" and {tenants[-1]}" in " ".join(
@@ -128,3 +131,16 @@ def test_readme_documents_the_built_in_simulator_catalogue() -> None:
             readme,
             re.MULTILINE,
         ), (key, name, price)
+
+
+def test_demo_runs_the_whole_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = run("demo")
+
+    assert result.exit_code == 0, result.output
+    # The first checkout's answer is lost and refresh settles it: 35 + 298 seats, once.
+    assert "Settled contoso/m365-business-basic: " in result.stdout
+    assert "Apply complete: 9 purchased (+298 seats), 0 failed, 0 pending." in result.stdout
+    assert "Demo complete" in result.stdout
+    assert list(tmp_path.iterdir()) == []

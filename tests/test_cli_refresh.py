@@ -1,5 +1,5 @@
-"""Reading Cloud-iQ back, end to end: ``plan --refresh``, ``refresh``, ``import`` and
-``apply --refresh`` driven through the real CLI against the simulator.
+"""``reconciler refresh`` and ``reconciler import`` (``reconciler.cli.refresh``): reading
+Cloud-iQ back, end to end against the simulator.
 
 Each test judges a run as an operator would: the exit code and output, the state,
 and what the simulator recorded (every seat bought once; refresh and import never
@@ -8,139 +8,31 @@ call verify or checkout).
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import jsonschema
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
-from reconciler.cli import cli
 from reconciler.simulator import Simulator
-from reconciler.state import open_store
-from reconciler.state import pgrows as rows
+from tests.support.paths import ROOT, schema
+from tests.support.records import BASIC, E3, PREMIUM, TENANT
+from tests.support.simulator import Project, make_project
 
-ROOT = Path(__file__).resolve().parent.parent
-PLAN_SCHEMA = json.loads((ROOT / "schemas" / "plan.schema.json").read_text(encoding="utf-8"))
-STATE_SCHEMA = json.loads((ROOT / "schemas" / "state.schema.json").read_text(encoding="utf-8"))
-TENANT = 111111
-BASIC = "CFQ7TTC0LF8R:0010"
-PREMIUM = "CFQ7TTC0LH18:0001"
-E3 = "CFQ7TTC0LFLZ:0002"
-
-DECLARATIONS = """\
-version: 1
-defaults:
-  customerTenantId: 111111
-  billingCycle: monthly
-  termDuration: P1M
-purchases:
-  - name: acme/basic
-    productId: CFQ7TTC0LF8R
-    skuId: "0010"
-    quantity: 5
-  - name: acme/premium
-    productId: CFQ7TTC0LH18
-    skuId: "0001"
-    quantity: 3
-  - name: acme/e3
-    productId: CFQ7TTC0LFLZ
-    skuId: "0002"
-    quantity: 2
-"""
-
-
-@dataclasses.dataclass
-class Project:
-    sim: Simulator
-    tmp: Path
-    decl: Path
-    state: str
-
-    def run(self, *args: str) -> Result:
-        env = {**self.sim.env(), "RECONCILER_STATE": self.state}
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    def ok(self, *args: str, code: int = 0) -> Result:
-        result = self.run(*args)
-        assert result.exit_code == code, result.stdout + result.stderr
-        return result
-
-    def buys(self) -> tuple[int, int]:
-        """(verify calls, checkout calls) so far."""
-        return self.sim.count("verify"), self.sim.count("checkout")
-
-    def subscription(self, product: str) -> int:
-        return next(s.id for s in self.sim.subscriptions if s.product == product and s.active)
-
-    def state_document(self) -> dict[str, Any]:
-        return json.loads(self.ok("state", "pull").stdout)
-
-
-def _project(sim: Simulator, tmp: Path, state: str) -> Project:
-    decl = tmp / "decl"
-    decl.mkdir()
-    (decl / "acme.yaml").write_text(DECLARATIONS, encoding="utf-8")
-    project = Project(sim, tmp, decl, state)
-    project.ok("init")
-    return project
-
-
-@pytest.fixture
-def project(simulator: Simulator, tmp_path: Path) -> Project:
-    return _project(simulator, tmp_path, str(tmp_path / "reconciler.state.json"))
+PLAN_SCHEMA = schema("plan")
+STATE_SCHEMA = schema("state")
 
 
 # --------------------------------------------------------------------------- drift
-
-
-def test_portal_drift_shows_in_every_plan_format(project: Project) -> None:
-    project.ok("apply", str(project.decl), "--auto-approve")
-    project.sim.portal_set_quantity(project.subscription(BASIC), 8)
-    project.sim.portal_cancel(project.subscription(E3))
-    added = project.sim.portal_add_subscription(TENANT, "CFQ7TTC0LCHC:0002", 4)
-    before = project.buys()
-
-    offline = project.ok("plan", str(project.decl))
-    assert "Cloud-iQ" not in offline.stdout  # without --refresh the plan stays offline
-
-    text = project.ok("plan", str(project.decl), "--refresh").stdout
-    assert "  ~ acme/basic  5 recorded, 8 in Cloud-iQ (+3)" in text
-    assert "  ~ acme/e3  2 recorded, 0 in Cloud-iQ (-2)" in text
-    assert "Microsoft 365 Business Basic, EUR 5.60 a seat" in text
-    assert f"  * 4 seats  subscription {added}" in text
-    assert "`reconciler import --tenant 111111` adopts them." in text
-    assert "Cloud-iQ (1 customer tenant read): 2 identities drifted, 1 unmanaged." in text
-
-    data = json.loads(project.ok("plan", str(project.decl), "--refresh", "--json").stdout)
-    jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(data)
-    drift = {d["addresses"][0]: (d["recorded"], d["actual"]) for d in data["drift"]}
-    assert drift == {"acme/basic": (5, 8), "acme/e3": (2, 0)}
-    (unmanaged,) = data["unmanaged"]
-    assert (unmanaged["identity"]["productId"], unmanaged["seats"], unmanaged["subscriptions"]) == (
-        "CFQ7TTC0LCHC",
-        4,
-        [added],
-    )
-
-    markdown = project.ok("plan", str(project.decl), "--refresh", "--format", "markdown").stdout
-    assert "#### Cloud-iQ" in markdown
-    assert "| `acme/basic` |" in markdown
-    assert "| 5 | 8 | +3 |" in markdown
-    assert markdown.rstrip().splitlines()[-1].startswith("<sub>declarations")
-
-    assert project.buys() == before  # reading never verifies or checks out
 
 
 def test_refresh_records_drift_as_adjustments_and_a_lower_quantity_then_plans_noop(
     project: Project,
 ) -> None:
     project.ok("apply", str(project.decl), "--auto-approve")
-    project.sim.portal_set_quantity(project.subscription(BASIC), 3)  # two seats cancelled
+    project.sim.portal_set_quantity(project.subscription(BASIC.product), 3)  # two seats cancelled
     before = project.buys()
 
     done = project.ok("refresh", str(project.decl), "--auto-approve")
@@ -173,18 +65,6 @@ def test_refresh_records_drift_as_adjustments_and_a_lower_quantity_then_plans_no
     assert "Nothing to record" in again.stdout
 
 
-def test_a_decrease_conflict_says_how_to_decrease(project: Project) -> None:
-    project.ok("apply", str(project.decl), "--auto-approve")
-    text = (project.decl / "acme.yaml").read_text(encoding="utf-8")
-    (project.decl / "acme.yaml").write_text(text.replace("quantity: 5", "quantity: 4"))
-    plan = project.ok("plan", str(project.decl), code=1)
-    assert (
-        "decrease from 5 to 4 seats; a purchase cannot be undone through checkout. Reduce the "
-        "seats in Cloud-iQ within Microsoft's cancellation window, run `reconciler refresh` to "
-        "record it, then lowering `quantity` to match is a noop"
-    ) in plan.stdout
-
-
 def test_drift_of_an_identity_two_addresses_share_is_reported_not_written(
     project: Project,
 ) -> None:
@@ -195,7 +75,7 @@ def test_drift_of_an_identity_two_addresses_share_is_reported_not_written(
         encoding="utf-8",
     )
     project.ok("apply", str(project.decl), "--auto-approve")
-    project.sim.portal_set_quantity(project.subscription(BASIC), 9)
+    project.sim.portal_set_quantity(project.subscription(BASIC.product), 9)
     done = project.ok("refresh", str(project.decl), "--auto-approve")
     assert "not recorded by refresh: 2 addresses have this identity" in done.stdout
     assert "Nothing to record" in done.stdout
@@ -205,8 +85,8 @@ def test_drift_of_an_identity_two_addresses_share_is_reported_not_written(
 # --------------------------------------------------------------------------- pending checkouts
 
 
-def _settle_a_dropped_checkout(project: Project, mode: str) -> None:
-    project.sim.drop_after_checkout(1, mode=mode)  # type: ignore[arg-type]
+def _settle_a_dropped_checkout(project: Project, mode: Literal["drop", "500"]) -> None:
+    project.sim.drop_after_checkout(1, mode=mode)
     failed = project.ok("apply", str(project.decl), "--auto-approve", code=1)
     assert "1 pending" in failed.stdout
     before = project.buys()
@@ -228,20 +108,20 @@ def _settle_a_dropped_checkout(project: Project, mode: str) -> None:
     assert checkout["evidence"].startswith("asset order reconciler-")
 
     project.ok("apply", str(project.decl), "--auto-approve")
-    for product, seats in ((BASIC, 5), (PREMIUM, 3), (E3, 2)):
+    for product, seats in ((BASIC.product, 5), (PREMIUM.product, 3), (E3.product, 2)):
         assert project.sim.seats(TENANT, product) == seats  # every seat bought once
     assert "No changes." in project.ok("plan", str(project.decl), "--refresh").stdout
 
 
 @pytest.mark.parametrize("mode", ["drop", "500"])
 def test_a_checkout_recorded_then_lost_is_settled_by_refresh_and_apply_completes(
-    project: Project, mode: str
+    project: Project, mode: Literal["drop", "500"]
 ) -> None:
     _settle_a_dropped_checkout(project, mode)
 
 
 def test_the_same_on_postgresql(simulator: Simulator, tmp_path: Path, pg_database: str) -> None:
-    project = _project(simulator, tmp_path, pg_database)
+    project = make_project(simulator, tmp_path, pg_database)
     _settle_a_dropped_checkout(project, "drop")
     # The evidence and the history are in the database's rows.
     assert [e["op"] for e in json.loads(project.ok("state", "history", "--json").stdout)][-3:] == [
@@ -267,7 +147,7 @@ def test_a_checkout_answered_500_without_being_recorded_stays_pending(project: P
 
 def test_refresh_without_a_terminal_needs_auto_approve(project: Project) -> None:
     project.ok("apply", str(project.decl), "--auto-approve")
-    project.sim.portal_set_quantity(project.subscription(BASIC), 6)
+    project.sim.portal_set_quantity(project.subscription(BASIC.product), 6)
     refused = project.ok("refresh", str(project.decl), code=1)
     assert "pass --auto-approve" in refused.stderr
     assert "adjustments" not in project.state_document()["purchases"]["acme/basic"]
@@ -281,17 +161,17 @@ def test_import_adopts_five_subscriptions_then_plan_is_noop_and_apply_buys_nothi
 ) -> None:
     sim = simulator
     ids = [
-        sim.portal_add_subscription(TENANT, BASIC, 10),
-        sim.portal_add_subscription(TENANT, BASIC, 2),  # same identity: one purchase of 12
-        sim.portal_add_subscription(TENANT, BASIC, 4, billing_cycle="annual", term_duration="P1Y"),
-        sim.portal_add_subscription(TENANT, PREMIUM, 7, record_order=False),
+        sim.portal_add_subscription(TENANT, BASIC.product, 10),
+        sim.portal_add_subscription(TENANT, BASIC.product, 2),  # same identity: one purchase of 12
+        sim.portal_add_subscription(
+            TENANT, BASIC.product, 4, billing_cycle="annual", term_duration="P1Y"
+        ),
+        sim.portal_add_subscription(TENANT, PREMIUM.product, 7, record_order=False),
         sim.portal_add_subscription(TENANT, "CFQ7TTC0MM8R:0002", 1),
     ]
-    sim.portal_add_subscription(222222, BASIC, 3)  # another tenant: left alone
-    decl = tmp_path / "decl"
-    decl.mkdir()
-    project = Project(sim, tmp_path, decl, str(tmp_path / "state.json"))
-    project.ok("init")
+    sim.portal_add_subscription(222222, BASIC.product, 3)  # another tenant: left alone
+    project = make_project(sim, tmp_path, str(tmp_path / "state.json"), declarations=False)
+    decl = project.decl
     before = project.buys()
 
     done = project.ok("import", str(decl), "--tenant", "111111", "--auto-approve")
@@ -327,10 +207,10 @@ def test_import_records_a_declared_but_unrecorded_address_and_refuses_to_overwri
     simulator: Simulator, tmp_path: Path
 ) -> None:
     sim = simulator
-    sim.portal_add_subscription(TENANT, BASIC, 5)
-    sim.portal_add_subscription(TENANT, E3, 2)
+    sim.portal_add_subscription(TENANT, BASIC.product, 5)
+    sim.portal_add_subscription(TENANT, E3.product, 2)
     visio = sim.portal_add_subscription(TENANT, "CFQ7TTC0MM8R:0002", 1)
-    project = _project(sim, tmp_path, str(tmp_path / "state.json"))
+    project = make_project(sim, tmp_path, str(tmp_path / "state.json"))
     (project.decl / "tenant-111111.yaml").write_text("version: 1\n", encoding="utf-8")
     refused = project.ok(
         "import", str(project.decl), "--tenant", "111111", "--auto-approve", code=1
@@ -353,80 +233,7 @@ def test_import_records_a_declared_but_unrecorded_address_and_refuses_to_overwri
     assert "2 unchanged" in plan.stdout or "3 unchanged" in plan.stdout
 
 
-# --------------------------------------------------------------------------- read before buying
-
-
-def test_apply_refresh_refuses_to_buy_seats_that_exist_after_the_state_was_lost(
-    project: Project, tmp_path: Path
-) -> None:
-    project.ok("apply", str(project.decl), "--auto-approve")
-    lost = Project(project.sim, tmp_path, project.decl, str(tmp_path / "new.state.json"))
-    lost.ok("init")
-    before = lost.buys()
-
-    refused = lost.ok("apply", str(project.decl), "--auto-approve", "--refresh", code=1)
-    assert "! acme/basic  conflict" in refused.stdout
-    assert "Cloud-iQ already holds 5 active seats (subscription " in refused.stdout
-    assert "`reconciler import --tenant 111111`" in refused.stdout
-    assert "allowAdditionalSubscription: true" in refused.stdout
-    assert "the plan has 3 conflicts; nothing was bought" in refused.stderr
-    assert lost.buys() == before
-    assert "3 conflicts" in lost.ok("plan", str(project.decl), "--refresh", code=1).stdout
-
-    # Acknowledged on one purchase, that one buys a second subscription; the rest adopt.
-    text = (project.decl / "acme.yaml").read_text(encoding="utf-8")
-    (project.decl / "acme.yaml").write_text(
-        text.replace(
-            "    quantity: 2\n", "    quantity: 2\n    allowAdditionalSubscription: true\n"
-        )
-    )
-    assert lost.ok("validate", str(project.decl)).exit_code == 0
-    lost.ok("import", str(project.decl), "--tenant", "111111", "--auto-approve")
-    lost.ok("apply", str(project.decl), "--auto-approve", "--refresh")
-    assert lost.sim.seats(TENANT, E3) == 4
-    assert lost.sim.seats(TENANT, BASIC) == 5
-    # The other subscription is not acme/e3's: its seats are reported, never recorded there.
-    done = lost.ok("refresh", str(project.decl), "--auto-approve")
-    assert "  ~ acme/e3  2 recorded, 4 in Cloud-iQ (+2)" in done.stdout
-    assert "acme/e3 sets allowAdditionalSubscription" in done.stdout
-    assert "Nothing to record" in done.stdout
-    assert "No changes." in lost.ok("plan", str(project.decl), "--refresh").stdout
-
-
-# --------------------------------------------------------------------------- PostgreSQL upgrade
-
-
-def test_a_database_of_schema_1_reads_and_is_upgraded_by_the_first_locked_run(
-    pg_server: Any, pg_database: str, make_pg_database: Callable[[], str]
-) -> None:
-    import psycopg
-
-    with psycopg.connect(pg_database, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {rows.SCHEMA}")
-        conn.execute(
-            f"CREATE TABLE {rows.SCHEMA}.schema_migrations "
-            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        conn.execute(rows.MIGRATIONS[0])
-        conn.execute(f"INSERT INTO {rows.SCHEMA}.schema_migrations (version) VALUES (1)")
-        conn.execute(
-            f"INSERT INTO {rows.SCHEMA}.workspaces (name, lineage) VALUES ('default', 'l')"
-        )
-    store = open_store(pg_database)
-    assert store.load().purchases == {}
-    from reconciler.model import Identity
-
-    identity = Identity(TENANT, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
-    with store.lock("reconciler refresh") as writer:
-        writer.import_purchase("acme/basic", identity, 5, "2026-11-26T19:00:00Z")
-        writer.adjust_quantity("acme/basic", -5, "2026-11-27T19:00:00Z", "Cloud-iQ showed 0")
-    loaded = store.load().purchases["acme/basic"]
-    assert (loaded.quantity, [a.quantity for a in loaded.adjustments]) == (0, [-5])
-
-
-# --------------------------------------------------------------------------- the storm
-
-
+@pytest.mark.slow  # a benchmark in a subprocess
 @pytest.mark.parametrize(
     "extra", [(), ("--unrecorded-rate", "0.1", "--no-asset-orders", "--parallelism", "4")]
 )
@@ -468,7 +275,7 @@ def test_no_active_subscription_at_all_is_reported_never_recorded_as_zero(
     """A purchase Cloud-iQ does not list (yet), or a suspended one, looks like every seat
     cancelled; recording that would let the next apply buy them all again."""
     project.ok("apply", str(project.decl), "--auto-approve")
-    project.sim.portal_cancel(project.subscription(BASIC))
+    project.sim.portal_cancel(project.subscription(BASIC.product))
     before = project.buys()
     done = project.ok("refresh", str(project.decl), "--auto-approve")
     assert "Cloud-iQ lists no active subscription of this identity" in done.stdout + done.stderr
@@ -485,11 +292,9 @@ def test_an_import_that_cannot_write_its_file_leaves_orphans_never_purchases(
     cannot be written) between the two must never leave declared-but-unrecorded seats,
     which the next plan would buy again."""
     sim = simulator
-    sim.portal_add_subscription(TENANT, BASIC, 10)
-    decl = tmp_path / "decl"
-    decl.mkdir()
-    project = Project(sim, tmp_path, decl, str(tmp_path / "state.json"))
-    project.ok("init")
+    sim.portal_add_subscription(TENANT, BASIC.product, 10)
+    project = make_project(sim, tmp_path, str(tmp_path / "state.json"), declarations=False)
+    decl = project.decl
     before = project.buys()
     blocked = tmp_path / "no-such-directory" / "tenant.yaml"
     failed = project.ok(

@@ -1,5 +1,6 @@
-"""The built wheel works on its own: installed into a fresh virtual environment and
-run outside the checkout, it validates the examples with the schema it ships.
+"""The files that ship with the package (``reconciler.resources``): the built wheel holds
+them, and installed into a fresh virtual environment and run outside the checkout, it
+validates the examples with the schema it ships.
 
 Offline: the wheel is built without build isolation (hatchling from the test
 extras) and installed with ``--no-index --no-deps`` into a venv that sees the
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+# Each test builds the wheel (once per module) and installs it into a new environment.
+pytestmark = pytest.mark.slow
 SCHEMA = "reconciler/_data/schemas/purchases.schema.json"
 EXAMPLES = sorted(
     p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").rglob("*") if p.is_file()
