@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler import render
+from reconciler.model import Action
 from reconciler.render.verdict import verdict
 from tests.support.fakes import FakeIssue
 from tests.support.records import EVERY_ACTION
