@@ -1,4 +1,4 @@
-"""The state in a JSON file, with its journal and lock file beside it (CONTRACT section 8).
+"""The state in a JSON file, with its journal and lock file beside it.
 
 How a write survives a crash, and why it stays cheap
 ----------------------------------------------------
@@ -282,13 +282,14 @@ class JsonFileStateStore:
         so a crash between the two leaves an empty journal, never a mark without one.
         """
         run = jsonformat.new_run_id()
+        # Rendered first: a state that cannot be marked leaves no journal behind.
+        marked = jsonrender.render(state, JournalMark(self._journal.name, run, state.serial))
         fd = os.open(
             self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
         )
         try:
             files.fsync_directory(self._path.parent)
-            mark = JournalMark(self._journal.name, run, state.serial)
-            files.replace_atomically(self._path, jsonrender.render(state, mark))
+            files.replace_atomically(self._path, marked)
             # The lock keeps every other writer away, so the path names what we wrote.
             mark_fd = os.open(self._path, os.O_WRONLY | os.O_CLOEXEC)
         except BaseException:
