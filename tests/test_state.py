@@ -901,7 +901,8 @@ def test_second_lock_fails_at_once_naming_the_holder(store: JsonFileStateStore, 
         assert str(caught.value) == (
             f"state is locked by pid {os.getpid()} on host {socket.gethostname()} "
             f"(command 'reconciler apply', since {holder['started']}): "
-            "another run is in progress; wait for it to finish"
+            "another run is in progress; wait for it to finish, or give --lock-timeout "
+            "DURATION (e.g. 10m) to wait for it"
         )
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", holder["started"])
     # Released, not deleted: the next run locks it again.
@@ -929,7 +930,10 @@ def test_lock_of_another_process_blocks_until_it_is_killed(
             f"state is locked by pid {proc.pid} on host {socket.gethostname()} "
             "(command 'reconciler apply', since "
         )
-        assert str(caught.value).endswith(": another run is in progress; wait for it to finish")
+        assert str(caught.value).endswith(
+            ": another run is in progress; wait for it to finish, or give --lock-timeout "
+            "DURATION (e.g. 10m) to wait for it"
+        )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -1053,13 +1057,13 @@ def test_load_reads_the_journal_before_the_json_file(store: JsonFileStateStore) 
         def journal_then_compact() -> Any:
             result = read_journal()
             first_read.append("journal")
-            writer._close()  # type: ignore[attr-defined]  # the run compacts right now
+            writer.finish()  # type: ignore[attr-defined]  # the run compacts right now
             return result
 
         def file_then_compact() -> Any:
             result = read_file()
             first_read.append("file")
-            writer._close()  # type: ignore[attr-defined]
+            writer.finish()  # type: ignore[attr-defined]
             return result
 
         store._read_journal = journal_then_compact  # type: ignore[method-assign]

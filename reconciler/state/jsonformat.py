@@ -398,11 +398,18 @@ def _parse_mark(data: dict[str, Any], serial: int) -> JournalMark | None:
 def parse_document(data: dict[str, Any]) -> State:
     """Everything but the version, which the caller checked first."""
     _object(data, (*_DOCUMENT_KEYS, JOURNAL_KEY, JOURNAL_RUN_KEY, ACKNOWLEDGED_KEY), _DOCUMENT_KEYS)
+    return parse_parts(data["lineage"], data["serial"], data["purchases"], data["pending"])
+
+
+def parse_parts(lineage: Any, serial: Any, purchases: Any, pending: Any) -> State:
+    """A state given in parts, each as the state file holds it (``purchases`` and
+    ``pending`` as objects keyed by address), checked as the state file is: the
+    PostgreSQL store reads its rows through this, so both refuse the same values."""
     return State(
-        lineage=_string(data["lineage"], "lineage"),
-        serial=_integer(data["serial"], "serial", 0, MAX_BIGINT),
-        purchases=_parse_table(data["purchases"], "purchases", _parse_purchase),
-        pending=_parse_table(data["pending"], "pending", _parse_pending),
+        lineage=_string(lineage, "lineage"),
+        serial=_integer(serial, "serial", 0, MAX_BIGINT),
+        purchases=_parse_table(purchases, "purchases", _parse_purchase),
+        pending=_parse_table(pending, "pending", _parse_pending),
     )
 
 
