@@ -1,6 +1,6 @@
 """The PostgreSQL state backend end to end: the real CLI, a real server, the simulator.
 
-Each scenario is what CI runners do to one shared state (CONTRACT sections 8 and 9):
+Each scenario is what CI runners do to one shared state:
 ``init`` racing, two applies from two separate working directories at once, an
 apply killed or cut off from the database mid-checkout, workspaces side by side,
 ``state migrate`` both ways, and passwords kept out of every message. Anything
