@@ -611,6 +611,17 @@ HOSTILE_FILES = [
         + "...",
         id="long-value-shown-short",
     ),
+    pytest.param(
+        _variant(**{"k" * 100_000: 1}),
+        'is invalid: unknown key "' + "k" * 57 + '..."',
+        id="long-unknown-key-shown-short",
+    ),
+    pytest.param(
+        _variant(purchases={"a" * 100_000: {"quantity": 1}}),
+        'is invalid: purchases["' + "a" * 57 + "...\"]: missing 'customerTenantId', "
+        "'productId', 'skuId', 'billingCycle', 'termDuration', 'type', 'checkouts'",
+        id="long-address-shown-short",
+    ),
 ]
 
 

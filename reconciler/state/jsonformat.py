@@ -160,7 +160,14 @@ def _scalar(value: Any) -> str:
 
 
 def _index(address: str) -> str:
-    return f"[{json.dumps(address)}]"
+    return f"[{_quoted(address)}]"
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string for a message, cut after 60 characters."""
+    if len(text) <= 60:
+        return json.dumps(text)
+    return json.dumps(text[:57])[:-1] + '..."'
 
 
 def _object(value: Any, keys: tuple[str, ...], required: tuple[str, ...]) -> None:
@@ -172,7 +179,10 @@ def _object(value: Any, keys: tuple[str, ...], required: tuple[str, ...]) -> Non
     if len(value) > len(required):
         unknown = sorted(k for k in value if k not in keys)
         if unknown:
-            raise Invalid(f"unknown key {unknown[0]!r}")
+            key = unknown[0]
+            raise Invalid(
+                f"unknown key {key!r}" if len(key) <= 60 else f"unknown key {_quoted(key)}"
+            )
 
 
 def _integer(value: Any, name: str, minimum: int, maximum: int = MAX_SEATS) -> int:
@@ -546,7 +556,7 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise Invalid(f"duplicate key {json.dumps(key)}")
+                raise Invalid(f"duplicate key {_quoted(key)}")
             seen.add(key)
     return result
 
