@@ -87,3 +87,39 @@ def test_the_database_scheme_is_told_apart_in_one_place() -> None:
         if scheme_test.search(path.read_text(encoding="utf-8"))
     }
     assert found - _CLI_COPIES == {"reconciler/state/backends.py"}
+
+
+def test_no_command_imports_pytest_or_the_contract_suite(tmp_path: Path) -> None:
+    """The contract suite ships in the package for backends to test against; it imports
+    pytest, so no command may import it."""
+    import subprocess
+    import sys
+
+    state = str(tmp_path / "state.json")
+    decl = str(ROOT / "examples" / "customers")
+    probe = (
+        "import sys\n"
+        "from reconciler.cli import main\n"
+        "sys.argv = ['reconciler', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = [m for m in sys.modules if m == 'pytest' or m.endswith('.contract')]\n"
+        "print('LOADED', loaded, file=sys.stderr)\n"
+    )
+    for args in (
+        ("init", "--state", state),
+        ("plan", decl, "--state", state),
+        ("state", "list", "--state", state),
+        ("state", "rm", "nothing/here", "-y", "--state", state),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "LOADED []" in done.stderr, (args, done.stderr)
