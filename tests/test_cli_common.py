@@ -160,7 +160,10 @@ def test_apply_without_lock_timeout_fails_at_once_naming_the_holder(
         f"error: state is locked by pid {proc.pid} on host {socket.gethostname()} "
         "(command 'reconciler apply', since "
     )
-    assert result.stderr.endswith(": another run is in progress; wait for it to finish\n")
+    assert result.stderr.endswith(
+        ": another run is in progress; wait for it to finish, or give --lock-timeout DURATION "
+        "(e.g. 10m) to wait for it\n"
+    )
     assert elapsed < 1
 
 

@@ -478,7 +478,7 @@ def test_placeholders_are_not_schema_checked_but_their_neighbours_are() -> None:
     ]
 
 
-# --- what YAML reads is what was written; bounds; special files (issue 13) --------------
+# --- what YAML reads is what was written; bounds; special files ------------------------
 
 #: Where a field of PURCHASE stands when ``_with_field`` sets it: (line, column).
 FIELD_PLACES = {
@@ -1049,7 +1049,12 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "tags": st.dictionaries(st.sampled_from(model.TAG_KEYS), plain_text),
     "provisioningContext": st.dictionaries(plain_text, plain_text, max_size=3),
     "attestationAccepted": st.booleans(),
-    "notificationEmail": plain_text.filter(lambda s: len(s) >= 3),
+    # One line of printable text: no control character (category Cc), no separator.
+    "notificationEmail": st.text(
+        st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="\u2028\u2029"),
+        min_size=3,
+        max_size=20,
+    ),
     "invoiceProfileId": positive,
 }
 

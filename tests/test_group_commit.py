@@ -1,5 +1,5 @@
 """Group commit: parallel workers share fsyncs and transactions, and no checkout is ever
-sent before its own pending entry is durable (CONTRACT section 7, step 3 before step 4).
+sent before its own pending entry is durable (the pending write comes before the checkout).
 
 Each test applies with ``--parallelism`` through the real CLI against the simulator on
 a loopback socket, and watches both sides of the ordering at once:

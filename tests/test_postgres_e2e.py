@@ -1,6 +1,6 @@
 """The PostgreSQL state backend end to end: the real CLI, a real server, the simulator.
 
-Each scenario is what CI runners do to one shared state (CONTRACT sections 8 and 9):
+Each scenario is what CI runners do to one shared state:
 ``init`` racing, two applies from two separate working directories at once, an
 apply killed or cut off from the database mid-checkout, workspaces side by side,
 ``state migrate`` both ways, and passwords kept out of every message. Anything
@@ -862,3 +862,224 @@ def test_a_bad_target_workspace_name_is_a_usage_error(pg_database: str, tmp_path
     )
     assert refused.exit_code == 1
     assert "is not a workspace name" in refused.stderr
+
+
+# -- i. passwords in every form a URL can carry them --
+
+
+def test_a_password_in_any_url_form_works_and_is_never_shown(
+    pg_server: PgServer,
+    make_pg_database: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libpq reads ``?%70assword=`` as ``password``; ``sslpassword`` and a userinfo
+    password beside a multi-host list are passwords too. Each works, and ``init``,
+    ``state migrate`` and the rest show it as ``***``."""
+    secret = pg_server.password
+    url = make_pg_database()
+    monkeypatch.delenv("PGPASSWORD")  # the URL's password is the only one
+    address, db = url.split("@", 1)[1].split("/", 1)
+    refused = f"127.0.0.1:{_free_port()}"
+    forms = [
+        (f"{url}?%70assword={secret}", f"{url}?%70assword=***"),
+        (
+            f"postgresql://reconciler:{secret}@{address}/{db}?sslpassword={secret}&sslmode=disable",
+            f"postgresql://reconciler:***@{address}/{db}?sslpassword=***&sslmode=disable",
+        ),
+        (
+            f"postgresql://reconciler:{secret}@{refused},{address}/{db}",
+            f"postgresql://reconciler:***@{refused},{address}/{db}",
+        ),
+    ]
+    outputs: list[str] = []
+    for number, (form, shown) in enumerate(forms):
+        workspace = f"form-{number}"
+        created = reconciler("init", "--state", form, "--workspace", workspace)
+        outputs += [created.stdout, created.stderr]
+        assert created.exit_code == 0, created.stderr
+        assert created.stdout.startswith(
+            f"Initialized an empty state at {shown} (workspace {workspace}) (lineage "
+        )
+        for args in (("show",), ("state", "list"), ("state", "pull"), ("state", "history")):
+            ran = reconciler(*args, "--state", form, "--workspace", workspace)
+            outputs += [ran.stdout, ran.stderr]
+            assert ran.exit_code == 0, (args, ran.stderr)
+        copied = reconciler(
+            "state", "migrate", "--state", form, "--workspace", workspace,
+            "--to", form, "--to-workspace", f"copy-{number}",
+        )  # fmt: skip
+        outputs += [copied.stdout, copied.stderr]
+        assert copied.exit_code == 0, copied.stderr
+        assert copied.stdout == (
+            f"Copied the state (serial 0, 0 purchases, 0 pending) to {shown} "
+            f"(workspace copy-{number}).\n"
+        )
+    for text in outputs:
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        pytest.param(
+            "postgresql://reconciler:{wrong}@{address}/{db}?%70assword={wrong}", id="%70assword"
+        ),
+        pytest.param("postgresql://reconciler@{address}/{db}?PassWord={wrong}", id="PassWord"),
+        pytest.param("postgresql://reconciler@{address}/{db}?%2570assword={wrong}", id="%2570"),
+        pytest.param("postgresql://reconciler:{wrong}@{address},{address}/{db}", id="multi-host"),
+        pytest.param("postgresql://reconciler:{wrong}@127.0.0.1:99999/{db}", id="port-99999"),
+        pytest.param("postgresql://reconciler:{wrong}@127.0.0.1:-1/{db}", id="port-negative"),
+        pytest.param("postgresql://reconciler:{wrong}@[::1/{db}", id="bad-ipv6"),
+        pytest.param(
+            "postgresql://reconciler:{wrong}@{address}/{db}?sslpassword={wrong}&x=%zz",
+            id="bad-escape",
+        ),
+    ],
+)
+def test_a_hostile_url_is_one_line_of_error_without_traceback_or_password(
+    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.delenv("PGPASSWORD")
+    wrong = "n0t-the-pw-8e1c"
+    address, db = pg_database.split("@", 1)[1].split("/", 1)
+    url = form.format(wrong=wrong, address=address, db=db)
+    work = workdir(tmp_path, "runner", ["northwind.yaml"])
+    decl = str(work / "declarations")
+    for args in (
+        ("init",),
+        ("plan", decl),
+        ("apply", decl, "--auto-approve"),
+        ("show",),
+        ("state", "pull"),
+        ("state", "migrate", "--to", str(work / "copy.json")),
+    ):
+        ran = reconciler(*args, "--state", url)
+        assert ran.exit_code == 1, (args, ran.output)
+        assert ran.stdout == ""
+        err = ran.stderr
+        assert err.startswith("error: cannot connect to postgresql://reconciler"), (args, err)
+        assert err.count("\n") == 1, (args, err)
+        assert wrong not in err, err
+    assert not (work / "copy.json").exists()
+    # Migrating into such a URL fails the same way, and names it masked.
+    state = str(work / "reconciler.state.json")
+    assert reconciler("init", "--state", state).exit_code == 0
+    moved = reconciler("state", "migrate", "--state", state, "--to", url)
+    assert moved.exit_code == 1
+    assert moved.stderr.startswith("error: cannot connect to postgresql://reconciler"), moved.stderr
+    assert wrong not in moved.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# -- j. rows edited by hand --
+
+_HAND_EDITS = [
+    pytest.param(
+        "UPDATE reconciler.purchases SET billing_cycle = 'weekly'",
+        'reconciler.purchases (workspace "acme-eu", address "acme/a"): billingCycle: expected '
+        'one of monthly, annual, none, one-time, triennial, got a string "weekly"',
+        id="billing-cycle",
+    ),
+    pytest.param(
+        "UPDATE reconciler.purchases SET customer_tenant_id = -111111",
+        'reconciler.purchases (workspace "acme-eu", address "acme/a"): customerTenantId: '
+        "expected an integer >= 1, got -111111",
+        id="negative-tenant",
+    ),
+    pytest.param(
+        "UPDATE reconciler.checkouts SET time = 'last tuesday' WHERE position = 1",
+        'reconciler.checkouts (workspace "acme-eu", address "acme/a", position 1): time: '
+        'expected a UTC time like 2026-11-26T19:00:00Z, got a string "last tuesday"',
+        id="junk-checkout-time",
+    ),
+    pytest.param(
+        "UPDATE reconciler.workspaces SET lineage = ''",
+        'reconciler.workspaces (name "acme-eu"): lineage: expected a non-empty string, got a '
+        'string ""',
+        id="empty-lineage",
+    ),
+    pytest.param(
+        "UPDATE reconciler.pending SET quantity = 2147483647, time = '2026-13-99'",
+        'reconciler.pending (workspace "acme-eu", address "acme/p"): time: expected a UTC '
+        'time like 2026-11-26T19:00:00Z, got a string "2026-13-99"',
+        id="pending-time",
+    ),
+    pytest.param(
+        "UPDATE reconciler.adjustments SET source = ''",
+        'reconciler.adjustments (workspace "acme-eu", address "acme/a", position 0): source: '
+        'expected a non-empty string, got a string ""',
+        id="adjustment-source",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "where"), _HAND_EDITS)
+def test_a_row_edited_by_hand_is_refused_naming_the_workspace_and_the_row(
+    pg_server: PgServer, pg_database: str, tmp_path: Path, edit: str, where: str
+) -> None:
+    from reconciler.model import CheckoutRecord, Identity, PendingOperation
+
+    identity = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
+    t0 = "2026-11-26T19:00:00Z"
+    assert reconciler("init", "--state", pg_database, "--workspace", "acme-eu").exit_code == 0
+    with PostgresStateStore(pg_database, "acme-eu").lock("test") as writer:
+        writer.record_checkout("acme/a", identity, CheckoutRecord("ord-1", 5, t0))
+        writer.record_checkout("acme/a", identity, CheckoutRecord("ord-2", 2, t0))
+        writer.adjust_quantity("acme/a", 1, t0, "Cloud-iQ showed 8 active seats")
+        writer.add_pending(PendingOperation("acme/p", identity, "ord-3", 1, t0))
+    pg_server.execute(edit, dbname=dbname(pg_database))  # type: ignore[arg-type]
+
+    decl = workdir(tmp_path, "runner", ["northwind.yaml"]) / "declarations"
+    expected = (
+        f"error: the state at {pg_database} (workspace acme-eu) has a row this reconciler "
+        f"refuses, in table {where}. Was it edited by hand? Put the value right, or restore "
+        "the row from the state history\n"
+    )
+    for args in (
+        ("plan", str(decl)),
+        ("apply", str(decl), "--auto-approve"),
+        ("show",),
+        ("state", "list"),
+        ("state", "pull"),
+        ("state", "rm", "acme/a", "-y"),
+        ("state", "migrate", "--to", str(tmp_path / "copy.json")),
+    ):
+        refused = reconciler(*args, "--state", pg_database, "--workspace", "acme-eu")
+        assert (refused.exit_code, refused.stdout) == (1, ""), args
+        assert refused.stderr == expected, args
+    assert not (tmp_path / "copy.json").exists()
+
+
+# -- k. lock keys --
+
+
+def test_two_workspaces_whose_crc32_collide_lock_independently(pg_database: str) -> None:
+    """A 32-bit key (the CRC-32 of the name) made these two wait for each other, and the
+    second was refused naming nobody. Each workspace now has a 64-bit key of its own."""
+    import zlib
+
+    first, second = "customer-29685295", "customer-32060020"
+    assert zlib.crc32(first.encode()) == zlib.crc32(second.encode())
+    for name in (first, second):
+        assert reconciler("init", "--state", pg_database, "--workspace", name).exit_code == 0
+    one, other = PostgresStateStore(pg_database, first), PostgresStateStore(pg_database, second)
+    with one.lock("reconciler apply"):
+        with other.lock("reconciler apply") as writer:
+            assert writer.state.serial == 0
+            assert one.locked_by() is not None
+            assert other.locked_by() is not None
+        assert other.locked_by() is None
+        # A second run on the held workspace is refused naming the holder.
+        with (
+            pytest.raises(StateLockedError) as caught,
+            PostgresStateStore(pg_database, first).lock("reconciler state rm"),
+        ):
+            pytest.fail("locked twice")
+        assert lock_message(f"{pg_database} (workspace {first})", os.getpid()) in str(caught.value)
+    assert one.locked_by() is None

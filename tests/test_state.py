@@ -170,7 +170,7 @@ def expected_after_script(lineage: str) -> State:
 def test_missing_file_is_refused_by_load_and_lock_and_creates_nothing(
     path: Path, tmp_path: Path
 ) -> None:
-    """A missing state must never read as "nothing bought yet" (CONTRACT section 8)."""
+    """A missing state must never read as "nothing bought yet"."""
     store = JsonFileStateStore(path)
     assert store.exists() is False
     with pytest.raises(StateError) as caught:
@@ -546,10 +546,86 @@ BAD_FILES = [
         'is not valid JSON: duplicate key "version"',
         id="duplicate-key",
     ),
+    pytest.param(
+        _variant(serial=2**63),
+        "is invalid: serial: expected an integer <= 9223372036854775807, got 9223372036854775808",
+        id="serial-above-bigint",
+    ),
+    pytest.param(
+        _purchase_variant(quantity=2**31),
+        'is invalid: purchases["acme/a"].quantity: expected an integer <= 2147483647, '
+        "got 2147483648",
+        id="quantity-above-integer",
+    ),
+    pytest.param(
+        _purchase_variant(customerTenantId=2**63),
+        'is invalid: purchases["acme/a"].customerTenantId: expected an integer <= '
+        "9223372036854775807, got 9223372036854775808",
+        id="tenant-above-bigint",
+    ),
+    pytest.param(
+        _purchase_variant(
+            quantity=2**31 - 2,
+            adjustments=[{"quantity": -(2**31), "time": T0, "source": "r", "evidence": "e"}],
+        ),
+        'is invalid: purchases["acme/a"].adjustments[0].quantity: expected an integer other '
+        "than 0, from -2147483647 to 2147483647, got -2147483648",
+        id="adjustment-below-integer",
+    ),
+]
+
+#: Valid JSON no state holds, each costly to read on: refused before it is converted
+#: or recursed into, with an error naming the file (never a ValueError or RecursionError).
+HOSTILE_FILES = [
+    pytest.param(
+        _variant(serial=2**70),
+        "is invalid: it holds a number of 22 digits; no value of a state has more than 19",
+        id="serial-2**70",
+    ),
+    pytest.param(
+        _variant().replace(b'"serial": 2', b'"serial": ' + b"7" * 5000),
+        "is invalid: it holds a number of 5,000 digits; no value of a state has more than 19",
+        id="5000-digit-serial",
+    ),
+    pytest.param(
+        _variant().replace(b'"quantity": 5', b'"quantity": -' + b"1" * 20),
+        "is invalid: it holds a number of 20 digits; no value of a state has more than 19",
+        id="20-digit-negative-quantity",
+    ),
+    pytest.param(
+        b"[" * 100_000 + b"]" * 100_000,
+        "is invalid: it nests arrays or objects too deeply to be read",
+        id="deep-array",
+    ),
+    pytest.param(
+        _variant().replace(
+            b'"pending": {}', b'"pending": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_000
+        ),
+        "is invalid: it nests arrays or objects too deeply to be read",
+        id="deep-pending",
+    ),
+    pytest.param(
+        _variant(pending=[[[[[[[[[[["x" * 100_000]]]]]]]]]]]),
+        "is invalid: pending: expected an object, got an array "
+        + json.dumps([[[[[[[[[[["x" * 40]]]]]]]]]]])[:37]
+        + "...",
+        id="long-value-shown-short",
+    ),
+    pytest.param(
+        _variant(**{"k" * 100_000: 1}),
+        'is invalid: unknown key "' + "k" * 57 + '..."',
+        id="long-unknown-key-shown-short",
+    ),
+    pytest.param(
+        _variant(purchases={"a" * 100_000: {"quantity": 1}}),
+        'is invalid: purchases["' + "a" * 57 + "...\"]: missing 'customerTenantId', "
+        "'productId', 'skuId', 'billingCycle', 'termDuration', 'type', 'checkouts'",
+        id="long-address-shown-short",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("content", "message"), BAD_FILES)
+@pytest.mark.parametrize(("content", "message"), BAD_FILES + HOSTILE_FILES)
 def test_bad_state_file_is_refused_by_name_and_left_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, message: str
 ) -> None:
@@ -836,7 +912,8 @@ def test_second_lock_fails_at_once_naming_the_holder(store: JsonFileStateStore, 
         assert str(caught.value) == (
             f"state is locked by pid {os.getpid()} on host {socket.gethostname()} "
             f"(command 'reconciler apply', since {holder['started']}): "
-            "another run is in progress; wait for it to finish"
+            "another run is in progress; wait for it to finish, or give --lock-timeout "
+            "DURATION (e.g. 10m) to wait for it"
         )
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", holder["started"])
     # Released, not deleted: the next run locks it again.
@@ -864,7 +941,10 @@ def test_lock_of_another_process_blocks_until_it_is_killed(
             f"state is locked by pid {proc.pid} on host {socket.gethostname()} "
             "(command 'reconciler apply', since "
         )
-        assert str(caught.value).endswith(": another run is in progress; wait for it to finish")
+        assert str(caught.value).endswith(
+            ": another run is in progress; wait for it to finish, or give --lock-timeout "
+            "DURATION (e.g. 10m) to wait for it"
+        )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -988,13 +1068,13 @@ def test_load_reads_the_journal_before_the_json_file(store: JsonFileStateStore) 
         def journal_then_compact() -> Any:
             result = read_journal()
             first_read.append("journal")
-            writer._close()  # type: ignore[attr-defined]  # the run compacts right now
+            writer.finish()  # type: ignore[attr-defined]  # the run compacts right now
             return result
 
         def file_then_compact() -> Any:
             result = read_file()
             first_read.append("file")
-            writer._close()  # type: ignore[attr-defined]
+            writer.finish()  # type: ignore[attr-defined]
             return result
 
         store._read_journal = journal_then_compact  # type: ignore[method-assign]
@@ -1052,3 +1132,83 @@ def test_writes_through_a_symlink_reach_the_real_file_under_one_lock(
     assert link.is_symlink()
     assert store.load().purchases["acme/new"].quantity == 2
     assert via_link.location == str(link)
+
+
+# --- hostile state files through every command --------------------------------------
+
+_DECLARED = {
+    "version": 1,
+    "purchases": [
+        {"name": "acme/a", "quantity": 5, **IDENTITY.as_dict()},
+        {"name": "acme/n", "quantity": 1, **IDENTITY.as_dict()},
+    ],
+}
+
+#: Every command that reads a file state, with what it needs besides ``--state``.
+_COMMANDS = [
+    ("plan", "{decl}"),
+    ("plan", "{decl}", "--json"),
+    ("apply", "{decl}", "--auto-approve"),
+    ("show",),
+    ("show", "--json"),
+    ("state", "list"),
+    ("state", "show", "acme/a"),
+    ("state", "pull"),
+    ("state", "rm", "acme/a", "-y"),
+    ("state", "mv", "acme/a", "acme/b", "-y"),
+    ("state", "import", "acme/n", "--quantity", "1", "--config", "{decl}", "-y"),
+    ("state", "resolve", "acme/a", "--purchased"),
+    ("state", "migrate", "--to", "{copy}"),
+]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [pytest.param(p.values[0], id=str(p.id)) for p in HOSTILE_FILES],
+)
+def test_every_command_refuses_a_hostile_state_file_by_name(tmp_path: Path, content: bytes) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    decl = tmp_path / "decl.yaml"
+    decl.write_text(json.dumps(_DECLARED), encoding="utf-8")
+    state = tmp_path / "reconciler.state.json"
+    state.write_bytes(content)
+    message = next(str(p.values[1]) for p in HOSTILE_FILES if p.values[0] == content)
+    for command in _COMMANDS:
+        args = [a.format(decl=decl, copy=tmp_path / "copy.json") for a in command]
+        result = CliRunner().invoke(cli, [*args, "--state", str(state)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            args,
+            result.exception,
+        )
+        assert (result.exit_code, result.stdout) == (1, ""), (args, result.output)
+        assert result.stderr == f"error: state file {state} {message}\n", args
+        assert state.read_bytes() == content
+        # No journal, copy or temp file left behind; only the lock file of a locked run.
+        assert files(tmp_path) in (
+            ["decl.yaml", "reconciler.state.json"],
+            ["decl.yaml", "reconciler.state.json", "reconciler.state.json.lock"],
+        ), args
+
+
+def test_a_write_past_the_largest_serial_is_refused_and_starts_no_journal(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    path = tmp_path / "reconciler.state.json"
+    path.write_bytes(_variant(serial=2**63 - 1))
+    before = path.read_bytes()
+    result = CliRunner().invoke(cli, ["state", "rm", "acme/a", "-y", "--state", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: cannot record remove_purchase of 'acme/a': serial: expected an integer <= "
+        "9223372036854775807, got 9223372036854775808\n"
+    )
+    assert path.read_bytes() == before
+    assert files(tmp_path) == ["reconciler.state.json", "reconciler.state.json.lock"]

@@ -1,577 +1,64 @@
-"""The state contract: every StateStore behaves the same, row by row.
-
-One suite, run against every store (the JSON file store and the in-memory fake;
-the PostgreSQL store joins through ``STORE_KINDS``). A store only persists and
-locks; these tests hold it to the rules of the ledger, to durability (an
-acknowledged write is visible to a new handle at once and survives the death of
-its process), and to locking.
-"""
+"""The state contract (``reconciler.state.contract``) run against every store: the
+JSON file store, the in-memory fake and PostgreSQL, each through one fixture."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from pgserver import PgServer
 
-import reconciler
-from reconciler.errors import StateError, StateLockedError
-from reconciler.model import (
-    Adjustment,
-    CheckoutRecord,
-    Identity,
-    PendingOperation,
-    RecordedPurchase,
-)
-from reconciler.state import JsonFileStateStore, StateStore
+from reconciler.state import JsonFileStateStore, StateStore, open_store
+from reconciler.state.contract import DurableStoreContract, Harness, StateStoreContract
+from reconciler.state.locking import OnWait
 from reconciler.state.postgres import PostgresStateStore
 from tests.fakes import InMemoryStateStore
 
-T0 = "2026-11-26T19:00:00Z"
-IDENTITY = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
-OTHER = Identity(222222, "CFQ7TTC0LH18", "0001", "annual", "P1Y", "software")
 
+class TestJsonFileStateStore(DurableStoreContract):
+    @pytest.fixture
+    def harness(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+        path = tmp_path / "reconciler.state.json"
 
-def pending(address: str, order: str, quantity: int) -> PendingOperation:
-    return PendingOperation(address, IDENTITY, order, quantity, T0)
+        def reopen(*, lock_timeout: float = 0.0, on_wait: OnWait | None = None) -> StateStore:
+            return JsonFileStateStore(path, lock_timeout=lock_timeout, on_wait=on_wait)
 
+        def break_writes() -> None:
+            def fail(fd: int) -> None:
+                raise OSError(28, "No space left on device")
 
-@dataclass
-class Harness:
-    """How the suite reaches one kind of store."""
+            monkeypatch.setattr(os, "fsync", fail)
 
-    kind: str
-    #: Another handle on the same state (a new process would build the same).
-    reopen: Callable[[], StateStore]
-    #: Make every later durable write of the store fail.
-    break_writes: Callable[[], None]
-    #: The --state value a child process opens, or None for stores that live in memory.
-    location: str | None
-    #: What the error of a write says once writes are broken.
-    failure: str = "No space left on device"
+        return Harness("file", reopen, break_writes, str(path))
 
 
-def _file_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
-    path = tmp_path / "reconciler.state.json"
+class TestInMemoryStateStore(StateStoreContract):
+    @pytest.fixture
+    def harness(self) -> Harness:
+        root = InMemoryStateStore()
 
-    def break_writes() -> None:
-        def fail(fd: int) -> None:
-            raise OSError(28, "No space left on device")
+        def reopen(*, lock_timeout: float = 0.0, on_wait: OnWait | None = None) -> StateStore:
+            return root.handle(lock_timeout=lock_timeout, on_wait=on_wait)
 
-        monkeypatch.setattr(os, "fsync", fail)
+        def break_writes() -> None:
+            root.fail_writes = True
 
-    return Harness("file", lambda: JsonFileStateStore(path), break_writes, str(path))
+        return Harness("memory", reopen, break_writes, None)
 
 
-def _memory_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
-    store = InMemoryStateStore()
+class TestPostgresStateStore(DurableStoreContract):
+    @pytest.fixture
+    def harness(self, pg_database: str, pg_server: PgServer) -> Harness:
+        def reopen(*, lock_timeout: float = 0.0, on_wait: OnWait | None = None) -> StateStore:
+            # Through the registry, as the CLI opens it.
+            store = open_store(pg_database, lock_timeout=lock_timeout, on_wait=on_wait)
+            assert isinstance(store, PostgresStateStore)
+            return store
 
-    def break_writes() -> None:
-        store.fail_writes = True
+        def break_writes() -> None:
+            assert pg_server.terminate_backends(application_name="crayon-reconciler") > 0
 
-    return Harness("memory", lambda: store, break_writes, None)
-
-
-def _postgres_harness(request: pytest.FixtureRequest) -> Harness:
-    url: str = request.getfixturevalue("pg_database")
-    server = request.getfixturevalue("pg_server")
-
-    def break_writes() -> None:
-        assert server.terminate_backends(application_name="crayon-reconciler") > 0
-
-    return Harness(
-        "postgres",
-        lambda: PostgresStateStore(url),
-        break_writes,
-        url,
-        failure="terminat|closed|lost",
-    )
-
-
-def _file(request: pytest.FixtureRequest) -> Harness:
-    return _file_harness(
-        request.getfixturevalue("tmp_path"), request.getfixturevalue("monkeypatch")
-    )
-
-
-def _memory(request: pytest.FixtureRequest) -> Harness:
-    return _memory_harness(
-        request.getfixturevalue("tmp_path"), request.getfixturevalue("monkeypatch")
-    )
-
-
-STORE_KINDS: dict[str, Callable[[pytest.FixtureRequest], Harness]] = {
-    "file": _file,
-    "memory": _memory,
-    "postgres": _postgres_harness,
-}
-DURABLE_KINDS = [kind for kind in STORE_KINDS if kind != "memory"]
-
-
-@pytest.fixture(params=list(STORE_KINDS))
-def harness(request: pytest.FixtureRequest) -> Harness:
-    return STORE_KINDS[request.param](request)
-
-
-@pytest.fixture
-def store(harness: Harness) -> StateStore:
-    store = harness.reopen()
-    assert store.create() is True
-    return store
-
-
-def test_a_state_that_was_never_created_is_refused_naming_init(harness: Harness) -> None:
-    store = harness.reopen()
-    assert store.exists() is False
-    message = f"no state at {store.location}; run 'reconciler init' to start an empty one"
-    with pytest.raises(StateError) as loading:
-        store.load()
-    assert str(loading.value) == message
-    with pytest.raises(StateError) as locking, store.lock("reconciler apply"):
-        pytest.fail("locked a state that does not exist")
-    assert str(locking.value) == message
-
-
-def test_create_starts_an_empty_state_once(harness: Harness) -> None:
-    store = harness.reopen()
-    assert store.create() is True
-    first = harness.reopen().load()
-    assert (first.serial, first.purchases, first.pending) == (0, {}, {})
-    assert first.lineage
-    assert harness.reopen().create() is False
-    assert harness.reopen().load() == first
-
-
-def test_create_from_a_state_copies_it_and_refuses_a_target_in_use(
-    harness: Harness, tmp_path: Path
-) -> None:
-    source = JsonFileStateStore(tmp_path / "source.json")
-    source.create()
-    seed(source)
-    copied = source.load()
-    target = harness.reopen()
-    assert target.create(copied) is True
-    assert harness.reopen().load() == copied
-    with pytest.raises(StateError, match="already holds a state"):
-        harness.reopen().create(copied)
-
-
-def seed(store: StateStore) -> None:
-    with store.lock("test") as writer:
-        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0))
-        writer.add_pending(pending("acme/p", "ord-2", 1))
-
-
-# --- writes and what they leave ----------------------------------------------------
-
-
-def test_every_write_kind_is_visible_to_a_new_handle(harness: Harness, store: StateStore) -> None:
-    with store.lock("reconciler apply") as writer:
-        writer.import_purchase("acme/imported", OTHER, 3, T0)
-        writer.add_pending(pending("acme/a", "ord-1", 5))
-        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0))
-        writer.add_pending(pending("acme/gone", "ord-2", 2))
-        writer.remove_pending("acme/gone")
-        writer.add_pending(pending("acme/b", "ord-3", 4))
-        writer.import_purchase("acme/dropped", IDENTITY, 1, T0)
-        writer.remove_purchase("acme/dropped")
-        during = harness.reopen().load()
-        assert during == writer.state
-    after = harness.reopen().load()
-    assert after == during
-    assert after.serial == 8
-    assert after.purchases == {
-        "acme/a": RecordedPurchase("acme/a", IDENTITY, 5, (CheckoutRecord("ord-1", 5, T0),)),
-        "acme/imported": RecordedPurchase("acme/imported", OTHER, 3),
-    }
-    assert after.pending == {"acme/b": pending("acme/b", "ord-3", 4)}
-
-
-def test_checkouts_add_up_and_clear_the_pending_entry(harness: Harness, store: StateStore) -> None:
-    with store.lock("reconciler apply") as writer:
-        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0))
-        writer.add_pending(pending("acme/a", "ord-2", 3))
-        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-2", 3, T0))
-    recorded = harness.reopen().load()
-    assert recorded.pending == {}
-    assert recorded.purchases["acme/a"].quantity == 8
-    assert [c.external_order_id for c in recorded.purchases["acme/a"].checkouts] == [
-        "ord-1",
-        "ord-2",
-    ]
-
-
-def test_serial_counts_writes_and_lineage_is_set_once(harness: Harness, store: StateStore) -> None:
-    seed(store)
-    first = harness.reopen().load()
-    assert first.serial == 2
-    assert first.lineage
-    with store.lock("test") as writer:
-        writer.remove_pending("acme/p")
-    second = harness.reopen().load()
-    assert (second.serial, second.lineage) == (3, first.lineage)
-
-
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (lambda w: w.remove_pending("acme/x"), "acme/x has no pending operation in {location}"),
-        (lambda w: w.remove_purchase("acme/x"), "acme/x is not recorded in {location}"),
-        (
-            lambda w: w.import_purchase("acme/a", IDENTITY, 1, T0),
-            "acme/a is already recorded in {location} (5 seats); remove it first to import "
-            "it again",
-        ),
-        (
-            lambda w: w.add_pending(pending("acme/p", "ord-9", 1)),
-            "acme/p already has a pending operation (externalOrderId ord-2); "
-            "resolve it before starting another",
-        ),
-        (
-            lambda w: w.record_checkout("acme/a", OTHER, CheckoutRecord("ord-7", 1, T0)),
-            "cannot record checkout ord-7 for acme/a: the recorded purchase has a different "
-            "customerTenantId, productId, skuId, billingCycle, termDuration, type",
-        ),
-        (
-            lambda w: w.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0)),
-            "checkout ord-1 is already recorded for acme/a",
-        ),
-        (
-            lambda w: w.import_purchase("acme/n", IDENTITY, 0, T0),
-            "cannot record import_purchase of 'acme/n': purchase.quantity: "
-            "expected an integer >= 1, got 0",
-        ),
-        (
-            lambda w: w.add_pending(PendingOperation("acme/q", IDENTITY, "", 1, T0)),
-            "cannot record add_pending of 'acme/q': pending.externalOrderId: "
-            'expected a non-empty string, got a string ""',
-        ),
-        (
-            lambda w: w.import_purchase("acme/n", IDENTITY, 1, "yesterday"),
-            "cannot record import_purchase of 'acme/n': time: "
-            'expected a UTC time like 2026-11-26T19:00:00Z, got a string "yesterday"',
-        ),
-    ],
-)
-def test_every_write_rule_refuses_and_writes_nothing(
-    harness: Harness, store: StateStore, call: Callable[[Any], None], message: str
-) -> None:
-    seed(store)
-    with store.lock("reconciler apply") as writer:
-        before = writer.state
-        with pytest.raises(StateError) as caught:
-            call(writer)
-        assert str(caught.value) == message.format(location=store.location)
-        assert writer.state == before
-        writer.import_purchase("acme/still-writes", IDENTITY, 1, T0)
-    after = harness.reopen().load()
-    assert after.serial == before.serial + 1
-    assert set(after.purchases) == {"acme/a", "acme/still-writes"}
-
-
-def test_a_move_keeps_every_checkout_in_one_write_that_survives_reopen(
-    harness: Harness, store: StateStore
-) -> None:
-    with store.lock("reconciler apply") as writer:
-        writer.record_checkout("acme/old", IDENTITY, CheckoutRecord("ord-1", 5, T0))
-        writer.record_checkout("acme/old", IDENTITY, CheckoutRecord("ord-2", 3, T0))
-        before = writer.state.serial
-        writer.move_purchase("acme/old", "acme/new")
-        assert writer.state.serial == before + 1
-        assert harness.reopen().load() == writer.state
-    after = harness.reopen().load()
-    assert "acme/old" not in after.purchases
-    assert after.purchases["acme/new"] == RecordedPurchase(
-        "acme/new",
-        IDENTITY,
-        8,
-        (CheckoutRecord("ord-1", 5, T0), CheckoutRecord("ord-2", 3, T0)),
-    )
-    # The moved purchase takes later checkouts, and the old address is free again.
-    with store.lock("reconciler apply") as writer:
-        writer.record_checkout("acme/new", IDENTITY, CheckoutRecord("ord-3", 1, T0))
-        writer.import_purchase("acme/old", OTHER, 2, T0)
-    final = harness.reopen().load()
-    assert final.purchases["acme/new"].quantity == 9
-    assert len(final.purchases["acme/new"].checkouts) == 3
-    assert final.purchases["acme/old"] == RecordedPurchase("acme/old", OTHER, 2)
-
-
-@pytest.mark.parametrize(
-    ("source", "target", "message"),
-    [
-        (
-            "acme/x",
-            "acme/new",
-            "cannot move acme/x to acme/new: acme/x is not recorded in {location}",
-        ),
-        (
-            "acme/a",
-            "acme/b",
-            "cannot move acme/a to acme/b: acme/b is already recorded in {location}",
-        ),
-        (
-            "acme/p",
-            "acme/new",
-            "cannot move acme/p to acme/new: acme/p has a pending operation "
-            "(externalOrderId ord-2); resolve it first",
-        ),
-    ],
-)
-def test_a_move_is_refused_and_writes_nothing(
-    harness: Harness, store: StateStore, source: str, target: str, message: str
-) -> None:
-    seed(store)
-    with store.lock("reconciler state mv") as writer:
-        writer.import_purchase("acme/b", OTHER, 1, T0)
-        writer.import_purchase("acme/p", IDENTITY, 1, T0)
-        before = writer.state
-        with pytest.raises(StateError) as caught:
-            writer.move_purchase(source, target)
-        assert str(caught.value) == message.format(location=store.location)
-        assert writer.state == before
-    assert harness.reopen().load() == before
-
-
-# --- refresh: adjustments and settled checkouts with evidence ----------------------
-
-T1 = "2026-11-27T08:30:00Z"
-SAID = "processed order 1001 succeeded (the only unclaimed processed order of ...)"
-
-
-def test_adjustments_and_evidence_survive_reopen_moves_and_more_checkouts(
-    harness: Harness, store: StateStore
-) -> None:
-    with store.lock("reconciler refresh") as writer:
-        writer.add_pending(pending("acme/a", "ord-1", 5))
-        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0, SAID))
-        writer.adjust_quantity("acme/a", 3, T1, "Cloud-iQ showed 8 active seats")
-        writer.adjust_quantity("acme/a", -8, T1, "Cloud-iQ showed 0 active seats")
-        writer.import_purchase("acme/imported", OTHER, 2, T0)
-        writer.adjust_quantity("acme/imported", 4, T1, "Cloud-iQ showed 6 active seats")
-        during = harness.reopen().load()
-        assert during == writer.state
-    after = harness.reopen().load()
-    assert after == during
-    assert after.serial == 6
-    assert after.purchases["acme/a"] == RecordedPurchase(
-        "acme/a",
-        IDENTITY,
-        0,
-        (CheckoutRecord("ord-1", 5, T0, SAID),),
-        (
-            Adjustment(3, T1, "refresh", "Cloud-iQ showed 8 active seats"),
-            Adjustment(-8, T1, "refresh", "Cloud-iQ showed 0 active seats"),
-        ),
-    )
-    assert after.purchases["acme/imported"].quantity == 6
-    # A later checkout and a move keep the history whole, in order.
-    with store.lock("reconciler apply") as writer:
-        writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-2", 2, T1))
-        writer.adjust_quantity("acme/a", 1, T1, "Cloud-iQ showed 3 active seats")
-        writer.move_purchase("acme/a", "acme/renamed")
-    moved = harness.reopen().load().purchases["acme/renamed"]
-    assert moved.quantity == 3
-    assert [c.evidence for c in moved.checkouts] == [SAID, None]
-    assert [a.quantity for a in moved.adjustments] == [3, -8, 1]
-
-
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (
-            lambda w: w.adjust_quantity("acme/x", 1, T1, "seen"),
-            "cannot adjust acme/x: it is not recorded in {location}",
-        ),
-        (
-            lambda w: w.adjust_quantity("acme/p", 1, T1, "seen"),
-            "cannot adjust acme/p: it has a pending operation (externalOrderId ord-2); "
-            "settle it first",
-        ),
-        (
-            lambda w: w.adjust_quantity("acme/a", 0, T1, "seen"),
-            "cannot adjust acme/a: an adjustment of 0 seats changes nothing",
-        ),
-        (
-            lambda w: w.adjust_quantity("acme/a", -6, T1, "seen"),
-            "cannot adjust acme/a by -6: only 5 seats are recorded",
-        ),
-        (
-            lambda w: w.adjust_quantity("acme/a", 1, T1, ""),
-            "cannot record adjust_quantity of 'acme/a': purchase.adjustments[0].evidence: "
-            'expected a non-empty string, got a string ""',
-        ),
-        (
-            lambda w: w.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-5", 1, T0, "")),
-            "cannot record record_checkout of 'acme/a': purchase.checkouts[1].evidence: "
-            'expected a non-empty string, got a string ""',
-        ),
-    ],
-)
-def test_every_adjustment_rule_refuses_and_writes_nothing(
-    harness: Harness, store: StateStore, call: Callable[[Any], None], message: str
-) -> None:
-    seed(store)
-    with store.lock("reconciler refresh") as writer:
-        writer.import_purchase("acme/p", IDENTITY, 1, T0)
-        before = writer.state
-        with pytest.raises(StateError) as caught:
-            call(writer)
-        assert str(caught.value) == message.format(location=store.location)
-        assert writer.state == before
-    assert harness.reopen().load() == before
-
-
-def test_writer_refuses_writes_after_the_lock_is_released(store: StateStore) -> None:
-    with store.lock("reconciler apply") as writer:
-        pass
-    with pytest.raises(StateError, match="was released; this writer cannot write"):
-        writer.import_purchase("acme/a", IDENTITY, 1, T0)
-
-
-def test_a_failed_write_stops_the_writer_and_keeps_what_was_acknowledged(
-    harness: Harness, store: StateStore
-) -> None:
-    def run() -> None:
-        with store.lock("reconciler apply") as writer:
-            writer.import_purchase("acme/a", IDENTITY, 2, T0)
-            harness.break_writes()
-            with pytest.raises(StateError, match=harness.failure):
-                writer.import_purchase("acme/b", IDENTITY, 2, T0)
-            with pytest.raises(StateError, match=r"an earlier write to .* failed \("):
-                writer.import_purchase("acme/c", IDENTITY, 2, T0)
-            assert writer.state.serial == 1
-            raise RuntimeError("the run stops")
-
-    with pytest.raises(RuntimeError, match="the run stops"):
-        run()
-    # What was acknowledged is there for the next handle; the write that failed
-    # may or may not have reached the disk (like a commit whose answer was lost),
-    # and nothing after it was attempted.
-    purchases = harness.reopen().load().purchases
-    assert "acme/a" in purchases
-    assert "acme/c" not in purchases
-
-
-# --- locking -------------------------------------------------------------------------
-
-
-def test_a_second_lock_fails_at_once_and_the_first_is_released_after(
-    harness: Harness, store: StateStore
-) -> None:
-    with (
-        store.lock("reconciler apply"),
-        pytest.raises(StateLockedError, match="another run is in progress"),
-        harness.reopen().lock("reconciler state rm"),
-    ):
-        pytest.fail("locked twice")
-    with harness.reopen().lock("reconciler state rm") as writer:
-        writer.import_purchase("acme/a", IDENTITY, 1, T0)
-    assert harness.reopen().load().serial == 1
-
-
-def test_an_error_inside_the_lock_releases_it_and_keeps_the_writes(
-    harness: Harness, store: StateStore
-) -> None:
-    def run() -> None:
-        with store.lock("reconciler apply") as writer:
-            writer.import_purchase("acme/a", IDENTITY, 2, T0)
-            raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        run()
-    with harness.reopen().lock("next") as writer:
-        assert writer.state.purchases["acme/a"].quantity == 2
-
-
-def test_concurrent_writes_from_eight_threads_all_count(
-    harness: Harness, store: StateStore
-) -> None:
-    threads_count, writes = 8, 20
-    barrier = threading.Barrier(threads_count)
-    errors: list[BaseException] = []
-    with store.lock("reconciler apply") as writer:
-
-        def work(thread: int) -> None:
-            try:
-                barrier.wait()
-                for n in range(writes):
-                    record = CheckoutRecord(f"t{thread}-{n}", thread + 1, T0)
-                    writer.record_checkout(f"acme/{n % 3}", IDENTITY, record)
-            except BaseException as exc:  # collected and asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(threads_count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert errors == []
-    state = harness.reopen().load()
-    assert state.serial == threads_count * writes
-    assert sum(p.quantity for p in state.purchases.values()) == writes * sum(
-        range(1, threads_count + 1)
-    )
-
-
-# --- durability across processes (stores that outlive their process) ------------------
-
-_CRASHING_WRITER = textwrap.dedent(
-    """
-    import os, sys
-    from reconciler.model import CheckoutRecord, Identity, PendingOperation
-    from reconciler.state import open_store
-
-    identity = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
-    t0 = "2026-11-26T19:00:00Z"
-    with open_store(sys.argv[1]).lock("reconciler apply") as writer:
-        writer.add_pending(PendingOperation("acme/a", identity, "ord-1", 5, t0))
-        writer.record_checkout("acme/a", identity, CheckoutRecord("ord-1", 5, t0))
-        writer.add_pending(PendingOperation("acme/b", identity, "ord-2", 2, t0))
-        print("ready", flush=True)
-        sys.stdin.readline()
-    """
-)
-
-
-@pytest.mark.parametrize("kind", DURABLE_KINDS)
-def test_a_killed_writer_loses_no_acknowledged_write_and_never_blocks_the_next(
-    kind: str, request: pytest.FixtureRequest
-) -> None:
-    harness = STORE_KINDS[kind](request)
-    assert harness.location is not None
-    harness.reopen().create()
-    package_root = Path(reconciler.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_root), *sys.path[1:]])}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CRASHING_WRITER, harness.location],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n", proc.stderr.read() if proc.stderr else ""
-        with pytest.raises(StateLockedError), harness.reopen().lock("second"):
-            pytest.fail("the lock of a live process was taken")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-    with harness.reopen().lock("after the crash") as writer:
-        state = writer.state
-    assert state.serial == 3
-    assert state.purchases["acme/a"].quantity == 5
-    assert state.pending == {"acme/b": pending("acme/b", "ord-2", 2)}
+        return Harness(
+            "postgres", reopen, break_writes, pg_database, failure="terminat|closed|lost"
+        )

@@ -114,8 +114,16 @@ class SchemaErrors:
             )
         if error.validator == "required":
             return f"missing required key {error.message.split()[0]}"
+        found = self._found(error.instance, path)
         if error.validator == "const" and path == ("version",):
-            return f"version {error.instance!r} is not supported; the only version is 1"
+            return f"version {found} is not supported; the only version is 1"
+        if error.validator == "pattern" and field_name in _ONE_LINE_FIELDS:
+            control = _first_control(error.instance)
+            if control is not None:
+                return (
+                    f"holds a control character, {control}; {field_name} is one line of "
+                    "printable text"
+                )
         if field_name == "name" and isinstance(error.instance, str):
             if error.validator == "pattern":
                 return (
@@ -127,7 +135,34 @@ class SchemaErrors:
                     f"name is {len(error.instance)} characters long; "
                     f"the limit is {error.validator_value}"
                 )
+        if not _python_only(error.instance):
+            return error.message
+        # jsonschema shows the value as Python writes it (datetime.date(2024, 1, 1), True,
+        # None); say it in the words of the YAML that was written instead.
+        if error.validator == "type":
+            expected = " or ".join(_EXPECTED.get(t, t) for t in _types(error.validator_value))
+            return f"{self._found(error.instance, path, 'is read by YAML as ')}, not {expected}"
+        shown = repr(error.instance)
+        if error.message.startswith(shown):
+            return found + error.message[len(shown) :]
         return error.message
+
+    def _found(self, value: Any, path: NodePath, read_as: str = "") -> str:
+        """A value as the YAML it came from, ``2024-01-01 (read by YAML as a date)`` or with
+        ``read_as`` ``2024-01-01 is read by YAML as a date``; a collection as ``a mapping``;
+        JSON-like values (strings, finite numbers) as jsonschema shows them."""
+        if not _python_only(value):
+            return repr(value)
+        if isinstance(value, dict | list):
+            return "a mapping" if isinstance(value, dict) else "a list"
+        node = self.tree.node(path)
+        raw = node.value if isinstance(node, yaml.ScalarNode) else ""
+        if len(raw) > 40:
+            raw = raw[:37] + "..."
+        kind = _yaml_kind(value)
+        if not raw:
+            return f"an empty value ({kind})"
+        return f"{raw} {read_as}{kind}" if read_as else f"{raw} (read by YAML as {kind})"
 
     def _whole_numbers(self) -> None:
         """A problem for each integer field given as a float with no fraction (20.0)."""
@@ -189,13 +224,86 @@ class SchemaErrors:
 
 
 def _is_integer_field(path: NodePath) -> bool:
-    """Whether ``path`` is an integer field of the defaults or of a purchase."""
+    """Whether ``path`` is the version or an integer field of the defaults or of a purchase."""
     owner = path[:-1]
-    return (
+    return path == ("version",) or (
         bool(path)
         and path[-1] in INTEGER_FIELDS
         and (owner == ("defaults",) or (len(owner) == 2 and owner[0] == "purchases"))
     )
+
+
+#: Fields whose text goes into a request as one line: a line break or other control
+#: character in them is refused (the schema's pattern), and said so.
+_ONE_LINE_FIELDS = ("notificationEmail",)
+
+#: JSON Schema's type names in the words of YAML.
+_EXPECTED = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "a boolean (true or false)",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+
+#: Control characters with a name a person knows.
+_CONTROL_NAMES = {
+    "\t": "a tab",
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "\x85": "a line break (NEL)",
+    "\u2028": "a line separator",
+    "\u2029": "a paragraph separator",
+}
+
+
+def _types(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _first_control(value: Any) -> str | None:
+    """The first control character of a string, named, with its position; or None."""
+    if not isinstance(value, str):
+        return None
+    for index, char in enumerate(value):
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F or char in "\u2028\u2029":
+            name = _CONTROL_NAMES.get(char, "a control character")
+            return f"U+{code:04X} ({name}) at character {index + 1}"
+    return None
+
+
+def _python_only(value: Any, depth: int = 0) -> bool:
+    """Whether ``repr(value)`` is Python's word for it rather than YAML's: a date, a
+    boolean, null, binary, an infinite number, or a collection holding one."""
+    if value is None or isinstance(value, bool | bytes | datetime.date):
+        return True
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if depth > 64:  # the tree is never deeper; stay bounded all the same
+        return False
+    if isinstance(value, dict):
+        return any(_python_only(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_python_only(v, depth + 1) for v in value)
+    return False
+
+
+def _yaml_kind(value: Any) -> str:
+    """What YAML read a scalar as, with an article."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, datetime.datetime):
+        return "a timestamp"
+    if isinstance(value, datetime.date):
+        return "a date"
+    return "not a number" if value != value else "an infinite number"
 
 
 def _kind_of(value: Any) -> str:

@@ -25,6 +25,9 @@ from reconciler.errors import ConfigProblem
 #: Nodes one file may expand to through aliases; a real declarations file is far below.
 MAX_EXPANDED_NODES = 200_000
 MAX_DEPTH = 64
+#: The longest integer scalar built into a number: far more than any value a field takes
+#: (2147483647 in binary is 33 characters), far less than a costly conversion.
+MAX_INTEGER_CHARACTERS = 100
 
 #: A value's place in the document: ``('purchases', 1, 'quantity')``.
 NodePath = tuple[str | int, ...]
@@ -348,6 +351,11 @@ class ValueBuilder:
                 return node.value
             if node.tag == _INT_TAG:
                 raw = node.value
+                if len(raw) > MAX_INTEGER_CHARACTERS:
+                    # Never converted: turning thousands of digits into a number (or one
+                    # back into digits) costs time quadratic in their count, and Python
+                    # refuses more than 4,300 of them.
+                    return self._placeholder(node, path, _too_long(raw))
                 # Plain decimal digits, the common case, skip PyYAML's constructor, which
                 # costs several times more; every other form is one to report.
                 if raw.isdigit() and raw.isascii() and (raw[0] != "0" or raw == "0"):
@@ -430,6 +438,8 @@ class ValueBuilder:
         if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
             return str(node.value)
         text = node.value if isinstance(node, yaml.ScalarNode) else _kind(node)
+        if len(text) > 40:
+            text = text[:37] + "..."
         self.problem(node.start_mark, path, f"keys must be strings; quote {text!r}")
         return None
 
@@ -501,6 +511,14 @@ def _may_nest_deeply(text: str) -> bool:
         return True
     return _BLOCK_CHAIN.search(text) is not None or (
         "?" in text and _KEY_CHAIN.search(text) is not None
+    )
+
+
+def _too_long(raw: str) -> str:
+    unit = "digits" if raw.isdigit() else "characters"
+    return (
+        f"{raw[:20]}... is a number of {len(raw):,} {unit}, far larger than any value "
+        "a declarations file takes"
     )
 
 

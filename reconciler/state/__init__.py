@@ -1,27 +1,34 @@
 """state: the recorded purchases and pending operations, and where they are kept.
 
 ``StateStore``/``StateWriter`` (``base``) are the roles the rest of the
-reconciler codes against. ``ledger`` holds every write rule once; each store only
-persists and locks: ``filestore.JsonFileStateStore`` keeps the state in a JSON
-file with a journal and ``flock`` (CONTRACT section 8). ``jsonformat`` reads and
-writes the state's JSON format. No module here talks to the API, reads
-declarations or prints.
+reconciler codes against. ``ledger`` holds every write rule once and builds the
+writer of every store (``locked_writer``); each store only persists and locks.
+``backends`` is the table of stores: ``backend_for(location)`` says which one a
+``--state`` value names and what it can do, ``open_store`` opens it — a JSON file
+with a journal and ``flock`` (``filestore``), or a PostgreSQL workspace
+(``postgres``). ``locking.wait_for_lock`` is how every store waits for its lock.
+``jsonformat`` reads and writes the state's JSON format; ``contract`` is the test
+suite every store passes (it imports pytest, so nothing at run time imports it).
+No module here talks to the API, reads declarations or prints.
 """
 
 from __future__ import annotations
 
+from reconciler.state.backends import Backend, StoreOptions, backend_for, open_store
 from reconciler.state.base import StateStore, StateWriter, utc_now
 from reconciler.state.filestore import JsonFileStateStore
+from reconciler.state.locking import LockHolder, OnWait, wait_for_lock
 
-__all__ = ["JsonFileStateStore", "StateStore", "StateWriter", "open_store", "utc_now"]
-
-
-def open_store(
-    location: str, *, workspace: str = "default", lock_timeout: float = 0.0
-) -> StateStore:
-    """The store a ``--state`` value names: a ``postgresql://`` URL or a JSON file path."""
-    if location.startswith(("postgresql://", "postgres://")):
-        from reconciler.state.postgres import PostgresStateStore  # deferred: psycopg
-
-        return PostgresStateStore(location, workspace, lock_timeout=lock_timeout)
-    return JsonFileStateStore(location, lock_timeout=lock_timeout)
+__all__ = [
+    "Backend",
+    "JsonFileStateStore",
+    "LockHolder",
+    "OnWait",
+    "StateStore",
+    "StateWriter",
+    "StoreOptions",
+    "backend_for",
+    "open_store",
+    "utc_now",
+    "wait_for_lock",
+]

@@ -1,19 +1,16 @@
-"""Durable file operations for the file store, and the lock file's holder record.
+"""Durable file operations for the file store.
 
 Write-then-fsync helpers (a new file appears complete or not at all; a
-replacement leaves the old or the new content), our temp-file names, inode
-checks, and reading who holds a lock. No state rules, no locking decisions.
+replacement leaves the old or the new content), our temp-file names and inode
+checks. No state rules, no locking decisions.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
-import json
 import os
 import re
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -89,56 +86,3 @@ def names_file_of(path: Path, fd: int) -> bool:
     except FileNotFoundError:
         return False
     return same_file(named, os.fstat(fd))
-
-
-@dataclass(frozen=True)
-class Holder:
-    pid: int | None
-    host: str | None
-    command: str | None
-    started: str | None
-
-
-def read_holder(fd: int) -> Holder | None:
-    try:
-        data = json.loads(os.pread(fd, 65536, 0).decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-
-    def text(name: str) -> str | None:
-        value = data.get(name)
-        return value if isinstance(value, str) else None
-
-    pid = data.get("pid")
-    return Holder(
-        pid=pid if type(pid) is int else None,
-        host=text("host"),
-        command=text("command"),
-        started=text("started"),
-    )
-
-
-def describe(holder: Holder) -> str:
-    """``pid 12 on host ci-3 (command 'reconciler apply', since ...)``."""
-    if holder.pid is None:
-        return "another process"
-    details = ", ".join(
-        part
-        for part in (
-            f"command {holder.command!r}" if holder.command else "",
-            f"since {holder.started}" if holder.started else "",
-        )
-        if part
-    )
-    host = f" on host {holder.host}" if holder.host else ""
-    details = f" ({details})" if details else ""
-    return f"pid {holder.pid}{host}{details}"
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return str(os.getuid())

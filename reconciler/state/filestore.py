@@ -1,4 +1,4 @@
-"""The state in a JSON file, with its journal and lock file beside it (CONTRACT section 8).
+"""The state in a JSON file, with its journal and lock file beside it.
 
 How a write survives a crash, and why it stays cheap
 ----------------------------------------------------
@@ -68,9 +68,10 @@ from reconciler.errors import StateError
 from reconciler.model import State
 from reconciler.state import files, jsonformat, jsonrender
 from reconciler.state.base import StateWriter
-from reconciler.state.filelock import LockFile
+from reconciler.state.filelock import LockFile, no_file_lock_error, posix_locks
 from reconciler.state.jsonformat import JournalMark
-from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
+from reconciler.state.ledger import Persistence, PersistError, Tables, locked_writer
+from reconciler.state.locking import OnWait
 from reconciler.state.replay import replay
 from reconciler.state.writes import Write
 
@@ -78,13 +79,20 @@ from reconciler.state.writes import Write
 class JsonFileStateStore:
     """The state in a JSON file, with its journal and lock file beside it."""
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float = 0.0,
+        on_wait: OnWait | None = None,
+    ) -> None:
         self._display = os.fspath(path)
         # Through a symlink, write the file it points to (a rename would replace the
         # link) and lock beside that file, so every path to one state shares one lock.
         self._path = Path(os.path.realpath(path))
         self._journal = self._path.with_name(self._path.name + ".journal")
-        self._lock = LockFile(self._path.with_name(self._path.name + ".lock"), lock_timeout)
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        self._lock = LockFile(lock_path, lock_timeout, on_wait)
 
     @property
     def location(self) -> str:
@@ -110,6 +118,7 @@ class JsonFileStateStore:
         With ``state`` (``state migrate``), the file starts as a copy of it; an
         existing file must then hold an empty state, which is replaced.
         """
+        self._refuse_without_flock()
         initial = state or State(lineage=str(uuid.uuid4()))
         try:
             files.create_exclusively(self._path, jsonrender.render(initial))
@@ -247,6 +256,7 @@ class JsonFileStateStore:
 
     @contextlib.contextmanager
     def _locked(self, command: str) -> Iterator[StateWriter]:
+        self._refuse_without_flock()
         # Before the lock, which would leave a lock file behind: a missing, hard-linked
         # or read-only state file.
         self._refuse_unwritable()
@@ -259,18 +269,14 @@ class JsonFileStateStore:
                 # file is rewritten even when the journal adds nothing, because it may
                 # still carry the mark of a journal that is about to go.
                 self._compact(tables, rewrite=True)
-            writer = _FileWriter(self, Ledger(tables, self.location), fd)
-            try:
+            with locked_writer(tables, self.location, _Journaled(self, fd)) as writer:
                 yield writer
-            except BaseException as exc:
-                try:
-                    writer._close()
-                except StateError as close_error:
-                    exc.add_note(str(close_error))
-                raise
-            writer._close()
         finally:
             self._lock.release(fd)
+
+    def _refuse_without_flock(self) -> None:
+        if not posix_locks():
+            raise no_file_lock_error(self._display)
 
     def _create_journal(self, state: State) -> _Journal:
         """Open a new journal, then mark the state file as having one.
@@ -282,13 +288,14 @@ class JsonFileStateStore:
         so a crash between the two leaves an empty journal, never a mark without one.
         """
         run = jsonformat.new_run_id()
+        # Rendered first: a state that cannot be marked leaves no journal behind.
+        marked = jsonrender.render(state, JournalMark(self._journal.name, run, state.serial))
         fd = os.open(
             self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
         )
         try:
             files.fsync_directory(self._path.parent)
-            mark = JournalMark(self._journal.name, run, state.serial)
-            files.replace_atomically(self._path, jsonrender.render(state, mark))
+            files.replace_atomically(self._path, marked)
             # The lock keeps every other writer away, so the path names what we wrote.
             mark_fd = os.open(self._path, os.O_WRONLY | os.O_CLOEXEC)
         except BaseException:
@@ -325,24 +332,23 @@ class _Journal:
                 os.close(fd)
 
 
-class _FileWriter(LedgerWriter):
-    """The StateWriter of a locked JsonFileStateStore: ledger writes as journal lines."""
+class _Journaled(Persistence):
+    """How a locked JsonFileStateStore persists the ledger's writes: journal lines,
+    then one compaction when the lock is released."""
 
-    def __init__(self, store: JsonFileStateStore, ledger: Ledger, lock_fd: int) -> None:
-        super().__init__(ledger, self._append, store.location)
+    def __init__(self, store: JsonFileStateStore, lock_fd: int) -> None:
         self._store = store
-        self._file_ledger = ledger
         self._lock_fd = lock_fd
         self._journal: _Journal | None = None
         self._journal_started = False
         self._marked: State | None = None
 
-    def _before_first_write(self) -> None:
-        # The state file is marked with the state before the run's first write, which
-        # the ledger is about to take (its journal lines must follow on from it).
-        self._marked = self._file_ledger.freeze()
+    def before_first_write(self, state: State) -> None:
+        # The state file is marked with the state before the run's first write (its
+        # journal lines must follow on from it).
+        self._marked = state
 
-    def _append(self, batch: Sequence[Write]) -> None:
+    def persist(self, batch: Sequence[Write]) -> None:
         """The batch's lines, one write and one fsync; acknowledged in the state file's mark."""
         journal = f"cannot write state journal {self._store.journal_location}"
         lost = "the lock file was deleted or replaced"
@@ -386,9 +392,7 @@ class _FileWriter(LedgerWriter):
                 reason,
             ) from exc
 
-    def _close(self) -> None:
-        if not self.close():
-            return
+    def finish(self, tables: Tables, *, uncertain: bool) -> None:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -396,7 +400,7 @@ class _FileWriter(LedgerWriter):
             return
         if not self._store._lock.holds(self._lock_fd):
             raise StateError(self._store._lock.lost(f"{self._store.location} not compacted"))
-        if self.uncertain:
+        if uncertain:
             # A line may be on disk that the tables lack (its fsync succeeded, then its
             # acknowledgement failed, or the run was interrupted): compacting the tables
             # would drop it. The journal stays; the next locked run replays and folds it.
@@ -406,4 +410,4 @@ class _FileWriter(LedgerWriter):
             )
         # Rewritten even without a write: a journal whose first line failed may have
         # marked the file already, and the mark must not outlive the journal.
-        self._store._compact(self._file_ledger.tables, rewrite=True)
+        self._store._compact(tables, rewrite=True)

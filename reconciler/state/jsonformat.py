@@ -1,8 +1,13 @@
 """The state's JSON format: the state file and its journal lines, read and written.
 
-Reading checks every value (CONTRACT section 8, ``schemas/state.schema.json``)
-and turns documents into the immutable records of ``model``; writing renders
-them back byte for byte as ``json.dumps(..., sort_keys=True, indent=2)`` would.
+Reading checks every value (``schemas/state.schema.json`` describes the same
+rules) and turns documents into the immutable records of ``model``; writing
+renders them back byte for byte as ``json.dumps(..., sort_keys=True, indent=2)``
+would. Hostile text is refused before it can cost much: a number with more
+digits than any value may hold is refused before it is converted, and nesting
+too deep to read is an ``Invalid`` like any other problem, never a
+``RecursionError``. Every integer has the bounds the PostgreSQL store's columns
+have, so no store accepts a record another one refuses.
 This module performs no I/O: it turns text into records and records into text.
 """
 
@@ -12,7 +17,7 @@ import json
 import re
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,6 +68,15 @@ _ENTRY_REQUIRED = ("lineage", "serial", "op", "address")
 _ENTRY_KEYS = (*_ENTRY_REQUIRED, "purchase", "pending", "time", "from")
 
 
+#: The largest serial and tenant id (a PostgreSQL bigint), and the largest number of
+#: seats one record holds (a PostgreSQL integer).
+MAX_BIGINT = 2**63 - 1
+MAX_SEATS = 2**31 - 1
+#: Digits of the largest value a state holds: a longer number is refused unread.
+_MAX_DIGITS = len(str(MAX_BIGINT))
+#: Characters of a bad value shown in a message.
+_SHOWN = 40
+
 _BILLING_CYCLES = tuple(BILLING_CYCLES)
 _PURCHASE_TYPES = tuple(PURCHASE_TYPES)
 
@@ -89,22 +103,71 @@ class Invalid(Exception):
         return f"{where}: {self.message}" if where else self.message
 
 
+class TooLarge(Invalid):
+    """Valid JSON that no state holds and that would be costly to read on: a number
+    with too many digits, or nesting too deep."""
+
+
 def show(value: Any) -> str:
-    """A short JSON rendering of a bad value, for messages."""
+    """A short JSON rendering of a bad value, for messages: its first 40 characters as
+    ``json.dumps(value, sort_keys=True)`` gives them, computed without rendering (or
+    recursing into) more of the value than is shown."""
     kind = {
         dict: "an object",
         list: "an array",
         str: "a string",
         bool: "a boolean",
     }.get(type(value))
-    text = json.dumps(value, sort_keys=True)
-    if len(text) > 40:
-        text = text[:37] + "..."
+    text = ""
+    for token in _tokens(value):
+        text += token
+        if len(text) > _SHOWN:
+            text = text[: _SHOWN - 3] + "..."
+            break
     return f"{kind} {text}" if kind else text
 
 
+def _tokens(value: Any) -> Iterator[str]:
+    """``json.dumps(value, sort_keys=True)`` piece by piece, lazily."""
+    if isinstance(value, dict):
+        yield "{"
+        for number, key in enumerate(sorted(value, key=str)):
+            yield ("" if number == 0 else ", ") + _scalar(key) + ": "
+            yield from _tokens(value[key])
+        yield "}"
+    elif isinstance(value, list):
+        yield "["
+        for number, item in enumerate(value):
+            if number:
+                yield ", "
+            yield from _tokens(item)
+        yield "]"
+    else:
+        yield _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if type(value) is int and value.bit_length() > 64:
+        # str() of a huge integer costs time quadratic in its digits (and Python
+        # refuses more than 4,300 of them): say how large it is instead.
+        return f"<an integer of about {int(value.bit_length() * 0.30103):,} digits>"
+    if isinstance(value, str) and len(value) > _SHOWN:
+        value = value[: _SHOWN + 1]  # enough to show, and to show that it goes on
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)[:_SHOWN]
+
+
 def _index(address: str) -> str:
-    return f"[{json.dumps(address)}]"
+    return f"[{_quoted(address)}]"
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string for a message, cut after 60 characters."""
+    if len(text) <= 60:
+        return json.dumps(text)
+    return json.dumps(text[:57])[:-1] + '..."'
 
 
 def _object(value: Any, keys: tuple[str, ...], required: tuple[str, ...]) -> None:
@@ -116,12 +179,17 @@ def _object(value: Any, keys: tuple[str, ...], required: tuple[str, ...]) -> Non
     if len(value) > len(required):
         unknown = sorted(k for k in value if k not in keys)
         if unknown:
-            raise Invalid(f"unknown key {unknown[0]!r}")
+            key = unknown[0]
+            raise Invalid(
+                f"unknown key {key!r}" if len(key) <= 60 else f"unknown key {_quoted(key)}"
+            )
 
 
-def _integer(value: Any, name: str, minimum: int) -> int:
+def _integer(value: Any, name: str, minimum: int, maximum: int = MAX_SEATS) -> int:
     if type(value) is not int or value < minimum:
         raise Invalid(f"expected an integer >= {minimum}, got {show(value)}", (name,))
+    if value > maximum:
+        raise Invalid(f"expected an integer <= {maximum}, got {show(value)}", (name,))
     return value
 
 
@@ -177,7 +245,7 @@ def _parse_identity(data: dict[str, Any]) -> Identity:
 
 def _checked_identity(data: dict[str, Any]) -> Identity:
     return Identity(
-        customer_tenant_id=_integer(data["customerTenantId"], "customerTenantId", 1),
+        customer_tenant_id=_integer(data["customerTenantId"], "customerTenantId", 1, MAX_BIGINT),
         product_id=_string(data["productId"], "productId"),
         sku_id=_string(data["skuId"], "skuId"),
         billing_cycle=_choice(data["billingCycle"], "billingCycle", _BILLING_CYCLES),
@@ -199,8 +267,12 @@ def _parse_checkout(data: Any) -> CheckoutRecord:
 def _parse_adjustment(data: Any) -> Adjustment:
     _object(data, _ADJUSTMENT_KEYS, _ADJUSTMENT_KEYS)
     delta = data["quantity"]
-    if type(delta) is not int or delta == 0:
-        raise Invalid(f"expected an integer other than 0, got {show(delta)}", ("quantity",))
+    if type(delta) is not int or delta == 0 or abs(delta) > MAX_SEATS:
+        raise Invalid(
+            f"expected an integer other than 0, from -{MAX_SEATS} to {MAX_SEATS}, "
+            f"got {show(delta)}",
+            ("quantity",),
+        )
     return Adjustment(
         quantity=delta,
         time=_time(data["time"], "time"),
@@ -336,11 +408,18 @@ def _parse_mark(data: dict[str, Any], serial: int) -> JournalMark | None:
 def parse_document(data: dict[str, Any]) -> State:
     """Everything but the version, which the caller checked first."""
     _object(data, (*_DOCUMENT_KEYS, JOURNAL_KEY, JOURNAL_RUN_KEY, ACKNOWLEDGED_KEY), _DOCUMENT_KEYS)
+    return parse_parts(data["lineage"], data["serial"], data["purchases"], data["pending"])
+
+
+def parse_parts(lineage: Any, serial: Any, purchases: Any, pending: Any) -> State:
+    """A state given in parts, each as the state file holds it (``purchases`` and
+    ``pending`` as objects keyed by address), checked as the state file is: the
+    PostgreSQL store reads its rows through this, so both refuse the same values."""
     return State(
-        lineage=_string(data["lineage"], "lineage"),
-        serial=_integer(data["serial"], "serial", 0),
-        purchases=_parse_table(data["purchases"], "purchases", _parse_purchase),
-        pending=_parse_table(data["pending"], "pending", _parse_pending),
+        lineage=_string(lineage, "lineage"),
+        serial=_integer(serial, "serial", 0, MAX_BIGINT),
+        purchases=_parse_table(purchases, "purchases", _parse_purchase),
+        pending=_parse_table(pending, "pending", _parse_pending),
     )
 
 
@@ -374,7 +453,7 @@ def parse_entry(data: Any) -> Write:
         raise Invalid(f"moves {show(address)} to itself", ("from",))
     return Write(
         lineage=_string(data["lineage"], "lineage"),
-        serial=_integer(data["serial"], "serial", 1),
+        serial=_integer(data["serial"], "serial", 1, MAX_BIGINT),
         op=op,
         address=address,
         purchase=purchase,
@@ -477,7 +556,7 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise Invalid(f"duplicate key {json.dumps(key)}")
+                raise Invalid(f"duplicate key {_quoted(key)}")
             seen.add(key)
     return result
 
@@ -486,8 +565,32 @@ def _no_constant(name: str) -> Any:
     raise Invalid(f"{name} is not a JSON value")
 
 
+def _bounded_integer(text: str) -> int:
+    """An integer of the JSON text, refused unconverted when it has more digits than
+    any value of a state may have (converting is quadratic in the digits)."""
+    if len(text) > _MAX_DIGITS + 1 or len(text.lstrip("-")) > _MAX_DIGITS:
+        digits = len(text.lstrip("-"))
+        raise TooLarge(
+            f"it holds a number of {digits:,} digits; no value of a state has more than "
+            f"{_MAX_DIGITS}"
+        )
+    return int(text)
+
+
 def parse_json(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+    """JSON text as values; an ``Invalid`` for a duplicate key, NaN or Infinity, a
+    number too long to be a value of a state, or nesting too deep to read."""
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_strict_object,
+            parse_constant=_no_constant,
+            parse_int=_bounded_integer,
+        )
+    except RecursionError:
+        # The decoder recurses once per level and stops at Python's recursion limit;
+        # a state nests six levels.
+        raise TooLarge("it nests arrays or objects too deeply to be read") from None
 
 
 def parse_state_file(raw: bytes, name: str) -> tuple[State, JournalMark | None]:
@@ -506,7 +609,8 @@ def parse_state_file(raw: bytes, name: str) -> tuple[State, JournalMark | None]:
             f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         ) from None
     except Invalid as exc:
-        raise StateError(f"{name} is not valid JSON: {exc}") from None
+        what = "is invalid" if isinstance(exc, TooLarge) else "is not valid JSON"
+        raise StateError(f"{name} {what}: {exc}") from None
     if not isinstance(data, dict):
         raise StateError(f"{name} is invalid: expected an object, got {show(data)}")
     # The version decides how to read the rest, so it is checked before anything else.

@@ -12,14 +12,19 @@ one fsync or transaction among the writes of parallel workers (group commit).
 After a failed persist it writes nothing more in that run, because the store can
 no longer say what is durable.
 
-This module never touches storage: stores pass their ``persist`` function in.
+``locked_writer`` is the one way a store builds its writer for a locked run: the
+store gives the state it read under the lock and a ``Persistence`` (how a batch
+becomes durable, and what to do before the first write and after the last).
+
+This module never touches storage: stores pass their ``Persistence`` in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -295,10 +300,18 @@ class LedgerWriter:
     """
 
     def __init__(
-        self, ledger: Ledger, persist: Callable[[Sequence[Write]], None], location: str
+        self,
+        ledger: Ledger,
+        persist: Callable[[Sequence[Write]], None],
+        location: str,
+        *,
+        before_first_write: Callable[[State], None] | None = None,
+        after_close: Callable[[Tables, bool], None] | None = None,
     ) -> None:
         self._ledger = ledger
         self._persist = persist
+        self._before_first = before_first_write
+        self._after_close = after_close
         self._location = location
         self._start_serial = ledger.serial
         self._mutex = threading.Lock()
@@ -378,6 +391,12 @@ class LedgerWriter:
                 self._fail(PersistError(message, reason), uncertain=False)
             return True
 
+    def finish(self) -> None:
+        """Close the writer, then, the first time, let the store finish up (fold its
+        journal, say what was not made durable) with the tables as acknowledged."""
+        if self.close() and self._after_close is not None:
+            self._after_close(self._ledger.tables, self.uncertain)
+
     def _fail(self, failure: PersistError, *, uncertain: bool) -> None:
         """Under the mutex: take back every write not yet durable, refuse later ones,
         and wake the writers waiting for theirs (they raise ``failure``)."""
@@ -392,6 +411,8 @@ class LedgerWriter:
 
     def _before_first_write(self) -> None:
         """Called once, under the mutex, before the ledger takes the run's first write."""
+        if self._before_first is not None:
+            self._before_first(self._ledger.freeze())
 
     def _commit(self, make: Callable[[], Write]) -> None:
         with self._mutex:
@@ -462,6 +483,52 @@ class LedgerWriter:
                 else:
                     # The ledger goes back to what was acknowledged; storage may hold more.
                     self._fail(failure, uncertain=True)
+
+
+class Persistence:
+    """A store's part of a locked run: how its writes become durable.
+
+    ``persist`` makes a batch of writes durable in one fsync or transaction, or
+    raises ``PersistError``; ``before_first_write`` is told the state as it was
+    before the run's first write; ``finish`` runs once after the writer is closed
+    (nothing writes any more), with the tables as acknowledged and whether storage
+    may hold more than they do (``uncertain``). It may raise ``StateError``.
+    """
+
+    def persist(self, batch: Sequence[Write]) -> None:
+        raise NotImplementedError
+
+    def before_first_write(self, state: State) -> None:
+        """Nothing by default."""
+
+    def finish(self, tables: Tables, *, uncertain: bool) -> None:
+        """Nothing by default."""
+
+
+@contextlib.contextmanager
+def locked_writer(
+    tables: Tables, location: str, persistence: Persistence
+) -> Iterator[LedgerWriter]:
+    """The ``StateWriter`` of a locked run over ``tables`` (the state the store read
+    under its lock), writing through ``persistence``; closed, and finished, on the way
+    out. A ``StateError`` from finishing after an error is added to that error as a
+    note, so the run's own failure stays the one reported."""
+    writer = LedgerWriter(
+        Ledger(tables, location),
+        persistence.persist,
+        location,
+        before_first_write=persistence.before_first_write,
+        after_close=lambda done, uncertain: persistence.finish(done, uncertain=uncertain),
+    )
+    try:
+        yield writer
+    except BaseException as exc:
+        try:
+            writer.finish()
+        except StateError as finishing:
+            exc.add_note(str(finishing))
+        raise
+    writer.finish()
 
 
 def _interrupted(location: str) -> PersistError:

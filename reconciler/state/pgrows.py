@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import StateError
 from reconciler.model import (
+    IDENTITY_FIELDS,
     Adjustment,
     CheckoutRecord,
-    Identity,
     PendingOperation,
     RecordedPurchase,
     State,
@@ -186,50 +186,100 @@ def has_rows(conn: psycopg.Connection[Any], workspace: str) -> bool:
     return False
 
 
-def read_state(conn: psycopg.Connection[Any], workspace: str, lineage: str, serial: int) -> State:
-    """Every row of a workspace, as a State."""
+def read_state(
+    conn: psycopg.Connection[Any], workspace: str, lineage: Any, serial: Any, location: str
+) -> State:
+    """Every row of a workspace, as a State, each value checked as the state file's are.
+
+    A row edited by hand into a value the file format refuses (a billing cycle it does
+    not know, a tenant below 1, a time that is no UTC time, an empty lineage) is a
+    ``StateError`` naming the workspace, the table and the row.
+    """
     # A database an older reconciler set up, not yet upgraded by a locked run, has no
     # adjustments and no evidence.
     current = schema_version(conn) >= 2
     evidence = "evidence" if current else "NULL"
-    checkouts: dict[str, list[CheckoutRecord]] = {}
-    for address, order, quantity, at, said in conn.execute(
-        f"SELECT address, external_order_id, quantity, time, {evidence} "
+    checkouts: dict[str, list[dict[str, Any]]] = {}
+    positions: dict[tuple[str, str], list[int]] = {}
+    for address, position, order, quantity, at, said in conn.execute(
+        f"SELECT address, position, external_order_id, quantity, time, {evidence} "
         f"FROM {SCHEMA}.checkouts WHERE workspace = %s ORDER BY address, position",
         (workspace,),
     ):
-        checkouts.setdefault(address, []).append(CheckoutRecord(order, quantity, at, said))
-    adjustments: dict[str, list[Adjustment]] = {}
+        record = {"externalOrderId": order, "quantity": quantity, "time": at}
+        if said is not None:
+            record["evidence"] = said
+        checkouts.setdefault(address, []).append(record)
+        positions.setdefault(("checkouts", address), []).append(position)
+    adjustments: dict[str, list[dict[str, Any]]] = {}
     if current:
-        for address, delta, at, source, said in conn.execute(
-            f"SELECT address, quantity, time, source, evidence FROM {SCHEMA}.adjustments "
-            "WHERE workspace = %s ORDER BY address, position",
+        for address, position, delta, at, source, said in conn.execute(
+            f"SELECT address, position, quantity, time, source, evidence "
+            f"FROM {SCHEMA}.adjustments WHERE workspace = %s ORDER BY address, position",
             (workspace,),
         ):
-            adjustments.setdefault(address, []).append(Adjustment(delta, at, source, said))
-    purchases = {}
+            adjustment = {"quantity": delta, "time": at, "source": source, "evidence": said}
+            adjustments.setdefault(address, []).append(adjustment)
+            positions.setdefault(("adjustments", address), []).append(position)
+    purchases: dict[str, dict[str, Any]] = {}
     for address, *identity, quantity in conn.execute(
         f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
         f"term_duration, type, quantity FROM {SCHEMA}.purchases WHERE workspace = %s "
         "ORDER BY address",
         (workspace,),
     ):
-        purchases[address] = RecordedPurchase(
-            address,
-            Identity(*identity),
-            quantity,
-            tuple(checkouts.get(address, ())),
-            tuple(adjustments.get(address, ())),
-        )
-    pending = {}
+        purchase = {
+            **dict(zip(IDENTITY_FIELDS, identity, strict=True)),
+            "quantity": quantity,
+            "checkouts": checkouts.get(address, []),
+        }
+        if address in adjustments:
+            purchase["adjustments"] = adjustments[address]
+        purchases[address] = purchase
+    pending: dict[str, dict[str, Any]] = {}
     for address, *identity, order, quantity, at in conn.execute(
         f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
         f"term_duration, type, external_order_id, quantity, time FROM {SCHEMA}.pending "
         "WHERE workspace = %s ORDER BY address",
         (workspace,),
     ):
-        pending[address] = PendingOperation(address, Identity(*identity), order, quantity, at)
-    return State(lineage=lineage, serial=serial, purchases=purchases, pending=pending)
+        pending[address] = {
+            **dict(zip(IDENTITY_FIELDS, identity, strict=True)),
+            "externalOrderId": order,
+            "quantity": quantity,
+            "time": at,
+        }
+    try:
+        return jsonformat.parse_parts(lineage, serial, purchases, pending)
+    except jsonformat.Invalid as exc:
+        raise StateError(_invalid_row(exc, workspace, location, positions)) from None
+
+
+def _invalid_row(
+    exc: jsonformat.Invalid,
+    workspace: str,
+    location: str,
+    positions: dict[tuple[str, str], list[int]],
+) -> str:
+    """Which row of which table holds the value the state format refused, and why."""
+    path = list(exc.path)
+    table, row = "workspaces", f"name {json.dumps(workspace)}"
+    if path and path[0] in ("purchases", "pending") and len(path) > 1:
+        table = path.pop(0)
+        address = path.pop(0)[1:-1]  # '["acme/a"]' -> '"acme/a"'
+        row = f"workspace {json.dumps(workspace)}, address {address}"
+        if table == "purchases" and len(path) > 1 and path[0] in ("checkouts", "adjustments"):
+            table = path.pop(0)
+            index = int(path.pop(0)[1:-1])
+            numbers = positions.get((table, json.loads(address)), [])
+            position = numbers[index] if index < len(numbers) else index
+            row += f", position {position}"
+    field = jsonformat.Invalid(exc.message, tuple(path))
+    return (
+        f"the state at {location} has a row this reconciler refuses, in table "
+        f"{SCHEMA}.{table} ({row}): {field}. Was it edited by hand? Put the value right, "
+        "or restore the row from the state history"
+    )
 
 
 def insert_purchase(

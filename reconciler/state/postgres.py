@@ -1,4 +1,4 @@
-"""The state in PostgreSQL: one workspace per state, rows per purchase (CONTRACT section 9).
+"""The state in PostgreSQL: one workspace per state, rows per purchase.
 
 Fresh CI runners share no disk, so the state and its lock live in a database
 every runner reaches. Each workspace is one independent state: a row in
@@ -10,13 +10,19 @@ the workspace row and one history row, so its cost does not grow with the state.
 
 Locking and fencing: ``lock`` takes a session-level advisory lock for the
 workspace on a dedicated connection (released by the server when that
-connection or its process dies) and bumps the workspace's ``lock_epoch``. Every
+connection or its process dies) and bumps the workspace's ``lock_epoch``. The
+lock's key is 64 bits of a SHA-256 of the workspace's name, so two workspaces
+never share a lock (a collision is as likely as guessing a 64-bit number). Every
 write transaction locks the workspace row and checks, before changing anything,
 that the epoch is still ours *and* that our lock connection still holds the
 advisory lock. A run whose lock connection was dropped or terminated, or whose
 lock was taken over (a pooler in transaction mode hands session locks around),
 fails that check and can never write again; what it had in flight stays
 pending in the database.
+
+Rows are read through the state format's own checks (``pgrows``): a row edited
+by hand into something the file format refuses is refused the same way, naming
+the workspace and the row.
 
 This module only persists and locks (the rules are the ledger's); it must not
 talk to the API, read declarations or print. psycopg is imported here only,
@@ -26,83 +32,60 @@ lazily, so the file backend never needs it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import re
-import socket
-import time
 import uuid
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from reconciler.errors import StateError, StateLockedError
-from reconciler.model import (
-    State,
-)
+from reconciler.errors import StateError
+from reconciler.model import State
 from reconciler.state import pgrows as rows
-from reconciler.state.base import StateWriter, utc_now
-from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
+from reconciler.state.base import StateWriter
+from reconciler.state.ledger import Persistence, PersistError, Tables, locked_writer
+from reconciler.state.locking import (
+    Acquired,
+    Held,
+    LockHolder,
+    OnWait,
+    run_description,
+    wait_for_lock,
+)
 from reconciler.state.pgrows import SCHEMA
+from reconciler.state.urls import mask_url, url_secrets
 from reconciler.state.writes import Write
 
 if TYPE_CHECKING:
     import psycopg
 
-#: The first key of every advisory lock this tool takes ("RECN").
+#: The first key of the advisory lock migrations take ("RECN"), two-key form.
 _LOCK_CLASS = 0x5245434E
 #: Taken (per transaction) while migrations run, so racing runners apply each once.
 _MIGRATION_LOCK = 0
 
-#: libpq also takes the password as a query parameter: ``...?password=secret``.
-_QUERY_PASSWORD = re.compile(r"(?:^|(?<=&))(password=)[^&]*")
-
 
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for every message and display)."""
-    parts = urlsplit(url)
-    parts = parts._replace(query=_QUERY_PASSWORD.sub(r"\1***", parts.query))
-    if parts.password is not None:
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port is not None else ""
-        parts = parts._replace(netloc=f"{user}:***@{host}{port}")
-    return urlunsplit(parts)
+    return mask_url(url)
 
 
-def _passwords(url: str) -> set[str]:
-    """Every password written into ``url``, as written and decoded, to scrub from errors."""
-    parts = urlsplit(url)
-    found = [parts.password or ""]
-    found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(parts.query)]
-    return {text for raw in found for text in (raw, unquote(raw)) if text}
+def lock_key(workspace: str) -> int:
+    """The workspace's advisory lock key: a signed 64-bit number from SHA-256.
+
+    Taken with the one-key form (``pg_advisory_lock(bigint)``), which PostgreSQL
+    keeps apart from the two-key form of the migration lock.
+    """
+    digest = hashlib.sha256(f"crayon-reconciler workspace {workspace}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def run_description(command: str) -> dict[str, Any]:
-    """Who holds a lock or made a write: host, pid, command, start time, CI job URL."""
-    info: dict[str, Any] = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "command": command,
-        "started": utc_now(),
-    }
-    ci_url = os.environ.get("CI_JOB_URL")
-    server, repo, run = (
-        os.environ.get(name) for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
-    )
-    if not ci_url and server and repo and run:
-        ci_url = f"{server}/{repo}/actions/runs/{run}"
-    if ci_url:
-        info["ci_url"] = ci_url
-    return info
-
-
-def _lock_key(workspace: str) -> int:
-    return zlib.crc32(workspace.encode("utf-8")) & 0x7FFFFFFF
+def _lock_tag(key: int) -> tuple[int, int]:
+    """How ``pg_locks`` shows a one-key advisory lock: (classid, objid), its high and
+    low 32 bits, unsigned (objsubid 1)."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
 def _psycopg() -> Any:
@@ -119,12 +102,21 @@ def _psycopg() -> Any:
 class PostgresStateStore:
     """One workspace of a reconciler schema in a PostgreSQL database."""
 
-    def __init__(self, url: str, workspace: str = "default", *, lock_timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        workspace: str = "default",
+        *,
+        lock_timeout: float = 0.0,
+        on_wait: OnWait | None = None,
+    ) -> None:
         self._url = url
         self._workspace = workspace
         self._lock_timeout = lock_timeout
-        self._display = redact_url(url)
-        self._key = _lock_key(workspace)
+        self._on_wait = on_wait
+        self._display = mask_url(url)
+        self._key = lock_key(workspace)
+        self._tag = _lock_tag(self._key)
 
     @property
     def location(self) -> str:
@@ -153,7 +145,8 @@ class PostgresStateStore:
 
     def _clean(self, exc: BaseException) -> str:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        for password in _passwords(self._url):
+        # Longest first: a password that contains another is replaced whole.
+        for password in sorted(url_secrets(self._url), key=len, reverse=True):
             text = text.replace(password, "***")
         return text
 
@@ -255,7 +248,7 @@ class PostgresStateStore:
         row = self._workspace_row(conn)
         if row is None:
             raise self._missing()
-        return rows.read_state(conn, self._workspace, row[0], row[1])
+        return rows.read_state(conn, self._workspace, row[0], row[1], self.location)
 
     def history(self) -> list[dict[str, Any]]:
         """Every write ever made to this workspace, oldest first: serial, op, address, who."""
@@ -319,22 +312,31 @@ class PostgresStateStore:
                             f"cannot read the state at {self.location}: {self._clean(exc)}"
                         ) from None
                     writes = _Writes(self, write_conn, epoch, lock_pid, run)
-                    ledger = Ledger(Tables(state), self.location)
-                    writer = LedgerWriter(ledger, writes.persist, self.location)
-                    try:
+                    with locked_writer(Tables(state), self.location, writes) as writer:
                         yield writer
-                    finally:
-                        writer.close()
             finally:
                 # Unlocked first: until then, a run finding the lock taken reads our name.
                 # The epoch keeps this from clearing the name of a run that took it since.
                 with contextlib.suppress(psycopg.Error):
-                    lock_conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self._key))
+                    lock_conn.execute("SELECT pg_advisory_unlock(%s::bigint)", (self._key,))
                     lock_conn.execute(
                         f"UPDATE {SCHEMA}.workspaces SET lock_holder = NULL "
                         "WHERE name = %s AND lock_epoch = %s",
                         (self._workspace, epoch),
                     )
+
+
+#: Whether the session whose backend pid is given holds the workspace's advisory lock.
+_HOLDS_LOCK = (
+    "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = %s AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1)"
+)
+#: Whether any session of this database holds the workspace's advisory lock.
+_LOCK_HELD = (
+    "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1)"
+)
 
 
 class _AdvisoryLock:
@@ -346,93 +348,76 @@ class _AdvisoryLock:
     def acquire(self, conn: psycopg.Connection[Any], run: dict[str, Any]) -> tuple[int, int]:
         """Take the workspace's advisory lock (waiting up to the lock timeout); bump the epoch."""
         psycopg = _psycopg()
-        deadline = time.monotonic() + self._store._lock_timeout
+        store = self._store
+
+        def try_once() -> Acquired[tuple[int, int]] | Held:
+            # The advisory lock is only ever tried holding the workspace row, and the
+            # winner names itself before letting the row go: a run that finds the lock
+            # taken has waited for that row, so it names the run that holds the lock,
+            # not a previous one (or none, as for a moment after the lock is taken).
+            with conn.transaction():
+                found = conn.execute(
+                    f"SELECT lock_holder FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
+                    (store._workspace,),
+                ).fetchone()
+                if found is None:
+                    raise store._missing()
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s::bigint)", (store._key,)
+                ).fetchone()
+                if got is None or not got[0]:
+                    return Held(_holder(found[0]))
+                row = conn.execute(
+                    f"UPDATE {SCHEMA}.workspaces SET lock_epoch = lock_epoch + 1, "
+                    "lock_holder = %s WHERE name = %s "
+                    "RETURNING lock_epoch, pg_backend_pid()",
+                    (json.dumps(run), store._workspace),
+                ).fetchone()
+            if row is None:
+                raise store._missing()
+            return Acquired((int(row[0]), int(row[1])))
+
         try:
-            if self._store._workspace_row(conn) is None:
-                raise self._store._missing()
-            while True:
-                # The advisory lock is only ever tried holding the workspace row, and the
-                # winner names itself before letting the row go: a run that finds the lock
-                # taken has waited for that row, so it names the run that holds the lock,
-                # not a previous one (or none, as for a moment after the lock is taken).
-                with conn.transaction():
-                    found = conn.execute(
-                        f"SELECT lock_holder FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
-                        (self._store._workspace,),
-                    ).fetchone()
-                    if found is None:
-                        raise self._store._missing()
-                    got = conn.execute(
-                        "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, self._store._key)
-                    ).fetchone()
-                    if got is not None and got[0]:
-                        row = conn.execute(
-                            f"UPDATE {SCHEMA}.workspaces SET lock_epoch = lock_epoch + 1, "
-                            "lock_holder = %s WHERE name = %s "
-                            "RETURNING lock_epoch, pg_backend_pid()",
-                            (json.dumps(run), self._store._workspace),
-                        ).fetchone()
-                        break
-                if time.monotonic() >= deadline:
-                    raise StateLockedError(self._locked_message(found[0]))
-                time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+            if store._workspace_row(conn) is None:
+                raise store._missing()
+            return wait_for_lock(
+                try_once,
+                timeout=store._lock_timeout,
+                on_wait=store._on_wait,
+                subject=f"state {store.location}",
+            )
         except psycopg.Error as exc:
             raise StateError(
-                f"cannot lock the state at {self._store.location}: {self._store._clean(exc)}"
+                f"cannot lock the state at {store.location}: {store._clean(exc)}"
             ) from None
-        if row is None:
-            raise self._store._missing()
-        return int(row[0]), int(row[1])
 
     def locked_by(self) -> str | None:
         """The lock holder recorded in the workspace row, while its advisory lock is held."""
         psycopg = _psycopg()
         try:
             with contextlib.closing(self._store._connect(autocommit=True)) as conn:
-                row = conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND granted AND database = (SELECT oid FROM pg_database "
-                    "WHERE datname = current_database()) AND classid::bigint = %s "
-                    "AND objid::bigint = %s AND objsubid = 2)",
-                    (_LOCK_CLASS, self._store._key),
-                ).fetchone()
+                row = conn.execute(f"SELECT {_LOCK_HELD}", self._store._tag).fetchone()
                 if row is None or not row[0]:
                     return None
                 workspace = self._store._workspace_row(conn)
         except psycopg.Error:
             return None  # only a hint for plan: never a reason to fail
-        # Two workspaces may share a lock key; a released lock clears lock_holder.
-        holder = workspace[3] if workspace else None
-        if isinstance(holder, str):
-            with contextlib.suppress(ValueError):
-                holder = json.loads(holder)
-        if not isinstance(holder, dict) or "pid" not in holder:
+        # A released lock clears lock_holder.
+        holder = _holder(workspace[3]) if workspace else None
+        return holder.describe() if holder is not None else None
+
+
+def _holder(recorded: Any) -> LockHolder | None:
+    """The holder a workspace row's ``lock_holder`` names (jsonb, or its text)."""
+    if isinstance(recorded, str):
+        try:
+            recorded = json.loads(recorded)
+        except (ValueError, RecursionError):
             return None
-        return _describe(holder)
-
-    def _locked_message(self, holder: Any) -> str:
-        hint = "another run is in progress; wait for it to finish"
-        if isinstance(holder, str):
-            with contextlib.suppress(ValueError):
-                holder = json.loads(holder)
-        if not isinstance(holder, dict) or "pid" not in holder:
-            return f"state {self._store.location} is locked by another process: {hint}"
-        return f"state {self._store.location} is locked by {_describe(holder)}: {hint}"
+    return LockHolder.from_description(recorded)
 
 
-def _describe(holder: dict[str, Any]) -> str:
-    """Who holds a lock, as a lock refusal and `plan` name it."""
-    details = [f"command {holder.get('command')!r}"] if holder.get("command") else []
-    if holder.get("started"):
-        details.append(f"since {holder['started']}")
-    if holder.get("ci_url"):
-        details.append(str(holder["ci_url"]))
-    host = f" on host {holder['host']}" if holder.get("host") else ""
-    shown = f" ({', '.join(details)})" if details else ""
-    return f"pid {holder['pid']}{host}{shown}"
-
-
-class _Writes:
+class _Writes(Persistence):
     """Persists one locked run's ledger writes, a batch per fenced transaction."""
 
     def __init__(
@@ -472,11 +457,9 @@ class _Writes:
     def _fence(self, write: Write) -> None:
         store = self._store
         row = self._conn.execute(
-            f"SELECT lock_epoch, serial, "
-            "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND pid = %s AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2) "
+            f"SELECT lock_epoch, serial, {_HOLDS_LOCK} "
             f"FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
-            (self._lock_pid, _LOCK_CLASS, store._key, store.workspace),
+            (self._lock_pid, *store._tag, store.workspace),
         ).fetchone()
         if row is None or row[0] != self._epoch or not row[2]:
             reason = "this run no longer holds the state lock"

@@ -2,8 +2,10 @@
 
 The file store reads both files; this module decides what they say: the state
 file's state with the journal's acknowledged writes applied, or a ``StateError``
-when the pair is mismatched, cut short or damaged (CONTRACT section 8; hole 3 of
-issue 13). A torn last line is a write a crash cut short and is ignored. No I/O.
+when the pair is mismatched, cut short or damaged (a journal missing, lines lost,
+doubled, swapped or from another run, a journal cut before what the state file
+says was acknowledged). A torn last line is a write a crash cut short and is
+ignored. No I/O.
 """
 
 from __future__ import annotations

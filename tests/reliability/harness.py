@@ -43,7 +43,8 @@ from reconciler.cli import cli
 from reconciler.errors import StateError
 from reconciler.model import State
 from reconciler.simulator import Simulator, default_catalog
-from reconciler.state import open_store
+from reconciler.state import backend_for, open_store
+from reconciler.state.backends import FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOK_DIR = Path(__file__).resolve().with_name("crashhook")
@@ -220,7 +221,7 @@ class World:
 
     @property
     def is_file(self) -> bool:
-        return not self.state.startswith("postgresql://")
+        return backend_for(self.state) is FILE
 
     @property
     def state_args(self) -> list[str]:

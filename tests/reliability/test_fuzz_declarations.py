@@ -4,12 +4,15 @@ bought, and whatever it accepts reads back the same.
 Three generators (hypothesis):
 
 - documents written scalar by scalar, each value in a form drawn from benign forms
-  (plain decimal integers, valid names plain or quoted, any string quoted) or
-  hostile ones (YAML 1.1 integers: 010, 0x10, 0b101, 1_0, 1:30, +5, 5.0, 1e3;
-  out-of-range numbers; names with a trailing newline from a block scalar, control
-  characters, upper case, bad slashes, too long). The oracle is exact: a document
-  with any hostile value is a ``ConfigError``; one without loads, with exactly the
-  values written; and what it loads, written out again, loads the same;
+  (plain decimal integers, valid names plain or quoted, any string quoted, one-line
+  e-mail addresses, ``version: 1``) or hostile ones (YAML 1.1 integers: 010, 0x10,
+  0b101, 1_0, 1:30, +5, 5.0, 1e3; out-of-range numbers and numbers of thousands of
+  digits; dates, binary and nulls where numbers go; ``version`` as 0x1, 1.0, 01 or a
+  date; names and e-mail addresses with a trailing newline from a block scalar or any
+  control character; names in upper case, with bad slashes, too long). The oracle is
+  exact: a document with any hostile value is a ``ConfigError``; one without loads,
+  with exactly the values written; and what it loads, written out again, loads the
+  same;
 - any text, and text spliced from YAML fragments: a ``ConfigError`` or declarations,
   never another exception;
 - trees with special files (FIFOs, a symlink to /dev/zero, a directory named
@@ -96,8 +99,53 @@ def integer_forms(draw: st.DrawFn, hostility: float, *, minimum: int = 1) -> For
         Form(f'"{n}"', False),
         Form(draw(st.sampled_from([".inf", "-.inf", ".nan", "~", "null", "true", "yes", "on"]))),
         Form(f"0{n}", False),  # a leading zero: octal, or a string with an 8 or 9
+        # Thousands of digits: refused before any conversion (Python converts at most
+        # 4,300 decimal digits, and a conversion is quadratic in them).
+        Form("9" * draw(st.integers(101, 6000)), False),
+        Form("0x" + "f" * draw(st.integers(20, 6000)), False),
+        Form("-" + "9" * draw(st.integers(4300, 6000)), False),
+        Form(
+            draw(st.sampled_from(["2024-01-01", "2024-01-01 10:00:00", "!!binary aGk=", ""])), False
+        ),
     ]
     return _pick(draw, hostility, [benign], hostile)
+
+
+@st.composite
+def version_forms(draw: st.DrawFn, hostility: float) -> Form:
+    """``version``: a plain 1, or anything YAML also reads as 1 (or as nothing like it)."""
+    hostile = [
+        Form(text, False)
+        for text in ("0x1", "1.0", "01", "+1", "1_", "0b1", "1e0", "'1'", "2024-01-01", "true")
+    ]
+    hostile.append(Form("1" * draw(st.integers(20, 6000)), False))
+    return _pick(draw, hostility, [Form("1", True, 1)], hostile)
+
+
+#: Characters an address may not hold: C0 and C1 controls, DEL, line separators.
+CONTROLS = [*(chr(c) for c in range(0x20)), "\x7f", *(chr(c) for c in range(0x80, 0xA0))]
+CONTROLS += ["\u2028", "\u2029"]
+
+
+@st.composite
+def email_forms(draw: st.DrawFn, hostility: float) -> Form:
+    """``notificationEmail``: one line of printable text, or one with a control character."""
+    printable = draw(
+        st.text(
+            st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="\u2028\u2029"),
+            min_size=3,
+            max_size=20,
+        )
+    )
+    where = draw(st.integers(0, len(printable)))
+    bad = draw(st.sampled_from(CONTROLS))
+    hostile = [
+        string_form(printable[:where] + bad + printable[where:]),
+        string_form(printable + "\n"),
+        Form(f"|\n      {printable.strip() or 'it@acme.example'}", False),
+    ]
+    hostile = [Form(f.text, False) for f in hostile]
+    return _pick(draw, hostility, [string_form(printable)], hostile)
 
 
 @st.composite
@@ -162,9 +210,10 @@ class Document:
 
 @st.composite
 def documents(draw: st.DrawFn) -> Document:
-    doc = Document(["version: 1"])
+    doc = Document([])
     # Half the documents are wholly benign; the others have hostile values here and there.
     hostility = draw(st.sampled_from([0.0, 0.0, 0.1, 0.3]))
+    doc.put("", "version", draw(version_forms(hostility)))
     shared_tenant = draw(st.none() | integer_forms(hostility))
     if shared_tenant is not None:
         doc.lines.append("defaults:")
@@ -197,6 +246,9 @@ def documents(draw: st.DrawFn) -> Document:
         for optional in ("productVariantId", "invoiceProfileId"):
             if draw(st.booleans()):
                 entry[optional] = doc.put(indent, optional, draw(integer_forms(hostility)))
+        if draw(st.booleans()):
+            email = draw(email_forms(hostility))
+            entry["notificationEmail"] = doc.put(indent, "notificationEmail", email)
         doc.purchases.append(entry)
     if not doc.purchases:
         doc.lines[-1] = "purchases: []"

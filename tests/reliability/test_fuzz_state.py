@@ -18,12 +18,12 @@ What is checked, against the states replayed from the first k complete lines (S_
 - a line deleted, doubled or swapped with the next, a cut state file, any bit flip
   of either file: a ``StateError`` or a state, never another exception.
 
-And what hole 3 of issue 13 was about (these were strict xfails until it was
-closed): a journal cut *before its last line* must not lose the acknowledged lines
-after the cut silently (the reader took the cut for a torn last write); a bit flip
+And what the journal's checksums and the acknowledged-serial mark are for: a
+journal cut *before its last line* must not lose the acknowledged lines
+after the cut silently (as if the cut were a torn last write); a bit flip
 that leaves a journal line valid JSON must not change an acknowledged record
 unnoticed; a state file whose serial falls inside its journal must not make the
-reader skip lines. Each line now carries its run's id and a CRC-32, and the state
+reader skip lines. Each line carries its run's id and a CRC-32, and the state
 file's mark records the serial of the last acknowledged line (updated in place
 after each fsync): with the state file as the run left it, even a cut inside the
 last line is refused. S_k is replayed with the state file a run that acknowledged
@@ -309,7 +309,7 @@ def test_a_bit_flip_anywhere_is_a_state_error_or_a_state(
         TALLY.add(f"bit flips ({target}): {what}", count)
 
 
-# -- hole 3 (were strict xfails until it was closed) --------------------------------
+# -- cuts and flips the checksums and the acknowledged-serial mark catch -------------
 
 
 def _cut_cases() -> list[object]:
