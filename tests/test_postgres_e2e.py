@@ -223,6 +223,7 @@ def test_init_creates_the_schema_and_the_default_workspace_once(
     assert pg_server.execute("SELECT version FROM reconciler.schema_migrations", dbname=db) == [
         (1,),
         (2,),
+        (3,),
     ]
     tables = pg_server.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'reconciler' "
@@ -231,7 +232,7 @@ def test_init_creates_the_schema_and_the_default_workspace_once(
     )
     assert [t for (t,) in tables] == [
         "adjustments", "checkouts", "history", "pending", "purchases", "schema_migrations",
-        "workspaces",
+        "updates", "workspaces",
     ]  # fmt: skip
     rows = pg_server.execute("SELECT name, serial FROM reconciler.workspaces", dbname=db)
     assert rows == [("default", 0)]
@@ -247,6 +248,7 @@ def test_init_creates_the_schema_and_the_default_workspace_once(
     assert pg_server.execute("SELECT version FROM reconciler.schema_migrations", dbname=db) == [
         (1,),
         (2,),
+        (3,),
     ]
 
 
@@ -265,7 +267,7 @@ def test_inits_racing_from_separate_processes_all_succeed_and_migrate_once(
         assert all(err == "" for _, _, err in results), results
         db = dbname(url)
         versions = pg_server.execute("SELECT version FROM reconciler.schema_migrations", dbname=db)
-        assert versions == [(1,), (2,)]
+        assert versions == [(1,), (2,), (3,)]
         rows = pg_server.execute("SELECT name, serial FROM reconciler.workspaces", dbname=db)
         assert rows == [("default", 0)]
 
@@ -363,7 +365,7 @@ def test_a_run_refused_by_the_lock_names_the_run_that_holds_it(pg_database: str)
 # -- c. a runner killed mid-checkout --
 
 
-def test_a_killed_apply_leaves_its_checkout_pending_for_every_other_runner(
+def test_a_killed_apply_is_settled_by_the_next_runners_apply_without_a_person(
     pg_server: PgServer, sim: Simulator, pg_database: str, tmp_path: Path
 ) -> None:
     assert reconciler("init", "--state", pg_database).exit_code == 0
@@ -384,35 +386,28 @@ def test_a_killed_apply_leaves_its_checkout_pending_for_every_other_runner(
     held = sim.checkouts[2]
     # The dead run's lock goes with its connections, whatever the API is still doing.
     wait_for_no_sessions(pg_server, pg_database)
+    assert held.external_order_id in json.dumps(pulled(pg_database)["pending"])
 
+    # Another runner's plan reads Cloud-iQ: the checkout is proven made, so it is not
+    # bought again, and the plan is ready (nothing is written by plan).
     decl_b = str(b / "declarations")
     plan = reconciler("plan", decl_b, "--state", pg_database, "--json")
-    assert plan.exit_code == 1
-    actions = {c["address"]: c["action"] for c in json.loads(plan.stdout)["changes"]}
+    assert plan.exit_code == 0, plan.stderr
+    document = json.loads(plan.stdout)
+    actions = {c["address"]: c["action"] for c in document["changes"]}
+    assert actions["contoso/power-bi-pro"] == "noop"
     assert actions["contoso/m365-business-basic"] == "noop"
-    assert actions["contoso/m365-business-premium"] == "noop"
-    assert actions["contoso/power-bi-pro"] == "pending"
-    assert held.external_order_id in plan.stderr
+    assert document["cloud"]["read"] is True
 
-    calls = len(sim.calls)
-    code, out, refused = run_process(
-        b, "apply", "declarations", "--state", pg_database, "--auto-approve"
-    )
-    assert code == 1
-    assert "locked" not in refused
-    assert held.external_order_id in refused
-    for outcome in ("--purchased", "--not-purchased"):
-        suggested = f"reconciler state resolve contoso/power-bi-pro {outcome} --state {pg_database}"
-        assert suggested in refused, refused
-    assert len(sim.calls) == calls, "the refused apply talked to the API"
-
-    assert settle_pending(sim, pg_database, b) == ["contoso/power-bi-pro --purchased"]
+    # Its apply records what the API proves, then buys the rest: no person, no second buy.
     code, out, err = run_process(
         b, "apply", "declarations", "--state", pg_database, "--auto-approve"
     )
     assert code == 0, err
+    assert f"Settled contoso/power-bi-pro: {held.external_order_id} recorded as purchased" in out
     assert "Apply complete: 7 purchased (+201 seats), 0 failed, 0 pending." in out
     assert len(sim.checkouts) == 10
+    assert pulled(pg_database)["pending"] == {}
     assert_bought_exactly_once(sim, (b / "declarations", pulled(pg_database)))
 
 
@@ -468,29 +463,21 @@ def test_a_run_that_lost_only_its_lock_connection_is_fenced_off(
         dbname=dbname(pg_database),
     )
     assert terminated == [(True,)]
-    # Another runner gets the lock at once, and is stopped by the pending entry.
-    code, _, refused = run_process(
+    # Another runner gets the lock at once: Cloud-iQ shows the checkout in flight was
+    # taken, so it records it (no person needed) and buys the rest.
+    code, taken, err = run_process(
         b, "apply", "declarations", "--state", pg_database, "--auto-approve"
     )
-    assert code == 1
-    assert "locked" not in refused
-    assert "reconciler state resolve contoso/m365-business-basic --purchased" in refused
+    assert code == 0, taken + err
+    assert "Settled contoso/m365-business-basic" in taken
     sim.hold_checkouts(0)
     code, out, err = finish(proc)
 
     assert code == 1, out + err
     assert "no longer holds the state lock" in err
-    assert len(sim.checkouts) == 1
     state = pulled(pg_database)
-    assert state["purchases"] == {}
-    assert list(state["pending"]) == ["contoso/m365-business-basic"]
-
-    assert settle_pending(sim, pg_database, b) == ["contoso/m365-business-basic --purchased"]
-    code, out, err = run_process(
-        b, "apply", "declarations", "--state", pg_database, "--auto-approve"
-    )
-    assert code == 0, err
-    assert_bought_exactly_once(sim, (b / "declarations", pulled(pg_database)))
+    assert state["pending"] == {}
+    assert_bought_exactly_once(sim, (b / "declarations", state))
 
 
 # -- e. workspaces --
@@ -541,11 +528,14 @@ def test_two_workspaces_in_one_database_are_independent(
             "--workspace", cwd.name, "--detailed-exitcode",
         )  # fmt: skip
         assert plan.exit_code == 0, plan.stdout
+    # Against another workspace's state, acme's purchases are seats Cloud-iQ already
+    # holds that no address of that state owns: conflicts, never a second purchase.
     crossed = reconciler(
         "plan", str(acme / "declarations"), "--state", pg_database, "--workspace", "globex",
         "--detailed-exitcode",
     )  # fmt: skip
-    assert crossed.exit_code == 2
+    assert crossed.exit_code == 1
+    assert "Cloud-iQ already holds" in crossed.stdout
     assert_bought_exactly_once(
         sim,
         (acme / "declarations", states["acme"]),
@@ -570,12 +560,14 @@ def test_migrate_file_to_database_to_file_round_trips_byte_identical(
     assert dropped.exit_code == 1
     original = Path(source).read_bytes()
     data = json.loads(original)
-    assert (data["serial"], len(data["purchases"]), len(data["pending"])) == (7, 3, 1)
+    # 6 writes of the first apply, 3 subscriptions recorded by the second one's refresh,
+    # and the pending entry of its checkout.
+    assert (data["serial"], len(data["purchases"]), len(data["pending"])) == (10, 3, 1)
 
     to_db = reconciler("state", "migrate", "--state", source, "--to", pg_database)
     assert to_db.exit_code == 0, to_db.stderr
     assert to_db.stdout == (
-        f"Copied the state (serial 7, 3 purchases, 1 pending) to {pg_database}.\n"
+        f"Copied the state (serial 10, 3 purchases, 1 pending) to {pg_database}.\n"
     )
     pull = reconciler("state", "pull", "--state", pg_database)
     assert pull.exit_code == 0
@@ -583,8 +575,8 @@ def test_migrate_file_to_database_to_file_round_trips_byte_identical(
     # The source is left as it was.
     assert Path(source).read_bytes() == original
 
-    # The database state behaves as the file did: the pending entry blocks.
-    plan = reconciler("plan", decl, "--state", pg_database, "--json")
+    # The database state behaves as the file did: offline, the pending entry blocks.
+    plan = reconciler("plan", decl, "--state", pg_database, "--json", "--no-refresh")
     assert plan.exit_code == 1
     assert {c["action"] for c in json.loads(plan.stdout)["changes"]} >= {"pending", "noop"}
 
@@ -598,11 +590,11 @@ def test_migrate_file_to_database_to_file_round_trips_byte_identical(
     again = reconciler("state", "migrate", "--state", source, "--to", pg_database)
     assert again.exit_code == 1
     assert again.stderr == (
-        f"error: {pg_database} already holds a state (serial 7); migrate only into an empty one\n"
+        f"error: {pg_database} already holds a state (serial 10); migrate only into an empty one\n"
     )
     onto_file = reconciler("state", "migrate", "--state", pg_database, "--to", back)
     assert onto_file.exit_code == 1
-    assert "already holds a state (serial 7); migrate only into an empty one" in onto_file.stderr
+    assert "already holds a state (serial 10); migrate only into an empty one" in onto_file.stderr
     assert Path(back).read_bytes() == original
     assert reconciler("state", "pull", "--state", pg_database).stdout.encode() == original
 
@@ -670,9 +662,14 @@ def test_a_password_in_the_url_works_and_is_never_shown(
     outputs.extend(holder.communicate(timeout=TIMEOUT))
     sim.hold_checkouts(0)
     wait_for_no_sessions(pg_server, pg_database)
-    refused = run("apply", "declarations", "--state", url, "--auto-approve", expect=1)[1]
+    # Offline (--refresh=false) only a person can settle it: the commands suggested for
+    # that name the state without its password.
+    refused = run(
+        "apply", "declarations", "--state", url, "--auto-approve", "--refresh=false", expect=1
+    )[1]
     assert f"--purchased --state {shlex.quote(shown)}" in refused
-    assert "--state" in run("plan", "declarations", "--state", url, expect=1)[1]
+    assert f"reconciler refresh --state {shlex.quote(shown)}" in refused
+    assert "--state" in run("plan", "declarations", "--state", url, "--no-refresh", expect=1)[1]
 
     # The same through the environment, and with the password in the query string.
     queried = f"{pg_database}?password={secret}&connect_timeout=5"
@@ -680,7 +677,7 @@ def test_a_password_in_the_url_works_and_is_never_shown(
         code, out, err = run_process(work, "show", env=env)
         outputs.extend((out, err))
         assert code == 0, err
-        code, out, err = run_process(work, "plan", "declarations", env=env)
+        code, out, err = run_process(work, "plan", "declarations", "--no-refresh", env=env)
         outputs.extend((out, err))
         assert code == 1
         assert "--state 'postgresql://reconciler" in err

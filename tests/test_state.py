@@ -104,7 +104,9 @@ _WRITER_SCRIPT = textwrap.dedent(
 #: What the writer script leaves in a state that held only "acme/old".
 AFTER_SCRIPT_PURCHASES = {
     "acme/imported": RecordedPurchase("acme/imported", IDENTITY, 3),
-    "acme/a": RecordedPurchase("acme/a", IDENTITY, 5, (CheckoutRecord("ord-1", 5, T0),)),
+    "acme/a": RecordedPurchase(
+        "acme/a", IDENTITY, 5, (CheckoutRecord("ord-1", 5, T0),), unseen=("ord-1",)
+    ),
 }
 AFTER_SCRIPT_PENDING = {"acme/b": pending("acme/b", "ord-2", 2)}
 
@@ -263,8 +265,12 @@ def test_every_write_kind_round_trips(store: JsonFileStateStore, path: Path) -> 
         lineage=lineage,
         serial=9,
         purchases={
-            "acme/a": RecordedPurchase("acme/a", IDENTITY, 5, (CheckoutRecord("ord-1", 5, T0),)),
-            "acme/c": RecordedPurchase("acme/c", OTHER, 9, (CheckoutRecord("ord-3", 2, T1),)),
+            "acme/a": RecordedPurchase(
+                "acme/a", IDENTITY, 5, (CheckoutRecord("ord-1", 5, T0),), unseen=("ord-1",)
+            ),
+            "acme/c": RecordedPurchase(
+                "acme/c", OTHER, 9, (CheckoutRecord("ord-3", 2, T1),), unseen=("ord-3",)
+            ),
         },
         pending={"acme/e": pending("acme/e", "ord-4", 4)},
     )
@@ -293,6 +299,7 @@ def test_record_checkout_adds_seats_keeps_history_and_clears_pending(
         IDENTITY,
         8,
         (CheckoutRecord("ord-1", 5, T0), CheckoutRecord("ord-2", 3, T1)),
+        unseen=("ord-1", "ord-2"),
     )
 
 
@@ -313,6 +320,7 @@ def test_file_format_is_exact_and_matches_the_schema(store: JsonFileStateStore, 
                 **IDENTITY.as_dict(),
                 "quantity": 5,
                 "checkouts": [{"externalOrderId": "ord-1", "quantity": 5, "time": T0}],
+                "unseen": ["ord-1"],
             },
         },
         "pending": {

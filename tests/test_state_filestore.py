@@ -101,7 +101,11 @@ STEPS: list[tuple[Callable[[Any], None], Callable[[State], State]]] = [
         lambda s: State(
             s.lineage,
             s.serial + 1,
-            {"acme/a": RecordedPurchase("acme/a", BASIC, 5, (CheckoutRecord("ord-1", 5, T0),))},
+            {
+                "acme/a": RecordedPurchase(
+                    "acme/a", BASIC, 5, (CheckoutRecord("ord-1", 5, T0),), unseen=("ord-1",)
+                )
+            },
             {},
         ),
     ),

@@ -1,8 +1,11 @@
 """Plans as JSON (``plan --json``, saved plans) and back; the state as JSON (``show --json``).
 
-``schemas/plan.schema.json`` describes the form. ``format_version`` stays 1:
-every key added since (``verdict``, names and prices, ``declarations_path``)
-is optional, so a script written for the first form keeps working.
+``schemas/plan.schema.json`` describes the form. ``format_version`` 2 (docs/formats.md
+says what changed from 1): the actions ``decrease``, ``cancel``, ``update``,
+``adopt`` and ``forget``; ``delta`` negative for fewer seats; per change the
+``subscriptions`` it owns, the ``steps`` (subscription updates) apply makes and
+``window_ends``; whether Cloud-iQ was read (``cloud``). Saved plans of format 1
+are still read.
 Returns strings and dicts; never prints or reads files.
 """
 
@@ -12,13 +15,24 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.model import ACTIONS, BUYING_ACTIONS, Action, Change, Identity, Plan, State, Summary
+from reconciler.model import (
+    ACTIONS,
+    BUYING_ACTIONS,
+    Action,
+    Change,
+    Identity,
+    Plan,
+    State,
+    SubscriptionChange,
+    Summary,
+    UpdateField,
+)
 from reconciler.outcomes import VerifyErrors
 from reconciler.render.money import Catalogue, Money, name_of, plan_cost, unit_price
 from reconciler.render.verdict import verdict
-from reconciler.state.jsonformat import pending_json, purchase_json
+from reconciler.state.jsonformat import change_json, pending_json, purchase_json
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2
 
 
 def _money(money: Money) -> dict[str, str]:
@@ -42,6 +56,16 @@ def change_dict(
     }
     if change.moved_from is not None:
         data["from"] = change.moved_from
+    if change.subscriptions:
+        data["subscriptions"] = list(change.subscriptions)
+    if change.steps:
+        data["steps"] = [change_json(step) for step in change.steps]
+    if change.window_ends is not None:
+        data["window_ends"] = change.window_ends
+    if change.note is not None:
+        data["note"] = change.note
+    if change.cloud:
+        data["cloud"] = True
     if verify_errors is not None:
         data["verify_errors"] = [
             {"code": issue.code, "description": issue.description}
@@ -54,6 +78,8 @@ def change_dict(
     return data
 
 
+#: Actions whose seats the summary gives as seats taken away.
+_REMOVING = frozenset({Action.DECREASE, Action.CANCEL})
 #: Actions the summary always counts (the first form of the plan JSON had these).
 _ALWAYS_COUNTED = frozenset(
     {Action.PURCHASE, Action.INCREASE, Action.NOOP, Action.CONFLICT, Action.ORPHAN, Action.PENDING}
@@ -71,7 +97,11 @@ def summary_dict(summary: Summary) -> dict[str, int]:
             data[action.value] = n
         if action in BUYING_ACTIONS:
             data[f"{action.value}_seats"] = summary.seats_of(action)
+        elif action in _REMOVING and n:
+            data[f"{action.value}_seats"] = -summary.seats_of(action)
     data["seats"] = summary.seats
+    if summary.removed_seats:
+        data["removed_seats"] = summary.removed_seats
     return data
 
 
@@ -83,6 +113,7 @@ def cost_dict(plan: Plan, catalogue: Catalogue) -> dict[str, Any]:
         "once": [_money(m) for m in cost.once],
         "committed": [{**_money(m), "months": months} for months, m in cost.committed],
         "price_unknown": list(cost.unknown),
+        "removed": cost.removed,
     }
 
 
@@ -125,6 +156,13 @@ def plan_json(
     return json.dumps(plan_dict(plan, verify_errors, catalogue), indent=2, sort_keys=True)
 
 
+def parse_change(data: Mapping[str, Any]) -> SubscriptionChange:
+    """A step of a saved plan (already checked against the schema)."""
+    return SubscriptionChange(
+        int(data["subscription"]), UpdateField(data["field"]), int(data["from"]), int(data["to"])
+    )
+
+
 def plan_from_dict(data: Mapping[str, Any]) -> Plan:
     """A plan back from ``plan_dict`` output (already checked against the schema)."""
     changes = tuple(
@@ -137,6 +175,11 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
             identity=Identity.from_dict(c["identity"]),
             reason=c.get("reason"),
             moved_from=c.get("from"),
+            subscriptions=tuple(c.get("subscriptions", ())),
+            steps=tuple(parse_change(step) for step in c.get("steps", ())),
+            window_ends=c.get("window_ends"),
+            note=c.get("note"),
+            cloud=bool(c.get("cloud", False)),
         )
         for c in data["changes"]
     )

@@ -44,6 +44,9 @@ from reconciler.model import (
     Identity,
     PendingOperation,
     RecordedPurchase,
+    SubscriptionChange,
+    UpdateField,
+    UpdateRecord,
 )
 from reconciler.state import locking
 from reconciler.state.base import StateStore
@@ -155,7 +158,9 @@ class StateStoreContract:
         assert after == during
         assert after.serial == 8
         assert after.purchases == {
-            "acme/a": RecordedPurchase("acme/a", IDENTITY, 5, (CheckoutRecord("ord-1", 5, T0),)),
+            "acme/a": RecordedPurchase(
+                "acme/a", IDENTITY, 5, (CheckoutRecord("ord-1", 5, T0),), unseen=("ord-1",)
+            ),
             "acme/imported": RecordedPurchase("acme/imported", OTHER, 3),
         }
         assert after.pending == {"acme/b": pending("acme/b", "ord-3", 4)}
@@ -260,6 +265,7 @@ class StateStoreContract:
             IDENTITY,
             8,
             (CheckoutRecord("ord-1", 5, T0), CheckoutRecord("ord-2", 3, T0)),
+            unseen=("ord-1", "ord-2"),
         )
         # The moved purchase takes later checkouts, and the old address is free again.
         with store.lock("reconciler apply") as writer:
@@ -331,6 +337,7 @@ class StateStoreContract:
                 Adjustment(3, T1, "refresh", "Cloud-iQ showed 8 active seats"),
                 Adjustment(-8, T1, "refresh", "Cloud-iQ showed 0 active seats"),
             ),
+            unseen=("ord-1",),
         )
         assert after.purchases["acme/imported"].quantity == 6
         # A later checkout and a move keep the history whole, in order.
@@ -342,6 +349,52 @@ class StateStoreContract:
         assert moved.quantity == 3
         assert [c.evidence for c in moved.checkouts] == [SAID, None]
         assert [a.quantity for a in moved.adjustments] == [3, -8, 1]
+
+    # --- subscriptions each address owns, and updates of them --------------------------
+
+    def test_subscriptions_links_and_updates_survive_reopen_and_moves(
+        self, harness: Harness, store: StateStore
+    ) -> None:
+        change = SubscriptionChange(500001, UpdateField.QUANTITY, 5, 3)
+        with store.lock("reconciler apply") as writer:
+            writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-1", 5, T0))
+            writer.record_checkout("acme/a", IDENTITY, CheckoutRecord("ord-2", 2, T0, None, 500002))
+            writer.link_subscriptions("acme/a", [(500001, "ord-1")])
+            writer.import_purchase("acme/imported", OTHER, 4, T0, subscriptions=[600001, 600002])
+            update = PendingOperation("acme/a", IDENTITY, change.operation, -2, T1, update=change)
+            writer.add_pending(update)
+            during = harness.reopen().load()
+            assert during == writer.state
+            assert during.pending["acme/a"].update == change
+            writer.record_update("acme/a", UpdateRecord(change, T1, "read back"))
+            writer.move_purchase("acme/a", "acme/renamed")
+        after = harness.reopen().load()
+        moved = after.purchases["acme/renamed"]
+        assert moved.subscriptions == (500002, 500001)
+        assert moved.unseen == ()
+        assert [c.subscription for c in moved.checkouts] == [500001, 500002]
+        assert moved.updates == (UpdateRecord(change, T1, "read back"),)
+        assert moved.quantity == 5
+        assert after.pending == {}
+        assert after.purchases["acme/imported"].subscriptions == (600001, 600002)
+
+    def test_a_subscription_belongs_to_one_address_and_updates_only_its_owner(
+        self, harness: Harness, store: StateStore
+    ) -> None:
+        with store.lock("reconciler apply") as writer:
+            writer.import_purchase("acme/a", IDENTITY, 4, T0, subscriptions=[500001])
+            writer.import_purchase("acme/b", OTHER, 2, T0)
+            before = writer.state
+            with pytest.raises(StateError, match="subscription 500001 is owned by acme/a"):
+                writer.link_subscriptions("acme/b", [(500001, None)])
+            change = SubscriptionChange(500001, UpdateField.CANCEL, 4, 0)
+            op = PendingOperation("acme/b", OTHER, change.operation, -4, T1, update=change)
+            with pytest.raises(StateError, match="the address does not own it"):
+                writer.add_pending(op)
+            with pytest.raises(StateError, match="owns them already"):
+                writer.link_subscriptions("acme/a", [(500001, None)])
+            assert writer.state == before
+        assert harness.reopen().load() == before
 
     @pytest.mark.parametrize(
         ("call", "message"),

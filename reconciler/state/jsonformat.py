@@ -34,6 +34,9 @@ from reconciler.model import (
     PendingOperation,
     RecordedPurchase,
     State,
+    SubscriptionChange,
+    UpdateField,
+    UpdateRecord,
 )
 from reconciler.state.writes import KEEP, OPERATIONS, Keep, Write
 
@@ -44,12 +47,17 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-
 _PURCHASE_REQUIRED = (*IDENTITY_FIELDS, "quantity", "checkouts")
 #: ``adjustments`` (seats changed in the portal, written by refresh) is present only
 #: when there is one, so a state without any keeps its exact text.
-_PURCHASE_KEYS = (*_PURCHASE_REQUIRED, "adjustments")
+_PURCHASE_KEYS = (*_PURCHASE_REQUIRED, "adjustments", "subscriptions", "unseen", "updates")
 _CHECKOUT_REQUIRED = ("externalOrderId", "quantity", "time")
 #: ``evidence`` only on a checkout refresh settled from what the API showed.
-_CHECKOUT_KEYS = (*_CHECKOUT_REQUIRED, "evidence")
+_CHECKOUT_KEYS = (*_CHECKOUT_REQUIRED, "evidence", "subscription")
 _ADJUSTMENT_KEYS = ("quantity", "time", "source", "evidence")
-_PENDING_KEYS = (*IDENTITY_FIELDS, "externalOrderId", "quantity", "time")
+_PENDING_REQUIRED = (*IDENTITY_FIELDS, "externalOrderId", "quantity", "time")
+_PENDING_KEYS = (*_PENDING_REQUIRED, "update")
+_CHANGE_KEYS = ("subscription", "field", "from", "to")
+_UPDATE_REQUIRED = (*_CHANGE_KEYS, "time")
+_UPDATE_KEYS = (*_UPDATE_REQUIRED, "evidence")
+_FIELDS = tuple(f.value for f in UpdateField)
 _DOCUMENT_KEYS = ("version", "lineage", "serial", "purchases", "pending")
 #: Present only while a run writes to the journal (or after one died doing so).
 JOURNAL_KEY = "journal"
@@ -261,7 +269,46 @@ def _parse_checkout(data: Any) -> CheckoutRecord:
         quantity=_integer(data["quantity"], "quantity", 1),
         time=_time(data["time"], "time"),
         evidence=_string(data["evidence"], "evidence") if "evidence" in data else None,
+        subscription=(
+            _integer(data["subscription"], "subscription", 1, MAX_BIGINT)
+            if "subscription" in data
+            else None
+        ),
     )
+
+
+def _parse_change(data: Any) -> SubscriptionChange:
+    field = UpdateField(_choice(data["field"], "field", _FIELDS))
+    high = 1 if field is UpdateField.AUTO_RENEW else MAX_SEATS
+    return SubscriptionChange(
+        subscription=_integer(data["subscription"], "subscription", 1, MAX_BIGINT),
+        field=field,
+        before=_integer(data["from"], "from", 0, high),
+        after=_integer(data["to"], "to", 0, high),
+    )
+
+
+def _parse_update(data: Any) -> UpdateRecord:
+    _object(data, _UPDATE_KEYS, _UPDATE_REQUIRED)
+    return UpdateRecord(
+        change=_parse_change(data),
+        time=_time(data["time"], "time"),
+        evidence=_string(data["evidence"], "evidence") if "evidence" in data else None,
+    )
+
+
+def _parse_ids(data: Any, name: str) -> tuple[int, ...]:
+    ids = _parse_list(data, name, lambda v: _integer(v, "", 1, MAX_BIGINT))
+    if not ids or len(set(ids)) != len(ids):
+        raise Invalid("expected a non-empty array of distinct ids", (name,))
+    return ids
+
+
+def _parse_orders(data: Any, name: str) -> tuple[str, ...]:
+    orders = _parse_list(data, name, lambda v: _string(v, ""))
+    if not orders or len(set(orders)) != len(orders):
+        raise Invalid("expected a non-empty array of distinct externalOrderIds", (name,))
+    return orders
 
 
 def _parse_adjustment(data: Any) -> Adjustment:
@@ -302,26 +349,62 @@ def _parse_purchase(address: str, data: Any) -> RecordedPurchase:
         if not adjustments:
             # Written only when there is one: an empty list would not render back.
             raise Invalid("expected a non-empty array, got an array []", ("adjustments",))
-    # Seats cancelled in the portal may take a purchase to 0; nothing else can.
-    quantity = _integer(data["quantity"], "quantity", 0 if adjustments else 1)
+    updates: tuple[UpdateRecord, ...] = ()
+    if "updates" in data:
+        updates = _parse_list(data["updates"], "updates", _parse_update)
+        if not updates:
+            raise Invalid("expected a non-empty array, got an array []", ("updates",))
+    # Seats cancelled in the portal or by an update may take a purchase to 0; nothing
+    # else can.
+    quantity = _integer(data["quantity"], "quantity", 0 if adjustments or updates else 1)
     checkouts = _parse_list(data["checkouts"], "checkouts", _parse_checkout)
+    owned = _parse_ids(data["subscriptions"], "subscriptions") if "subscriptions" in data else ()
+    unseen = _parse_orders(data["unseen"], "unseen") if "unseen" in data else ()
+    ordered = {c.external_order_id for c in checkouts}
+    for order in unseen:
+        if order not in ordered:
+            raise Invalid(
+                f"names {show(order)}, which is no checkout of this purchase", ("unseen",)
+            )
     return RecordedPurchase(
         address=address,
         identity=identity,
         quantity=quantity,
         checkouts=checkouts,
         adjustments=adjustments,
+        subscriptions=owned,
+        unseen=unseen,
+        updates=updates,
     )
 
 
 def _parse_pending(address: str, data: Any) -> PendingOperation:
-    _object(data, _PENDING_KEYS, _PENDING_KEYS)
+    _object(data, _PENDING_KEYS, _PENDING_REQUIRED)
+    order = _string(data["externalOrderId"], "externalOrderId")
+    if "update" not in data:
+        return PendingOperation(
+            address=address,
+            identity=_parse_identity(data),
+            external_order_id=order,
+            quantity=_integer(data["quantity"], "quantity", 1),
+            time=_time(data["time"], "time"),
+        )
+    try:
+        _object(data["update"], _CHANGE_KEYS, _CHANGE_KEYS)
+        change = _parse_change(data["update"])
+    except Invalid as exc:
+        raise exc.within("update") from None
+    if order != change.operation:
+        raise Invalid(f"expected {show(change.operation)} for this update", ("externalOrderId",))
+    if _integer(data["quantity"], "quantity", -MAX_SEATS) != change.seats:
+        raise Invalid(f"expected {change.seats}, the update's seats", ("quantity",))
     return PendingOperation(
         address=address,
         identity=_parse_identity(data),
-        external_order_id=_string(data["externalOrderId"], "externalOrderId"),
-        quantity=_integer(data["quantity"], "quantity", 1),
+        external_order_id=order,
+        quantity=change.seats,
         time=_time(data["time"], "time"),
+        update=change,
     )
 
 
@@ -471,6 +554,24 @@ def checkout_json(record: CheckoutRecord) -> dict[str, Any]:
     }
     if record.evidence is not None:
         data["evidence"] = record.evidence
+    if record.subscription is not None:
+        data["subscription"] = record.subscription
+    return data
+
+
+def change_json(change: SubscriptionChange) -> dict[str, Any]:
+    return {
+        "subscription": change.subscription,
+        "field": change.field.value,
+        "from": change.before,
+        "to": change.after,
+    }
+
+
+def update_json(record: UpdateRecord) -> dict[str, Any]:
+    data = {**change_json(record.change), "time": record.time}
+    if record.evidence is not None:
+        data["evidence"] = record.evidence
     return data
 
 
@@ -491,16 +592,25 @@ def purchase_json(purchase: RecordedPurchase) -> dict[str, Any]:
     }
     if purchase.adjustments:
         data["adjustments"] = [adjustment_json(a) for a in purchase.adjustments]
+    if purchase.subscriptions:
+        data["subscriptions"] = list(purchase.subscriptions)
+    if purchase.unseen:
+        data["unseen"] = list(purchase.unseen)
+    if purchase.updates:
+        data["updates"] = [update_json(u) for u in purchase.updates]
     return data
 
 
 def pending_json(op: PendingOperation) -> dict[str, Any]:
-    return {
+    data = {
         **op.identity.as_dict(),
         "externalOrderId": op.external_order_id,
         "quantity": op.quantity,
         "time": op.time,
     }
+    if op.update is not None:
+        data["update"] = change_json(op.update)
+    return data
 
 
 def entry_line(write: Write) -> str:

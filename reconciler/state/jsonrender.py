@@ -18,6 +18,8 @@ from reconciler.model import (
     PendingOperation,
     RecordedPurchase,
     State,
+    SubscriptionChange,
+    UpdateRecord,
 )
 from reconciler.state.jsonformat import (
     ACKNOWLEDGED_KEY,
@@ -72,10 +74,44 @@ def _render_checkout(record: CheckoutRecord) -> str:
     evidence = ""
     if record.evidence is not None:
         evidence = f'          "evidence": {_quote(record.evidence)},\n'
+    subscription = ""
+    if record.subscription is not None:
+        subscription = f'          "subscription": {record.subscription},\n'
     return (
         "{\n" + evidence + f'          "externalOrderId": {_quote(record.external_order_id)},\n'
         f'          "quantity": {record.quantity},\n'
-        f'          "time": {_quote(record.time)}\n'
+        + subscription
+        + f'          "time": {_quote(record.time)}\n'
+        "        }"
+    )
+
+
+def _render_list(values: list[str], indent: str) -> str:
+    """A JSON array of already rendered scalars, one per line, as ``json.dumps`` indents."""
+    items = ",\n".join(f"{indent}  {v}" for v in values)
+    return "[\n" + items + f"\n{indent}]"
+
+
+def _render_change(change: SubscriptionChange, indent: str, last: bool) -> str:
+    tail = "" if last else ","
+    return (
+        f'{indent}"field": {_quote(change.field.value)},\n'
+        f'{indent}"from": {change.before},\n'
+        f'{indent}"subscription": {change.subscription},\n'
+        f'{indent}"to": {change.after}{tail}\n'
+    )
+
+
+def _render_update(record: UpdateRecord) -> str:
+    pad = "          "
+    evidence = f'{pad}"evidence": {_quote(record.evidence)},\n' if record.evidence else ""
+    change = record.change
+    return (
+        "{\n" + evidence + f'{pad}"field": {_quote(change.field.value)},\n'
+        f'{pad}"from": {change.before},\n'
+        f'{pad}"subscription": {change.subscription},\n'
+        f'{pad}"time": {_quote(record.time)},\n'
+        f'{pad}"to": {change.after}\n'
         "        }"
     )
 
@@ -101,6 +137,17 @@ def _render_purchase(purchase: RecordedPurchase) -> str:
     if purchase.adjustments:
         items = ",\n".join(f"        {_render_adjustment(a)}" for a in purchase.adjustments)
         adjustments = '      "adjustments": [\n' + items + "\n      ],\n"
+    owned = ""
+    if purchase.subscriptions:
+        ids = _render_list([str(i) for i in purchase.subscriptions], "      ")
+        owned = f'      "subscriptions": {ids},\n'
+    tail = ""
+    if purchase.unseen:
+        orders = _render_list([_quote(o) for o in purchase.unseen], "      ")
+        tail += f',\n      "unseen": {orders}'
+    if purchase.updates:
+        items = ",\n".join(f"        {_render_update(u)}" for u in purchase.updates)
+        tail += ',\n      "updates": [\n' + items + "\n      ]"
     return (
         "{\n" + adjustments + f'      "billingCycle": {_quote(identity.billing_cycle)},\n'
         f'      "checkouts": {checkouts},\n'
@@ -108,14 +155,18 @@ def _render_purchase(purchase: RecordedPurchase) -> str:
         f'      "productId": {_quote(identity.product_id)},\n'
         f'      "quantity": {purchase.quantity},\n'
         f'      "skuId": {_quote(identity.sku_id)},\n'
-        f'      "termDuration": {_quote(identity.term_duration)},\n'
-        f'      "type": {_quote(identity.type)}\n'
+        + owned
+        + f'      "termDuration": {_quote(identity.term_duration)},\n'
+        f'      "type": {_quote(identity.type)}' + tail + "\n"
         "    }"
     )
 
 
 def _render_pending(op: PendingOperation) -> str:
     identity = op.identity
+    update = ""
+    if op.update is not None:
+        update = ',\n      "update": {\n' + _render_change(op.update, "        ", True) + "      }"
     return (
         "{\n"
         f'      "billingCycle": {_quote(identity.billing_cycle)},\n'
@@ -126,6 +177,6 @@ def _render_pending(op: PendingOperation) -> str:
         f'      "skuId": {_quote(identity.sku_id)},\n'
         f'      "termDuration": {_quote(identity.term_duration)},\n'
         f'      "time": {_quote(op.time)},\n'
-        f'      "type": {_quote(identity.type)}\n'
+        f'      "type": {_quote(identity.type)}' + update + "\n"
         "    }"
     )

@@ -37,6 +37,7 @@ from reconciler.model import (
     PendingOperation,
     RecordedPurchase,
     State,
+    UpdateRecord,
 )
 from reconciler.state import jsonformat
 from reconciler.state.writes import KEEP, Keep, Write
@@ -152,14 +153,21 @@ class Ledger:
                 f"{op.address} already has a pending operation (externalOrderId "
                 f"{existing.external_order_id}); resolve it before starting another"
             )
+        if op.update is not None:
+            owner = self._tables.purchases.get(op.address)
+            if owner is None or op.update.subscription not in owner.subscriptions:
+                raise StateError(
+                    f"cannot update subscription {op.update.subscription} for {op.address}: "
+                    "the address does not own it"
+                )
         return self._write("add_pending", op.address, pending=op)
 
     def record_checkout(self, address: str, identity: Identity, record: CheckoutRecord) -> Write:
         existing = self._tables.purchases.get(address)
+        if record.subscription is not None:
+            self._refuse_owned(address, (record.subscription,))
         if existing is None:
-            purchase = RecordedPurchase(
-                address=address, identity=identity, quantity=record.quantity, checkouts=(record,)
-            )
+            purchase = RecordedPurchase.bought(address, identity, record)
         else:
             if existing.identity != identity:
                 fields = ", ".join(existing.identity.differences(identity))
@@ -171,13 +179,64 @@ class Ledger:
                 raise StateError(
                     f"checkout {record.external_order_id} is already recorded for {address}"
                 )
-            purchase = replace(
-                existing,
-                quantity=existing.quantity + record.quantity,
-                checkouts=(*existing.checkouts, record),
-            )
+            purchase = existing.with_checkout(record)
         pending = None if address in self._tables.pending else KEEP
         return self._write("record_checkout", address, purchase=purchase, pending=pending)
+
+    def record_update(self, address: str, record: UpdateRecord) -> Write:
+        """Record a PUT of one of the address's subscriptions that took effect, and drop
+        the address's pending entry (the update's own)."""
+        where = (
+            f"cannot record the update of subscription {record.change.subscription} at {address}"
+        )
+        existing = self._tables.purchases.get(address)
+        if existing is None:
+            raise StateError(f"{where}: it is not recorded in {self._location}")
+        if record.change.subscription not in existing.subscriptions:
+            raise StateError(f"{where}: the address does not own that subscription")
+        if existing.quantity + record.change.seats < 0:
+            raise StateError(f"{where}: only {existing.quantity} seats are recorded")
+        waiting = self._tables.pending.get(address)
+        if waiting is not None and waiting.update != record.change:
+            raise StateError(
+                f"{where}: it has another pending operation ({waiting.external_order_id})"
+            )
+        pending = None if waiting is not None else KEEP
+        purchase = existing.with_update(record)
+        return self._write(
+            "record_update", address, purchase=purchase, pending=pending, time=record.time
+        )
+
+    def link_subscriptions(self, address: str, links: Sequence[tuple[int, str | None]]) -> Write:
+        """Record that ``address`` owns these subscriptions (each made by an unseen
+        checkout of the address, or taken over); none may be another address's."""
+        where = f"cannot record subscriptions at {address}"
+        existing = self._tables.purchases.get(address)
+        if existing is None:
+            raise StateError(f"{where}: it is not recorded in {self._location}")
+        if not links:
+            raise StateError(f"{where}: no subscription given")
+        self._refuse_owned(address, [sid for sid, _ in links])
+        for _, order in links:
+            if order is not None and order not in existing.unseen:
+                raise StateError(
+                    f"{where}: checkout {order} is not one of its checkouts waiting to be seen"
+                )
+        purchase = existing.with_links(links)
+        if purchase == existing:
+            raise StateError(f"{where}: it owns them already")
+        return self._write("link_subscriptions", address, purchase=purchase)
+
+    def _refuse_owned(self, address: str, ids: Sequence[int]) -> None:
+        """A subscription belongs to one address at most."""
+        wanted = set(ids)
+        for other, purchase in self._tables.purchases.items():
+            if other != address and wanted.intersection(purchase.subscriptions):
+                taken = sorted(wanted.intersection(purchase.subscriptions))
+                raise StateError(
+                    f"subscription {taken[0]} is owned by {other} in {self._location}; "
+                    f"it cannot be {address}'s too"
+                )
 
     def remove_pending(self, address: str) -> Write:
         if address not in self._tables.pending:
@@ -189,14 +248,27 @@ class Ledger:
             raise StateError(f"{address} is not recorded in {self._location}")
         return self._write("remove_purchase", address, purchase=None)
 
-    def import_purchase(self, address: str, identity: Identity, quantity: int, time: str) -> Write:
+    def import_purchase(
+        self,
+        address: str,
+        identity: Identity,
+        quantity: int,
+        time: str,
+        subscriptions: Sequence[int] = (),
+    ) -> Write:
         existing = self._tables.purchases.get(address)
         if existing is not None:
             raise StateError(
                 f"{address} is already recorded in {self._location} "
                 f"({existing.quantity} seats); remove it first to import it again"
             )
-        purchase = RecordedPurchase(address=address, identity=identity, quantity=quantity)
+        self._refuse_owned(address, subscriptions)
+        purchase = RecordedPurchase(
+            address=address,
+            identity=identity,
+            quantity=quantity,
+            subscriptions=tuple(dict.fromkeys(subscriptions)),
+        )
         return self._write("import_purchase", address, purchase=purchase, time=time)
 
     def adjust_quantity(self, address: str, delta: int, time: str, evidence: str) -> Write:
@@ -218,12 +290,7 @@ class Ledger:
             raise StateError(f"{where}: an adjustment of 0 seats changes nothing")
         if existing.quantity + delta < 0:
             raise StateError(f"{where} by {delta:+d}: only {existing.quantity} seats are recorded")
-        adjustment = Adjustment(delta, time, REFRESH_SOURCE, evidence)
-        purchase = replace(
-            existing,
-            quantity=existing.quantity + delta,
-            adjustments=(*existing.adjustments, adjustment),
-        )
+        purchase = existing.with_adjustment(Adjustment(delta, time, REFRESH_SOURCE, evidence))
         return self._write("adjust_quantity", address, purchase=purchase, time=time)
 
     def move_purchase(self, source: str, target: str) -> Write:
@@ -357,8 +424,24 @@ class LedgerWriter:
     def remove_purchase(self, address: str) -> None:
         self._commit(lambda: self._ledger.remove_purchase(address))
 
-    def import_purchase(self, address: str, identity: Identity, quantity: int, time: str) -> None:
-        self._commit(lambda: self._ledger.import_purchase(address, identity, quantity, time))
+    def import_purchase(
+        self,
+        address: str,
+        identity: Identity,
+        quantity: int,
+        time: str,
+        *,
+        subscriptions: Sequence[int] = (),
+    ) -> None:
+        self._commit(
+            lambda: self._ledger.import_purchase(address, identity, quantity, time, subscriptions)
+        )
+
+    def record_update(self, address: str, record: UpdateRecord) -> None:
+        self._commit(lambda: self._ledger.record_update(address, record))
+
+    def link_subscriptions(self, address: str, links: Sequence[tuple[int, str | None]]) -> None:
+        self._commit(lambda: self._ledger.link_subscriptions(address, links))
 
     def move_purchase(self, source: str, target: str) -> None:
         self._commit(lambda: self._ledger.move_purchase(source, target))

@@ -18,6 +18,7 @@ from reconciler.model import (
     PendingOperation,
     RecordedPurchase,
     State,
+    UpdateRecord,
 )
 from reconciler.state import jsonformat
 from reconciler.state.writes import Keep, Write
@@ -106,6 +107,35 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE {SCHEMA}.purchases DROP CONSTRAINT purchases_quantity_check;
     ALTER TABLE {SCHEMA}.purchases ADD CONSTRAINT purchases_quantity_check
         CHECK (quantity >= 0);
+    """,
+    # 3: Cloud-iQ as the truth. The subscriptions each address owns, the checkouts whose
+    # subscription is not listed yet, the subscription a checkout made, the updates of
+    # subscriptions that took effect, and pending updates (whose seats may be fewer).
+    f"""
+    ALTER TABLE {SCHEMA}.purchases ADD COLUMN subscriptions bigint[] NOT NULL DEFAULT '{{}}';
+    ALTER TABLE {SCHEMA}.purchases ADD COLUMN unseen text[] NOT NULL DEFAULT '{{}}';
+    ALTER TABLE {SCHEMA}.checkouts ADD COLUMN subscription bigint;
+    CREATE TABLE {SCHEMA}.updates (
+        workspace text NOT NULL,
+        address text NOT NULL,
+        position integer NOT NULL,
+        subscription bigint NOT NULL,
+        field text NOT NULL,
+        before integer NOT NULL,
+        after integer NOT NULL,
+        time text NOT NULL,
+        evidence text,
+        PRIMARY KEY (workspace, address, position),
+        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
+            ON DELETE CASCADE
+    );
+    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_subscription bigint;
+    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_field text;
+    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_before integer;
+    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_after integer;
+    ALTER TABLE {SCHEMA}.pending DROP CONSTRAINT pending_quantity_check;
+    ALTER TABLE {SCHEMA}.pending ADD CONSTRAINT pending_quantity_check
+        CHECK (quantity >= 1 OR update_subscription IS NOT NULL);
     """,
 )
 
@@ -197,20 +227,37 @@ def read_state(
     """
     # A database an older reconciler set up, not yet upgraded by a locked run, has no
     # adjustments and no evidence.
-    current = schema_version(conn) >= 2
+    version = schema_version(conn)
+    current = version >= 2
+    owning = version >= 3
     evidence = "evidence" if current else "NULL"
+    made = "subscription" if owning else "NULL"
     checkouts: dict[str, list[dict[str, Any]]] = {}
     positions: dict[tuple[str, str], list[int]] = {}
-    for address, position, order, quantity, at, said in conn.execute(
-        f"SELECT address, position, external_order_id, quantity, time, {evidence} "
+    for address, position, order, quantity, at, said, sub in conn.execute(
+        f"SELECT address, position, external_order_id, quantity, time, {evidence}, {made} "
         f"FROM {SCHEMA}.checkouts WHERE workspace = %s ORDER BY address, position",
         (workspace,),
     ):
         record = {"externalOrderId": order, "quantity": quantity, "time": at}
         if said is not None:
             record["evidence"] = said
+        if sub is not None:
+            record["subscription"] = sub
         checkouts.setdefault(address, []).append(record)
         positions.setdefault(("checkouts", address), []).append(position)
+    updates: dict[str, list[dict[str, Any]]] = {}
+    if owning:
+        for address, position, sub, field, before, after, at, said in conn.execute(
+            f"SELECT address, position, subscription, field, before, after, time, evidence "
+            f"FROM {SCHEMA}.updates WHERE workspace = %s ORDER BY address, position",
+            (workspace,),
+        ):
+            update = {"subscription": sub, "field": field, "from": before, "to": after, "time": at}
+            if said is not None:
+                update["evidence"] = said
+            updates.setdefault(address, []).append(update)
+            positions.setdefault(("updates", address), []).append(position)
     adjustments: dict[str, list[dict[str, Any]]] = {}
     if current:
         for address, position, delta, at, source, said in conn.execute(
@@ -222,9 +269,10 @@ def read_state(
             adjustments.setdefault(address, []).append(adjustment)
             positions.setdefault(("adjustments", address), []).append(position)
     purchases: dict[str, dict[str, Any]] = {}
-    for address, *identity, quantity in conn.execute(
+    lists = "subscriptions, unseen" if owning else "'{}'::bigint[], '{}'::text[]"
+    for address, *identity, quantity, owned, unseen in conn.execute(
         f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
-        f"term_duration, type, quantity FROM {SCHEMA}.purchases WHERE workspace = %s "
+        f"term_duration, type, quantity, {lists} FROM {SCHEMA}.purchases WHERE workspace = %s "
         "ORDER BY address",
         (workspace,),
     ):
@@ -235,20 +283,34 @@ def read_state(
         }
         if address in adjustments:
             purchase["adjustments"] = adjustments[address]
+        if address in updates:
+            purchase["updates"] = updates[address]
+        if owned:
+            purchase["subscriptions"] = list(owned)
+        if unseen:
+            purchase["unseen"] = list(unseen)
         purchases[address] = purchase
     pending: dict[str, dict[str, Any]] = {}
-    for address, *identity, order, quantity, at in conn.execute(
+    changes = (
+        "update_subscription, update_field, update_before, update_after"
+        if owning
+        else "NULL, NULL, NULL, NULL"
+    )
+    for address, *identity, order, quantity, at, sub, field, before, after in conn.execute(
         f"SELECT address, customer_tenant_id, product_id, sku_id, billing_cycle, "
-        f"term_duration, type, external_order_id, quantity, time FROM {SCHEMA}.pending "
-        "WHERE workspace = %s ORDER BY address",
+        f"term_duration, type, external_order_id, quantity, time, {changes} "
+        f"FROM {SCHEMA}.pending WHERE workspace = %s ORDER BY address",
         (workspace,),
     ):
-        pending[address] = {
+        entry = {
             **dict(zip(IDENTITY_FIELDS, identity, strict=True)),
             "externalOrderId": order,
             "quantity": quantity,
             "time": at,
         }
+        if sub is not None:
+            entry["update"] = {"subscription": sub, "field": field, "from": before, "to": after}
+        pending[address] = entry
     try:
         return jsonformat.parse_parts(lineage, serial, purchases, pending)
     except jsonformat.Invalid as exc:
@@ -268,7 +330,16 @@ def _invalid_row(
         table = path.pop(0)
         address = path.pop(0)[1:-1]  # '["acme/a"]' -> '"acme/a"'
         row = f"workspace {json.dumps(workspace)}, address {address}"
-        if table == "purchases" and len(path) > 1 and path[0] in ("checkouts", "adjustments"):
+        if (
+            table == "purchases"
+            and len(path) > 1
+            and path[0]
+            in (
+                "checkouts",
+                "adjustments",
+                "updates",
+            )
+        ):
             table = path.pop(0)
             index = int(path.pop(0)[1:-1])
             numbers = positions.get((table, json.loads(address)), [])
@@ -288,6 +359,7 @@ def insert_purchase(
     insert_purchase_row(conn, workspace, purchase)
     insert_checkouts(conn, workspace, purchase.address, purchase.checkouts, start=0)
     insert_adjustments(conn, workspace, purchase.address, purchase.adjustments, start=0)
+    insert_updates(conn, workspace, purchase.address, purchase.updates, start=0)
 
 
 def insert_purchase_row(
@@ -296,13 +368,14 @@ def insert_purchase_row(
     i = purchase.identity
     conn.execute(
         f"INSERT INTO {SCHEMA}.purchases (workspace, address, customer_tenant_id, "
-        "product_id, sku_id, billing_cycle, term_duration, type, quantity) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "product_id, sku_id, billing_cycle, term_duration, type, quantity, subscriptions, "
+        "unseen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (workspace, address) DO UPDATE SET "
         "customer_tenant_id = EXCLUDED.customer_tenant_id, product_id = EXCLUDED.product_id, "
         "sku_id = EXCLUDED.sku_id, billing_cycle = EXCLUDED.billing_cycle, "
         "term_duration = EXCLUDED.term_duration, type = EXCLUDED.type, "
-        "quantity = EXCLUDED.quantity",
+        "quantity = EXCLUDED.quantity, subscriptions = EXCLUDED.subscriptions, "
+        "unseen = EXCLUDED.unseen",
         (
             workspace,
             purchase.address,
@@ -313,6 +386,8 @@ def insert_purchase_row(
             i.term_duration,
             i.type,
             purchase.quantity,
+            list(purchase.subscriptions),
+            list(purchase.unseen),
         ),
     )
 
@@ -346,8 +421,10 @@ def insert_checkouts(
     *,
     start: int,
 ) -> None:
-    rows = [(c.external_order_id, c.quantity, c.time, c.evidence) for c in checkouts]
-    columns = "external_order_id, quantity, time, evidence"
+    rows = [
+        (c.external_order_id, c.quantity, c.time, c.evidence, c.subscription) for c in checkouts
+    ]
+    columns = "external_order_id, quantity, time, evidence, subscription"
     _insert_list_rows(conn, "checkouts", columns, workspace, address, rows, start)
 
 
@@ -365,12 +442,37 @@ def insert_adjustments(
     )
 
 
+def insert_updates(
+    conn: psycopg.Connection[Any],
+    workspace: str,
+    address: str,
+    updates: tuple[UpdateRecord, ...],
+    *,
+    start: int,
+) -> None:
+    rows = [
+        (
+            u.change.subscription,
+            u.change.field.value,
+            u.change.before,
+            u.change.after,
+            u.time,
+            u.evidence,
+        )
+        for u in updates
+    ]
+    columns = "subscription, field, before, after, time, evidence"
+    _insert_list_rows(conn, "updates", columns, workspace, address, rows, start)
+
+
 def insert_pending(conn: psycopg.Connection[Any], workspace: str, op: PendingOperation) -> None:
     i = op.identity
+    change = op.update
     conn.execute(
         f"INSERT INTO {SCHEMA}.pending (workspace, address, customer_tenant_id, product_id, "
-        "sku_id, billing_cycle, term_duration, type, external_order_id, quantity, time) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "sku_id, billing_cycle, term_duration, type, external_order_id, quantity, time, "
+        "update_subscription, update_field, update_before, update_after) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             workspace,
             op.address,
@@ -383,6 +485,10 @@ def insert_pending(conn: psycopg.Connection[Any], workspace: str, op: PendingOpe
             op.external_order_id,
             op.quantity,
             op.time,
+            change.subscription if change else None,
+            change.field.value if change else None,
+            change.before if change else None,
+            change.after if change else None,
         ),
     )
 
@@ -407,22 +513,41 @@ def apply_write(conn: psycopg.Connection[Any], ws: str, write: Write, run: str) 
         before = conn.execute(
             f"SELECT (SELECT count(*) FROM {SCHEMA}.checkouts "
             "WHERE workspace = %s AND address = %s), "
-            f"(SELECT count(*) FROM {SCHEMA}.adjustments WHERE workspace = %s AND address = %s)",
-            (ws, write.address, ws, write.address),
+            f"(SELECT count(*) FROM {SCHEMA}.adjustments WHERE workspace = %s AND address = %s), "
+            f"(SELECT count(*) FROM {SCHEMA}.updates WHERE workspace = %s AND address = %s)",
+            (ws, write.address, ws, write.address, ws, write.address),
         ).fetchone()
         known = int(before[0]) if before else 0
         adjusted = int(before[1]) if before else 0
+        updated = int(before[2]) if before else 0
         purchase = write.purchase
-        if known > len(purchase.checkouts) or adjusted > len(purchase.adjustments):
-            for table in ("checkouts", "adjustments"):
+        if (
+            known > len(purchase.checkouts)
+            or adjusted > len(purchase.adjustments)
+            or updated > len(purchase.updates)
+        ):
+            for table in ("checkouts", "adjustments", "updates"):
                 conn.execute(
                     f"DELETE FROM {SCHEMA}.{table} WHERE workspace = %s AND address = %s",
                     (ws, write.address),
                 )
-            known = adjusted = 0
+            known = adjusted = updated = 0
         insert_purchase_row(conn, ws, purchase)
+        if write.op == "link_subscriptions":
+            # Checkouts whose subscription became known: their rows get it in place.
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"UPDATE {SCHEMA}.checkouts SET subscription = %s WHERE workspace = %s "
+                    "AND address = %s AND position = %s AND subscription IS DISTINCT FROM %s",
+                    [
+                        (c.subscription, ws, write.address, n, c.subscription)
+                        for n, c in enumerate(purchase.checkouts[:known])
+                        if c.subscription is not None
+                    ],
+                )
         insert_checkouts(conn, ws, write.address, purchase.checkouts, start=known)
         insert_adjustments(conn, ws, write.address, purchase.adjustments, start=adjusted)
+        insert_updates(conn, ws, write.address, purchase.updates, start=updated)
     if write.pending is None:
         conn.execute(
             f"DELETE FROM {SCHEMA}.pending WHERE workspace = %s AND address = %s",

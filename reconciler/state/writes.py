@@ -31,6 +31,8 @@ OPERATIONS = (
     "import_purchase",
     "move_purchase",
     "adjust_quantity",
+    "record_update",
+    "link_subscriptions",
 )
 
 

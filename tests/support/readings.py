@@ -15,9 +15,17 @@ from tests.support.times import AT
 
 
 def subscription(
-    id_: int, identity: Identity, quantity: int, *, status: str = "active", name: str = "Basic"
+    id_: int,
+    identity: Identity,
+    quantity: int,
+    *,
+    status: str = "active",
+    name: str = "Basic",
+    created: datetime | None = None,
+    auto_renew: bool | None = None,
+    end: datetime | None = None,
 ) -> Subscription:
-    """A subscription of ``identity`` holding ``quantity`` seats."""
+    """A subscription of ``identity`` holding ``quantity`` seats (created at ``created``)."""
     return Subscription(
         id=id_,
         customer_tenant_id=identity.customer_tenant_id,
@@ -33,8 +41,9 @@ def subscription(
         order_id=None,
         publisher_subscription_id=None,
         start_date=None,
-        end_date=None,
-        auto_renew=None,
+        end_date=end,
+        auto_renew=auto_renew,
+        creation_date=created,
     )
 
 
