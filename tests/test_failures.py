@@ -128,9 +128,13 @@ def test_which_statuses_refuse_the_credentials(
     assert refuses_credentials(endpoint, status) is refused
 
 
-def test_only_checkout_is_not_idempotent_and_only_orders_are_refusable() -> None:
-    assert [e for e in Endpoint if not e.idempotent] == [Endpoint.CHECKOUT]
-    assert [e for e in Endpoint if e.takes_order] == [Endpoint.VERIFY, Endpoint.CHECKOUT]
+def test_only_checkout_and_update_are_never_repeated_and_only_they_and_verify_refuse() -> None:
+    assert [e for e in Endpoint if not e.idempotent] == [Endpoint.CHECKOUT, Endpoint.UPDATE]
+    assert [e for e in Endpoint if e.takes_order] == [
+        Endpoint.VERIFY,
+        Endpoint.CHECKOUT,
+        Endpoint.UPDATE,
+    ]
 
 
 # --------------------------------------------------------------------------- transport

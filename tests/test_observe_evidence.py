@@ -6,11 +6,14 @@ No files, no HTTP: the records the API reads would give are built by hand.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
+
+import pytest
 
 from reconciler.model import CheckoutRecord, Declarations, Identity, RecordedPurchase, State
 from reconciler.observe import CLOCK_SKEW, Proof, Readings, observe
-from tests.support.readings import asset_order, processed_order
+from tests.support.readings import asset_order, processed_order, subscription
 from tests.support.records import BASIC, PREMIUM, TENANT, pending, state_of
 from tests.support.times import AT, T0
 
@@ -150,10 +153,81 @@ def test_a_checkout_recorded_long_before_claims_no_order_in_the_window() -> None
 
 def test_a_failed_order_as_the_only_candidate_proves_nothing_was_bought() -> None:
     failed = processed_order("1001", 5, state="failed", error="OutOfStock: no seats")
-    readings = Readings({}, {TENANT: [failed]}, {"ord-1": []})
+    readings = Readings({TENANT: []}, {TENANT: [failed]}, {"ord-1": []}, clock_skew=timedelta(0))
     verdict, text = evidence_of(state_of(pending=[pending()]), readings)
     assert verdict is Proof.NOT_PURCHASED
     assert text.startswith("processed order 1001 failed: OutOfStock: no seats")
+
+
+def test_a_failed_order_proves_nothing_when_the_apis_clock_was_not_measured() -> None:
+    failed = processed_order("1001", 5, state="failed", error="OutOfStock: no seats")
+    readings = Readings({TENANT: []}, {TENANT: [failed]}, {"ord-1": []})
+    verdict, text = evidence_of(state_of(pending=[pending()]), readings)
+    assert verdict is Proof.UNKNOWN
+    assert text.endswith(
+        "but the API's clock could not be compared with ours, so that proves nothing"
+    )
+
+
+def test_a_failed_order_proves_nothing_beside_an_active_subscription_no_address_owns() -> None:
+    failed = processed_order("1001", 5, state="failed", error="OutOfStock: no seats")
+    readings = Readings(
+        {TENANT: [subscription(500001, BASIC, 5)]},
+        {TENANT: [failed]},
+        {"ord-1": []},
+        clock_skew=timedelta(0),
+    )
+    verdict, text = evidence_of(state_of(pending=[pending()]), readings)
+    assert verdict is Proof.UNKNOWN
+    assert "Cloud-iQ lists 5 active seats of this identity that no address owns" in text
+
+
+@pytest.mark.parametrize("minutes", [0, 5, 15, 60, -5, -15, -60])
+def test_under_clock_skew_a_lost_checkout_is_never_proven_not_purchased(minutes: int) -> None:
+    """The runner's clock is ``minutes`` ahead of the API's (negative: behind). The
+    checkout went through (an order and a subscription exist, its asset order is not
+    found yet); later a person's failed attempt of the same identity and quantity
+    appears. Whatever the skew, the failed order must not prove "not purchased"."""
+    skew = timedelta(minutes=-minutes)  # the API's clock relative to ours
+    sent_local = AT  # the pending entry's time, on our clock
+    api_time = sent_local + skew  # when the order really was made, on the API's clock
+    real = processed_order("1001", 5, created=api_time + timedelta(seconds=2))
+    failed = processed_order(
+        "1002", 5, state="failed", error="OutOfStock", created=api_time + timedelta(minutes=3)
+    )
+    readings = Readings(
+        {TENANT: [subscription(500001, BASIC, 5)]},
+        {TENANT: [real, failed]},
+        {"ord-1": []},
+        clock_skew=skew,
+    )
+    assert evidence_of(state_of(pending=[pending()]), readings)[0] is not Proof.NOT_PURCHASED
+    # Without the real order in the list (not there yet), the failed one is the only
+    # candidate: still never "not purchased", the active subscription is unowned.
+    alone = replace(readings, processed_orders={TENANT: [failed]})
+    assert evidence_of(state_of(pending=[pending()]), alone)[0] is not Proof.NOT_PURCHASED
+
+
+@pytest.mark.parametrize("minutes", [0, 5, -5])
+def test_with_the_skew_measured_the_real_order_is_matched_on_the_apis_clock(
+    minutes: int,
+) -> None:
+    skew = timedelta(minutes=minutes)
+    real = processed_order("1001", 5, created=AT + skew + timedelta(seconds=2))
+    readings = Readings({TENANT: []}, {TENANT: [real]}, {"ord-1": []}, clock_skew=skew)
+    assert evidence_of(state_of(pending=[pending()]), readings)[0] is Proof.PURCHASED
+
+
+def test_a_skew_beyond_what_orders_can_be_matched_across_proves_no_failure() -> None:
+    failed = processed_order(
+        "1001", 5, state="failed", error="OutOfStock", created=AT + timedelta(minutes=20)
+    )
+    readings = Readings(
+        {TENANT: []}, {TENANT: [failed]}, {"ord-1": []}, clock_skew=timedelta(minutes=20)
+    )
+    verdict, text = evidence_of(state_of(pending=[pending()]), readings)
+    assert verdict is Proof.UNKNOWN
+    assert "the API's clock is 20 minutes ahead of ours" in text
 
 
 def test_a_failed_order_created_before_the_checkout_was_sent_proves_nothing() -> None:

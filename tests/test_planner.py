@@ -232,8 +232,8 @@ def test_applying_the_deltas_leaves_nothing_to_buy(scenario: tuple[Declarations,
 RENAME_REASON = (
     "same identity as a/old, recorded but no longer declared; if this is a rename, add "
     "`moved: [{from: a/old, to: a/new}]` to the declarations or run "
-    "`reconciler state mv a/old a/new`; if a/old is really gone, run "
-    "`reconciler state rm a/old` first"
+    "`reconciler state mv a/old a/new`; if a/old is really gone, add "
+    "`removed: [{address: a/old, cancel: false}]` or run `reconciler state rm a/old` first"
 )
 
 
@@ -418,8 +418,8 @@ def test_a_blocked_move_says_why() -> None:
     state = state_of(recorded("a/old", 20), pending=(pending("a/old", "o-1", 5),))
     change = moved_plan((declared("a/new", 20),), state, ("a/old", "a/new")).changes[0]
     assert change.reason == (
-        "moved from a/old, which has a pending checkout (o-1); resolve it first with "
-        "`reconciler state resolve a/old --purchased|--not-purchased`"
+        "moved from a/old, which has a pending operation (o-1); settle it first: "
+        "`reconciler refresh` records what Cloud-iQ shows of it"
     )
     shrunk = moved_plan(
         (declared("a/new", 15),), state_of(recorded("a/old", 20)), ("a/old", "a/new")

@@ -309,3 +309,29 @@ def test_the_plan_never_lowers_below_the_declaration_or_outside_the_window_nor_b
     if action in (Action.PURCHASE, Action.INCREASE):
         assert wanted > owned_seats
         assert allow or unowned == 0  # never buys what Cloud-iQ already holds
+
+
+def test_an_acknowledged_purchase_buys_a_second_subscription() -> None:
+    want = replace(declared("acme/visio", 2), allow_additional_subscription=True)
+    changes = planned((want,), State("lineage"), [subscription(500028, BASIC, 2)])
+    assert changes["acme/visio"].action is Action.PURCHASE
+
+
+def test_seats_another_address_owns_do_not_block_a_purchase() -> None:
+    changes = planned(
+        (declared("acme/a", 5), declared("acme/b", 2)),
+        state_of(owning("acme/a", 5, 500001)),
+        [subscription(500001, BASIC, 5)],
+    )
+    assert (changes["acme/a"].action, changes["acme/b"].action) == (Action.NOOP, Action.PURCHASE)
+
+
+def test_an_increase_beside_seats_no_address_owns_is_a_conflict_naming_import() -> None:
+    changes = planned(
+        (declared("acme/a", 8),),
+        state_of(owning("acme/a", 5, 500001)),
+        [subscription(500001, BASIC, 5), subscription(500002, BASIC, 3)],
+    )
+    change = changes["acme/a"]
+    assert change.action is Action.CONFLICT
+    assert "`import: [{to: acme/a, subscriptions: [500002]}]`" in (change.reason or "")

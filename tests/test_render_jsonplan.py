@@ -25,7 +25,7 @@ def test_plan_dict_matches_the_schema_and_the_documented_format() -> None:
     data = render.plan_dict(EVERY_ACTION)
 
     jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(data)
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
     assert (data["lineage"], data["serial"], data["declarations_digest"]) == (
         "lineage-1",
         7,
@@ -121,7 +121,7 @@ def test_plan_dict_says_the_verdict() -> None:
     data = render.plan_dict(EVERY_ACTION, {"a/new": [FakeIssue("E1", "no")]})
 
     jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(data)
-    assert data["format_version"] == 1  # the additions are optional keys, not a new format
+    assert data["format_version"] == 2
     assert data["verdict"] == {
         "status": "blocked",
         "applicable": False,

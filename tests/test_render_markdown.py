@@ -170,7 +170,7 @@ def test_plan_markdown_per_tenant_tables_with_names_prices_and_commitments() -> 
     ]
     assert rows[1] == (
         "| + | `contoso/m365-basic` | Microsoft 365 Business Basic `CFQ7TTC0LF8R:0010` "
-        "| subscription | P1M, monthly | 0 -> 20 seats (+20) | EUR 5.60 | EUR 112.00 per month "
+        "| subscription | P1M, monthly | 0 -> 20 seats (+20) | EUR 5.60 | +EUR 112.00 per month "
         "| purchase |"
     )
     assert rows[2] == (
@@ -187,7 +187,7 @@ def test_plan_markdown_per_tenant_tables_with_names_prices_and_commitments() -> 
     assert rows[4] == (
         "| ~ | `fabrikam/premium` | Microsoft 365 Business Premium `CFQ7TTC0LH18:0001` "
         "| subscription | P1Y, monthly ⚠️ | 10 -> 16 seats (+6) | EUR 20.60 "
-        "| EUR 123.60 per month, EUR 1,483.20 for 12 months | increase |"
+        "| +EUR 123.60 per month, EUR 1,483.20 for 12 months | increase |"
     )
 
 
@@ -216,8 +216,9 @@ def test_plan_markdown_lists_what_blocks_it_with_the_commands_that_settle_it() -
     assert lines[at + 1 : at + 16] == [
         "",
         "Fix the declarations: a purchase cannot be undone or changed in place.",
-        "Check each pending order in Crayon Cloud-iQ by its externalOrderId, then run one of "
-        "its `reconciler state resolve` commands.",
+        "`reconciler refresh` settles a pending operation once Cloud-iQ shows its outcome; "
+        "when it cannot, check it in Crayon Cloud-iQ and run one of its "
+        "`reconciler state resolve` commands.",
         "The API's verify endpoint refused these orders.",
         "",
         "- `fabrikam/e3` conflict: decrease from 10 to 8 seats; a purchase cannot be undone "

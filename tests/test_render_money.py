@@ -94,4 +94,5 @@ def test_money_line_adds_monthly_committed_and_one_time_costs_per_currency() -> 
             {"amount": "360", "currency": "EUR", "months": 36},
         ],
         "price_unknown": ["f/unknown", "g/nocatalogue"],
+        "removed": 0,
     }

@@ -184,7 +184,7 @@ def test_state_text_lists_purchases_checkouts_and_pending() -> None:
         lines[3] == "acme/imported  3 seats  tenant 222222, CFQ7TTC0LH18:0001, annual P1Y software"
     )
     pending_at = next(i for i, line in enumerate(lines) if line.startswith("Pending"))
-    assert "state resolve" in lines[pending_at]
+    assert "`reconciler refresh` settles" in lines[pending_at]
     assert lines[pending_at + 1] == f"  ? acme/next  2 seats  order-3  since {T0}"
     assert lines[-1] == "2 purchases recorded (18 seats), 1 pending. Serial 5."
 
@@ -239,11 +239,25 @@ def test_pending_message_speaks_of_one_checkout() -> None:
     lines = render.pending_message(list(state.pending.values()), " --state s.json").splitlines()
 
     assert lines[0] == (
-        "the state has 1 pending checkout whose outcome is unknown; nothing will be bought "
-        "until each is resolved."
+        "the state has 1 pending operation whose outcome is unknown; nothing is done at "
+        "its address until each is settled."
     )
-    assert lines[2:] == [
-        "  a/b: 1 seat, externalOrderId o-1",
+    assert lines[1:] == [
+        f"  a/b: 1 seat, externalOrderId o-1 (since {T0})",
+        "    Cloud-iQ was not read",
+        "    `reconciler refresh --state s.json` settles it once the API shows its outcome; "
+        "if it cannot, check it in Crayon Cloud-iQ, then run one of:",
         "    reconciler state resolve a/b --purchased --state s.json",
         "    reconciler state resolve a/b --not-purchased --state s.json",
     ]
+
+
+def test_pending_message_leads_with_what_cloud_iq_shows() -> None:
+    op = PendingOperation("a/b", BASIC, "o-1", 1, T0)
+
+    lines = render.pending_message(
+        [op], "", {"a/b": "processed order 7 is Processing"}
+    ).splitlines()
+
+    assert lines[2] == "    Cloud-iQ shows: processed order 7 is Processing"
+    assert lines[3].startswith("    `reconciler refresh` settles it")

@@ -11,10 +11,11 @@ links refresh may write:
    quantity created since it was sent that no address owns, when no other
    unseen checkout could own it too;
 3. an address that owns nothing and waits for nothing (a state written before
-   subscriptions were recorded, or seats recorded by hand) takes over every
-   subscription of its identity no address owns, when no other address declares
-   or records that identity and it does not ask for a subscription of its own
-   (``allowAdditionalSubscription``).
+   subscriptions were recorded, or seats recorded by hand) takes over the
+   subscriptions of its identity no address owns whose seats add up to exactly
+   the seats it records, when one such set is all there is; or every one of them
+   when no other address declares or records that identity and it does not ask
+   for a subscription of its own (``allowAdditionalSubscription``).
 
 A subscription is never taken from the address that owns it. The seats an
 address has are its active (or still provisioning) subscriptions' quantities
@@ -203,19 +204,39 @@ def _takeovers(
         if purchase.subscriptions or purchase.unseen or address in linked:
             continue
         key = seat_key(purchase.identity)
-        if holders.get(key, frozenset()) != {address} or address in acknowledged:
+        mine = [s for s in free if subscription_key(s) == key and s.id not in taken]
+        exact = _exactly(mine, purchase.quantity)
+        if exact is not None:
+            how = (
+                f"the only set of its identity's subscriptions that holds its "
+                f"{purchase.quantity} recorded seats"
+            )
+        elif holders.get(key, frozenset()) == {address} and address not in acknowledged:
+            exact = mine
+            how = "the only address of its identity, which owned no subscription yet"
+        else:
             continue
-        for sub in free:
-            if subscription_key(sub) == key and sub.id not in taken:
-                taken.add(sub.id)
-                found.append(
-                    Link(
-                        address,
-                        sub.id,
-                        None,
-                        "the only address of its identity, which owned no subscription yet",
-                    )
-                )
+        for sub in exact:
+            taken.add(sub.id)
+            found.append(Link(address, sub.id, None, how))
+    return found
+
+
+#: Beyond this many candidates no exact set is looked for (2**n sets).
+_MOST_CANDIDATES = 12
+
+
+def _exactly(subs: Sequence[Subscription], seats: int) -> list[Subscription] | None:
+    """The one set of ``subs`` whose seats add up to ``seats``, or None (none or several)."""
+    if not subs or len(subs) > _MOST_CANDIDATES:
+        return None
+    found: list[Subscription] | None = None
+    for mask in range(1, 1 << len(subs)):
+        chosen = [s for n, s in enumerate(subs) if mask >> n & 1]
+        if sum(s.quantity for s in chosen) == seats:
+            if found is not None:
+                return None
+            found = chosen
     return found
 
 

@@ -73,14 +73,24 @@ _SPAN = re.compile(r"`([^`]+)`")
 
 def prose(value: str) -> str:
     """Free text whose `backtick` spans are code (commands, YAML), the rest as ``text``."""
+    value = " ".join(value.split())
     parts = []
     last = 0
     for found in _SPAN.finditer(value):
-        parts.append(text(value[last : found.start()]) if found.start() > last else "")
+        parts.append(_spaced(value[last : found.start()]))
         parts.append(code(found.group(1)))
         last = found.end()
-    parts.append(text(value[last:]))
+    parts.append(_spaced(value[last:]))
     return "".join(parts)
+
+
+def _spaced(value: str) -> str:
+    """``text`` of a piece between code spans, keeping the spaces at its ends."""
+    if not value.strip():
+        return value
+    head = " " if value[0] == " " else ""
+    tail = " " if value[-1] == " " else ""
+    return head + text(value) + tail
 
 
 def code(value: str) -> str:

@@ -94,8 +94,6 @@ class PlanDiagnostics:
 
     def explain(self, run: PlanRun, context: PlanContext) -> None:
         summary = run.plan.summary
-        if run.offline is not None:
-            self.console.err(render.offline_note(run.offline))
         for address, n in run.oversized:
             self.warn(
                 f"{address} buys {render.seats(n)} in one change, more than the sanity limit "
