@@ -90,6 +90,16 @@ class StormClient:
     def read_agreement_products(self, tenant: int, search: str | None = None) -> Any:
         return self._client.read_agreement_products(tenant, search)
 
+    @property
+    def clock_skew(self) -> Any:
+        return self._client.clock_skew
+
+    def get_subscription(self, subscription_id: int) -> Any:
+        return self._client.get_subscription(subscription_id)
+
+    def update_subscription(self, current: Any, **changes: Any) -> Any:
+        return self._client.update_subscription(current, **changes)
+
     def close(self) -> None:
         self._client.close()
 
@@ -113,6 +123,9 @@ class Quiet:
     """An apply listener that shows nothing."""
 
     def planned(self, plan: Plan) -> None:
+        pass
+
+    def refreshed(self, run: Any) -> None:
         pass
 
     def starting(self, plan: Plan) -> None:
@@ -141,6 +154,7 @@ def storm(args: argparse.Namespace) -> Counts:
             return StormClient(sim, chance, args, counts)
 
         for _ in range(10 * args.purchases):
+            run = None
             try:
                 run = apply_commands.run_apply(
                     apply_commands.ApplyRequest(declarations, parallelism=args.parallelism),
@@ -156,8 +170,12 @@ def storm(args: argparse.Namespace) -> Counts:
                 )
                 counts.applies += 1
             except PlanError:
-                run = None  # pending entries: refresh below
-            if run is not None and run.result is None:
+                pass  # refused: refresh below
+            if run is not None and run.refreshed is not None:
+                # Apply settles what the API proves before it plans: no person needed.
+                counts.settled_purchased += len(run.refreshed.settled)
+                counts.settled_not_purchased += len(run.refreshed.dropped)
+            if run is not None and run.ok and run.result is None:
                 break  # nothing left to buy
             if not store.load().pending:
                 continue

@@ -75,6 +75,10 @@ class ApplyRun:
     moved: tuple[Change, ...] = ()
     #: What apply recorded from Cloud-iQ before planning (None: nothing, or offline).
     refreshed: RefreshRun | None = None
+    #: Changes not made because their customer tenant has a conflict in the plan.
+    held_back: tuple[Change, ...] = ()
+    #: What Cloud-iQ showed of each pending operation left, by address (None: not read).
+    findings: Mapping[str, str] | None = None
 
     @property
     def pending(self) -> tuple[Change, ...]:
@@ -82,8 +86,17 @@ class ApplyRun:
         return tuple(c for c in self.plan.changes if c.action is Action.PENDING)
 
     @property
+    def conflicts(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.plan.changes if c.action is Action.CONFLICT)
+
+    @property
     def ok(self) -> bool:
-        return not self.cancelled and not self.pending and (self.result is None or self.result.ok)
+        return (
+            not self.cancelled
+            and not self.pending
+            and not self.conflicts
+            and (self.result is None or self.result.ok)
+        )
 
 
 @dataclass(frozen=True)

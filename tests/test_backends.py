@@ -76,7 +76,7 @@ def test_a_state_file_has_no_workspaces(tmp_path: Path) -> None:
 
 #: Where the CLI still tells a database URL apart by itself; each goes once it asks
 #: ``backend_for`` instead (remove the file from this set when it does).
-_CLI_COPIES = {"reconciler/cli/common.py", "reconciler/cli/plan.py"}
+_CLI_COPIES: set[str] = set()
 
 
 def test_the_database_scheme_is_told_apart_in_one_place() -> None:

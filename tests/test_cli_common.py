@@ -105,9 +105,7 @@ def test_workspace_with_a_state_file_is_a_usage_error(
 
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
-    assert "Error: --workspace needs a postgresql:// state; a state file holds one state" in (
-        result.stderr
-    )
+    assert "--workspace needs a postgresql:// state" in (result.stderr)
     assert_no_traceback(result)
     assert {p.name: p.read_bytes() for p in nowhere.parent.iterdir()} == listing
 
@@ -124,8 +122,9 @@ def test_apply_with_lock_timeout_waits_for_the_holder_then_runs(decl: Path, stat
     try:
         started = time.monotonic()
         result = run(
-            "apply", str(decl), "--auto-approve", "--lock-timeout", "2s", "--state", str(state)
-        )
+            "apply", str(decl), "--auto-approve", "--lock-timeout", "2s", "--state", str(state),
+            "--refresh=false",
+        )  # fmt: skip
         waited = time.monotonic() - started
     finally:
         _, err = proc.communicate(timeout=30)

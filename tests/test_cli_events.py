@@ -89,14 +89,14 @@ def test_apply_json_refused_before_it_starts_ends_with_the_error(h: Harness) -> 
     h.sim.drop_after_checkout(1)
     assert h.apply().exit_code == 1  # leaves a pending checkout
 
-    result = h.apply("--json")
+    result = h.apply("--json", "--refresh=false")  # offline, only a person can settle it
 
     assert result.exit_code == 1
     found = events(result)
     assert [e["type"] for e in found] == ["version", "apply_complete"]
     assert found[-1]["outcome"] == "error"
-    assert any("pending checkout" in error for error in found[-1]["errors"])
-    assert "error: the state has 1 pending checkout whose outcome is unknown" in result.stderr
+    assert any("pending operation" in error for error in found[-1]["errors"])
+    assert "error: the state has 1 pending operation whose outcome is unknown" in result.stderr
 
 
 def test_apply_json_of_invalid_declarations_ends_with_the_located_errors(h: Harness) -> None:
@@ -137,10 +137,10 @@ def test_apply_json_reports_moves(h: Harness) -> None:
     assert result.exit_code == 0, result.stderr
     found = events(result)
     assert [e["type"] for e in found] == [
-        "version", "apply_start", "change_complete", "change_start", "change_complete",
-        "apply_complete",
+        "version", "refresh", "apply_start", "change_complete", "change_start",
+        "change_complete", "apply_complete",
     ]  # fmt: skip
-    moved, _, bought = found[2], found[3], found[4]
+    moved, _, bought = found[3], found[4], found[5]
     assert (moved["address"], moved["from"], moved["outcome"], moved["seats"]) == (
         "northwind/teams",
         TEAMS,

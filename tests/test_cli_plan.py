@@ -99,7 +99,8 @@ def test_plan_text_ends_with_the_documented_summary_line(matching: Path, state: 
         "Plan: 2 to purchase (+32 seats), 1 to increase (+6 seats), 0 conflicts, 0 pending."
     )
     assert "1 unchanged." in result.stdout.splitlines()
-    assert result.stderr == ""
+    # Without credentials the plan is made from the state alone, and says so.
+    assert result.stderr.startswith("note: Cloud-iQ not read (no credentials")
 
 
 def test_plan_text_shows_a_block_per_change_with_symbol_seats_and_identity(
@@ -304,7 +305,11 @@ def test_plan_json_is_alone_on_stdout_and_matches_the_schema(
 
     data = json.loads(result.stdout)
     jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(data)
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
+    assert data["cloud"] == {
+        "read": False,
+        "reason": "no credentials (the CRAYON_* variables are not set)",
+    }
     # Warnings and errors go to stderr, never into the JSON.
     assert "f/gone" in result.stderr
     assert "warning" in result.stderr
@@ -452,8 +457,8 @@ def test_plan_markdown_lists_conflicts_and_pending_before_purchases(
     # The reasons and the commands that settle a pending checkout, as lists.
     assert any(
         line.startswith(
-            "- `z/conflict` conflict: decrease from 9 to 1 seat; a purchase cannot be undone "
-            "through checkout. Reduce the seats in Cloud-iQ"
+            "- `z/conflict` conflict: decrease from 9 to 1 seat, but Cloud-iQ was not read "
+            "(no credentials, or --refresh=false)"
         )
         for line in lines
     )
@@ -671,9 +676,12 @@ def test_plan_out_with_json_keeps_stdout_pure(matching: Path, state: Path) -> No
     result = run("plan", str(matching), "--state", str(state), "--json", "--out", str(plan_file))
 
     saved = json.loads(plan_file.read_text(encoding="utf-8"))
-    # The file also says where the declarations are, relative to itself.
+    # The file also says where the declarations are, relative to itself; stdout says
+    # why Cloud-iQ was not read.
     assert saved.pop("declarations_path") == "decl"
-    assert json.loads(result.stdout) == saved
+    shown = json.loads(result.stdout)
+    assert shown["cloud"].pop("reason").startswith("no credentials")
+    assert shown == saved
 
 
 def test_plan_out_digest_changes_with_the_declarations(matching: Path, state: Path) -> None:
@@ -773,7 +781,7 @@ def test_show_lists_purchases_with_checkouts_and_pending(state: Path) -> None:
     assert re.search(r"^\s+2026-11-26T19:00:00Z\s+\+10\s+order-1$", out, re.M)
     assert re.search(r"^\s+2026-11-26T19:00:00Z\s+\+5\s+order-2$", out, re.M)
     pending = out[out.index("Pending") :]
-    assert "reconciler state resolve" in pending
+    assert "`reconciler refresh` settles" in pending
     assert re.search(r"\? acme/basic\s+3 seats\s+order-3", pending)
     assert re.search(r"\? acme/later\s+2 seats\s+order-4", pending)
     assert "Serial 4." in last_line(out)
@@ -920,14 +928,15 @@ def test_a_rename_without_moved_buys_nothing_and_exits_1(state: Path, decl: Path
     before = state.read_bytes()
 
     plan = run("plan", str(renamed(decl, 10, moved=False)), "--state", str(state))
-    apply = run("apply", str(decl), "--state", str(state), "--auto-approve")
+    apply = run("apply", str(decl), "--state", str(state), "--auto-approve", "--refresh=false")
 
     assert plan.exit_code == 1
     assert "  ! acme/new  conflict, 0 -> 10 seats\n" in plan.stdout
     assert (
         "      same identity as acme/old, recorded but no longer declared; if this is a rename, "
         "add `moved: [{from: acme/old, to: acme/new}]` to the declarations or run "
-        "`reconciler state mv acme/old acme/new`; if acme/old is really gone, run "
+        "`reconciler state mv acme/old acme/new`; if acme/old is really gone, add "
+        "`removed: [{address: acme/old, cancel: false}]` or run "
         "`reconciler state rm acme/old` first\n" in plan.stdout
     )
     assert plan.stdout.endswith(
@@ -1022,18 +1031,23 @@ def test_portal_drift_shows_in_every_plan_format(project: Project) -> None:
     added = project.sim.portal_add_subscription(TENANT, "CFQ7TTC0LCHC:0002", 4)
     before = project.buys()
 
-    offline = project.ok("plan", str(project.decl))
-    assert "Cloud-iQ" not in offline.stdout  # without --refresh the plan stays offline
+    offline = project.ok("plan", str(project.decl), "--refresh=false")
+    assert "Cloud-iQ" not in offline.stdout  # with --refresh=false the plan stays offline
+    assert "note: Cloud-iQ not read (--refresh=false)" in offline.stderr
 
-    text = project.ok("plan", str(project.decl), "--refresh").stdout
+    text = project.ok("plan", str(project.decl)).stdout
     assert "  ~ acme/basic  5 recorded, 8 in Cloud-iQ (+3)" in text
     assert "  ~ acme/e3  2 recorded, 0 in Cloud-iQ (-2)" in text
     assert "Microsoft 365 Business Basic, EUR 5.60 a seat" in text
     assert f"  * 4 seats  subscription {added}" in text
-    assert "`reconciler import --tenant 111111` adopts them." in text
-    assert "Cloud-iQ (1 customer tenant read): 2 identities drifted, 1 unmanaged." in text
+    assert "`reconciler import --tenant 111111` adopts the others." in text
+    assert "Cloud-iQ (1 customer tenant read): 2 addresses drifted, 1 unmanaged." in text
+    # Seats cancelled in the portal are bought again (said so); the 3 added are lowered
+    # back inside the cancellation window.
+    assert "buys again seats of subscriptions that are gone in Cloud-iQ" in text
+    assert "3 seats were added outside this repository" in text
 
-    data = json.loads(project.ok("plan", str(project.decl), "--refresh", "--json").stdout)
+    data = json.loads(project.ok("plan", str(project.decl), "--json").stdout)
     jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(data)
     drift = {d["addresses"][0]: (d["recorded"], d["actual"]) for d in data["drift"]}
     assert drift == {"acme/basic": (5, 8), "acme/e3": (2, 0)}
@@ -1044,7 +1058,7 @@ def test_portal_drift_shows_in_every_plan_format(project: Project) -> None:
         [added],
     )
 
-    markdown = project.ok("plan", str(project.decl), "--refresh", "--format", "markdown").stdout
+    markdown = project.ok("plan", str(project.decl), "--format", "markdown").stdout
     assert "#### Cloud-iQ" in markdown
     assert "| `acme/basic` |" in markdown
     assert "| 5 | 8 | +3 |" in markdown
@@ -1053,16 +1067,20 @@ def test_portal_drift_shows_in_every_plan_format(project: Project) -> None:
     assert project.buys() == before  # reading never verifies or checks out
 
 
-def test_a_decrease_conflict_says_how_to_decrease(project: Project) -> None:
+def test_fewer_seats_inside_the_window_are_a_decrease_of_the_subscription(
+    project: Project,
+) -> None:
     project.ok("apply", str(project.decl), "--auto-approve")
     text = (project.decl / "acme.yaml").read_text(encoding="utf-8")
     (project.decl / "acme.yaml").write_text(text.replace("quantity: 5", "quantity: 4"))
-    plan = project.ok("plan", str(project.decl), code=1)
-    assert (
-        "decrease from 5 to 4 seats; a purchase cannot be undone through checkout. Reduce the "
-        "seats in Cloud-iQ within Microsoft's cancellation window, run `reconciler refresh` to "
-        "record it, then lowering `quantity` to match is a noop"
-    ) in plan.stdout
+    plan = project.ok("plan", str(project.decl), "--detailed-exitcode", code=2)
+    subscription = project.subscription(BASIC.product)
+    assert "  v acme/basic  decrease, 5 -> 4 seats (-1)" in plan.stdout
+    assert f"PUT subscription {subscription}: 5 -> 4 seats" in plan.stdout
+    assert "prorated credit" in plan.stdout
+    assert "Plan: 0 to purchase (+0 seats), 0 to increase (+0 seats), 1 to decrease" in (
+        plan.stdout
+    )
 
 
 # --- beside a running apply ---------------------------------------------------------

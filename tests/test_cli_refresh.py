@@ -36,26 +36,26 @@ def test_refresh_records_drift_as_adjustments_and_a_lower_quantity_then_plans_no
     before = project.buys()
 
     done = project.ok("refresh", str(project.decl), "--auto-approve")
+    subscription = project.subscription(BASIC.product)
+    assert f"Recorded subscription {subscription} at acme/basic" in done.stdout
     assert "Adjusted acme/basic: -2 seats (5 -> 3), recorded as an adjustment." in done.stdout
     assert project.buys() == before
     document = project.state_document()
     jsonschema.Draft202012Validator(STATE_SCHEMA).validate(document)
     basic = document["purchases"]["acme/basic"]
     assert basic["quantity"] == 3
+    assert basic["subscriptions"] == [subscription]
     (adjustment,) = basic["adjustments"]
     assert (adjustment["quantity"], adjustment["source"]) == (-2, "refresh")
-    assert adjustment["evidence"].startswith("Cloud-iQ showed 3 active seats (subscription ")
+    assert adjustment["evidence"] == (
+        f"Cloud-iQ showed 3 seats (subscription {subscription}); 5 were recorded"
+    )
     assert len(basic["checkouts"]) == 1  # an adjustment, never a checkout
 
-    # The declarations still say 5: the plan does not buy the cancelled seats back
-    # (the drift could be a listing that lags); it asks for a decision...
-    plan = project.ok("plan", str(project.decl), code=1)
-    assert "! acme/basic  conflict, 3 -> 5 seats" in plan.stdout
-    assert (
-        "increase from 3 to 5 seats after Cloud-iQ showed 2 seats fewer than were bought "
-        "(recorded by `reconciler refresh`); lower `quantity` to 3 to accept that, or declare "
-        "any new seats under a new address"
-    ) in plan.stdout
+    # The declarations still say 5: Cloud-iQ's 3 seats are what the address has, so
+    # the plan buys 2 (a recorded decrease never blocks a later increase)...
+    plan = project.ok("plan", str(project.decl))
+    assert "~ acme/basic  increase, 3 -> 5 seats (+2)" in plan.stdout
     assert project.buys() == before
     # ...and lowering the quantity to match is a noop.
     text = (project.decl / "acme.yaml").read_text(encoding="utf-8")
@@ -65,7 +65,7 @@ def test_refresh_records_drift_as_adjustments_and_a_lower_quantity_then_plans_no
     assert "Nothing to record" in again.stdout
 
 
-def test_drift_of_an_identity_two_addresses_share_is_reported_not_written(
+def test_two_addresses_of_one_identity_each_own_their_subscription_and_drift_alone(
     project: Project,
 ) -> None:
     (project.decl / "more.yaml").write_text(
@@ -75,11 +75,17 @@ def test_drift_of_an_identity_two_addresses_share_is_reported_not_written(
         encoding="utf-8",
     )
     project.ok("apply", str(project.decl), "--auto-approve")
-    project.sim.portal_set_quantity(project.subscription(BASIC.product), 9)
+    ids = [s.id for s in project.sim.subscriptions if s.product == BASIC.product]
+    first, second = sorted(ids)
+    linked = project.ok("refresh", str(project.decl), "--auto-approve")
+    assert linked.stdout.count("Recorded subscription") == 4
+    project.sim.portal_set_quantity(first, 9)  # acme/basic's, bought first
     done = project.ok("refresh", str(project.decl), "--auto-approve")
-    assert "not recorded by refresh: 2 addresses have this identity" in done.stdout
-    assert "Nothing to record" in done.stdout
-    assert "adjustments" not in project.state_document()["purchases"]["acme/basic"]
+    assert "Adjusted acme/basic: +4 seats (5 -> 9), recorded as an adjustment." in done.stdout
+    purchases = project.state_document()["purchases"]
+    assert purchases["acme/basic"]["subscriptions"] == [first]
+    assert purchases["acme/basic-2"]["subscriptions"] == [second]
+    assert "adjustments" not in purchases["acme/basic-2"]
 
 
 # --------------------------------------------------------------------------- pending checkouts
@@ -91,12 +97,15 @@ def _settle_a_dropped_checkout(project: Project, mode: Literal["drop", "500"]) -
     assert "1 pending" in failed.stdout
     before = project.buys()
 
-    plan = project.ok("plan", str(project.decl), "--refresh", code=1)
+    # The plan reads Cloud-iQ: the checkout is proven made, so it is planned as recorded
+    # (nothing is written by plan).
+    plan = project.ok("plan", str(project.decl))
     assert "proven purchased" in plan.stdout
-    data = json.loads(project.ok("plan", str(project.decl), "--refresh", "--json", code=1).stdout)
+    data = json.loads(project.ok("plan", str(project.decl), "--json").stdout)
     jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(data)
-    (pending,) = [c for c in data["changes"] if c["action"] == "pending"]
-    assert pending["evidence"]["verdict"] == "purchased"
+    changes = {c["address"]: c["action"] for c in data["changes"]}
+    assert changes["acme/basic"] == "noop"
+    assert "acme/basic" in project.state_document()["pending"]
 
     done = project.ok("refresh", str(project.decl), "--auto-approve")
     assert "Settled acme/basic: " in done.stdout
@@ -110,7 +119,7 @@ def _settle_a_dropped_checkout(project: Project, mode: Literal["drop", "500"]) -
     project.ok("apply", str(project.decl), "--auto-approve")
     for product, seats in ((BASIC.product, 5), (PREMIUM.product, 3), (E3.product, 2)):
         assert project.sim.seats(TENANT, product) == seats  # every seat bought once
-    assert "No changes." in project.ok("plan", str(project.decl), "--refresh").stdout
+    assert "No changes." in project.ok("plan", str(project.decl)).stdout
 
 
 @pytest.mark.parametrize("mode", ["drop", "500"])
@@ -124,11 +133,10 @@ def test_the_same_on_postgresql(simulator: Simulator, tmp_path: Path, pg_databas
     project = make_project(simulator, tmp_path, pg_database)
     _settle_a_dropped_checkout(project, "drop")
     # The evidence and the history are in the database's rows.
-    assert [e["op"] for e in json.loads(project.ok("state", "history", "--json").stdout)][-3:] == [
-        "record_checkout",
-        "add_pending",
-        "record_checkout",
-    ]
+    ops = [e["op"] for e in json.loads(project.ok("state", "history", "--json").stdout)]
+    assert ops[:2] == ["add_pending", "record_checkout"]
+    assert ops.count("add_pending") == 3  # the lost one included
+    assert "link_subscriptions" in ops
 
 
 def test_a_checkout_answered_500_without_being_recorded_stays_pending(project: Project) -> None:
@@ -190,9 +198,9 @@ def test_import_adopts_five_subscriptions_then_plan_is_noop_and_apply_buys_nothi
         assert f"subscription {n}" in written
 
     assert project.ok("validate", str(decl)).stdout == "OK: 4 purchases in 1 file\n"
-    plan = project.ok("plan", str(decl), "--refresh", "--detailed-exitcode")
+    plan = project.ok("plan", str(decl), "--detailed-exitcode")
     assert "No changes." in plan.stdout
-    assert "0 identities drifted, 0 unmanaged" in plan.stdout
+    assert "0 addresses drifted, 0 unmanaged" in plan.stdout
     applied = project.ok("apply", str(decl), "--auto-approve")
     assert "Apply complete" not in applied.stdout  # nothing to buy
     assert project.buys() == before
@@ -225,9 +233,10 @@ def test_import_records_a_declared_but_unrecorded_address_and_refuses_to_overwri
     assert "Declared but not recorded (recorded as imported, nothing bought):" in done.stdout
     assert "  + acme/basic  5 seats" in done.stdout
     assert "  + acme/e3  2 seats" in done.stdout
-    assert f"  + tenant-111111/visio-plan-2  1 seat  subscription {visio}" in done.stdout
+    # The new purchase takes the prefix the tenant's declarations already use.
+    assert f"  + acme/visio-plan-2  1 seat  subscription {visio}" in done.stdout
     assert project.ok("validate", str(project.decl)).exit_code == 0
-    plan = project.ok("plan", str(project.decl), "--refresh")
+    plan = project.ok("plan", str(project.decl))
     assert "+ acme/premium  purchase, 0 -> 3 seats (+3)" in plan.stdout
     assert "1 to purchase (+3 seats)" in plan.stdout
     assert "2 unchanged" in plan.stdout or "3 unchanged" in plan.stdout
@@ -269,20 +278,22 @@ def test_a_fault_storm_leaves_no_checkout_the_api_recorded_for_a_person(
     assert counts["left_unrecorded"] == counts["unrecorded"]
 
 
-def test_no_active_subscription_at_all_is_reported_never_recorded_as_zero(
+def test_a_subscription_cloud_iq_shows_cancelled_is_recorded_gone_and_bought_again_openly(
     project: Project,
 ) -> None:
-    """A purchase Cloud-iQ does not list (yet), or a suspended one, looks like every seat
-    cancelled; recording that would let the next apply buy them all again."""
+    """An owned subscription the API lists as cancelled holds no seats: refresh records
+    that, and the plan buys the declared seats again, saying why."""
     project.ok("apply", str(project.decl), "--auto-approve")
-    project.sim.portal_cancel(project.subscription(BASIC.product))
-    before = project.buys()
+    cancelled = project.subscription(BASIC.product)
+    project.sim.portal_cancel(cancelled)
     done = project.ok("refresh", str(project.decl), "--auto-approve")
-    assert "Cloud-iQ lists no active subscription of this identity" in done.stdout + done.stderr
-    assert project.state_document()["purchases"]["acme/basic"]["quantity"] == 5
-    assert "No changes." in project.ok("plan", str(project.decl), "--detailed-exitcode").stdout
-    project.ok("apply", str(project.decl), "--auto-approve")
-    assert project.buys() == before
+    assert "Adjusted acme/basic: -5 seats (5 -> 0), recorded as an adjustment." in done.stdout
+    assert project.state_document()["purchases"]["acme/basic"]["quantity"] == 0
+    plan = project.ok("plan", str(project.decl), "--detailed-exitcode", code=2)
+    assert "~ acme/basic  increase, 0 -> 5 seats (+5)" in plan.stdout
+    assert f"buys again seats of subscriptions that are gone in Cloud-iQ: {cancelled}" in (
+        plan.stdout
+    )
 
 
 def test_an_import_that_cannot_write_its_file_leaves_orphans_never_purchases(

@@ -215,7 +215,7 @@ def test_plan_markdown_lists_what_blocks_it_with_the_commands_that_settle_it() -
     at = lines.index("#### Cannot be applied")
     assert lines[at + 1 : at + 16] == [
         "",
-        "Fix the declarations: a purchase cannot be undone or changed in place.",
+        "Each conflict says what stands in the way and how to settle it.",
         "`reconciler refresh` settles a pending operation once Cloud-iQ shows its outcome; "
         "when it cannot, check it in Crayon Cloud-iQ and run one of its "
         "`reconciler state resolve` commands.",

@@ -22,7 +22,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "render": ("reconciler.commands", "reconciler.cli", "reconciler.views", "click"),
     "views": ("reconciler.commands", "reconciler.cli", "click", "requests"),
     "outcomes": ("reconciler.commands", "reconciler.render", "reconciler.cli"),
-    "planner": ("reconciler.state", "reconciler.api", "reconciler.config", "requests", "click"),
+    # The planner reads the API's records (subscriptions), never the client.
+    "planner": (
+        "reconciler.state",
+        "reconciler.api.client",
+        "reconciler.api.transport",
+        "reconciler.config",
+        "requests",
+        "click",
+    ),
     "model": (
         "reconciler.api",
         "reconciler.state",

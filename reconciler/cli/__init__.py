@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plan": (
         "reconciler.cli.plan",
         "plan",
-        "Show what apply would buy: the declarations at PATH against the state.",
+        "Show what apply would do, against the state and Cloud-iQ.",
     ),
     "show": (
         "reconciler.cli.plan",
@@ -56,7 +56,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "state",
         "Inspect and repair the state. Never calls the API.",
     ),
-    "apply": ("reconciler.cli.apply", "apply", "Buy what the plan says, each seat exactly once."),
+    "apply": (
+        "reconciler.cli.apply",
+        "apply",
+        "Carry out the plan: each seat bought or changed exactly once.",
+    ),
     "refresh": (
         "reconciler.cli.refresh",
         "refresh",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,7 +85,7 @@ def apply(
     refresh: bool | None,
     legacy_endpoints: bool,
 ) -> int:
-    """Carry out what the plan says: each seat bought, lowered or cancelled exactly once.
+    """Carry out the plan: each seat bought or changed exactly once.
 
     First reads Cloud-iQ for the customer tenants it touches and records what the API
     proves (pending operations settled, the subscriptions each address owns, seats
@@ -138,6 +139,8 @@ def _apply(o: _ApplyOptions, view: ApplyView) -> int:
     from reconciler.commands.apply import ApplyPorts, ApplyRequest, run_apply
 
     saved = planfile.read_saved(o.plan_path) if o.plan_path else None
+    if saved is None and not o.auto_approve and not sys.stdin.isatty():
+        approve("", auto_approve=False, command="apply")  # refuses at once, before any read
     # A saved plan remembers its declarations, so it applies from any directory.
     path = o.path or (saved.declarations_path if saved else None) or "."
     declarations = config.load(path)
@@ -171,7 +174,9 @@ def _apply(o: _ApplyOptions, view: ApplyView) -> int:
     if run.cancelled:
         view.cancelled()
         return 1
-    has_pending = run.result is not None and run.result.count(Outcome.PENDING)
-    pending = list(store.load().pending.values()) if has_pending else []
+    waiting = {c.address for c in run.pending}
+    if run.result is not None:
+        waiting |= {r.address for r in run.result.results if r.outcome is Outcome.PENDING}
+    pending = [op for a, op in store.load().pending.items() if a in waiting] if waiting else []
     view.finished(run, pending, o.state.flags)
     return 0 if run.ok else 1

@@ -24,8 +24,9 @@ from reconciler import render
 from reconciler.cli import Options
 from reconciler.errors import PlanError, ReconcilerError
 from reconciler.model import is_address_segment
-from reconciler.state import StateStore
+from reconciler.state import StateStore, backend_for
 from reconciler.state import open_store as _open_store
+from reconciler.state.locking import LockHolder
 
 if TYPE_CHECKING:
     from reconciler.api.client import CrayonClient
@@ -107,22 +108,20 @@ class StateRef:
     workspace: str = "default"
     lock_timeout: float = 0.0
 
-    @property
-    def is_database(self) -> bool:
-        return self.path.startswith(("postgresql://", "postgres://"))
-
     def open(self) -> StateStore:
-        """The state store this names; the one place a store is built."""
-        if self.workspace != "default" and not self.is_database:
-            raise click.UsageError(
-                "--workspace needs a postgresql:// state; a state file holds one state"
-            )
-        return _open_store(self.path, workspace=self.workspace, lock_timeout=self.lock_timeout)
+        """The state store this names; the one place a store is built. While it waits for
+        another run's lock (``--lock-timeout``) it says so on stderr every 10 seconds."""
+        return _open_store(
+            self.path,
+            workspace=self.workspace,
+            lock_timeout=self.lock_timeout,
+            on_wait=_waiting,
+        )
 
     @property
     def flags(self) -> str:
         """The options that name this state again in a command we suggest."""
-        shown = _open_store(self.path).location  # a database URL without its password
+        shown = backend_for(self.path).show(self.path)  # a database URL without its password
         flags = "" if self.path == render.DEFAULT_STATE else f" --state {shlex.quote(shown)}"
         if self.workspace != "default":
             flags += f" --workspace {self.workspace}"
@@ -133,9 +132,14 @@ class StateRef:
         """The state options for commands suggested in a pull-request comment: a database
         URL (its host and user) stays out of it; whoever resolves names it in their own
         RECONCILER_STATE."""
-        if self.is_database:
+        if not backend_for(self.path).comment_safe:
             return f" --workspace {self.workspace}" if self.workspace != "default" else ""
         return self.flags
+
+
+def _waiting(seconds: float, holder: LockHolder | None) -> None:
+    who = f" held by {holder.describe()}" if holder is not None else ""
+    click.echo(f"Waiting for the state lock{who} ({seconds:.0f}s so far)...", err=True)
 
 
 def check_workspace(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -113,7 +113,9 @@ def plan(
     targets: tuple[str, ...],
     legacy_endpoints: bool,
 ) -> int:
-    """Show what apply would do: the declarations at PATH against the state and Cloud-iQ.
+    """Show what apply would do, against the state and Cloud-iQ.
+
+    The declarations at PATH are planned against the state and what Cloud-iQ shows.
 
     Reads Cloud-iQ when the CRAYON_* credentials are set (the seats each address
     has there, what the API shows of pending operations) and otherwise plans against

@@ -146,7 +146,8 @@ def refresh(
 @click.option(
     "--prefix",
     default=None,
-    help="The address prefix of the new purchases (default: tenant-ID).",
+    help="The address prefix of the new purchases (default: the prefix the declarations "
+    "already use for the tenant, else tenant-ID).",
 )
 @state_options(lock=True)
 @click.option("--auto-approve", is_flag=True, help="Do not ask; required when not on a TTY.")
@@ -172,7 +173,7 @@ def import_command(
     declarations = config.load(path)
     store = state.open()
     prefix = prefix or adopt.existing_prefix(tenant, declarations) or adopt.default_prefix(tenant)
-    target = out or _default_out(path, prefix)
+    target = out or _default_out(path, adopt.default_prefix(tenant))
     command = f"reconciler import --tenant {tenant}"
 
     def show(the_plan: ImportPlan, written: str | None) -> None:

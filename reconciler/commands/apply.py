@@ -10,7 +10,7 @@ caller's (``ApplyPorts``); this module never prints and raises structured errors
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from reconciler import executor, planner
@@ -24,7 +24,7 @@ from reconciler.errors import (
     StalePlanError,
 )
 from reconciler.executor.run import Client
-from reconciler.model import Action, Change, Declarations, Event, Plan, State, targeted
+from reconciler.model import ACTIONS, Action, Change, Declarations, Event, Plan, State, targeted
 from reconciler.observe import Observations, observe
 from reconciler.outcomes import ApplyRun, RefreshRun
 from reconciler.state import StateStore, StateWriter
@@ -109,6 +109,7 @@ def check_saved(request: ApplyRequest, state: State) -> tuple[str, ...]:
     found = Staleness(
         lineage=(saved.lineage, state.lineage) if saved.lineage != state.lineage else None,
         serial=(saved.serial, state.serial) if saved.serial != state.serial else None,
+        declarations=saved.declarations_digest != request.declarations.digest(),
     )
     if found != Staleness():
         raise StalePlanError(path, found)
@@ -140,14 +141,31 @@ def plan_under_lock(
     return the_plan
 
 
+def held_back(the_plan: Plan) -> tuple[Plan, tuple[Change, ...]]:
+    """The plan apply carries out, and the changes it holds back: every change of a
+    customer tenant that has a conflict (a reviewer sees a tenant's changes as one;
+    other tenants go ahead). Conflicts themselves change nothing either way."""
+    blocked = {
+        c.identity.customer_tenant_id for c in the_plan.changes if c.action is Action.CONFLICT
+    }
+    if not blocked:
+        return the_plan, ()
+    kept, held = [], []
+    for change in the_plan.changes:
+        if change.identity.customer_tenant_id in blocked and change.action is not Action.CONFLICT:
+            if ACTIONS[change.action].changes:
+                held.append(change)
+            continue
+        kept.append(change)
+    return replace(the_plan, changes=tuple(kept)), tuple(held)
+
+
 def preflight(
     the_plan: Plan, *, max_seats: int | None, seat_limit: int = DEFAULT_SEAT_LIMIT
 ) -> None:
-    """Refuse, before any API call, a plan with conflicts or over ``max_seats``, and one
-    with a change above the per-purchase ``seat_limit`` unless ``max_seats`` confirms it."""
+    """Refuse, before anything is sent, a plan over ``max_seats``, and one with a change
+    above the per-purchase ``seat_limit`` unless ``max_seats`` confirms it."""
     summary = the_plan.summary
-    if summary.count(Action.CONFLICT):
-        raise PreflightError(PreflightKind.CONFLICTS, count=summary.count(Action.CONFLICT))
     if max_seats is not None and summary.seats > max_seats:
         raise PreflightError(PreflightKind.MAX_SEATS, seats=summary.seats, limit=max_seats)
     big = oversized(the_plan, seat_limit)
@@ -179,37 +197,44 @@ def run_apply(request: ApplyRequest, ports: ApplyPorts) -> ApplyRun:
                 refreshed, cloud = _refresh(request, ports, writer, client, targets)
             the_plan = plan_under_lock(request, writer, targets, cloud)
             ports.listener.planned(the_plan)
-            preflight(the_plan, max_seats=request.max_seats, seat_limit=request.seat_limit)
-            calling = executor.calling(the_plan)
-            if not calling and not executor.writing(the_plan):
-                return ApplyRun(the_plan, refreshed=refreshed)
+            doing, held = held_back(the_plan)
+            preflight(doing, max_seats=request.max_seats, seat_limit=request.seat_limit)
+            findings = {a: e.text for a, e in cloud.evidence.items()} if cloud is not None else None
+            done = ApplyRun(the_plan, refreshed=refreshed, held_back=held, findings=findings)
+            calling = executor.calling(doing)
+            if not calling and not executor.writing(doing):
+                return done
             if calling and client is None:
                 client = ports.connect()
-            if not ports.approve(the_plan):
-                return ApplyRun(the_plan, cancelled=True, refreshed=refreshed)
-            ports.listener.starting(the_plan)
+            if not ports.approve(doing):
+                return replace(done, cancelled=True)
+            ports.listener.starting(doing)
             written = executor.write_state(
-                the_plan, writer=writer, now=ports.now, on_event=ports.listener.event
+                doing, writer=writer, now=ports.now, on_event=ports.listener.event
             )
             result = None
             if calling:
                 assert client is not None
                 result = executor.apply(
-                    the_plan,
-                    executor.Collaborators(
-                        client=client,
-                        writer=writer,
-                        build_order=ports.build_order,
-                        new_order_id=ports.new_order_id,
-                        now=ports.now,
-                        on_event=ports.listener.event,
-                    ),
-                    parallelism=request.parallelism,
+                    doing, _collaborators(ports, client, writer), parallelism=request.parallelism
                 )
         finally:
             if client is not None:
                 client.close()
-    return ApplyRun(the_plan, result, moved=written, refreshed=refreshed)
+    return replace(done, result=result, moved=written)
+
+
+def _collaborators(
+    ports: ApplyPorts, client: ClosableClient, writer: StateWriter
+) -> executor.Collaborators:
+    return executor.Collaborators(
+        client=client,
+        writer=writer,
+        build_order=ports.build_order,
+        new_order_id=ports.new_order_id,
+        now=ports.now,
+        on_event=ports.listener.event,
+    )
 
 
 def _refresh(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from reconciler.api.records import ApiReader, AssetOrder, CatalogEntry, ProcessedOrder
+from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import Declarations, Identity, State, targeted
 from reconciler.observe import (
     Observations,
@@ -63,9 +64,23 @@ def read_cloud(
     clock: Callable[[], datetime.datetime] = _utc_now,
 ) -> Readings:
     """What Cloud-iQ shows for ``tenants`` (default: every tenant the declarations or the
-    state name for ``targets``). Reads only; raises ``ApiError`` when a read fails."""
+    state name for ``targets``). Reads only. A tenant the API refuses to list (unknown,
+    not this account's) is named in ``Readings.refused``; any other failure raises
+    ``ApiError``."""
     wanted = list(tenants) if tenants is not None else tenants_of(declarations, state, targets)
-    subscriptions = {t: reader.read_subscriptions(t) for t in wanted}
+    subscriptions = {}
+    refused: dict[int, str] = {}
+    for tenant in wanted:
+        try:
+            subscriptions[tenant] = reader.read_subscriptions(tenant)
+        except ApiError as exc:
+            if (
+                isinstance(exc, AuthenticationError)
+                or exc.kind is not FailureKind.DEFINITIVE
+                or exc.status not in _REFUSED_READS
+            ):
+                raise
+            refused[tenant] = exc.api_message or str(exc)
     orders: dict[int, list[ProcessedOrder]] = {}
     assets: dict[str, list[AssetOrder]] = {}
     for pending in state.pending.values():
@@ -80,7 +95,12 @@ def read_cloud(
             tenant, pending.external_order_id
         )
     readings = Readings(
-        subscriptions, orders, assets, now=_server_now(reader, clock), clock_skew=reader.clock_skew
+        subscriptions,
+        orders,
+        assets,
+        now=_server_now(reader, clock),
+        clock_skew=reader.clock_skew,
+        refused=refused,
     )
     # Checkouts whose subscription the list cannot tell: ask their asset orders.
     found = observe(declarations, state, readings)
@@ -93,6 +113,10 @@ def read_cloud(
     if len(assets) == len(readings.asset_orders):
         return readings
     return Readings(subscriptions, orders, assets, now=readings.now, clock_skew=readings.clock_skew)
+
+
+#: Statuses of a list read that refuse that one tenant (unknown, or not this account's).
+_REFUSED_READS = frozenset({400, 403, 404})
 
 
 def _server_now(reader: CloudReader, clock: Callable[[], datetime.datetime]) -> datetime.datetime:

@@ -44,6 +44,8 @@ from reconciler.model.plans import (
     targeted,
 )
 from reconciler.model.records import (
+    GONE_STATUSES,
+    HOLDING_STATUSES,
     REFRESH_SOURCE,
     STATE_VERSION,
     Adjustment,
@@ -54,6 +56,7 @@ from reconciler.model.records import (
     SubscriptionChange,
     UpdateField,
     UpdateRecord,
+    describe_subscriptions,
 )
 from reconciler.model.results import (
     ApplyResult,
@@ -70,6 +73,8 @@ __all__ = [
     "BILLING_CYCLES",
     "BLOCKING_ACTIONS",
     "BUYING_ACTIONS",
+    "GONE_STATUSES",
+    "HOLDING_STATUSES",
     "IDENTITY_FIELDS",
     "PURCHASE_TYPES",
     "REFRESH_SOURCE",
@@ -101,6 +106,7 @@ __all__ = [
     "Summary",
     "UpdateField",
     "UpdateRecord",
+    "describe_subscriptions",
     "is_address",
     "is_address_segment",
     "is_target",

@@ -247,6 +247,9 @@ class Plan:
     targets: tuple[str, ...] = ()
     #: With targets: how many addresses the whole plan has (``changes`` has the targeted).
     addresses: int = 0
+    #: The customer tenants whose subscriptions Cloud-iQ showed for the plan; None when
+    #: it was not read (an offline plan).
+    read_tenants: tuple[int, ...] | None = None
 
     @functools.cached_property
     def declarations_digest(self) -> str:

@@ -74,6 +74,21 @@ class UpdateRecord:
     evidence: str | None = None
 
 
+#: Cloud-iQ subscription statuses (as the API records name them) in which a subscription
+#: holds seats (a new one may still be provisioning), and in which they are gone for good.
+HOLDING_STATUSES = frozenset({"active", "pending"})
+GONE_STATUSES = frozenset({"deleted", "customer-cancellation", "converted", "expired", "cancelled"})
+
+
+def describe_subscriptions(ids: Sequence[int]) -> str:
+    """``subscription 500001``, ``subscriptions 500001, 500002``: as evidence and reasons
+    name them."""
+    if not ids:
+        return "no subscription"
+    label = "subscription" if len(ids) == 1 else "subscriptions"
+    return f"{label} {', '.join(str(i) for i in ids)}"
+
+
 #: The ``source`` of an adjustment written by ``reconciler refresh``.
 REFRESH_SOURCE = "refresh"
 

@@ -14,7 +14,7 @@ does, from what this finds).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from reconciler.api.records import Subscription
@@ -27,6 +27,7 @@ from reconciler.model import (
     Identity,
     RecordedPurchase,
     State,
+    describe_subscriptions,
     targeted,
 )
 from reconciler.observe.evidence import (
@@ -137,6 +138,8 @@ class Observations:
     #: The time of the read on the API's clock, when known.
     now: datetime | None = None
     clock_skew: timedelta | None = None
+    #: Tenants the API refused to list, with its reason.
+    refused: Mapping[int, str] = field(default_factory=dict)
 
     def read(self, tenant: int) -> bool:
         return tenant in self.tenants
@@ -224,6 +227,7 @@ def observe(declarations: Declarations, state: State, readings: Readings) -> Obs
         unreadable={t: tuple(items) for t, items in readings.unreadable.items() if items},
         now=readings.now,
         clock_skew=readings.clock_skew,
+        refused=dict(readings.refused),
     )
 
 
@@ -327,10 +331,3 @@ def _unmanaged(
         for key, subscriptions in grouped.items()
     ]
     return tuple(sorted(found, key=lambda u: u.identity))
-
-
-def describe_subscriptions(ids: Sequence[int]) -> str:
-    if not ids:
-        return "no subscription"
-    label = "subscription" if len(ids) == 1 else "subscriptions"
-    return f"{label} {', '.join(str(i) for i in ids)}"

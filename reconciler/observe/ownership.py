@@ -37,13 +37,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reconciler.api.records import Subscription
-from reconciler.model import CheckoutRecord, Identity, RecordedPurchase
+from reconciler.model import (
+    GONE_STATUSES,
+    HOLDING_STATUSES,
+    CheckoutRecord,
+    Identity,
+    RecordedPurchase,
+)
 from reconciler.observe.readings import SeatKey, seat_key, subscription_key
 
-#: Statuses in which a subscription's seats are gone for good.
-GONE = frozenset({"deleted", "customer-cancellation", "converted", "expired", "cancelled"})
-#: Statuses in which a subscription holds seats (a new one may still be provisioning).
-HOLDING = frozenset({"active", "pending"})
+GONE = GONE_STATUSES
+HOLDING = HOLDING_STATUSES
 
 
 @dataclass(frozen=True)
@@ -122,8 +126,11 @@ def own(
     """
     by_id = {s.id: s for s in listing}
     owner = {sid: p.address for p in purchases for sid in p.subscriptions}
-    free = [s for s in listing if s.id not in owner and s.status not in GONE]
-    links = _order_links(purchases, by_id, owner, free, named, skew)
+    # A checkout's own subscription is found in any status (it may have been cancelled
+    # since); an address takes over only subscriptions that hold seats.
+    unowned = [s for s in listing if s.id not in owner]
+    free = [s for s in unowned if s.status not in GONE]
+    links = _order_links(purchases, by_id, owner, unowned, named, skew, acknowledged)
     taken = {link.subscription for link in links}
     links += _takeovers(purchases, free, taken, links, holders, acknowledged)
     found = {}
@@ -140,6 +147,7 @@ def _order_links(
     free: Sequence[Subscription],
     named: Mapping[str, int],
     skew: timedelta,
+    acknowledged: frozenset[str],
 ) -> list[Link]:
     """Rules 1 and 2: unseen checkouts to the subscriptions they made."""
     links: list[Link] = []
@@ -161,12 +169,24 @@ def _order_links(
                 continue
             key = seat_key(purchase.identity)
             since = _time(checkout.time) - skew
-            candidates[(purchase.address, checkout.external_order_id)] = [
+            mine = [s for s in free if subscription_key(s) == key]
+            dated = [
                 s.id
-                for s in free
-                if subscription_key(s) == key
-                and s.quantity == checkout.quantity
-                and (s.creation_date is None or _aware(s.creation_date) >= since)
+                for s in mine
+                if s.creation_date is not None and _aware(s.creation_date) >= since
+            ]
+            # Created since the checkout was sent: the one there is (its seats may have
+            # been changed since), or the one of the checkout's seats among several.
+            sized = [s.id for s in mine if s.quantity == checkout.quantity]
+            if len(dated) > 1:
+                dated = [i for i in dated if i in sized]
+            undated = [s for s in mine if s.creation_date is None]
+            if (not dated and len(undated) > 1) or purchase.address in acknowledged:
+                # Beside a subscription of its own the address may have others: only the
+                # checkout's seats tell which.
+                undated = [s for s in undated if s.quantity == checkout.quantity]
+            candidates[(purchase.address, checkout.external_order_id)] = dated or [
+                s.id for s in undated
             ]
     named_ids = {link.subscription for link in links}
     counts: dict[int, int] = {}
@@ -181,8 +201,8 @@ def _order_links(
                     address,
                     unique[0],
                     order,
-                    f"the only subscription of its identity and quantity created since "
-                    f"checkout {order} was sent",
+                    f"the only subscription of its identity created since checkout {order} "
+                    "was sent",
                 )
             )
     return links

@@ -57,3 +57,5 @@ class Readings:
     unreadable: Mapping[int, Sequence[str]] = field(default_factory=dict)
     now: datetime | None = None
     clock_skew: timedelta | None = None
+    #: Tenants the API refused to list (unknown, not this account's), with its reason.
+    refused: Mapping[int, str] = field(default_factory=dict)

@@ -19,11 +19,14 @@ entries the API proves settled, links and adjustments recorded). Without them
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from reconciler.model import Declarations, Plan, State, targeted
-from reconciler.observe.cloud import Observations, project
 from reconciler.planner.refactor import moved_change, moves_of, refuse_renames
 from reconciler.planner.seats import Address, change_of
+
+if TYPE_CHECKING:  # an offline plan loads nothing of observe
+    from reconciler.observe.cloud import Observations
 
 
 def plan(
@@ -40,6 +43,8 @@ def plan(
     planned as refresh leaves it and seats are compared with Cloud-iQ's.
     """
     if cloud is not None:
+        from reconciler.observe.cloud import project
+
         state = project(state, cloud)
     declared = declarations.by_address()
     removals = {r.address: r for r in declarations.removals}
@@ -79,4 +84,5 @@ def plan(
         digest_source=declarations,
         targets=tuple(targets),
         addresses=whole if targets else 0,
+        read_tenants=cloud.tenants if cloud is not None else None,
     )

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from reconciler.api.records import Subscription
 from reconciler.model import (
+    HOLDING_STATUSES,
     Action,
     Adopt,
     Change,
@@ -32,10 +33,16 @@ from reconciler.model import (
     Removal,
     SubscriptionChange,
     UpdateField,
+    describe_subscriptions,
 )
-from reconciler.observe.cloud import Observations, describe_subscriptions
-from reconciler.observe.ownership import HOLDING, AddressSeats
-from reconciler.observe.readings import seat_key, subscription_key
+
+if TYPE_CHECKING:  # an offline plan loads nothing of observe or the API's records
+    from reconciler.api.records import Subscription
+    from reconciler.observe.cloud import Observations
+    from reconciler.observe.ownership import AddressSeats
+
+HOLDING = HOLDING_STATUSES
+
 
 #: Microsoft's cancellation window: seats can be removed this long after they were
 #: bought (or the term renewed); afterwards only at the end of the term.
@@ -102,6 +109,14 @@ def change_of(facts: Address, seen: AddressSeats | None = None) -> Change:
     if facts.pending is not None:
         return _pending(facts, facts.pending)
     desired, recorded = facts.desired, facts.recorded
+    refused = facts.cloud.refused.get(facts.tenant) if facts.cloud is not None else None
+    if refused is not None and desired is not None:
+        return conflict(
+            desired,
+            recorded.quantity if recorded else 0,
+            f"Cloud-iQ refused to list the subscriptions of customer tenant {facts.tenant}: "
+            f"{refused}; nothing is bought or changed for it until it can be read",
+        )
     if desired is None:
         assert recorded is not None  # every address is declared, recorded or pending
         return _undeclared(facts, recorded, seen)
@@ -498,6 +513,8 @@ def _adopt(facts: Address, desired: Purchase, before: int, owned: tuple[int, ...
             "`import:` adopts subscriptions only from what Cloud-iQ shows, and it was not "
             "read: plan again with Cloud-iQ's credentials",
         )
+    from reconciler.observe.readings import seat_key, subscription_key
+
     listing = {s.id: s for found in cloud.unmanaged for s in found.subscriptions}
     problems = []
     taking = []

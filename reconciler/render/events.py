@@ -148,3 +148,18 @@ def refresh_event(run: RefreshRun) -> dict[str, Any]:
         "linked": len(run.links),
         "adjusted": len(run.adjusted),
     }
+
+
+def held_back_event(change: Change) -> dict[str, Any]:
+    """A change not made because its customer tenant has a conflict in the plan."""
+    tenant = change.identity.customer_tenant_id
+    return {
+        "type": "change_failed",
+        "address": change.address,
+        "action": change.action.value,
+        "seats": change.delta,
+        "external_order_id": None,
+        "elapsed_seconds": 0.0,
+        "outcome": "skipped",
+        "errors": [f"not made: customer tenant {tenant} has a conflict in this plan"],
+    }

@@ -143,6 +143,11 @@ def plan_dict(
     if plan.targets:
         data["targets"] = list(plan.targets)
         data["addresses"] = plan.addresses
+    data["cloud"] = (
+        {"read": True, "tenants": list(plan.read_tenants)}
+        if plan.read_tenants is not None
+        else {"read": False}
+    )
     if catalogue is not None:
         data["cost"] = cost_dict(plan, catalogue)
     return data
@@ -190,6 +195,9 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         digest_source=data["declarations_digest"],
         targets=tuple(data.get("targets", ())),
         addresses=data.get("addresses", 0),
+        read_tenants=(
+            tuple(data["cloud"].get("tenants", ())) if data.get("cloud", {}).get("read") else None
+        ),
     )
 
 

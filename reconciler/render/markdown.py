@@ -190,7 +190,7 @@ def _blockers(
 def _blocker_title(found: Verdict) -> list[str]:
     hints = []
     if found.conflicts:
-        hints.append("fix the declarations: a purchase cannot be undone or changed in place")
+        hints.append("each conflict says what stands in the way and how to settle it")
     if found.pending:
         hints.append(
             "`reconciler refresh` settles a pending operation once Cloud-iQ shows its outcome; "

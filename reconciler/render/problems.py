@@ -46,8 +46,8 @@ def describe(exc: ReconcilerError, *, flags: str = "") -> str:
 def _preflight(exc: PreflightError) -> str:
     if exc.kind is PreflightKind.CONFLICTS:
         return (
-            f"the plan has {count(exc.count, 'conflict')}; nothing was bought. "
-            "Fix the declarations (a purchase cannot be undone or changed in place)"
+            f"the plan has {count(exc.count, 'conflict')}; nothing was bought or changed. "
+            "Each conflict says what stands in the way and how to settle it"
         )
     if exc.kind is PreflightKind.MAX_SEATS:
         return (

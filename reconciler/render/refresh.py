@@ -50,11 +50,11 @@ def _delta(drift: Drift) -> str:
 
 
 def summary_line(observations: Observations) -> str:
-    """``Cloud-iQ: 1 identity drifted, 2 unmanaged, 1 pending checkout proven.``"""
+    """``Cloud-iQ: 1 address drifted, 2 unmanaged, 1 pending checkout proven.``"""
     proven = len(observations.settled)
     unsettled = len(observations.unsettled)
     parts = [
-        count(len(observations.drift), "identity drifted", "identities drifted"),
+        count(len(observations.drift), "address drifted", "addresses drifted"),
         f"{len(observations.unmanaged)} unmanaged",
     ]
     if observations.evidence:

@@ -24,7 +24,7 @@ from reconciler.model import (
     Summary,
     UpdateField,
 )
-from reconciler.outcomes import VerifyErrors
+from reconciler.outcomes import ApplyRun, VerifyErrors
 from reconciler.render.money import Catalogue, name_of
 from reconciler.render.words import count, describe_identity, paint, seats
 
@@ -234,9 +234,10 @@ def apply_table(result: ApplyResult) -> str:
     return "\n".join(lines)
 
 
-def apply_summary(result: ApplyResult) -> str:
-    """``Apply complete: ...`` when the run succeeds, ``Apply failed: ...`` when it exits 1."""
-    head = "Apply complete" if result.ok else "Apply failed"
+def apply_summary(result: ApplyResult, *, conflicts: int = 0) -> str:
+    """``Apply complete: ...`` when the run succeeds, ``Apply failed: ...`` when it exits 1
+    (a change failed or is pending, or the plan has ``conflicts``)."""
+    head = "Apply complete" if result.ok and not conflicts else "Apply failed"
     bought = sum(r.seats for r in result.results if r.outcome is Outcome.PURCHASED)
     updated = ""
     if result.count(Outcome.UPDATED):
@@ -250,9 +251,31 @@ def apply_summary(result: ApplyResult) -> str:
     skipped = result.count(Outcome.SKIPPED)
     if skipped:
         line += f" {skipped} not started."
+    if conflicts:
+        line += f" {count(conflicts, 'conflict')}."
     if result.interrupted:
         line += " Interrupted."
     return line
+
+
+def apply_leftovers(run: ApplyRun) -> list[str]:
+    """What apply left undone and why (stderr): conflicts, the changes they held back,
+    operations still pending."""
+    lines = []
+    if run.conflicts:
+        tenants = sorted({c.identity.customer_tenant_id for c in run.conflicts})
+        lines.append(
+            f"error: the plan has {count(len(run.conflicts), 'conflict')} "
+            f"({', '.join(c.address for c in run.conflicts)}); nothing was bought or changed "
+            f"for customer {count(len(tenants), 'tenant')} {', '.join(map(str, tenants))}. "
+            "Each conflict says what stands in the way and how to settle it"
+        )
+    if run.held_back:
+        lines.append(
+            f"  not made: {', '.join(c.address for c in run.held_back)} (same customer tenant "
+            "as a conflict)"
+        )
+    return lines
 
 
 def pending_message(

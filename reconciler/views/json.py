@@ -30,11 +30,8 @@ class JsonPlanView(PlanDiagnostics):
 
     def plan(self, run: PlanRun, catalogue: Catalogue | None, context: PlanContext) -> None:
         data = render.plan_dict(run.plan, run.verify_errors, catalogue)
-        data["cloud"] = (
-            {"read": False, "reason": run.offline}
-            if run.observations is None
-            else {"read": True, "tenants": list(run.observations.tenants)}
-        )
+        if run.offline is not None:
+            data["cloud"]["reason"] = run.offline
         if run.observations is not None:
             from reconciler.render import refresh as render_refresh
 
@@ -113,12 +110,16 @@ class JsonApplyView:
         self._complete("cancelled")
 
     def finished(self, run: ApplyRun, pending: Sequence[PendingOperation], flags: str) -> None:
+        for change in run.held_back:
+            self.emit(render.held_back_event(change))
         if run.result is not None:
             self.console.err("")
             self.console.err(render.apply_table(run.result))
-            self.console.err(render.apply_summary(run.result))
-            if pending:
-                self.console.err(render.pending_message(pending, flags))
+            self.console.err(render.apply_summary(run.result, conflicts=len(run.conflicts)))
+        for line in render.apply_leftovers(run):
+            self.console.err(line)
+        if pending:
+            self.console.err(render.pending_message(pending, flags, run.findings))
         self._complete("applied" if run.ok else "failed", run=run)
 
     def failed(self, exc: ReconcilerError | Exception) -> None:

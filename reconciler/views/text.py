@@ -31,9 +31,9 @@ class TextPlanView(PlanDiagnostics):
                 run.observations, catalogue=catalogue, color=color
             )
             text += "\n\n" + seen
-        if run.offline is not None:
-            text += "\n" + render.offline_note(run.offline)
         self.console.out(text)
+        if run.offline is not None:
+            self.console.err(f"note: {render.offline_note(run.offline)}")
         self.explain(run, context)
 
     def failure(self, exc: ReconcilerError, context: PlanContext) -> None:
@@ -78,13 +78,14 @@ class TextApplyView:
         self.console.err("Apply cancelled; nothing was bought.")
 
     def finished(self, run: ApplyRun, pending: Sequence[PendingOperation], flags: str) -> None:
-        if run.result is None:
-            return
-        self.console.out("")
-        self.console.out(render.apply_table(run.result))
-        self.console.out(render.apply_summary(run.result))
+        if run.result is not None:
+            self.console.out("")
+            self.console.out(render.apply_table(run.result))
+            self.console.out(render.apply_summary(run.result, conflicts=len(run.conflicts)))
+        for line in render.apply_leftovers(run):
+            self.console.err(line)
         if pending:
-            self.console.err(render.pending_message(pending, flags))
+            self.console.err(render.pending_message(pending, flags, run.findings))
 
     def failed(self, exc: ReconcilerError | Exception) -> None:
         pass

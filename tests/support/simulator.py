@@ -132,6 +132,11 @@ class Harness:
     def apply_path(self, path: Path, *extra: str) -> Result:
         return self.run("apply", str(path), "--state", str(self.state), "--auto-approve", *extra)
 
+    def sent(self) -> int:
+        """Calls that ask the API to buy or change anything (verify, checkout, update);
+        reads (token, lists) are not counted: apply reads Cloud-iQ before it plans."""
+        return sum(1 for c in self.sim.calls if c.endpoint in ("verify", "checkout", "update"))
+
     def resolve(self, address: str, flag: str) -> Result:
         return self.run("state", "resolve", address, flag, "--state", str(self.state))
 
