@@ -83,7 +83,7 @@ def subscription_json(**overrides: Any) -> dict[str, Any]:
 
 
 def order_json(**overrides: Any) -> dict[str, Any]:
-    """The processed-order item of crayon-api.md section 9."""
+    """A processed-order item as Crayon's documentation shows one."""
     return {
         "OrderReferenceId": 1414,
         "CatalogId": "CFQ7TTC0LF8R:0010:CFQ7TTC0Q3X5",
@@ -268,40 +268,55 @@ def test_a_subscription_list_keeps_the_asked_tenant_and_statuses() -> None:
         ("nope", "item 1: expected an object, got 'nope'"),
         (
             subscription_json(Quantity="five"),
-            "item 1: Quantity: expected a whole number, got 'five'",
+            "item 1 (id 5001): Quantity: expected a whole number, got 'five'",
         ),
         (
             subscription_json(Quantity=-1),
-            "item 1: Quantity: expected a number of seats (0 or more), got -1",
+            "item 1 (id 5001): Quantity: expected a number of seats (0 or more), got -1",
         ),
-        (subscription_json(Quantity=None), "item 1: Quantity: missing"),
-        (subscription_json(Quantity=True), "item 1: Quantity: expected a whole number, got true"),
-        (subscription_json(Quantity=2.5), "item 1: Quantity: expected a whole number, got 2.5"),
+        (subscription_json(Quantity=None), "item 1 (id 5001): Quantity: missing"),
+        (
+            subscription_json(Quantity=True),
+            "item 1 (id 5001): Quantity: expected a whole number, got true",
+        ),
+        (
+            subscription_json(Quantity=2.5),
+            "item 1 (id 5001): Quantity: expected a whole number, got 2.5",
+        ),
         (subscription_json(Id=None), "item 1: Id: missing"),
-        (subscription_json(CustomerTenant=7), "item 1: CustomerTenant: expected an object, got 7"),
+        (
+            subscription_json(CustomerTenant=7),
+            "item 1 (id 5001): CustomerTenant: expected an object, got 7",
+        ),
         (
             subscription_json(PartNumber=":0001"),
-            "item 1: PartNumber: expected productId:skuId, got ':0001'",
+            "item 1 (id 5001): PartNumber: expected productId:skuId, got ':0001'",
         ),
-        (subscription_json(PartNumber=None, Product=None), "item 1: Product.PartNumber: missing"),
-        (subscription_json(PartNumber=5), "item 1: PartNumber: expected a string, got 5"),
-        (subscription_json(Status=None), "item 1: Status: missing"),
-        (subscription_json(Status=[1]), "item 1: Status: expected a subscription status, got [1]"),
+        (
+            subscription_json(PartNumber=None, Product=None),
+            "item 1 (id 5001): Product.PartNumber: missing",
+        ),
+        (subscription_json(PartNumber=5), "item 1 (id 5001): PartNumber: expected a string, got 5"),
+        (subscription_json(Status=None), "item 1 (id 5001): Status: missing"),
+        (
+            subscription_json(Status=[1]),
+            "item 1 (id 5001): Status: expected a subscription status, got [1]",
+        ),
         (
             subscription_json(BillingCycle={}),
-            "item 1: BillingCycle: expected a billing cycle, got {}",
+            "item 1 (id 5001): BillingCycle: expected a billing cycle, got {}",
         ),
         (
             subscription_json(StartDate="yesterday"),
-            "item 1: StartDate: expected an ISO-8601 date and time, got 'yesterday'",
+            "item 1 (id 5001): StartDate: expected an ISO-8601 date and time, got 'yesterday'",
         ),
         (
             subscription_json(AutoRenewEnabled="yes"),
-            "item 1: AutoRenewEnabled: expected true or false, got 'yes'",
+            "item 1 (id 5001): AutoRenewEnabled: expected true or false, got 'yes'",
         ),
         (
             subscription_json(OrderId=[1]),
-            "item 1: OrderId: expected an id (a number or a string), got [1]",
+            "item 1 (id 5001): OrderId: expected an id (a number or a string), got [1]",
         ),
     ],
 )
@@ -373,15 +388,18 @@ def test_an_order_error_and_an_int_billing_cycle_are_read() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"CatalogId": None}, "item 0: CatalogId: missing"),
+        ({"CatalogId": None}, "item 0 (id 1414): CatalogId: missing"),
         ({"OrderReferenceId": None}, "item 0: OrderReferenceId: missing"),
         ({"Quantity": "20"}, None),
-        ({"Quantity": "twenty"}, "item 0: Quantity: expected a whole number, got 'twenty'"),
+        (
+            {"Quantity": "twenty"},
+            "item 0 (id 1414): Quantity: expected a whole number, got 'twenty'",
+        ),
         (
             {"Created": 1722763038},
-            "item 0: Created: expected an ISO-8601 date and time, got 1722763038",
+            "item 0 (id 1414): Created: expected an ISO-8601 date and time, got 1722763038",
         ),
-        ({"OrderState": 1.5}, "item 0: OrderState: expected an order state, got 1.5"),
+        ({"OrderState": 1.5}, "item 0 (id 1414): OrderState: expected an order state, got 1.5"),
     ],
 )
 def test_malformed_processed_orders(overrides: dict[str, Any], expected: str | None) -> None:
@@ -440,7 +458,7 @@ def test_a_malformed_asset_order_line_is_named() -> None:
     del item["orderLines"][0]["quantity"]
     with pytest.raises(ApiError) as caught:
         parse_asset_orders([item], tenant=111111, external_order_id="reconciler-abc")
-    assert message(caught) == "item 0: orderLines[0].quantity: missing"
+    assert message(caught) == "item 0 (id reconciler-abc): orderLines[0].quantity: missing"
     with pytest.raises(ApiError) as caught:
         parse_asset_order(asset_order_json(orderLines=[3]))
     assert message(caught) == "orderLines[0]: expected an object, got 3"
@@ -487,30 +505,54 @@ def test_an_absent_price_is_unknown_never_zero(
     [
         (
             {"salesPrice": {"value": True, "currencyCode": "EUR"}},
-            "item 0: salesPrice.value: expected an amount, got true",
+            "item 1 (id 2622144): salesPrice.value: expected an amount, got true; "
+            "its price is unknown",
         ),
         (
             {"salesPrice": {"value": "cheap", "currencyCode": "EUR"}},
-            "item 0: salesPrice.value: expected an amount, got 'cheap'",
+            "item 1 (id 2622144): salesPrice.value: expected an amount, got 'cheap'; "
+            "its price is unknown",
         ),
         (
             {"salesPrice": {"value": "NaN", "currencyCode": "EUR"}},
-            "item 0: salesPrice.value: expected an amount, got 'NaN'",
+            "item 1 (id 2622144): salesPrice.value: expected an amount, got 'NaN'; "
+            "its price is unknown",
         ),
-        ({"salesPrice": {"value": 5}}, "item 0: salesPrice.currencyCode: missing"),
-        ({"salesPrice": 5}, "item 0: salesPrice: expected an object, got 5"),
-        ({"productVariant": {"id": 1}}, "item 0: productVariant.partNumber: missing"),
-        ({"productVariant": None}, "item 0: productVariant.partNumber: missing"),
+        (
+            {"salesPrice": {"value": 5, "currencyCode": None}},
+            "item 1 (id 2622144): salesPrice.currencyCode: missing; its price is unknown",
+        ),
+        (
+            {"salesPrice": 5},
+            "item 1 (id 2622144): salesPrice: expected an object, got 5; its price is unknown",
+        ),
         (
             {"maximumQuantity": "lots"},
-            "item 0: maximumQuantity: expected a whole number, got 'lots'",
+            "item 1 (id 2622144): maximumQuantity: expected a whole number, got 'lots'",
         ),
+        ({"productVariant": {"id": 1}}, "item 1 (id 1): productVariant.partNumber: missing"),
+        ({"productVariant": None}, "item 1: productVariant.partNumber: missing"),
     ],
 )
-def test_malformed_agreement_products(overrides: dict[str, Any], expected: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        parse_agreement_products([agreement_product_json(**overrides)])
-    assert message(caught) == expected
+def test_one_unreadable_agreement_product_hides_only_itself(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    other = agreement_product_json(
+        name="Premium", productVariant={"id": 7, "partNumber": "CFQ7TTC0LH18:0001"}
+    )
+    entries = parse_agreement_products([other, agreement_product_json(**overrides), other])
+    assert entries.warnings == (expected,)
+    assert [e.sales_price for e in entries if e.name == "Premium"] == [
+        Price(Decimal("5.6"), "EUR")
+    ] * 2
+    kept = [e for e in entries if e.name != "Premium"]
+    if "its price is unknown" in expected:
+        # Named, with no price rather than a wrong one.
+        assert [(e.product, e.sales_price, e.recommended_retail_price) for e in kept] == [
+            ("CFQ7TTC0LF8R:0010", None, None)
+        ]
+    else:
+        assert kept == []
 
 
 def test_an_agreement_product_without_a_name_is_named_after_its_variant() -> None:
@@ -631,7 +673,7 @@ def test_an_unreadable_item_fails_the_read_with_the_url(
     with pytest.raises(ApiError) as caught:
         make_client().read_subscriptions(111111)
     assert str(caught.value) == (
-        "read subscriptions: item 1: Quantity: expected a whole number, got 'five'"
+        "read subscriptions: item 1 (id 5001): Quantity: expected a whole number, got 'five'"
     )
     assert caught.value.kind is FailureKind.DEFINITIVE
     assert (caught.value.method, caught.value.url) == ("GET", SUBSCRIPTIONS_URL)
