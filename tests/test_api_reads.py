@@ -802,7 +802,7 @@ def test_portal_changes_show_in_the_reads(sim: Simulator, live: CrayonClient) ->
     assert (everything[bought.id].quantity, everything[bought.id].status) == (15, "active")
     assert (everything[added].product, everything[added].quantity) == (PREMIUM, 4)
     assert (everything[added].billing_cycle, everything[added].term_duration) == ("annual", "P1Y")
-    assert (everything[hidden].status, everything[hidden].quantity) == ("cancelled", 2)
+    assert (everything[hidden].status, everything[hidden].quantity) == ("customer-cancellation", 2)
     active = live.read_subscriptions(111111, statuses=STATUS_ACTIVE)
     assert sorted(s.id for s in active) == sorted([bought.id, added])
     assert sim.active_seats(111111, BASIC) == 15
