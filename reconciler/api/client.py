@@ -497,7 +497,7 @@ class _ClientPages:
 def _changed(body: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``body`` with ``changes`` (camelCase names) set on the keys that match
     them ignoring case; a field the body lacks gets the body's casing."""
-    changed: dict[str, Any] = json.loads(json.dumps(body))
+    changed: dict[str, Any] = json.loads(json.dumps(dict(body)))
     pascal = any(isinstance(k, str) and k[:1].isupper() for k in changed)
     for name, value in changes.items():
         key = ci_key(changed, name) or (name[0].upper() + name[1:] if pascal else name)
