@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import ast
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -464,6 +465,77 @@ def test_legacy_endpoints_behave_the_same(simulator: Simulator, api: Api) -> Non
     assert (checkout.status_code, checkout.content) == (200, b"")
     assert len(simulator.checkouts) == 1
     assert simulator.count("verify") == simulator.count("checkout") == 1
+
+
+def test_the_legacy_endpoints_take_and_answer_an_asset_order_only(api: Api) -> None:
+    order = an_order(attestationAccepted=True, customTermEndDate=None)
+    order["scheduledPurchaseDate"] = None
+    refused = api.post("/api/v1/assets/verify", order)
+    assert refused.status_code == 400
+    assert sorted(e["Parameters"]["path"] for e in refused.json()["ObjectErrors"]) == [
+        "orderLines[0].attestationAccepted",
+        "orderLines[0].customTermEndDate",
+        "scheduledPurchaseDate",
+    ]
+    answer = api.post("/api/v1/assets/verify", an_order()).json()
+    assert "scheduledPurchaseDate" not in answer
+    assert "customTermEndDate" not in answer["orderLines"][0]
+    primary = api.post(VERIFY, order).json()  # PurchaseRequestOrder has all three
+    assert primary["orderLines"][0]["attestationAccepted"] is True
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/API/V1/ASSETS/VERIFY",
+        "/api/v1/Assets/verify/",
+        "/api/v1/PurchaseRequest/Verify",
+    ],
+)
+def test_every_path_is_matched_ignoring_case(api: Api, path: str) -> None:
+    assert api.post(path, an_order()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/Subscriptions",
+        "/API/V1/PURCHASEREQUEST/ORDERS/",
+        "/api/v1/AgreementProducts",
+        "/api/v1/Assets/orders",
+    ],
+)
+def test_every_list_is_matched_ignoring_case(api: Api, path: str) -> None:
+    answer = api.get(path, CustomerTenantId=111111, ResellerCustomerId=111111)
+    assert answer.status_code == 200, answer.text
+
+
+def test_lists_in_the_bare_shape_with_a_page_size_cap(
+    simulator_factory: Callable[..., Simulator], http: requests.Session
+) -> None:
+    sim = simulator_factory(list_shape="bare", max_page_size=2)
+    for quantity in (1, 2, 3):
+        sim.portal_add_subscription(111111, "CFQ7TTC0LF8R:0010", quantity)
+    api = Api(sim, http)
+    first = api.get(SUBSCRIPTIONS, customerTenantId=111111, pageSize=100).json()
+    assert [s["Quantity"] for s in first] == [1, 2]  # a bare array, two at most
+    rest = api.get(SUBSCRIPTIONS, customerTenantId=111111, page=2, pageSize=100).json()
+    assert [s["Quantity"] for s in rest] == [3]
+    sim.list_shape, sim.max_page_size = "envelope", None  # read at each request
+    assert api.get(SUBSCRIPTIONS, customerTenantId=111111).json()["TotalHits"] == 3
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"list_shape": "paged"}, "list_shape must be one of envelope, bare, not 'paged'"),
+        ({"max_page_size": 0}, "max_page_size must be a positive integer, not 0"),
+        ({"max_page_size": True}, "max_page_size must be a positive integer, not True"),
+    ],
+)
+def test_list_options_are_checked(arguments: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        Simulator(**arguments)
 
 
 def test_unknown_paths_and_methods(api: Api) -> None:
