@@ -6,10 +6,14 @@ import _thread
 import ast
 import json
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +146,57 @@ def test_serve_forever_stops_cleanly_on_ctrl_c() -> None:
     finally:
         timer.cancel()
     assert not sim.running
+
+
+def test_python_dash_m_serves_with_the_list_options() -> None:
+    arguments = ["--port", "0", "--list-shape", "bare", "--max-page-size", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.simulator", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("Crayon API simulator listening on http://127.0.0.1:"), first
+        url = first.split()[5]
+        env = dict(line.split()[1].split("=", 1) for line in islice(process.stdout, 5))
+        token = requests.post(
+            url + TOKEN,
+            data={
+                "grant_type": "password",
+                "username": env["CRAYON_USERNAME"],
+                "password": env["CRAYON_PASSWORD"],
+                "scope": "CustomerApi",
+            },
+            auth=(env["CRAYON_CLIENT_ID"], env["CRAYON_CLIENT_SECRET"]),
+            timeout=5,
+        ).json()["AccessToken"]
+        products = requests.get(
+            url + "/api/v1/AgreementProducts",
+            params={"CustomerTenantId": 111111},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        ).json()
+        assert isinstance(products, list)
+        assert len(products) == 2
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+
+
+def test_python_dash_m_checks_its_options() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler.simulator", "--list-shape", "paged"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "invalid choice: 'paged'" in done.stderr
 
 
 def test_nothing_is_written_to_stderr(
