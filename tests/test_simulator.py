@@ -40,6 +40,13 @@ TOKEN = "/api/v1/connect/token"
 
 
 @pytest.fixture
+def simulator(simulator_factory: Callable[..., Simulator]) -> Simulator:
+    """The lists these tests read are envelopes, whatever RECONCILER_SIM_LIST_SHAPE says;
+    the bare shape has tests of its own."""
+    return simulator_factory(list_shape="envelope")
+
+
+@pytest.fixture
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session

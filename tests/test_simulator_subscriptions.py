@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,13 @@ from reconciler.simulator import CANCELLATION_WINDOW, SeatBatch, Simulator
 
 TENANT = 111111
 BASIC = "CFQ7TTC0LF8R:0010"
+
+
+@pytest.fixture
+def simulator(simulator_factory: Callable[..., Simulator]) -> Simulator:
+    """The lists these tests read are envelopes, whatever RECONCILER_SIM_LIST_SHAPE says;
+    the bare shape has tests of its own."""
+    return simulator_factory(list_shape="envelope")
 
 
 class Api:
