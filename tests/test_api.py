@@ -1000,6 +1000,23 @@ def test_eight_threads_buy_every_order_exactly_once(
     assert sim.tokens_issued >= 80 // 10
 
 
+def test_a_fresh_token_refused_after_others_sent_with_it_is_renewed_again() -> None:
+    # Another thread's request may have used the fresh token up (or got its answer but
+    # not yet said so) before this one was sent: that 401 says nothing of the credentials.
+    from reconciler.api.client import _TokenHolder
+
+    holder = _TokenHolder(time.monotonic)
+    token = holder.current(lambda: ("fresh", 3600.0))
+    holder.sending(token)
+    assert not holder.expired(token)  # only this request used it: the credentials are bad
+    holder.sending(token)
+    assert holder.expired(token)
+    holder.discard(token)
+    renewed = holder.current(lambda: ("fresher", 3600.0))
+    holder.sending(renewed)
+    assert not holder.expired(renewed)
+
+
 # --------------------------------------------------------------------------- responses
 
 

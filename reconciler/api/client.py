@@ -34,8 +34,9 @@ out the last error stays RETRYABLE: the server never took the request or
 refused it with 429.
 
 401 Unauthorized gets a fresh token and the call repeated once; a second 401
-is DEFINITIVE, unless that token worked for another call or another thread
-replaced it: then once more, at most 3 new tokens per call. One token per
+is DEFINITIVE, unless another call was sent with that token (it may have worked
+for it, or used it up) or another thread replaced it: then once more, at most 3
+new tokens per call. One token per
 client, renewed shortly before it expires (10% of its lifetime, at most 60 s
 early); threads share it, and a lock makes sure only one of them asks for a
 new one.
@@ -386,13 +387,15 @@ class CrayonClient:
         renewals = 0
         while True:
             try:
+                self._tokens.sending(token)
                 response = self._transport.send(request, _BearerAuth(token))
             except ApiError as error:
                 if error.status != 401:
                     raise
-                # A fresh token refused too is definitive, unless that token has
-                # worked for another call or was replaced by another thread: then it
-                # expired or was revoked, which says nothing against the credentials.
+                # A fresh token refused too is definitive, unless another call was sent
+                # with that token (it may have worked for it, or used it up) or another
+                # thread replaced it: then it expired or was revoked, which says nothing
+                # against the credentials.
                 if renewals >= _MAX_RENEWALS or (renewals and not self._tokens.expired(token)):
                     raise self._errors.reworded(
                         error,
@@ -513,6 +516,8 @@ class _TokenHolder:
         self._lock = threading.Lock()
         self._access_token: str | None = None
         self._proven_token: str | None = None
+        #: How many requests were sent with the token in use.
+        self._sends = 0
         self._renew_at = 0.0
 
     def current(self, fetch: Callable[[], tuple[str, float]]) -> str:
@@ -523,6 +528,7 @@ class _TokenHolder:
             requested_at = self._clock()
             token, lifetime = fetch()
             self._access_token = token
+            self._sends = 0
             self._renew_at = requested_at + lifetime - min(60.0, 0.1 * lifetime)
             return token
 
@@ -531,10 +537,17 @@ class _TokenHolder:
         with self._lock:
             self._proven_token = token
 
-    def expired(self, token: str) -> bool:
-        """Whether a refused ``token`` once worked or has already been replaced."""
+    def sending(self, token: str) -> None:
+        """Note a request about to be sent with ``token``."""
         with self._lock:
-            return self._proven_token == token or self._access_token != token
+            if token == self._access_token:
+                self._sends += 1
+
+    def expired(self, token: str) -> bool:
+        """Whether a refused ``token`` once worked, was sent with by another request
+        too, or has already been replaced."""
+        with self._lock:
+            return self._proven_token == token or self._access_token != token or self._sends > 1
 
     def discard(self, token: str) -> None:
         with self._lock:
