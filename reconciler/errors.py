@@ -103,9 +103,9 @@ class ApiError(ReconcilerError):
 
     Never holds a secret: the URL carries no credentials and bodies are the API's
     own error text. ``refused`` is true only when the API definitively refused
-    this order (400, 403, 404, 409 or 422 on verify or checkout, never on the
-    token endpoint); the client sets it, so nothing outside ``api`` classifies
-    a status again.
+    this order or change (400, 403, 404, 409 or 422 on verify, checkout or a
+    subscription update, never on the token endpoint); the client sets it, so
+    nothing outside ``api`` classifies a status again.
     """
 
     def __init__(

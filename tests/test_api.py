@@ -28,13 +28,15 @@ from reconciler.api import (
     RetryPolicy,
     VerifiedOrder,
     build_order,
+    legacy_dropped_fields,
+    legacy_order,
     new_external_order_id,
 )
 from reconciler.api import settings as api_settings
 from reconciler.api.client import CrayonClient
 from reconciler.errors import ApiError, AuthenticationError, ConfigurationError, FailureKind
 from reconciler.model import Identity, Purchase
-from reconciler.simulator import Simulator
+from reconciler.simulator import LIST_SHAPES, Simulator
 
 SECRET = "cl1ent-S3cret-7f3c"
 PASSWORD = "pa55-W0rd-q9z"
@@ -90,9 +92,10 @@ def order(quantity: int = 5, **kwargs: Any) -> OrderJson:
     return build_order(purchase(**kwargs), quantity, new_external_order_id())
 
 
-@pytest.fixture
-def sim(simulator_factory: Callable[..., Simulator]) -> Simulator:
-    return simulator_factory(client_secret=SECRET, password=PASSWORD)
+@pytest.fixture(params=LIST_SHAPES)
+def sim(request: pytest.FixtureRequest, simulator_factory: Callable[..., Simulator]) -> Simulator:
+    """The simulator answering lists in each shape: the envelope, and the bare array."""
+    return simulator_factory(client_secret=SECRET, password=PASSWORD, list_shape=request.param)
 
 
 @pytest.fixture
@@ -550,6 +553,54 @@ def test_legacy_endpoints(sim: Simulator, make_client: Callable[..., CrayonClien
     assert len(sim.checkouts) == 1
 
 
+def test_legacy_bodies_carry_only_asset_order_fields(
+    sim: Simulator, make_client: Callable[..., CrayonClient]
+) -> None:
+    # The legacy endpoints' AssetOrderLine has no attestationAccepted: the simulator,
+    # like the published document, refuses a body with it.
+    client = make_client(sim, legacy_endpoints=True)
+    declared = purchase(attestation_accepted=True, tags={"owner": "it"})
+    result = client.verify(build_order(declared, 5, "reconciler-legacy"))
+    assert result.ok, result.errors
+    client.checkout(result)
+    sent = [r.body for r in sim.requests_log if r.endpoint == "verify"]
+    assert "attestationAccepted" not in sent[0]["orderLines"][0]
+    assert sent[0]["orderLines"][0]["tags"] == {"owner": "it"}
+    assert "scheduledPurchaseDate" not in result.body
+    assert "customTermEndDate" not in result.body["orderLines"][0]
+    # The primary endpoints take it as declared.
+    primary = make_client(sim).verify(build_order(declared, 5, "reconciler-primary"))
+    assert primary.body["orderLines"][0]["attestationAccepted"] is True
+
+
+def test_legacy_dropped_fields_names_what_a_legacy_order_goes_without() -> None:
+    assert legacy_dropped_fields(purchase(attestation_accepted=False)) == ("attestationAccepted",)
+    assert legacy_dropped_fields(purchase(attestation_accepted=None)) == ()
+    assert (
+        legacy_dropped_fields(purchase(notification_email="ops@example.com", tags={"custom": "x"}))
+        == ()
+    )
+
+
+def test_legacy_order_keeps_every_asset_order_field() -> None:
+    full = build_order(
+        purchase(
+            attestation_accepted=True,
+            product_variant_id=7,
+            notification_email="ops@example.com",
+            invoice_profile_id=3,
+            provisioning_context={"domain": "acme"},
+        ),
+        5,
+        "reconciler-x",
+    )
+    kept = legacy_order(full)
+    line = dict(full["orderLines"][0])
+    del line["attestationAccepted"]
+    assert kept == {**full, "orderLines": [line]}
+    assert "attestationAccepted" in full["orderLines"][0]  # the original is not changed
+
+
 def test_lists_read_every_page(sim: Simulator, make_client: Callable[..., CrayonClient]) -> None:
     client = make_client(sim)
     for _ in range(3):
@@ -949,6 +1000,23 @@ def test_eight_threads_buy_every_order_exactly_once(
     assert sim.tokens_issued >= 80 // 10
 
 
+def test_a_fresh_token_refused_after_others_sent_with_it_is_renewed_again() -> None:
+    # Another thread's request may have used the fresh token up (or got its answer but
+    # not yet said so) before this one was sent: that 401 says nothing of the credentials.
+    from reconciler.api.client import _TokenHolder
+
+    holder = _TokenHolder(time.monotonic)
+    token = holder.current(lambda: ("fresh", 3600.0))
+    holder.sending(token)
+    assert not holder.expired(token)  # only this request used it: the credentials are bad
+    holder.sending(token)
+    assert holder.expired(token)
+    holder.discard(token)
+    renewed = holder.current(lambda: ("fresher", 3600.0))
+    holder.sending(renewed)
+    assert not holder.expired(renewed)
+
+
 # --------------------------------------------------------------------------- responses
 
 
@@ -1330,7 +1398,9 @@ def test_lists_follow_items_and_total_hits_across_pages(
 
 
 def test_lists_accept_a_bare_array(mocked: responses.RequestsMock, offline: CrayonClient) -> None:
+    # Without TotalHits a short page may be a capped one: read on to an empty page.
     mocked.add(responses.GET, ORDERS_URL, json=[{"A": 1}])
+    mocked.add(responses.GET, ORDERS_URL, json=[])
     assert offline.list_orders(1) == [{"A": 1}]
 
 

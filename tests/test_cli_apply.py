@@ -460,6 +460,7 @@ def test_a_checkout_wrongly_resolved_as_not_purchased_is_not_bought_again(h: Har
     # The person resolves it the wrong way: it was bought.
     resolved = h.resolve(address, "--not-purchased")
     assert resolved.exit_code == 0, resolved.stderr
+    assert first.external_order_id is not None
     assert first.external_order_id in resolved.stdout
     assert h.state_file()["pending"] == {}
 

@@ -17,6 +17,7 @@ import pytest
 
 from reconciler import executor, planner
 from reconciler.api.orders import LineError, OrderJson, VerifiedOrder, build_order
+from reconciler.api.records import SubscriptionDetail
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import ApplyResult, Declarations, Outcome, Plan, Purchase, State
 from reconciler.state import StateWriter
@@ -71,6 +72,23 @@ class FakeClient:
         sent = {"address": address, "quantity": line["quantity"], "id": order_id}
         with self.lock:
             self.checked_out.append({**sent, "echo": verified.body["echo"]})
+
+    # These plans only buy: an update of a subscription is a failure of the test.
+    def get_subscription(self, subscription_id: int) -> SubscriptionDetail:
+        raise AssertionError(f"read subscription {subscription_id} while only buying")
+
+    def update_subscription(
+        self,
+        current: SubscriptionDetail,
+        *,
+        quantity: int | None = None,
+        auto_renew: bool | None = None,
+        status: int | None = None,
+    ) -> SubscriptionDetail:
+        raise AssertionError(f"updated subscription {current.id} while only buying")
+
+    def cancel_subscription(self, current: SubscriptionDetail) -> SubscriptionDetail:
+        raise AssertionError(f"cancelled subscription {current.id} while only buying")
 
 
 def declaring(*wanted: tuple[str, int]) -> Declarations:

@@ -76,11 +76,18 @@ def test_statuses_on_repeatable_endpoints(
     assert classify_status(endpoint, status) is repeatable_kind
 
 
+#: The calls that change something: never repeated after a failure that may have reached
+#: the server (an update's quantity is absolute, but whether to send it again is the
+#: caller's call, after reading the subscription).
+CHANGING = (Endpoint.CHECKOUT, Endpoint.UPDATE)
+
+
+@pytest.mark.parametrize("endpoint", CHANGING)
 @pytest.mark.parametrize(("status", "repeatable_kind", "checkout_kind"), STATUS_TABLE)
-def test_statuses_on_checkout(
-    status: int, repeatable_kind: FailureKind, checkout_kind: FailureKind
+def test_statuses_on_checkout_and_update(
+    endpoint: Endpoint, status: int, repeatable_kind: FailureKind, checkout_kind: FailureKind
 ) -> None:
-    assert classify_status(Endpoint.CHECKOUT, status) is checkout_kind
+    assert classify_status(endpoint, status) is checkout_kind
 
 
 @pytest.mark.parametrize("endpoint", list(Endpoint))
@@ -94,12 +101,14 @@ def test_a_success_is_not_classified(endpoint: Endpoint, status: int) -> None:
 REFUSAL_TABLE = [
     *[(Endpoint.VERIFY, s, True) for s in (400, 403, 404, 409, 422)],
     *[(Endpoint.CHECKOUT, s, True) for s in (400, 403, 404, 409, 422)],
+    *[(Endpoint.UPDATE, s, True) for s in (400, 403, 404, 409, 422)],
     # The token endpoint refuses us, not the order; the GETs carry no order.
     *[(Endpoint.TOKEN, s, False) for s in (400, 401, 403, 404, 409, 422)],
     *[(Endpoint.READ, s, False) for s in (400, 403, 404, 409, 422)],
     # Anything not definitive, and a 401 (answered with a fresh token), is no refusal.
     *[(Endpoint.VERIFY, s, False) for s in (401, 408, 410, 418, 429, 500, 503)],
     *[(Endpoint.CHECKOUT, s, False) for s in (401, 408, 410, 418, 429, 500, 503)],
+    *[(Endpoint.UPDATE, s, False) for s in (401, 408, 410, 418, 429, 500, 503)],
 ]
 
 
@@ -167,11 +176,15 @@ def test_transport_failures_on_repeatable_endpoints(
     assert classify_transport(endpoint, failure) is repeatable_kind
 
 
+@pytest.mark.parametrize("endpoint", CHANGING)
 @pytest.mark.parametrize(("failure", "repeatable_kind", "checkout_kind"), TRANSPORT_TABLE)
-def test_transport_failures_on_checkout(
-    failure: TransportFailure, repeatable_kind: FailureKind, checkout_kind: FailureKind
+def test_transport_failures_on_checkout_and_update(
+    endpoint: Endpoint,
+    failure: TransportFailure,
+    repeatable_kind: FailureKind,
+    checkout_kind: FailureKind,
 ) -> None:
-    assert classify_transport(Endpoint.CHECKOUT, failure) is checkout_kind
+    assert classify_transport(endpoint, failure) is checkout_kind
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from pgserver import SUPERUSER, PgServer
+
+from tests.pgserver import SUPERUSER, PgServer
 
 
 def _dbname(url: str) -> str:

@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from pgserver import PgServer
 
 from reconciler.cli import cli
 from reconciler.errors import StateLockedError
 from reconciler.simulator import Simulator
 from reconciler.state.postgres import PostgresStateStore
+from tests.pgserver import PgServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "customers"

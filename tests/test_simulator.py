@@ -5,10 +5,15 @@ from __future__ import annotations
 import _thread
 import ast
 import json
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,13 @@ CHECKOUT = "/api/v1/purchaserequest/checkout"
 ORDERS = "/api/v1/purchaserequest/orders/"
 SUBSCRIPTIONS = "/api/v1/subscriptions/"
 TOKEN = "/api/v1/connect/token"
+
+
+@pytest.fixture
+def simulator(simulator_factory: Callable[..., Simulator]) -> Simulator:
+    """The lists these tests read are envelopes, whatever RECONCILER_SIM_LIST_SHAPE says;
+    the bare shape has tests of its own."""
+    return simulator_factory(list_shape="envelope")
 
 
 @pytest.fixture
@@ -141,6 +153,57 @@ def test_serve_forever_stops_cleanly_on_ctrl_c() -> None:
     finally:
         timer.cancel()
     assert not sim.running
+
+
+def test_python_dash_m_serves_with_the_list_options() -> None:
+    arguments = ["--port", "0", "--list-shape", "bare", "--max-page-size", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.simulator", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("Crayon API simulator listening on http://127.0.0.1:"), first
+        url = first.split()[5]
+        env = dict(line.split()[1].split("=", 1) for line in islice(process.stdout, 5))
+        token = requests.post(
+            url + TOKEN,
+            data={
+                "grant_type": "password",
+                "username": env["CRAYON_USERNAME"],
+                "password": env["CRAYON_PASSWORD"],
+                "scope": "CustomerApi",
+            },
+            auth=(env["CRAYON_CLIENT_ID"], env["CRAYON_CLIENT_SECRET"]),
+            timeout=5,
+        ).json()["AccessToken"]
+        products = requests.get(
+            url + "/api/v1/AgreementProducts",
+            params={"CustomerTenantId": 111111},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        ).json()
+        assert isinstance(products, list)
+        assert len(products) == 2
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+
+
+def test_python_dash_m_checks_its_options() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler.simulator", "--list-shape", "paged"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "invalid choice: 'paged'" in done.stderr
 
 
 def test_nothing_is_written_to_stderr(
@@ -459,9 +522,82 @@ def test_every_accepted_checkout_is_recorded_even_a_repeat(simulator: Simulator,
 def test_legacy_endpoints_behave_the_same(simulator: Simulator, api: Api) -> None:
     verified = api.post("/api/v1/assets/verify", an_order())
     assert verified.status_code == 200
-    assert api.post("/api/v1/assets/checkout/", verified.json()).status_code == 204
+    # As the published document has it: 200 without a body, not 204.
+    checkout = api.post("/api/v1/assets/checkout/", verified.json())
+    assert (checkout.status_code, checkout.content) == (200, b"")
     assert len(simulator.checkouts) == 1
     assert simulator.count("verify") == simulator.count("checkout") == 1
+
+
+def test_the_legacy_endpoints_take_and_answer_an_asset_order_only(api: Api) -> None:
+    order = an_order(attestationAccepted=True, customTermEndDate=None)
+    order["scheduledPurchaseDate"] = None
+    refused = api.post("/api/v1/assets/verify", order)
+    assert refused.status_code == 400
+    assert sorted(e["Parameters"]["path"] for e in refused.json()["ObjectErrors"]) == [
+        "orderLines[0].attestationAccepted",
+        "orderLines[0].customTermEndDate",
+        "scheduledPurchaseDate",
+    ]
+    answer = api.post("/api/v1/assets/verify", an_order()).json()
+    assert "scheduledPurchaseDate" not in answer
+    assert "customTermEndDate" not in answer["orderLines"][0]
+    primary = api.post(VERIFY, order).json()  # PurchaseRequestOrder has all three
+    assert primary["orderLines"][0]["attestationAccepted"] is True
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/API/V1/ASSETS/VERIFY",
+        "/api/v1/Assets/verify/",
+        "/api/v1/PurchaseRequest/Verify",
+    ],
+)
+def test_every_path_is_matched_ignoring_case(api: Api, path: str) -> None:
+    assert api.post(path, an_order()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/Subscriptions",
+        "/API/V1/PURCHASEREQUEST/ORDERS/",
+        "/api/v1/AgreementProducts",
+        "/api/v1/Assets/orders",
+    ],
+)
+def test_every_list_is_matched_ignoring_case(api: Api, path: str) -> None:
+    answer = api.get(path, CustomerTenantId=111111, ResellerCustomerId=111111)
+    assert answer.status_code == 200, answer.text
+
+
+def test_lists_in_the_bare_shape_with_a_page_size_cap(
+    simulator_factory: Callable[..., Simulator], http: requests.Session
+) -> None:
+    sim = simulator_factory(list_shape="bare", max_page_size=2)
+    for quantity in (1, 2, 3):
+        sim.portal_add_subscription(111111, "CFQ7TTC0LF8R:0010", quantity)
+    api = Api(sim, http)
+    first = api.get(SUBSCRIPTIONS, customerTenantId=111111, pageSize=100).json()
+    assert [s["Quantity"] for s in first] == [1, 2]  # a bare array, two at most
+    rest = api.get(SUBSCRIPTIONS, customerTenantId=111111, page=2, pageSize=100).json()
+    assert [s["Quantity"] for s in rest] == [3]
+    sim.list_shape, sim.max_page_size = "envelope", None  # read at each request
+    assert api.get(SUBSCRIPTIONS, customerTenantId=111111).json()["TotalHits"] == 3
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"list_shape": "paged"}, "list_shape must be one of envelope, bare, not 'paged'"),
+        ({"max_page_size": 0}, "max_page_size must be a positive integer, not 0"),
+        ({"max_page_size": True}, "max_page_size must be a positive integer, not True"),
+    ],
+)
+def test_list_options_are_checked(arguments: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        Simulator(**arguments)
 
 
 def test_unknown_paths_and_methods(api: Api) -> None:
@@ -799,7 +935,7 @@ def test_each_checkout_line_is_a_processed_order_and_a_subscription_of_its_own(
         (4, "Succeeded"),
     ]
     assert [(s["Quantity"], s["Status"]) for s in subscriptions] == [(3, 1), (4, 1)]
-    assert [s["OrderId"] for s in subscriptions] == [o["OrderReferenceId"] for o in orders]
+    assert [s["OrderId"] for s in subscriptions] == [str(o["OrderReferenceId"]) for o in orders]
     assert len({s["Id"] for s in subscriptions}) == 2
     assert [s.id for s in simulator.subscriptions] == [s["Id"] for s in subscriptions]
     assert [o.reference for o in simulator.processed_orders] == [
@@ -822,12 +958,18 @@ def test_asset_orders_are_found_by_external_order_id(simulator: Simulator, api: 
     api.buy(an_order(ref="reconciler-b", quantity=3))
     api.buy(an_order(tenant=222222, ref="reconciler-c"))
     found = api.get(ASSET_ORDERS, ResellerCustomerId=111111, ExternalOrderId="reconciler-a").json()
+    # The order as checked out, with AssetOrder's fields only, each line naming the
+    # subscription it created.
+    del first["scheduledPurchaseDate"], first["orderLines"][0]["customTermEndDate"]
+    first["orderLines"][0]["subscriptionId"] = simulator.subscriptions[0].id
     assert found == {"Items": [first], "TotalHits": 1}
     everything = api.get(ASSET_ORDERS, ResellerCustomerId=111111).json()
     assert [o["externalOrderId"] for o in everything["Items"]] == ["reconciler-a", "reconciler-b"]
     other = api.get(ASSET_ORDERS, ResellerCustomerId=111111, ExternalOrderId="reconciler-c")
     assert other.json() == {"Items": [], "TotalHits": 0}
-    assert api.get(ASSET_ORDERS, ExternalOrderId="reconciler-a").status_code == 400
+    # Without a tenant: every tenant of the organisation.
+    anywhere = api.get(ASSET_ORDERS, ExternalOrderId="reconciler-c").json()["Items"]
+    assert [o["resellerCustomerId"] for o in anywhere] == [222222]
     assert api.get(ASSET_ORDERS, ResellerCustomerId=999999).status_code == 404
     page = api.get(ASSET_ORDERS, ResellerCustomerId=111111, Page=2, PageSize=1).json()
     assert [o["externalOrderId"] for o in page["Items"]] == ["reconciler-b"]
@@ -856,9 +998,9 @@ def test_subscriptions_filter_by_status_flags(simulator: Simulator, api: Api) ->
         items = api.get(SUBSCRIPTIONS, customerTenantId=111111, **params).json()["Items"]
         return [(s["Quantity"], s["Status"]) for s in items]
 
-    assert quantities() == [(3, 128), (4, 1)]
+    assert quantities() == [(3, 8), (4, 1)]
     assert quantities(statuses=1) == [(4, 1)]
-    assert quantities(statuses=128 | 4) == [(3, 128)]
+    assert quantities(statuses=8 | 4) == [(3, 8)]
     assert api.get(SUBSCRIPTIONS, customerTenantId=111111, statuses="x").status_code == 400
 
 
@@ -893,12 +1035,12 @@ def test_the_portal_admin_endpoint_adds_changes_and_cancels(
     listed = api.get(SUBSCRIPTIONS, customerTenantId=111111).json()["Items"]
     assert listed == [changed.json()["subscription"]]
     [order] = api.get(ORDERS, customerTenantId=111111).json()["Items"]
-    assert (order["OrderReferenceId"], order["Quantity"]) == (subscription["OrderId"], 5)
+    assert (str(order["OrderReferenceId"]), order["Quantity"]) == (subscription["OrderId"], 5)
     cancelled = admin(simulator, http, {"action": "cancel", "subscriptionId": number})
     assert (
         cancelled.json()["subscription"]["Status"],
         simulator.active_seats(111111, "CFQ7TTC0LH18:0001"),
-    ) == (128, 0)
+    ) == (8, 0)
     quiet = admin(simulator, http, portal_add(recordOrder=False))
     assert quiet.json()["subscription"]["OrderId"] is None
     assert len(api.get(ORDERS, customerTenantId=111111).json()["Items"]) == 1

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer
 
 from reconciler.state import JsonFileStateStore, StateStore, open_store
 from reconciler.state.contract import DurableStoreContract, Harness, StateStoreContract
 from reconciler.state.locking import OnWait
 from reconciler.state.postgres import PostgresStateStore
 from tests.fakes import InMemoryStateStore
+from tests.pgserver import PgServer
 
 
 class TestJsonFileStateStore(DurableStoreContract):

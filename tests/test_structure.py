@@ -99,7 +99,7 @@ def _sizes() -> Iterator[tuple[str, str, int, int]]:
 
 
 #: Units allowed past their size, each with the reason.
-LARGE = {
+LARGE: dict[str, str] = {
     # One click command: its options are declarations, each a decorator of a few lines.
 }
 

@@ -1,21 +1,24 @@
 """The Crayon Cloud-iQ API: the only package that imports ``requests``.
 
     settings    ApiSettings (CRAYON_* variables, base-URL checks), RetryPolicy, paths
-    orders      the order wire format: build_order -> OrderJson, VerifiedOrder,
-                LineError, the ApiClient role the executor codes against
+    orders      the order wire format: build_order -> OrderJson, legacy_order and
+                legacy_dropped_fields, VerifiedOrder, LineError, the ApiClient role
     failures    pure classification: classify_status, classify_transport,
                 refuses_order, retry_after, error_body
-    transport   the HTTP seam: RequestsTransport.send, ApiRequest, scrubbed ApiErrors
-    records     what Cloud-iQ says was bought: Subscription, ProcessedOrder,
-                AssetOrder, CatalogEntry, Price, the ApiReader role
-    reads       the pure parse_* functions from list items to records (re-exports them)
-    fields      typed, case-insensitive reads of one JSON item's fields
-    client      CrayonClient: token, verify, checkout; retries and 401s
-    readers     ListReader: the paged lists and typed reads CrayonClient delegates to
+    transport   the HTTP seam: RequestsTransport.send, ApiRequest, scrubbed ApiErrors,
+                the clock skew read from every answer's Date
+    records     what Cloud-iQ says: Subscription, SubscriptionDetail, ProcessedOrder,
+                AssetOrder, CatalogEntry, Price, Listing (with its UnreadableItems),
+                the ApiReader and SubscriptionUpdater roles; load_json (bounded
+                JSON) and the typed, case-insensitive field reading
+    reads       the pure parse_* functions from the API's JSON to records, and
+                ListReader, which pages a list endpoint to its end within bounds
+    client      CrayonClient: token, verify, checkout, reads, get/update/cancel
+                subscription; retries and 401s
 
 Importing this package stays cheap: it re-exports only what needs no
-``requests`` (settings, orders, reads, failures); code that talks to the API imports
-``reconciler.api.client``. ``DEFAULT_API_URL`` is not re-exported: it is read
+``requests`` (settings, orders, records, reads, failures); code that talks to the
+API imports ``reconciler.api.client``. ``DEFAULT_API_URL`` is not re-exported: it is read
 from ``reconciler.api.settings`` at call time, so patch it there.
 
 Nothing in this package prints, logs, turns TLS verification off or puts a
@@ -48,18 +51,27 @@ if TYPE_CHECKING:
         OrderLineJson,
         VerifiedOrder,
         build_order,
+        legacy_dropped_fields,
+        legacy_order,
         new_external_order_id,
         read_verified,
     )
-    from reconciler.api.reads import (
+    from reconciler.api.records import (
         STATUS_ACTIVE,
+        STATUS_SUSPENDED,
         ApiReader,
         AssetOrder,
         AssetOrderLine,
         CatalogEntry,
+        Listing,
         Price,
         ProcessedOrder,
         Subscription,
+        SubscriptionDetail,
+        SubscriptionUpdater,
+        UnreadableItem,
+        UnreadableJson,
+        load_json,
     )
     from reconciler.api.settings import (
         AGREEMENT_PRODUCTS_PATH,
@@ -87,6 +99,7 @@ __all__ = [
     "LEGACY_VERIFY_PATH",
     "ORDERS_PATH",
     "STATUS_ACTIVE",
+    "STATUS_SUSPENDED",
     "SUBSCRIPTIONS_PATH",
     "TIMEOUT_VARIABLES",
     "TOKEN_PATH",
@@ -101,18 +114,26 @@ __all__ = [
     "Endpoint",
     "ErrorBody",
     "LineError",
+    "Listing",
     "OrderJson",
     "OrderLineJson",
     "Price",
     "ProcessedOrder",
     "RetryPolicy",
     "Subscription",
+    "SubscriptionDetail",
+    "SubscriptionUpdater",
     "TransportFailure",
+    "UnreadableItem",
+    "UnreadableJson",
     "VerifiedOrder",
     "build_order",
     "classify_status",
     "classify_transport",
     "error_body",
+    "legacy_dropped_fields",
+    "legacy_order",
+    "load_json",
     "new_external_order_id",
     "read_verified",
     "refuses_credentials",
@@ -138,16 +159,25 @@ __getattr__, __dir__ = lazy_exports(
         "OrderLineJson": "orders",
         "VerifiedOrder": "orders",
         "build_order": "orders",
+        "legacy_dropped_fields": "orders",
+        "legacy_order": "orders",
         "new_external_order_id": "orders",
         "read_verified": "orders",
-        "ApiReader": "reads",
-        "AssetOrder": "reads",
-        "AssetOrderLine": "reads",
-        "CatalogEntry": "reads",
-        "Price": "reads",
-        "ProcessedOrder": "reads",
-        "STATUS_ACTIVE": "reads",
-        "Subscription": "reads",
+        "ApiReader": "records",
+        "AssetOrder": "records",
+        "AssetOrderLine": "records",
+        "CatalogEntry": "records",
+        "Listing": "records",
+        "Price": "records",
+        "ProcessedOrder": "records",
+        "STATUS_ACTIVE": "records",
+        "STATUS_SUSPENDED": "records",
+        "Subscription": "records",
+        "SubscriptionDetail": "records",
+        "SubscriptionUpdater": "records",
+        "UnreadableItem": "records",
+        "UnreadableJson": "records",
+        "load_json": "records",
         "AGREEMENT_PRODUCTS_PATH": "settings",
         "ASSET_ORDERS_PATH": "settings",
         "ApiSettings": "settings",

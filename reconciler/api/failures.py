@@ -8,7 +8,7 @@ maps ``requests``' exceptions and responses onto these values; nothing else in
 the code decides whether a failure may be retried. This module must not import
 ``requests``, must do no I/O and must hold no state.
 
-    what happened                              token, verify, GETs   checkout
+    what happened                              token, verify, GETs   checkout, update (PUT)
     -----------------------------------------  --------------------  ------------------------
     2xx                                        success               success
     could not connect: refused, DNS failure,   RETRYABLE, retried    RETRYABLE, retried (the
@@ -22,29 +22,31 @@ the code decides whether a failure may be retried. This module must not import
     429 Too Many Requests                      RETRYABLE, retried    RETRYABLE, retried
     401 Unauthorized                           DEFINITIVE (the client first repeats the call
                                                once with a fresh token)
-    400 403 404 409 422                        DEFINITIVE            DEFINITIVE
+    400 403 404 409 422                        DEFINITIVE            DEFINITIVE, refused
     408, 5xx                                   RETRYABLE, retried    AMBIGUOUS, never re-sent
     any other status (3xx: redirects are       DEFINITIVE            AMBIGUOUS, never re-sent
       never followed; other 4xx)
     token endpoint 400/401 (bad credentials)   DEFINITIVE; the client says which CRAYON_*
                                                variables to check, never their values
 
-A definitive 400/403/404/409/422 on verify or checkout is the API refusing
-that order (``refuses_order``); on the token endpoint it refuses us, not the
-order.
+A definitive 400/403/404/409/422 on verify, checkout or an update is the API
+refusing that order or that change (``refuses_order``, which sets
+``ApiError.refused``); on the token endpoint it refuses us, not the order. An
+update is never re-sent after an ambiguous failure although its quantity is
+absolute: whether sending it again is safe depends on what the subscription
+shows now, which only the caller can read and judge.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Final
 
-from reconciler.api.jsonread import as_list, ci_get
+from reconciler.api.records import UnreadableJson, as_list, ci_get, load_json
 from reconciler.errors import ApiObjectError, FailureKind
 
 #: Statuses that refuse the request itself: repeating it gives the same answer.
@@ -60,23 +62,18 @@ class Endpoint(enum.Enum):
     TOKEN = "token"
     VERIFY = "verify"
     CHECKOUT = "checkout"
-    #: PUT of a whole subscription (seats, status, renewal).
     UPDATE = "update"
     READ = "read"
 
     @property
     def idempotent(self) -> bool:
-        """Whether the client may send the request again after its answer was lost.
-
-        A checkout can buy twice. An update's values are absolute, but someone may
-        have changed the subscription since: after a lost answer the caller reads it
-        back and decides, so the client never repeats one on its own.
-        """
-        return self not in (Endpoint.CHECKOUT, Endpoint.UPDATE)
+        """Whether the client may repeat the request after a failure that may have
+        reached the server."""
+        return self is not Endpoint.CHECKOUT and self is not Endpoint.UPDATE
 
     @property
     def takes_order(self) -> bool:
-        """Whether the request carries an order or change the API may refuse."""
+        """Whether the request carries an order or a change the API may refuse."""
         return self in (Endpoint.VERIFY, Endpoint.CHECKOUT, Endpoint.UPDATE)
 
 
@@ -229,8 +226,8 @@ def error_body(content: bytes, scrub: Callable[[str], str] = str) -> ErrorBody:
         return clip(scrub(str(value)))
 
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = load_json(text)
+    except UnreadableJson:
         return ErrorBody(message=shown(text))
     if isinstance(data, str):
         return ErrorBody(message=shown(data))

@@ -1,7 +1,11 @@
 """The order wire format: what verify is sent, and what its answer means.
 
 ``build_order`` turns a declared purchase into the camelCase order JSON
-(``OrderJson``); ``read_verified`` turns verify's answer into a
+(``OrderJson``) the ``purchaserequest`` endpoints take; ``legacy_order`` keeps
+only the fields the legacy ``/assets/verify`` and ``/assets/checkout`` take
+(their published ``AssetOrder`` and ``AssetOrderLine`` allow no other), and
+``legacy_dropped_fields`` names the declared fields that leaves out, so that a
+caller can warn; ``read_verified`` turns verify's answer into a
 ``VerifiedOrder`` whose ``errors`` are the order's and every line's business
 errors plus a ``VerifyResponseMismatch`` for any tenant, product, quantity or
 term verify changed (checkout buys exactly what verify returned). ``ApiClient``
@@ -16,9 +20,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, NotRequired, Protocol, TypedDict
+from typing import Any, Final, NotRequired, Protocol, TypedDict, cast
 
-from reconciler.api.jsonread import as_list, ci_get, text_map
+from reconciler.api.records import as_list, ci_get, text_map
 from reconciler.model import BILLING_CYCLES, PURCHASE_TYPES, TAG_KEYS, Purchase
 
 
@@ -138,6 +142,64 @@ def build_order(purchase: Purchase, quantity: int, external_order_id: str) -> Or
     if purchase.invoice_profile_id is not None:
         header["invoiceProfileId"] = purchase.invoice_profile_id
     return {**header, "orderLines": [line]}
+
+
+#: The fields of the legacy endpoints' order (AssetOrder) and order line (AssetOrderLine).
+LEGACY_ORDER_FIELDS: Final = frozenset(
+    {
+        "externalOrderId",
+        "countryCode",
+        "resellerCustomerId",
+        "adminAccount",
+        "notificationEmail",
+        "invoiceProfileId",
+        "errors",
+        "orderLines",
+    }
+)
+LEGACY_LINE_FIELDS: Final = frozenset(
+    {
+        "productId",
+        "subscriptionId",
+        "armRegionName",
+        "skuId",
+        "productVariantId",
+        "quantity",
+        "billingCycle",
+        "provisioningContext",
+        "type",
+        "requiresInventoryCheck",
+        "catalogItemId",
+        "termDuration",
+        "scope",
+        "resellerPriceType",
+        "resellerPriceTypeValue",
+        "isTrial",
+        "tags",
+        "errors",
+    }
+)
+
+
+def legacy_order(order: OrderJson) -> OrderJson:
+    """``order`` with only the fields the legacy ``/assets/*`` endpoints take."""
+    header = {k: v for k, v in order.items() if k in LEGACY_ORDER_FIELDS}
+    lines = [
+        {k: v for k, v in line.items() if k in LEGACY_LINE_FIELDS} for line in order["orderLines"]
+    ]
+    return cast("OrderJson", {**header, "orderLines": lines})
+
+
+def legacy_dropped_fields(purchase: Purchase) -> tuple[str, ...]:
+    """The order fields ``purchase`` declares that a legacy order cannot carry, sorted
+    (``("attestationAccepted",)`` when it declares one): verify and checkout on
+    ``/assets/*`` go without them."""
+    full = build_order(purchase, 1, "reconciler-legacy-check")
+    kept = legacy_order(full)
+    dropped = set(full) - set(kept)
+    for line, kept_line in zip(full["orderLines"], kept["orderLines"], strict=True):
+        dropped |= set(line) - set(kept_line)
+    return tuple(sorted(dropped))
 
 
 def new_external_order_id() -> str:

@@ -40,6 +40,14 @@ SUBSCRIPTIONS_PATH: Final = "/api/v1/subscriptions/"
 ASSET_ORDERS_PATH: Final = "/api/v1/assets/orders/"
 AGREEMENT_PRODUCTS_PATH: Final = "/api/v1/agreementproducts/"
 
+
+def subscription_path(subscription_id: int) -> str:
+    """The path of one subscription (GET reads it, PUT updates it)."""
+    if isinstance(subscription_id, bool) or not isinstance(subscription_id, int):
+        raise TypeError(f"a subscription id is an integer, not {subscription_id!r}")
+    return f"{SUBSCRIPTIONS_PATH}{subscription_id}"
+
+
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 
 

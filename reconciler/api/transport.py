@@ -4,7 +4,9 @@
 headers, never follows a redirect, and returns a 2xx response or raises
 ``ApiError``: it maps ``requests``' exceptions onto the facts
 ``reconciler.api.failures`` classifies and applies that classification, and
-``ApiErrors`` builds every error with its secrets scrubbed. Retries, tokens and
+``ApiErrors`` builds every error with its secrets scrubbed; ``ClockSkew`` keeps
+what the ``Date`` header of every answer says of the local clock. ``read_json``
+parses an answer within ``records.load_json``'s limits. Retries, tokens and
 what an answer means are the client's. This module must not print, must not
 log, must never turn TLS verification off, and must never put a secret (client
 secret, password, access token) into a message, a repr or an exception.
@@ -15,8 +17,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, urlencode
 
@@ -40,6 +45,7 @@ from reconciler.api.failures import (
     status_reason,
     transport_reason,
 )
+from reconciler.api.records import UnreadableJson, load_json
 from reconciler.api.settings import CREDENTIAL_VARIABLES, ApiSettings
 from reconciler.errors import ApiError, ApiObjectError, AuthenticationError, FailureKind
 
@@ -75,8 +81,17 @@ class RequestsTransport:
     not retry on their own) and stays the caller's to close.
     """
 
-    def __init__(self, settings: ApiSettings, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        session: requests.Session | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
+        self._wall_clock = wall_clock
+        #: Server time minus local time, from every answer's Date header.
+        self.skew = ClockSkew()
         self._owns_session = session is None
         self._session = session if session is not None else _new_session()
         #: Proxies and CA bundle from the environment (HTTPS_PROXY, NO_PROXY,
@@ -123,6 +138,7 @@ class RequestsTransport:
             headers["Content-Type"] = "application/json"
             if request.json_body is not None:
                 data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
+        sent_at = self._wall_clock()
         try:
             response = self._session.request(
                 request.method,
@@ -147,21 +163,65 @@ class RequestsTransport:
                 request.method,
                 request.shown_url(settings.base_url),
             ) from exc
+        self.skew.measure(response.headers.get("Date"), sent_at, self._wall_clock())
         if 200 <= response.status_code < 300:
             return response
         raise self.errors.from_status(request, request.shown_url(settings.base_url), response)
 
     def read_json(self, response: requests.Response, operation: str) -> Any:
-        """The JSON of a 2xx answer; an empty or unparsable one is DEFINITIVE."""
+        """The JSON of a 2xx answer. An empty or unreadable one (not JSON, nested too
+        deep, a number too long) is DEFINITIVE."""
         problem = "an empty body"
         if response.content.strip():
             try:
-                return json.loads(response.content)
-            except ValueError:
-                problem = "a body that is not JSON"
+                return load_json(response.content)
+            except UnreadableJson as error:
+                problem = str(error)
         raise self.errors.bad_answer(
             f"{operation}: the API answered HTTP {response.status_code} with {problem}", response
         )
+
+
+class ClockSkew:
+    """How far the API's clock is from ours: server time minus local time.
+
+    Measured from the ``Date`` header of every answer, against the middle of the
+    local time between sending and receiving; the header has whole seconds, so
+    it is taken as the middle of its second and a measurement is good to about a
+    second plus the network's delay. ``value`` is the measurement of the largest
+    magnitude seen (the one that matters when deciding whether two clocks can be
+    compared), None until an answer with a readable Date arrived. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: timedelta | None = None
+
+    def measure(self, date: str | None, sent_at: float, received_at: float) -> None:
+        # Deferred: email.utils costs the CLI's start several milliseconds.
+        import email.utils
+
+        if not date:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        try:
+            server = when.timestamp() + 0.5
+        except (OverflowError, OSError, ValueError):
+            return
+        skew = timedelta(seconds=server - (sent_at + received_at) / 2)
+        with self._lock:
+            if self._value is None or abs(skew) > abs(self._value):
+                self._value = skew
+
+    @property
+    def value(self) -> timedelta | None:
+        with self._lock:
+            return self._value
 
 
 def _new_session() -> requests.Session:
@@ -246,11 +306,14 @@ class ApiErrors:
             error_class=error_class,
         )
 
-    def bad_answer(self, message: str, response: requests.Response) -> ApiError:
-        """A 2xx answer without what it should carry: DEFINITIVE, asking again gives the same."""
+    def bad_answer(
+        self, message: str, response: requests.Response, *, kind: FailureKind | None = None
+    ) -> ApiError:
+        """A 2xx answer without what it should carry: DEFINITIVE (asking again gives the
+        same) unless ``kind`` says otherwise."""
         return self.make(
             message,
-            FailureKind.DEFINITIVE,
+            kind or FailureKind.DEFINITIVE,
             response.request.method or "",
             response.url,
             status=response.status_code,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.api.orders import ApiClient, OrderJson
-from reconciler.api.records import SubscriptionDetail
+from reconciler.api.records import SubscriptionUpdater
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import (
     ApplyResult,
@@ -31,22 +31,7 @@ from reconciler.state import StateWriter
 OrderBuilder = Callable[[Purchase, int, str], OrderJson]
 
 
-class SubscriptionClient(Protocol):
-    """Reads and updates one subscription (``CrayonClient`` fits)."""
-
-    def get_subscription(self, subscription_id: int) -> SubscriptionDetail: ...
-
-    def update_subscription(
-        self,
-        current: SubscriptionDetail,
-        *,
-        quantity: int | None = None,
-        auto_renew: bool | None = None,
-        status: int | None = None,
-    ) -> SubscriptionDetail: ...
-
-
-class Client(ApiClient, SubscriptionClient, Protocol):
+class Client(ApiClient, SubscriptionUpdater, Protocol):
     """Everything apply calls: verify and checkout, and subscription updates."""
 
 

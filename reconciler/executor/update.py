@@ -28,12 +28,11 @@ from reconciler.model import (
 )
 
 if TYPE_CHECKING:
-    from reconciler.executor.run import Run, SubscriptionClient
+    from reconciler.api.records import SubscriptionUpdater
+    from reconciler.executor.run import Run
 
 #: How often an update is sent again when reading it back shows it was not made.
 RESENDS = 2
-#: The status a PUT sets to cancel a subscription (Suspended).
-CANCELLED_STATUS = 2
 
 
 def update(run: Run, change: Change) -> ChangeResult:
@@ -131,10 +130,10 @@ def value(detail: SubscriptionDetail, field: UpdateField) -> int | None:
 
 
 def put(
-    client: SubscriptionClient, current: SubscriptionDetail, step: SubscriptionChange
+    client: SubscriptionUpdater, current: SubscriptionDetail, step: SubscriptionChange
 ) -> SubscriptionDetail:
     if step.field is UpdateField.CANCEL:
-        return client.update_subscription(current, status=CANCELLED_STATUS)
+        return client.cancel_subscription(current)
     if step.field is UpdateField.AUTO_RENEW:
         return client.update_subscription(current, auto_renew=bool(step.after))
     return client.update_subscription(current, quantity=step.after)

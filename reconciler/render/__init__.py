@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     )
     from reconciler.render.money import Catalogue, CatalogueEntry, Money, is_commitment
     from reconciler.render.text import (
+        apply_leftovers,
         apply_progress,
         apply_summary,
         apply_table,
@@ -74,13 +75,13 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "Catalogue",
-    "CatalogueEntry",
     "DEFAULT_STATE",
     "EVENTS_FORMAT_VERSION",
     "MARKDOWN_LIMIT",
-    "Money",
     "PLAN_FORMAT_VERSION",
+    "Catalogue",
+    "CatalogueEntry",
+    "Money",
     "Verdict",
     "apply_complete_event",
     "apply_leftovers",

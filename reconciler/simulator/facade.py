@@ -1,10 +1,11 @@
 """``Simulator``: the one object tests, benchmarks and the CLI drive the simulated API through.
 
-It owns the configuration (credentials, token lifetime, latency, verbosity) and
-delegates: what happened to the ``Ledger``, programmed failures to ``Faults``
-(through the ``FaultInjection`` methods it inherits), the socket to
-``LoopbackServer``. It adds no behaviour of its own beyond
-argument checks and must not import ``reconciler.api`` or ``reconciler.model``.
+It owns the configuration (credentials, token lifetime, latency, verbosity, list
+shape, page-size cap) and delegates: what happened to the ``SimulatedCloud``
+(with its clock), programmed failures to ``Faults`` (through the
+``FaultInjection`` methods it inherits), the socket to ``LoopbackServer``. It
+adds no behaviour of its own beyond argument checks and must not import
+``reconciler.api`` or ``reconciler.model``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from reconciler.simulator.catalog import CatalogItem, default_catalog, load_catalog
+from reconciler.simulator.cloud import RecordedCall, RecordedRequest, SimulatedCloud
 from reconciler.simulator.faults import Faults
 from reconciler.simulator.injection import FaultInjection
-from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest
-from reconciler.simulator.listings import OrderRecord, SubscriptionRecord
+from reconciler.simulator.listings import OrderRecord
 from reconciler.simulator.orders import RecordedCheckout
 from reconciler.simulator.server import LoopbackServer
-from reconciler.simulator.wire import check_endpoint
+from reconciler.simulator.subscriptions import ORGANIZATION_ID, SubscriptionRecord
+from reconciler.simulator.wire import LIST_SHAPES, check_endpoint
 
 
 class Simulator(FaultInjection):
@@ -32,8 +35,10 @@ class Simulator(FaultInjection):
     The fault-injection methods (``fail_next``, ``storm``, ``expire_tokens``, ...)
     come from ``FaultInjection``.
 
-    The credentials, ``token_ttl_*``, ``latency`` and ``verbose`` are read at
-    each request, so a test may change them while the simulator serves.
+    The credentials, ``token_ttl_*``, ``latency``, ``verbose``, ``list_shape``
+    ("envelope": ``{"Items", "TotalHits"}``; "bare": the array alone) and
+    ``max_page_size`` (None: any page size asked for) are read at each request,
+    so a test may change them while the simulator serves.
     """
 
     def __init__(
@@ -50,7 +55,18 @@ class Simulator(FaultInjection):
         token_ttl_calls: int | None = None,
         latency: float = 0.0,
         verbose: bool = False,
+        list_shape: str = "envelope",
+        max_page_size: int | None = None,
     ) -> None:
+        if list_shape not in LIST_SHAPES:
+            shapes = ", ".join(LIST_SHAPES)
+            raise ValueError(f"list_shape must be one of {shapes}, not {list_shape!r}")
+        if max_page_size is not None and (
+            isinstance(max_page_size, bool)
+            or not isinstance(max_page_size, int)
+            or max_page_size < 1
+        ):
+            raise ValueError(f"max_page_size must be a positive integer, not {max_page_size!r}")
         default_items, default_tenants = default_catalog()
         self.port = port
         self.client_id = client_id
@@ -61,17 +77,21 @@ class Simulator(FaultInjection):
         self.token_ttl_calls = token_ttl_calls
         self.latency = latency
         self.verbose = verbose
+        self.list_shape = list_shape
+        self.max_page_size = max_page_size
+        #: The organisation (reseller) every simulated customer tenant belongs to.
+        self.organization_id = ORGANIZATION_ID
         self.url = ""
-        # One lock for the ledger and the faults: a checkout is recorded and the
+        # One lock for the records and the faults: a checkout is recorded and the
         # drop it triggers taken in one step, and reset() forgets both at once.
         lock = threading.RLock()
-        self._ledger = Ledger(
+        self._cloud = SimulatedCloud(
             lock,
             default_items if catalog is None else catalog,
             default_tenants if tenants is None else tenants,
         )
         self._faults = Faults(lock)
-        self._server = LoopbackServer(self, self._ledger, self._faults)
+        self._server = LoopbackServer(self, self._cloud, self._faults)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -127,60 +147,86 @@ class Simulator(FaultInjection):
     def load_catalog_file(self, path: str | Path) -> None:
         """Replace the catalogue and tenants with those of a YAML or JSON file."""
         catalog, tenants = load_catalog(path)
-        self._ledger.replace_catalog(catalog, tenants)
+        self._cloud.replace_catalog(catalog, tenants)
 
     # ----------------------------------------------------------------- what happened
 
     @property
     def catalog(self) -> list[CatalogItem]:
-        return list(self._ledger.catalog.values())
+        return list(self._cloud.catalog.values())
 
     @property
     def tenants(self) -> set[int]:
-        return self._ledger.tenants
+        return self._cloud.tenants
 
     @property
     def checkouts(self) -> list[RecordedCheckout]:
         """Every accepted checkout line, oldest first (a copy)."""
-        return self._ledger.checkouts
+        return self._cloud.checkouts
 
     @property
     def calls(self) -> list[RecordedCall]:
         """Every request answered so far, in order (a copy)."""
-        return self._ledger.calls
+        return self._cloud.calls
 
     @property
     def requests_log(self) -> list[RecordedRequest]:
         """Bodies of every verify and checkout request and of their answers (a copy)."""
-        return self._ledger.requests
+        return self._cloud.requests
 
     @property
     def tokens_issued(self) -> int:
-        return self._ledger.tokens.issued
+        return self._cloud.tokens.issued
 
     def count(self, endpoint: str, status: int | None = None) -> int:
         """How many requests reached ``endpoint`` (answered with ``status``, if given)."""
         check_endpoint(endpoint)
-        return self._ledger.count(endpoint, status)
+        return self._cloud.count(endpoint, status)
 
     def seats(self, tenant: int, product: str) -> int:
         """Seats bought for ``product`` ("productId:skuId") by ``tenant`` through checkouts."""
-        return self._ledger.seats(tenant, product)
+        return self._cloud.seats(tenant, product)
 
     @property
     def processed_orders(self) -> list[OrderRecord]:
         """Every processed-order line (checkouts and portal purchases), oldest first (a copy)."""
-        return self._ledger.orders
+        return self._cloud.orders
 
     @property
     def subscriptions(self) -> list[SubscriptionRecord]:
         """Every subscription, cancelled ones too, oldest first (a copy)."""
-        return self._ledger.subscriptions
+        return self._cloud.subscriptions
+
+    def subscription(self, subscription_id: int) -> SubscriptionRecord:
+        """One subscription as it is now (its seat batches, status, auto-renew);
+        raises LookupError for an unknown id."""
+        return self._cloud.subscription(subscription_id)
 
     def active_seats(self, tenant: int, product: str) -> int:
         """Seats of ``product`` ("productId:skuId") in ``tenant``'s active subscriptions:
         what was bought, with the portal's changes."""
-        return self._ledger.active_seats(tenant, product)
+        return self._cloud.active_seats(tenant, product)
+
+    # ----------------------------------------------------------------- the clock
+    # Every date the simulator records and the Date header of every answer; token
+    # lifetimes run on real time. ``POST /_admin/clock`` moves it over HTTP.
+
+    @property
+    def now(self) -> datetime:
+        """The simulated current time (UTC)."""
+        return self._cloud.clock.now()
+
+    def advance_clock(
+        self, *, hours: float = 0.0, minutes: float = 0.0, seconds: float = 0.0
+    ) -> datetime:
+        """Move the simulated clock forward (or back, with negative values); returns now."""
+        return self._cloud.clock.advance(timedelta(hours=hours, minutes=minutes, seconds=seconds))
+
+    def set_clock(self, when: datetime | str) -> datetime:
+        """Make ``when`` (a datetime, naive meaning UTC, or ISO-8601 text) the current time."""
+        if isinstance(when, str):
+            when = datetime.fromisoformat(when)
+        return self._cloud.clock.set(when)
 
     # ----------------------------------------------------------------- the portal
     # Changes a person makes by hand in the Cloud-iQ portal, without verify or
@@ -203,22 +249,25 @@ class Simulator(FaultInjection):
         Succeeded, no externalOrderId, no asset order) is listed for it too.
         Raises ValueError for what the catalogue does not offer.
         """
-        return self._ledger.portal_add(
+        return self._cloud.portal_add(
             tenant, product, quantity, billing_cycle, term_duration, record_order
         ).id
 
     def portal_set_quantity(self, subscription_id: int, quantity: int) -> None:
-        """Change an active subscription's seats; raises LookupError for an unknown id."""
-        self._ledger.portal_set_quantity(subscription_id, quantity)
+        """Change an active subscription's seats (an increase adds seats at the simulated
+        now, a decrease takes the newest first; the portal does not check the window);
+        raises LookupError for an unknown id."""
+        self._cloud.portal_set_quantity(subscription_id, quantity)
 
     def portal_cancel(self, subscription_id: int) -> None:
-        """Cancel a subscription (status 128, Cancelled); its seats no longer count."""
-        self._ledger.portal_cancel(subscription_id)
+        """Cancel a subscription (status 8, CustomerCancellation); its seats no longer count."""
+        self._cloud.portal_cancel(subscription_id)
 
     def reset(self) -> None:
-        """Forget recorded traffic, purchases, tokens and pending injections."""
-        with self._ledger.lock:
-            self._ledger.reset()
+        """Forget recorded traffic, purchases, tokens and pending injections; the clock
+        goes back to real time."""
+        with self._cloud.lock:
+            self._cloud.reset()
             self._faults.reset()
 
 

@@ -3,12 +3,13 @@
 What a test or ``reconciler simulator --fail`` can ask for: an error status
 (with Retry-After or a custom body) instead of the answer, a slow answer, a
 checkout taken and then dropped or answered 500 (the ambiguous cases), a valid
-checkout answered 500 without being taken, a checkout held before it is
-answered, order-level errors in verify answers, and a storm: each request
-failing at random, with a seeded choice of those faults (``storm``).
-Expiring tokens is the other fault: tokens live in the ledger, so it is
-``Ledger.expire_tokens``. This module only queues; the server applies what it
-takes from here. It must not import ``reconciler.api`` or ``reconciler.model``.
+checkout answered 500 without being taken, the same three for a valid update
+(PUT) of a subscription, a checkout held before it is answered, order-level
+errors in verify answers, and a storm: each request failing at random, with a
+seeded choice of those faults (``storm``). Expiring tokens is the other fault:
+tokens live in the simulated cloud, so it is ``Tokens.expire``. This module
+only queues; the server applies what it takes from here. It must not import
+``reconciler.api`` or ``reconciler.model``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ _STORM_DROPS: Final[dict[str, CheckoutFault]] = {
     "500-after-record": "500",
     "drop-after-record": "drop",
     "500-unrecorded": "unrecorded",
+}
+#: How a valid update (PUT) ends instead of 200: applied, then the connection dropped
+#: ("drop") or 500 ("500"); or 500 without being applied ("unapplied").
+UpdateFault = Literal["drop", "500", "unapplied"]
+_UPDATE_FAULTS: Final = ("drop", "500", "unapplied")
+#: And, on a valid update only.
+STORM_UPDATE_FAULTS: Final = ("500-after-apply", "drop-after-apply", "500-unapplied")
+_STORM_UPDATES: Final[dict[str, UpdateFault]] = {
+    "500-after-apply": "500",
+    "drop-after-apply": "drop",
+    "500-unapplied": "unapplied",
 }
 
 
@@ -63,6 +75,7 @@ class Faults:
         self._delays: dict[str, deque[float]] = {e: deque() for e in ENDPOINTS}
         self._order_errors: deque[dict[str, Any]] = deque()
         self._drops: deque[CheckoutFault] = deque()
+        self._update_faults: deque[UpdateFault] = deque()
         self._hold = 0.0
         self._storm: _Storm | None = None
         # The storm decides a checkout's fault when the request arrives (``take``) and
@@ -104,6 +117,13 @@ class Faults:
         with self._lock:
             self._drops.extend([fault] * count)
 
+    def fail_updates(self, fault: UpdateFault, count: int = 1) -> None:
+        """End the next ``count`` valid updates with ``fault``, after those already queued."""
+        if fault not in _UPDATE_FAULTS:
+            raise ValueError(f"fault must be one of {', '.join(_UPDATE_FAULTS)}, not {fault!r}")
+        with self._lock:
+            self._update_faults.extend([fault] * count)
+
     def hold_checkouts(self, seconds: float) -> None:
         with self._lock:
             self._hold = seconds
@@ -119,9 +139,10 @@ class Faults:
 
         A hit request gets, chosen at random (``random.Random(seed)``): 429 or 503
         without being acted on (each with ``Retry-After: 0`` half of the time), or
-        its answer ``slow`` seconds late; a valid checkout may instead be taken and
-        then answered 500 or dropped, or answered 500 without being taken. Queued
-        faults go first; a request they hit is not hit by the storm as well.
+        its answer ``slow`` seconds late; a valid checkout or update may instead be
+        taken (applied) and then answered 500 or dropped, or answered 500 without
+        being taken. Queued faults go first; a request they hit is not hit by the
+        storm as well.
         """
         if not 0 <= rate <= 1:
             raise ValueError(f"rate must be between 0 and 1, not {rate!r}")
@@ -138,6 +159,7 @@ class Faults:
                 delays.clear()
             self._order_errors.clear()
             self._drops.clear()
+            self._update_faults.clear()
             self._hold = 0.0
 
     # ----------------------------------------------------------------- taking
@@ -151,11 +173,14 @@ class Faults:
             storm = self._storm
             if storm is None or delay or failure or storm.chance.random() >= storm.rate:
                 return delay, failure
-            kinds = STORM_FAULTS + (STORM_CHECKOUT_FAULTS if endpoint == "checkout" else ())
+            kinds = STORM_FAULTS + {
+                "checkout": STORM_CHECKOUT_FAULTS,
+                "update": STORM_UPDATE_FAULTS,
+            }.get(endpoint, ())
             kind = storm.chance.choice(kinds)
-            if kind in _STORM_DROPS:
+            if kind in _STORM_DROPS or kind in _STORM_UPDATES:
                 self._storm_drop.kind = kind
-                return 0.0, None  # counted once the checkout is found valid
+                return 0.0, None  # counted once the request is found valid
             self.injected[f"{endpoint} {kind}"] += 1
             if kind == "slow":
                 return storm.slow, None
@@ -174,10 +199,22 @@ class Faults:
                 return self._drops.popleft()
             kind: str | None = getattr(self._storm_drop, "kind", None)
             self._storm_drop.kind = None
-            if kind is None:
+            if kind not in _STORM_DROPS:
                 return None
             self.injected[f"checkout {kind}"] += 1
             return _STORM_DROPS[kind]
+
+    def take_update_fault(self) -> UpdateFault | None:
+        """How to end the next valid update: an ``UpdateFault``, or normally (None)."""
+        with self._lock:
+            if self._update_faults:
+                return self._update_faults.popleft()
+            kind: str | None = getattr(self._storm_drop, "kind", None)
+            self._storm_drop.kind = None
+            if kind not in _STORM_UPDATES:
+                return None
+            self.injected[f"update {kind}"] += 1
+            return _STORM_UPDATES[kind]
 
     @property
     def hold(self) -> float:

@@ -1,7 +1,7 @@
 """``FaultInjection``: the failures a test programs into the simulated API.
 
 A mixin of ``Simulator``: each method only queues work for ``Faults`` (or
-expires the ``Ledger``'s tokens); ``server`` applies it to the next requests.
+expires the simulated cloud's tokens); ``server`` applies it to the next requests.
 It adds no behaviour beyond what ``Faults`` does and must not import
 ``reconciler.api`` or ``reconciler.model``.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from reconciler.simulator.faults import Faults
-from reconciler.simulator.ledger import Ledger
+from reconciler.simulator.cloud import SimulatedCloud
+from reconciler.simulator.faults import Faults, UpdateFault
 
 
 class FaultInjection:
     """Error statuses, delays, drops, storms, held checkouts, order errors, expired tokens."""
 
-    # Set by ``Simulator.__init__``; the ledger's lock also guards the faults.
-    _ledger: Ledger
+    # Set by ``Simulator.__init__``; the cloud's lock also guards the faults.
+    _cloud: SimulatedCloud
     _faults: Faults
 
     def fail_next(
@@ -54,17 +54,30 @@ class FaultInjection:
         """
         self._faults.fail_checkouts("unrecorded", count)
 
+    def fail_updates(self, fault: UpdateFault, count: int = 1) -> None:
+        """End the next ``count`` valid updates (PUT of a subscription) with ``fault``:
+        ``"500"`` applies the change then answers 500, ``"drop"`` applies it then closes
+        the connection without an answer (both ambiguous to a client), ``"unapplied"``
+        answers 500 without applying it. An invalid update is refused as usual."""
+        self._faults.fail_updates(fault, count)
+
+    def drop_after_update(self, count: int = 1, mode: Literal["drop", "500"] = "drop") -> None:
+        """Apply the next ``count`` valid updates, then drop the connection or answer 500."""
+        if mode not in ("drop", "500"):
+            raise ValueError(f"mode must be 'drop' or '500', not {mode!r}")
+        self._faults.fail_updates(mode, count)
+
     def storm(self, rate: float, *, seed: int, slow: float = 1.0) -> None:
         """Fail each later request with probability ``rate``, at random but reproducibly
         (``seed``): 429 or 503 without acting on it, an answer ``slow`` seconds late,
-        and for a valid checkout also taken-then-500, taken-then-dropped, or 500
-        without being taken. ``storm(0, seed=...)`` ends it; ``faults_injected`` counts."""
+        and for a valid checkout or update also taken-then-500, taken-then-dropped,
+        or 500 without being taken. ``storm(0, seed=...)`` ends it; ``faults_injected`` counts."""
         self._faults.storm(rate, seed, slow)
 
     @property
     def faults_injected(self) -> dict[str, int]:
         """How many faults ``storm`` injected, by "endpoint fault" (e.g. "verify 429")."""
-        with self._ledger.lock:
+        with self._cloud.lock:
             return dict(self._faults.injected)
 
     def hold_checkouts(self, seconds: float) -> None:
@@ -77,4 +90,4 @@ class FaultInjection:
 
     def expire_tokens(self) -> None:
         """Make every issued token invalid (the next API call gets 401)."""
-        self._ledger.tokens.expire()
+        self._cloud.tokens.expire()

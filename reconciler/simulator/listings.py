@@ -1,34 +1,34 @@
 """What the simulator's read endpoints answer: its records and the JSON items made from them.
 
-``OrderRecord`` (one processed-order line) and ``SubscriptionRecord`` are what
-the ledger keeps for every accepted checkout line (one subscription per line,
-as NCE makes one per order) and for every portal purchase; the functions here
-turn them, the recorded checkouts and the catalogue into the items of the
-processed-orders, subscriptions, asset-orders and agreement-products lists,
-in the casing ``crayon-api.md`` shows for each (PascalCase for the first two,
-camelCase for the others). Pure: no state, no HTTP, and no import of
-``reconciler.api`` or ``reconciler.model``.
+``OrderRecord`` (one processed-order line) is what the simulated cloud keeps for
+every accepted checkout line and every portal purchase, beside a subscription
+(``subscriptions.SubscriptionRecord``: one per checkout line, as new commerce
+makes one per order). The functions here turn them, the recorded checkouts and
+the catalogue into the items of the processed-orders, subscriptions,
+asset-orders and agreement-products lists: PascalCase for the first two, as
+Crayon's examples show them, camelCase for the others, with the fields and
+types of the published document where it has the endpoint. Pure: no state, no
+HTTP, and no import of ``reconciler.api`` or ``reconciler.model``.
 """
 
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from reconciler.simulator.catalog import CatalogItem
-from reconciler.simulator.orders import RecordedCheckout
+from reconciler.simulator.orders import ASSET_LINE_FIELDS, ASSET_ORDER_FIELDS, RecordedCheckout
+from reconciler.simulator.subscriptions import (
+    SubscriptionRecord,
+    new_subscription,
+    subscription_item,
+)
 
-#: SubscriptionStatus flags the simulator sets.
-STATUS_ACTIVE: Final = 1
-STATUS_CANCELLED: Final = 128
-#: BillingCycleType (orders) -> its name, and -> BillingCycleEnum (subscriptions).
+#: BillingCycleType (orders) -> its name.
 CYCLE_NAMES: Final = {1: "Monthly", 2: "Annual", 3: "None", 4: "OneTime", 5: "Triennial"}
-CYCLE_TO_SUBSCRIPTION: Final = {1: 1, 2: 2, 3: 3, 4: 4, 5: 8}
-_TERM_MONTHS: Final = {"P1M": 1, "P1Y": 12, "P3Y": 36}
 #: Product variant ids of the agreement products: this plus the catalogue position.
 _FIRST_VARIANT_ID: Final = 2_600_001
 
@@ -56,43 +56,15 @@ class OrderRecord:
         return f"{self.product_id}:{self.sku_id}"
 
 
-@dataclass(frozen=True)
-class SubscriptionRecord:
-    """One subscription; ``billing_cycle`` is the order's BillingCycleType it was bought with.
-
-    ``order_reference`` is None for a subscription added in the portal without an order.
-    """
-
-    id: int
-    tenant: int
-    product_id: str
-    sku_id: str
-    catalog_item_id: str
-    name: str
-    quantity: int
-    billing_cycle: int
-    term_duration: str
-    start: str
-    order_reference: int | None
-    status: int = STATUS_ACTIVE
-
-    @property
-    def product(self) -> str:
-        return f"{self.product_id}:{self.sku_id}"
-
-    @property
-    def active(self) -> bool:
-        return self.status == STATUS_ACTIVE
-
-
 def checkout_listing_records(
-    lines: Iterable[RecordedCheckout],
-    catalog: Mapping[str, CatalogItem],
-    subscription_ids: Iterable[int],
+    lines: Iterable[RecordedCheckout], catalog: Mapping[str, CatalogItem], when: datetime
 ) -> tuple[list[OrderRecord], list[SubscriptionRecord]]:
-    """The processed-order lines and the subscriptions (one per line) a checkout leaves."""
+    """The processed-order lines and the subscriptions (one per line, each with the
+    line's ``subscription_id``) a checkout taken at ``when`` leaves."""
     orders, subscriptions = [], []
-    for line, subscription_id in zip(lines, subscription_ids, strict=False):
+    for line in lines:
+        if line.subscription_id is None:
+            raise ValueError("a checkout line without its subscription id")
         item = catalog.get(line.product)
         name = item.name if item else line.product
         email = line.body.get("notificationEmail")
@@ -112,8 +84,8 @@ def checkout_listing_records(
             )
         )
         subscriptions.append(
-            SubscriptionRecord(
-                id=subscription_id,
+            new_subscription(
+                line.subscription_id,
                 tenant=line.tenant,
                 product_id=line.product_id,
                 sku_id=line.sku_id,
@@ -122,7 +94,7 @@ def checkout_listing_records(
                 quantity=line.quantity,
                 billing_cycle=line.billing_cycle,
                 term_duration=line.term_duration,
-                start=line.time,
+                created=when,
                 order_reference=line.order_reference_id,
             )
         )
@@ -153,55 +125,47 @@ def order_items(orders: Sequence[OrderRecord], tenant: int) -> list[dict[str, An
 
 
 def subscription_items(
-    subscriptions: Sequence[SubscriptionRecord], tenant: int, statuses: int | None = None
+    subscriptions: Sequence[SubscriptionRecord],
+    tenants: Iterable[int],
+    statuses: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The subscriptions list of ``tenant``, those with a status flag in ``statuses`` if given."""
+    """The subscriptions list of ``tenants``, those with a status flag in ``statuses`` if given."""
+    wanted = set(tenants)
     return [
         subscription_item(s)
         for s in subscriptions
-        if s.tenant == tenant and (statuses is None or s.status & statuses)
+        if s.tenant in wanted and (statuses is None or s.status & statuses)
     ]
 
 
-def subscription_item(s: SubscriptionRecord) -> dict[str, Any]:
-    """One subscription as the subscriptions list shows it."""
-    start = datetime.fromisoformat(s.start.replace("Z", "+00:00"))
-    months = _TERM_MONTHS.get(s.term_duration, 1)
-    year, month = divmod(start.month - 1 + months, 12)
-    end = start.replace(year=start.year + year, month=month + 1, day=min(start.day, 28))
-    return {
-        "Id": s.id,
-        "PublisherSubscriptionId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"subscription:{s.id}")),
-        "CustomerTenant": {"Id": s.tenant},
-        "Product": {"Id": s.catalog_item_id, "PartNumber": s.product, "ItemName": s.name},
-        "PartNumber": s.product,
-        "Name": s.name,
-        "Quantity": s.quantity,
-        "Status": s.status,
-        "BillingCycle": CYCLE_TO_SUBSCRIPTION.get(s.billing_cycle, 0),
-        "TermDuration": s.term_duration,
-        "OrderId": s.order_reference,
-        "StartDate": s.start,
-        "EndDate": end.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "AutoRenewEnabled": s.active,
-    }
-
-
 def asset_order_items(
-    checkouts: Sequence[RecordedCheckout], tenant: int, external_order_id: str | None = None
+    checkouts: Sequence[RecordedCheckout],
+    tenants: Iterable[int],
+    external_order_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The asset orders of ``tenant``: each accepted checkout's order as it was checked out.
+    """The asset orders of ``tenants``: each accepted checkout's order as it was checked
+    out, with only AssetOrder's fields, each line naming the subscription it created
+    (``subscriptionId``; assumed of the real API, which documents the field).
 
     ``external_order_id`` keeps only the orders with exactly that externalOrderId.
     """
-    items = []
-    seen: set[int] = set()
+    wanted = set(tenants)
+    lines: dict[int, list[RecordedCheckout]] = {}
     for c in checkouts:
-        if c.tenant != tenant or c.order_reference_id in seen:
-            continue
-        seen.add(c.order_reference_id)
-        if external_order_id is None or c.external_order_id == external_order_id:
-            items.append(copy.deepcopy(dict(c.body)))
+        if c.tenant in wanted and (
+            external_order_id is None or c.external_order_id == external_order_id
+        ):
+            lines.setdefault(c.order_reference_id, []).append(c)
+    items = []
+    for order_lines in lines.values():
+        body = order_lines[0].body
+        item = {k: copy.deepcopy(v) for k, v in body.items() if k in ASSET_ORDER_FIELDS}
+        item["orderLines"] = [
+            {k: copy.deepcopy(v) for k, v in line.items() if k in ASSET_LINE_FIELDS}
+            | {"subscriptionId": c.subscription_id}
+            for line, c in zip(body["orderLines"], order_lines, strict=True)
+        ]
+        items.append(item)
     return items
 
 

@@ -3,7 +3,10 @@
 Pure functions over JSON documents: the shape and type checks (ObjectErrors of
 a 400), the business errors verify reports inside a 200 (catalogue, quantity,
 term, billing cycle, type), the camelCase the answers use whichever casing the
-request had, and the records an accepted checkout leaves. No state, no HTTP,
+request had, and the records an accepted checkout leaves. The legacy
+``/assets/*`` endpoints take and answer an ``AssetOrder`` as the published
+document has it: a field it does not have is refused, and the answer has none
+(no ``scheduledPurchaseDate``, no line ``customTermEndDate``). No state, no HTTP,
 and no import of ``reconciler.api`` or ``reconciler.model``: these rules are
 written from the API reference, not shared with the client they check.
 """
@@ -55,6 +58,41 @@ _LINE_FIELDS: Final = (
     "errors",
 )
 _CAMEL: Final = {name.casefold(): name for name in (*_ORDER_FIELDS, *_LINE_FIELDS)}
+#: The fields of the published AssetOrder and AssetOrderLine (no others allowed).
+ASSET_ORDER_FIELDS: Final = frozenset(
+    {
+        "externalOrderId",
+        "countryCode",
+        "resellerCustomerId",
+        "adminAccount",
+        "notificationEmail",
+        "invoiceProfileId",
+        "errors",
+        "orderLines",
+    }
+)
+ASSET_LINE_FIELDS: Final = frozenset(
+    {
+        "productId",
+        "subscriptionId",
+        "armRegionName",
+        "skuId",
+        "productVariantId",
+        "quantity",
+        "billingCycle",
+        "provisioningContext",
+        "type",
+        "requiresInventoryCheck",
+        "catalogItemId",
+        "termDuration",
+        "scope",
+        "resellerPriceType",
+        "resellerPriceTypeValue",
+        "isTrial",
+        "tags",
+        "errors",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +112,8 @@ class RecordedCheckout:
     catalog_item_id: str
     order_reference_id: int
     line: int = 0
+    #: The subscription the line created.
+    subscription_id: int | None = None
 
     @property
     def product(self) -> str:
@@ -91,12 +131,18 @@ def camel(order: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def order_problems(order: Any) -> list[dict[str, Any]]:
-    """ObjectErrors for a malformed order (wrong shape or types); empty when well-formed."""
+def order_problems(order: Any, *, legacy: bool = False) -> list[dict[str, Any]]:
+    """ObjectErrors for a malformed order (wrong shape or types, or on the ``legacy``
+    endpoints a field AssetOrder does not have); empty when well-formed."""
     if not isinstance(order, dict):
         return [object_error("InvalidValue", "The order must be a JSON object.", "")]
-    order = {k.casefold(): v for k, v in order.items()}
     problems: list[dict[str, Any]] = []
+    if legacy:
+        problems += _unknown(order, ASSET_ORDER_FIELDS, "")
+        for index, line in enumerate(order.get(_key(order, "orderLines"), None) or []):
+            if isinstance(line, dict):
+                problems += _unknown(line, ASSET_LINE_FIELDS, f"orderLines[{index}].")
+    order = {k.casefold(): v for k, v in order.items()}
 
     def check(data: dict[str, Any], name: str, where: str, kind: str, required: bool) -> None:
         value = data.get(name.casefold())
@@ -151,6 +197,19 @@ def order_problems(order: Any) -> list[dict[str, Any]]:
         check(line, "provisioningContext", where, "map", required=False)
         check(line, "tags", where, "obj", required=False)
     return problems
+
+
+def _key(data: dict[str, Any], name: str) -> str:
+    return next((k for k in data if k.casefold() == name.casefold()), name)
+
+
+def _unknown(data: dict[str, Any], known: frozenset[str], where: str) -> list[dict[str, Any]]:
+    folded = {name.casefold() for name in known}
+    return [
+        object_error("UnknownField", f"{where}{key} is not a field of an asset order", where + key)
+        for key in data
+        if key.casefold() not in folded
+    ]
 
 
 def line_errors(line: Mapping[str, Any], item: CatalogItem | None) -> list[dict[str, Any]]:
@@ -209,23 +268,28 @@ def verified(
     order: dict[str, Any],
     catalog: Mapping[str, CatalogItem],
     order_errors: list[dict[str, Any]],
+    *,
+    legacy: bool = False,
 ) -> dict[str, Any]:
     """Fill in what verify adds to a well-formed, camelCased order of a known tenant.
 
     Changes ``order`` in place and returns it: defaults for the optional fields,
-    each line's ``catalogItemId`` and business errors, and ``order_errors``.
+    each line's ``catalogItemId`` and business errors, and ``order_errors``. An
+    order from the ``legacy`` endpoints gets only AssetOrder's fields.
     """
     order.setdefault("externalOrderId", None)
     if not order.get("countryCode"):
         order["countryCode"] = COUNTRY_CODE
-    order.setdefault("scheduledPurchaseDate", None)
+    if not legacy:
+        order.setdefault("scheduledPurchaseDate", None)
     order["errors"] = order_errors
     for line in order["orderLines"]:
         item = catalog.get(f"{line['productId']}:{line['skuId']}")
         line.setdefault("type", 3)
         line["catalogItemId"] = item.catalog_item_id if item else None
         line.setdefault("isTrial", False)
-        line.setdefault("customTermEndDate", None)
+        if not legacy:
+            line.setdefault("customTermEndDate", None)
         line["errors"] = line_errors(line, item)
     return order
 

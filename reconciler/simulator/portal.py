@@ -3,18 +3,18 @@
 The real API has no such path; the simulator offers it so that a demo or a test
 in another process can add, resize or cancel subscriptions without a checkout.
 It takes no token and no faults (``server`` routes it before both), keeps
-nothing itself (the ``Ledger`` does) and must not import ``reconciler.api`` or
+nothing itself (the ``SimulatedCloud`` does) and must not import ``reconciler.api`` or
 ``reconciler.model``.
 """
 
 from __future__ import annotations
 
-from reconciler.simulator.ledger import Ledger, UnknownSubscription
-from reconciler.simulator.listings import subscription_item
+from reconciler.simulator.cloud import SimulatedCloud, UnknownSubscription
+from reconciler.simulator.subscriptions import subscription_item
 from reconciler.simulator.wire import Reply, error_body, parse_json
 
 
-def portal_reply(ledger: Ledger, raw: bytes) -> Reply:
+def portal_reply(cloud: SimulatedCloud, raw: bytes) -> Reply:
     """``POST /_admin/portal``: a change made by hand in the Cloud-iQ portal.
 
     ``{"action": "add", "customerTenantId": 111111, "product": "CFQ7TTC0LF8R:0010",
@@ -22,7 +22,9 @@ def portal_reply(ledger: Ledger, raw: bytes) -> Reply:
     "recordOrder": true}`` (the last three optional, as shown) adds a subscription
     and, unless ``recordOrder`` is false, a processed order for it;
     ``{"action": "set-quantity", "subscriptionId": N, "quantity": M}`` changes its
-    seats; ``{"action": "cancel", "subscriptionId": N}`` cancels it. Answers 200
+    seats (an increase adds seats at the simulated now, a decrease takes the
+    newest first, without the cancellation window's check);
+    ``{"action": "cancel", "subscriptionId": N}`` cancels it. Answers 200
     with ``{"subscription": <as the subscriptions list shows it>}``, 400 for a bad
     request, 404 for an unknown subscription. No token, no faults, no checkout.
     """
@@ -44,7 +46,7 @@ def portal_reply(ledger: Ledger, raw: bytes) -> Reply:
             record_order = request.get("recordOrder", True)
             if not isinstance(record_order, bool):
                 raise ValueError("recordOrder must be true or false")
-            subscription = ledger.portal_add(
+            subscription = cloud.portal_add(
                 request.get("customerTenantId"),
                 request.get("product"),
                 request.get("quantity"),
@@ -53,11 +55,11 @@ def portal_reply(ledger: Ledger, raw: bytes) -> Reply:
                 record_order,
             )
         elif action == "set-quantity":
-            subscription = ledger.portal_set_quantity(
+            subscription = cloud.portal_set_quantity(
                 request.get("subscriptionId"), request.get("quantity")
             )
         else:
-            subscription = ledger.portal_cancel(request.get("subscriptionId"))
+            subscription = cloud.portal_cancel(request.get("subscriptionId"))
     except UnknownSubscription as error:
         raise Reply(404, error_body(404, str(error))) from None
     except ValueError as error:

@@ -1,14 +1,16 @@
 """The simulator's HTTP side: a threading server on 127.0.0.1 and what each request gets.
 
 ``LoopbackServer`` starts and stops the socket and its thread and closes idle
-keep-alive connections on stop; ``Dispatcher`` routes a request to the token,
-verify, checkout or listing endpoint, applies the queued faults first, records
-the call in the ledger and writes the answer. The lists' paging lives in
-``paging``; ``POST /_admin/portal`` (no token, no faults; the real API has no
-such path) makes the changes a person would make in the Cloud-iQ portal, see
-``portal``. It binds to loopback only, never
-writes to stderr unless ``verbose`` is set, and must not import
-``reconciler.api`` or ``reconciler.model``.
+keep-alive connections on stop; ``Dispatcher`` routes a request (paths matched
+ignoring case, a trailing slash optional, as the published document spells
+them or in lower case) to its endpoint, applies the queued faults first,
+records the call and writes the answer, dated by the simulated clock. The
+lists' paging lives in ``paging``, a subscription's rules in
+``subscriptions``. ``POST /_admin/portal`` makes the changes a person would make
+in the Cloud-iQ portal (``portal``) and ``POST /_admin/clock`` moves the clock
+(``clock``); neither takes a token or a fault, and the real API has neither. It
+binds to loopback only, never writes to stderr unless ``verbose`` is set, and
+must not import ``reconciler.api`` or ``reconciler.model``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import base64
 import binascii
 import contextlib
 import copy
+import email.utils
 import json
+import re
 import secrets
 import socket
 import sys
@@ -26,11 +30,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from reconciler.simulator.clock import clock_reply
+from reconciler.simulator.cloud import (
+    RecordedCall,
+    RecordedRequest,
+    SimulatedCloud,
+    UnknownSubscription,
+)
 from reconciler.simulator.faults import Faults
-from reconciler.simulator.ledger import Ledger, RecordedCall, RecordedRequest
 from reconciler.simulator.orders import camel, has_errors, order_problems, verified
 from reconciler.simulator.paging import list_reply
 from reconciler.simulator.portal import portal_reply
+from reconciler.simulator.subscriptions import ORGANIZATION_ID, subscription_detail
 from reconciler.simulator.wire import (
     Drop,
     Reply,
@@ -39,28 +50,23 @@ from reconciler.simulator.wire import (
     parse_json,
 )
 
-_PATHS: Final = {
-    "/api/v1/connect/token": "token",
-    "/api/v1/purchaserequest/verify": "verify",
-    "/api/v1/assets/verify": "verify",
-    "/api/v1/purchaserequest/checkout": "checkout",
-    "/api/v1/assets/checkout": "checkout",
-    "/api/v1/purchaserequest/orders": "orders",
-    "/api/v1/subscriptions": "subscriptions",
-    "/api/v1/assets/orders": "asset-orders",
-    "/api/v1/agreementproducts": "agreement-products",
-    "/_admin/portal": "admin",
-}
-_METHODS: Final = {
-    "token": "POST",
-    "verify": "POST",
-    "checkout": "POST",
-    "orders": "GET",
-    "subscriptions": "GET",
-    "asset-orders": "GET",
-    "agreement-products": "GET",
-    "admin": "POST",
-}
+#: Casefolded paths (without a trailing slash) -> {method: endpoint}.
+_ROUTES: Final[tuple[tuple[re.Pattern[str], dict[str, str]], ...]] = tuple(
+    (re.compile(pattern), methods)
+    for pattern, methods in (
+        (r"/api/v1/connect/token", {"POST": "token"}),
+        (r"/api/v1/(?:purchaserequest|assets)/verify", {"POST": "verify"}),
+        (r"/api/v1/(?:purchaserequest|assets)/checkout", {"POST": "checkout"}),
+        (r"/api/v1/purchaserequest/orders", {"GET": "orders"}),
+        (r"/api/v1/subscriptions", {"GET": "subscriptions"}),
+        (r"/api/v1/subscriptions/(?P<id>[^/]+)", {"GET": "subscription", "PUT": "update"}),
+        (r"/api/v1/assets/orders", {"GET": "asset-orders"}),
+        (r"/api/v1/agreementproducts", {"GET": "agreement-products"}),
+        (r"/api/v1/ping", {"GET": "ping"}),
+        (r"/api/v1/me", {"GET": "me"}),
+        (r"/_admin/(?:portal|clock)", {"POST": "admin"}),
+    )
+)
 
 
 class Settings(Protocol):
@@ -82,6 +88,10 @@ class Settings(Protocol):
     def latency(self) -> float: ...
     @property
     def verbose(self) -> bool: ...
+    @property
+    def list_shape(self) -> str: ...
+    @property
+    def max_page_size(self) -> int | None: ...
 
 
 class _Server(ThreadingHTTPServer):
@@ -116,6 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.loopback.settings.verbose:
             sys.stderr.write(f"simulator: {format % args}\n")
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date of every answer: the simulated clock, so a client can measure skew.
+        if timestamp is None:
+            timestamp = self.server.loopback.cloud.clock.now().timestamp()
+        return email.utils.formatdate(timestamp, usegmt=True)
+
     def do_GET(self) -> None:
         self.server.loopback.dispatcher.handle(self)
 
@@ -132,11 +148,12 @@ class _Handler(BaseHTTPRequestHandler):
 class LoopbackServer:
     """The listening socket on 127.0.0.1 and the thread serving it."""
 
-    def __init__(self, settings: Settings, ledger: Ledger, faults: Faults) -> None:
+    def __init__(self, settings: Settings, cloud: SimulatedCloud, faults: Faults) -> None:
         self.settings = settings
+        self.cloud = cloud
         #: Set while stopping, so that waits for latency, delays and holds end at once.
         self.stopping = threading.Event()
-        self.dispatcher = Dispatcher(settings, ledger, faults, self.stopping)
+        self.dispatcher = Dispatcher(settings, cloud, faults, self.stopping)
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -201,21 +218,27 @@ class Dispatcher:
     """Answers one request: faults first, then the endpoint; records every call."""
 
     def __init__(
-        self, settings: Settings, ledger: Ledger, faults: Faults, stopping: threading.Event
+        self, settings: Settings, cloud: SimulatedCloud, faults: Faults, stopping: threading.Event
     ) -> None:
         self._settings = settings
-        self._ledger = ledger
+        self._cloud = cloud
         self._faults = faults
         self._stopping = stopping
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         path = parts.path.rstrip("/") or "/"
-        endpoint = _PATHS.get(path, "")
+        endpoint, methods, item = "", {}, ""
+        for pattern, known in _ROUTES:
+            found = pattern.fullmatch(path.casefold())
+            if found:
+                methods, item = known, found.groupdict().get("id") or ""
+                endpoint = known.get(handler.command, "")
+                break
         status = 0
         reply: Reply | None
         try:
-            reply = self._dispatch(handler, endpoint, path, parts.query)
+            reply = self._dispatch(handler, endpoint, methods, path, parts.query, item)
         except Reply as refusal:
             reply = refusal
         except Drop:
@@ -225,7 +248,7 @@ class Dispatcher:
             status = reply.status
         # Recorded before answering, so a client that has its answer sees the record.
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "authorization"}
-        self._ledger.record_call(
+        self._cloud.record_call(
             RecordedCall(handler.command, handler.path, endpoint, status, headers)
         )
         if reply is not None:
@@ -235,17 +258,25 @@ class Dispatcher:
                 handler.close_connection = True
 
     def _dispatch(
-        self, handler: BaseHTTPRequestHandler, endpoint: str, path: str, query: str
+        self,
+        handler: BaseHTTPRequestHandler,
+        endpoint: str,
+        methods: dict[str, str],
+        path: str,
+        query: str,
+        item: str,
     ) -> Reply:
         body = _read_body(handler)
         if self._settings.latency > 0:
             self._stopping.wait(self._settings.latency)
-        if not endpoint:
+        if not methods:
             raise Reply(404, error_body(404, f"No API endpoint at {path}"))
-        if handler.command != _METHODS[endpoint]:
+        if not endpoint:
             raise Reply(405, error_body(405, f"{handler.command} is not allowed on {path}"))
         if endpoint == "admin":
-            return portal_reply(self._ledger, body)
+            if path.casefold().endswith("/clock"):
+                return clock_reply(self._cloud.clock, body)
+            return portal_reply(self._cloud, body)
         delay, failure = self._faults.take(endpoint)
         if delay > 0:
             self._stopping.wait(delay)
@@ -257,12 +288,26 @@ class Dispatcher:
             return Reply(failure.status, content, headers)
         if endpoint == "token":
             return self._token(handler, body)
+        if endpoint == "ping":
+            return Reply(200)  # unauthenticated, as clients use it to test the connection
         self._authorize(handler)
         if endpoint == "verify":
             return self._verify(path, body)
         if endpoint == "checkout":
             return self._checkout(path, body)
-        return list_reply(self._ledger, endpoint, query)
+        if endpoint == "subscription":
+            return Reply(200, subscription_detail(self._subscription(item)))
+        if endpoint == "update":
+            return self._update(path, item, body)
+        if endpoint == "me":
+            return self._me()
+        return list_reply(
+            self._cloud,
+            endpoint,
+            query,
+            shape=self._settings.list_shape,
+            max_page_size=self._settings.max_page_size,
+        )
 
     # ----------------------------------------------------------------- token and auth
 
@@ -290,7 +335,7 @@ class Dispatcher:
             raise Reply(
                 400, {"error": "invalid_grant", "error_description": "invalid_username_or_password"}
             )
-        token = self._ledger.tokens.issue(settings.token_ttl_seconds, settings.token_ttl_calls)
+        token = self._cloud.tokens.issue(settings.token_ttl_seconds, settings.token_ttl_calls)
         return Reply(
             200,
             {
@@ -305,7 +350,7 @@ class Dispatcher:
 
     def _authorize(self, handler: BaseHTTPRequestHandler) -> None:
         scheme, _, token = handler.headers.get("Authorization", "").partition(" ")
-        if not self._ledger.tokens.authorize(token if scheme.lower() == "bearer" else None):
+        if not self._cloud.tokens.authorize(token if scheme.lower() == "bearer" else None):
             raise Reply(401)
 
     # ----------------------------------------------------------------- verify, checkout
@@ -314,31 +359,31 @@ class Dispatcher:
         order = parse_json(raw)
         request = copy.deepcopy(order)
         try:
-            response = self._verified_order(order)
+            response = self._verified_order(order, legacy=_legacy(path))
         except Reply as reply:
             self._log_request("verify", path, request, reply.status, reply.body)
             raise
-        self._ledger.remember_verified(canonical(response), has_errors(response))
+        self._cloud.remember_verified(canonical(response), has_errors(response))
         self._log_request("verify", path, request, 200, response)
         return Reply(200, response)
 
-    def _verified_order(self, order: Any) -> dict[str, Any]:
-        problems = order_problems(order)
+    def _verified_order(self, order: Any, *, legacy: bool) -> dict[str, Any]:
+        problems = order_problems(order, legacy=legacy)
         if problems:
             raise Reply(400, error_body(400, "The order is not valid.", problems))
         response = camel(order)
         tenant = response["resellerCustomerId"]
-        with self._ledger.lock:  # an order error is spent even on an unknown tenant
-            known_tenant = self._ledger.has_tenant(tenant)
-            catalog = self._ledger.catalog
+        with self._cloud.lock:  # an order error is spent even on an unknown tenant
+            known_tenant = self._cloud.has_tenant(tenant)
+            catalog = self._cloud.catalog
             order_errors = self._faults.take_order_errors()
         if not known_tenant:
             raise Reply(404, error_body(404, f"Customer tenant {tenant} was not found."))
-        return verified(response, catalog, order_errors)
+        return verified(response, catalog, order_errors, legacy=legacy)
 
     def _checkout(self, path: str, raw: bytes) -> Reply:
         order = parse_json(raw)
-        is_verified, with_errors = self._ledger.verification(canonical(order))
+        is_verified, with_errors = self._cloud.verification(canonical(order))
         if not is_verified:
             message = (
                 "The order has errors; fix them and verify it again."
@@ -348,12 +393,13 @@ class Dispatcher:
             body = error_body(400, message)
             self._log_request("checkout", path, order, 400, body)
             raise Reply(400, body)
-        with self._ledger.lock:
+        with self._cloud.lock:
             drop = self._faults.take_drop()
             if drop != "unrecorded":
-                self._ledger.record_checkout(order)
+                self._cloud.record_checkout(order)
             hold = self._faults.hold
-        reply = Reply(204)
+        # The published document answers the legacy checkout 200 without a body.
+        reply = Reply(200) if _legacy(path) else Reply(204)
         if drop in ("500", "unrecorded"):
             reply = Reply(500, error_body(500, "Ops. Something broke"))
         self._log_request(
@@ -365,10 +411,57 @@ class Dispatcher:
             raise Drop
         return reply
 
+    # ----------------------------------------------------------------- one subscription
+
+    def _subscription(self, item: str) -> Any:
+        try:
+            return self._cloud.subscription(int(item))
+        except (ValueError, UnknownSubscription):
+            raise Reply(404, error_body(404, f"Subscription {item} was not found.")) from None
+
+    def _update(self, path: str, item: str, raw: bytes) -> Reply:
+        """PUT: the subscription changed by the body's rules, or the refusal; then the
+        fault queued for updates (applied then 500 or dropped, or 500 unapplied)."""
+        subscription_id = self._subscription(item).id
+        body = parse_json(raw)
+        try:
+            with self._cloud.lock:
+                self._cloud.check_update(subscription_id, body)
+                fault = self._faults.take_update_fault()
+                if fault != "unapplied":
+                    changed = self._cloud.update_subscription(subscription_id, body)
+        except Reply as refusal:
+            self._log_request("update", path, body, refusal.status, refusal.body)
+            raise
+        if fault in ("500", "unapplied"):
+            reply = Reply(500, error_body(500, "Ops. Something broke"))
+        else:
+            reply = Reply(200, subscription_detail(changed))
+        self._log_request("update", path, body, 0 if fault == "drop" else reply.status, reply.body)
+        if fault == "drop":
+            raise Drop
+        return reply
+
+    def _me(self) -> Reply:
+        settings = self._settings
+        return Reply(
+            200,
+            {
+                "userId": f"sim-{settings.username}",
+                "userName": settings.username,
+                "token": None,
+                "claims": [f"organizationId:{ORGANIZATION_ID}"],
+            },
+        )
+
     def _log_request(self, endpoint: str, path: str, body: Any, status: int, response: Any) -> None:
-        self._ledger.record_request(
+        self._cloud.record_request(
             RecordedRequest(endpoint, path, body, status, copy.deepcopy(response))
         )
+
+
+def _legacy(path: str) -> bool:
+    return "/assets/" in path.casefold()
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:

@@ -1,7 +1,8 @@
 """The bearer tokens the simulated API has issued, and whether one is still good.
 
-``Tokens`` is part of the ``Ledger`` and shares its re-entrant lock, so that
-``Ledger.reset`` forgets them with everything else in one step. It speaks no
+``Tokens`` is part of the ``SimulatedCloud`` and shares its re-entrant lock, so
+that ``SimulatedCloud.reset`` forgets them with everything else in one step.
+Lifetimes run on the real monotonic clock, not the simulated one. It speaks no
 HTTP, checks no credentials (``server`` does), keeps everything in memory and
 must not import ``reconciler.api`` or ``reconciler.model``.
 """

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final
 
+#: The endpoint names faults and counts use: ``subscription`` is the GET of one
+#: subscription, ``update`` its PUT.
 ENDPOINTS: Final = (
     "token",
     "verify",
@@ -20,7 +21,14 @@ ENDPOINTS: Final = (
     "subscriptions",
     "asset-orders",
     "agreement-products",
+    "subscription",
+    "update",
+    "ping",
+    "me",
 )
+#: The list shapes the list endpoints can answer in: the published document's bare
+#: array, or Crayon's SDK's ``{"Items": [...], "TotalHits": n}``.
+LIST_SHAPES: Final = ("envelope", "bare")
 
 
 class Reply(Exception):
@@ -73,18 +81,13 @@ def parse_json(raw: bytes) -> Any:
     """A request body as JSON, or a 400 answer."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Reply(400, error_body(400, "The request body is not valid JSON.")) from None
 
 
 def canonical(value: Any) -> str:
     """One text per JSON value whatever its key order: how checkout recognises a verified order."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def now() -> str:
-    """The current UTC time the way the API writes it (milliseconds, ``Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def is_int(value: Any) -> bool:

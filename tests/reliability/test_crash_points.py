@@ -32,9 +32,9 @@ import harness
 import pytest
 from harness import TALLY, Outputs, World
 from invariants import Declared
-from pgserver import PgServer
 
 from reconciler.state import open_store
+from tests.pgserver import PgServer
 
 TENANTS = [100001, 100002, 100003]
 #: Children running at once (the machine has two cores).

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import harness
 from harness import TALLY, Outputs
-from pgserver import PgServer
+
+from tests.pgserver import PgServer
 
 #: Purchases: every product of the default catalogue that takes 100 seats, for each
 #: of these tenants (the simulator is given them as its customers).

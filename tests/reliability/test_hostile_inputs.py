@@ -30,10 +30,10 @@ import harness
 import pytest
 from click.testing import CliRunner, Result
 from harness import TALLY, Outputs
-from pgserver import PgServer
 
 from reconciler.cli import cli
 from reconciler.model import Identity
+from tests.pgserver import PgServer
 
 IDENTITY = Identity(111111, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
 T0 = "2026-11-26T19:00:00Z"

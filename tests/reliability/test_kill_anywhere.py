@@ -28,7 +28,8 @@ from pathlib import Path
 import harness
 import pytest
 from harness import TALLY, Outputs, World
-from pgserver import PgServer
+
+from tests.pgserver import PgServer
 
 #: Kills per parallelism in CI (times the scale of --reliability-full).
 KILLS = 26

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 import re
 import shutil
 import uuid
@@ -38,10 +39,15 @@ SimulatorFactory = Callable[..., Simulator]
 
 @pytest.fixture
 def simulator_factory() -> Iterator[SimulatorFactory]:
-    """Start simulators with any ``Simulator`` arguments; all are stopped afterwards."""
+    """Start simulators with any ``Simulator`` arguments; all are stopped afterwards.
+
+    RECONCILER_SIM_LIST_SHAPE (envelope or bare) is the list shape of every simulator
+    a test does not give one, so the whole suite can run against bare lists.
+    """
     started: list[Simulator] = []
 
     def start(**kwargs: Any) -> Simulator:
+        kwargs.setdefault("list_shape", os.environ.get("RECONCILER_SIM_LIST_SHAPE", "envelope"))
         sim = Simulator(**kwargs)
         sim.start()
         started.append(sim)

@@ -1,14 +1,16 @@
-"""The simulator's memory: catalogue, tenants, tokens, verified orders, checkouts,
+"""The simulator's memory: catalogue, tenants, clock, tokens, verified orders, checkouts,
 processed orders, subscriptions, traffic.
 
-``Ledger`` is the one place the simulated API keeps what happened, guarded by
-one re-entrant lock that the fault queues share (a checkout's record and the
-fault it triggers are taken in one step). Every accepted checkout line leaves a
-processed-order line and its own subscription; the portal methods change
-subscriptions the way a person in the Cloud-iQ portal would (add one, change
-its seats, cancel it), without any checkout. It speaks no HTTP, keeps everything
-in memory, writes no file and must not import ``reconciler.api`` or
-``reconciler.model``.
+``SimulatedCloud`` is the one place the simulated API keeps what happened,
+guarded by one re-entrant lock that the fault queues share (a checkout's record
+and the fault it triggers are taken in one step). Every accepted checkout line
+leaves a processed-order line and its own subscription (its asset order line
+names that subscription); ``update_subscription`` applies a PUT under the
+cancellation window's rules (``subscriptions``); the portal methods change
+subscriptions the way a person in the Cloud-iQ portal would (add one, change its
+seats, cancel it), without any checkout. Every time it records comes from its
+``SimulatedClock``. It speaks no HTTP, keeps everything in memory, writes no file
+and must not import ``reconciler.api`` or ``reconciler.model``.
 """
 
 from __future__ import annotations
@@ -21,21 +23,24 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from reconciler.simulator.catalog import CYCLE_BY_NAME, CatalogItem
-from reconciler.simulator.listings import (
-    STATUS_CANCELLED,
-    OrderRecord,
-    SubscriptionRecord,
-    checkout_listing_records,
-)
+from reconciler.simulator.clock import SimulatedClock, stamp
+from reconciler.simulator.listings import OrderRecord, checkout_listing_records
 from reconciler.simulator.orders import RecordedCheckout, checkout_records
+from reconciler.simulator.subscriptions import (
+    STATUS_CUSTOMER_CANCELLATION,
+    SubscriptionRecord,
+    check_quantity,
+    new_subscription,
+    update,
+)
 from reconciler.simulator.tokens import Tokens
-from reconciler.simulator.wire import is_int, now
+from reconciler.simulator.wire import is_int
 
 FIRST_SUBSCRIPTION_ID: Final = 500001
 
 
 class UnknownSubscription(LookupError):
-    """A portal change names a subscription the simulator does not have."""
+    """A change names a subscription the simulator does not have."""
 
     def __str__(self) -> str:
         return f"subscription {self.args[0]!r} was not found"
@@ -54,7 +59,7 @@ class RecordedCall:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """The JSON body of a verify or checkout request and of the answer to it."""
+    """The JSON body of a verify, checkout or update request and of the answer to it."""
 
     endpoint: str
     path: str
@@ -63,14 +68,16 @@ class RecordedRequest:
     response: Any = None
 
 
-class Ledger:
+class SimulatedCloud:
     """What the simulated API knows and has done; every method is thread-safe."""
 
     def __init__(
         self, lock: threading.RLock, catalog: Sequence[CatalogItem], tenants: Iterable[int]
     ) -> None:
-        #: Held by callers that must read or change the ledger and the faults in one step.
+        #: Held by callers that must read or change the records and the faults in one step.
         self.lock = lock
+        #: The simulated now: every date recorded, and the Date of every answer.
+        self.clock = SimulatedClock()
         self._catalog = {i.key: i for i in catalog}
         self._tenants = set(tenants)
         #: The bearer tokens issued, under the same lock.
@@ -123,10 +130,15 @@ class Ledger:
         """Take a verified order: each of its lines counts as bought from now on, and
         leaves a processed-order line and a subscription of its own."""
         with self.lock:
-            lines = checkout_records(order, next(self._references), now())
-            self._checkouts.extend(lines)
+            when = self.clock.now()
+            lines = checkout_records(order, next(self._references), stamp(when))
             ids = [next(self._subscription_ids) for _ in lines]
-            orders, subscriptions = checkout_listing_records(lines, self._catalog, ids)
+            lines = [
+                dataclasses.replace(line, subscription_id=sid)
+                for line, sid in zip(lines, ids, strict=True)
+            ]
+            self._checkouts.extend(lines)
+            orders, subscriptions = checkout_listing_records(lines, self._catalog, when)
             self._orders.extend(orders)
             self._subscriptions.update((s.id, s) for s in subscriptions)
 
@@ -142,6 +154,11 @@ class Ledger:
         with self.lock:
             return list(self._subscriptions.values())
 
+    def subscription(self, subscription_id: int) -> SubscriptionRecord:
+        """One subscription; raises ``UnknownSubscription``."""
+        with self.lock:
+            return self._subscription(subscription_id)
+
     def active_seats(self, tenant: int, product: str) -> int:
         """Seats of ``product`` ("productId:skuId") in ``tenant``'s active subscriptions."""
         with self.lock:
@@ -149,6 +166,23 @@ class Ledger:
                 s.quantity
                 for s in self._subscriptions.values()
                 if s.tenant == tenant and s.product == product and s.active
+            )
+
+    def update_subscription(self, subscription_id: int, body: Any) -> SubscriptionRecord:
+        """Apply a PUT of ``body`` (``subscriptions.update``'s rules); raises
+        ``UnknownSubscription`` or the refusing ``Reply``."""
+        with self.lock:
+            changed = update(
+                self._subscription(subscription_id), subscription_id, body, self.clock.now()
+            )
+            self._subscriptions[subscription_id] = changed
+            return changed
+
+    def check_update(self, subscription_id: int, body: Any) -> SubscriptionRecord:
+        """What a PUT of ``body`` would make of the subscription, changing nothing."""
+        with self.lock:
+            return update(
+                self._subscription(subscription_id), subscription_id, body, self.clock.now()
             )
 
     # ----------------------------------------------------------------- the portal
@@ -168,7 +202,7 @@ class Ledger:
         term or billing cycle the catalogue does not offer for the product.
         """
         cycle = _cycle_code(billing_cycle)
-        _check_quantity(quantity)
+        check_quantity(quantity)
         with self.lock:
             if not (is_int(tenant) and tenant in self._tenants):
                 raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
@@ -179,10 +213,10 @@ class Ledger:
                 raise ValueError(f"term {term_duration!r} is not offered for {product}")
             if cycle not in item.billing_cycles:
                 raise ValueError(f"billing cycle {billing_cycle!r} is not offered for {product}")
-            when = now()
+            when = self.clock.now()
             reference = next(self._references) if record_order else None
-            subscription = SubscriptionRecord(
-                id=next(self._subscription_ids),
+            subscription = new_subscription(
+                next(self._subscription_ids),
                 tenant=tenant,
                 product_id=item.product_id,
                 sku_id=item.sku_id,
@@ -191,7 +225,7 @@ class Ledger:
                 quantity=quantity,
                 billing_cycle=cycle,
                 term_duration=term_duration,
-                start=when,
+                created=when,
                 order_reference=reference,
             )
             self._subscriptions[subscription.id] = subscription
@@ -207,28 +241,31 @@ class Ledger:
                         quantity=quantity,
                         billing_cycle=cycle,
                         term_duration=term_duration,
-                        created=when,
+                        created=stamp(when),
                     )
                 )
             return subscription
 
     def portal_set_quantity(self, subscription_id: int, quantity: int) -> SubscriptionRecord:
-        """Change an active subscription's seats (no order, no checkout)."""
-        _check_quantity(quantity)
+        """Change an active subscription's seats (no order, no checkout, no window check):
+        an increase adds seats now, a decrease takes the newest first."""
+        check_quantity(quantity)
         with self.lock:
             subscription = self._subscription(subscription_id)
             if not subscription.active:
                 raise ValueError(f"subscription {subscription_id} is not active")
-            changed = dataclasses.replace(subscription, quantity=quantity)
+            changed = subscription.with_quantity(quantity, self.clock.now())
             self._subscriptions[subscription_id] = changed
             return changed
 
     def portal_cancel(self, subscription_id: int) -> SubscriptionRecord:
-        """Cancel a subscription: its seats no longer count (cancelling twice changes nothing)."""
+        """Cancel a subscription (status CustomerCancellation): its seats no longer count.
+        Cancelling twice changes nothing; the portal does not check the window."""
         with self.lock:
-            cancelled = dataclasses.replace(
-                self._subscription(subscription_id), status=STATUS_CANCELLED
-            )
+            subscription = self._subscription(subscription_id)
+            if not subscription.active:
+                return subscription
+            cancelled = dataclasses.replace(subscription, status=STATUS_CUSTOMER_CANCELLATION)
             self._subscriptions[subscription_id] = cancelled
             return cancelled
 
@@ -278,10 +315,11 @@ class Ledger:
             )
 
     def reset(self) -> None:
-        """Forget tokens, verified orders, checkouts, orders, subscriptions and traffic;
-        keep the catalogue."""
+        """Forget tokens, verified orders, checkouts, orders, subscriptions and traffic,
+        and set the clock back to real time; keep the catalogue."""
         with self.lock:
             self.tokens.expire()
+            self.clock.reset()
             self._verified.clear()
             self._verified_with_errors.clear()
             self._checkouts.clear()
@@ -298,8 +336,3 @@ def _cycle_code(billing_cycle: int | str) -> int:
     if isinstance(billing_cycle, str) and billing_cycle.casefold() in CYCLE_BY_NAME:
         return CYCLE_BY_NAME[billing_cycle.casefold()]
     raise ValueError(f"unknown billing cycle {billing_cycle!r}")
-
-
-def _check_quantity(quantity: int) -> None:
-    if not is_int(quantity) or quantity < 1:
-        raise ValueError(f"quantity must be a positive integer, not {quantity!r}")
