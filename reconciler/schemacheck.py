@@ -23,7 +23,8 @@ Check = Callable[[Any], bool]
 _ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$defs", "$comment"})
 _VALUE_KEYWORDS = ("const", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern")
 _OBJECT_KEYWORDS = frozenset({"required", "properties", "additionalProperties"})
-_KEYWORDS = frozenset({"$ref", "type", "items", *_VALUE_KEYWORDS, *_OBJECT_KEYWORDS})
+_ARRAY_KEYWORDS = frozenset({"items", "minItems", "uniqueItems"})
+_KEYWORDS = frozenset({"$ref", "type", *_ARRAY_KEYWORDS, *_VALUE_KEYWORDS, *_OBJECT_KEYWORDS})
 
 _TYPES: Mapping[str, Check] = {
     "object": lambda v: isinstance(v, dict),
@@ -52,6 +53,11 @@ def _json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return bool(a == b)
+
+
+def _unique(values: list[Any]) -> bool:
+    """No two items equal as JSON Schema means it (lists here are short)."""
+    return not any(_json_equal(a, b) for i, a in enumerate(values) for b in values[i + 1 :])
 
 
 def _always(value: Any) -> bool:
@@ -120,6 +126,11 @@ def compile_schema(root: Mapping[str, Any]) -> Check:
         if "items" in schema:
             item = build(schema["items"])
             checks.append(lambda v: not isinstance(v, list) or all(map(item, v)))
+        if "minItems" in schema:
+            least = schema["minItems"]
+            checks.append(lambda v: not isinstance(v, list) or len(v) >= least)
+        if schema.get("uniqueItems") is True:
+            checks.append(lambda v: not isinstance(v, list) or _unique(v))
         if _OBJECT_KEYWORDS & schema.keys():
             checks.append(object_check(schema))
         return _all_of(checks)

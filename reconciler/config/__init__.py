@@ -18,7 +18,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from reconciler.config.build import MoveEntry, duplicate_names, move_problems, moves, purchases
+from reconciler.config.build import (
+    Entry,
+    MoveEntry,
+    duplicate_names,
+    entries,
+    entry_problems,
+    move_problems,
+    moves,
+    purchases,
+)
 from reconciler.config.files import MAX_FILE_BYTES, SUFFIXES, discover, read_text
 from reconciler.config.schema_errors import (
     INTEGER_FIELDS,
@@ -33,7 +42,7 @@ from reconciler.config.tree import (
     read_tree,
 )
 from reconciler.errors import ConfigError, ConfigProblem
-from reconciler.model import Declarations, Purchase
+from reconciler.model import Adopt, Declarations, Purchase, Removal
 
 __all__ = [
     "FLOW_OPENERS_GATE",
@@ -57,6 +66,8 @@ class _Parsed:
     #: The index of each purchase in its file's list, in the order of ``purchases``.
     indexes: list[int] = field(default_factory=list)
     moves: list[MoveEntry] = field(default_factory=list)
+    #: ``import:`` and ``removed:`` entries.
+    entries: list[Entry] = field(default_factory=list)
 
 
 def load(path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> Declarations:
@@ -83,6 +94,7 @@ def load(path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> Declara
         whole.purchases.extend(parsed.purchases)
         whole.indexes.extend(parsed.indexes)
         whole.moves.extend(parsed.moves)
+        whole.entries.extend(parsed.entries)
     whole.problems = problems
     return _declarations(whole, [str(f) for f in files])
 
@@ -103,19 +115,30 @@ def _parse(path: str, text: str | None) -> _Parsed:
     if tree.problems:
         return _Parsed(tree.problems)
     built, indexes = purchases(tree, tree.document)
-    return _Parsed(tree.problems, built, indexes, moves(tree, tree.document))
+    document = tree.document
+    return _Parsed(tree.problems, built, indexes, moves(tree, document), entries(tree, document))
 
 
 def _declarations(parsed: _Parsed, files: list[str]) -> Declarations:
-    """The files' purchases and moves, or ConfigError with every problem (duplicate
-    names and inconsistent moves included)."""
+    """The files' purchases, moves, imports and removals, or ConfigError with every
+    problem (duplicate names and inconsistent entries included)."""
     found = parsed.purchases
     problems = parsed.problems + duplicate_names(found, parsed.indexes)
     if not problems:
         # Only now is every declared name known: a file with problems builds none.
-        problems = move_problems(parsed.moves, {p.address for p in found})
+        declared = {p.address for p in found}
+        problems = move_problems(parsed.moves, declared)
+        problems += entry_problems(parsed.entries, declared, parsed.moves)
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.path, p.line, p.column, p.message)))
     ordered = sorted(found, key=lambda p: p.address)
     moved = tuple(sorted((e.move for e in parsed.moves), key=lambda m: (m.source, m.target)))
-    return Declarations(purchases=tuple(ordered), files=tuple(files), moves=moved)
+    adoptions = [e.record for e in parsed.entries if isinstance(e.record, Adopt)]
+    removals = [e.record for e in parsed.entries if isinstance(e.record, Removal)]
+    return Declarations(
+        purchases=tuple(ordered),
+        files=tuple(files),
+        moves=moved,
+        adoptions=tuple(sorted(adoptions, key=lambda a: (a.target, a.subscriptions))),
+        removals=tuple(sorted(removals, key=lambda r: r.address)),
+    )

@@ -1,5 +1,6 @@
-"""Checked documents -> ``Purchase`` and ``Move`` records; names unique across files,
-``moved:`` entries consistent with the declared names.
+"""Checked documents -> ``Purchase``, ``Move``, ``Adopt`` and ``Removal`` records; names
+unique across files, ``moved:``, ``import:`` and ``removed:`` entries consistent with
+the declared names and with each other.
 
 Trusts what it is given: a document comes here only once its file has no problem
 at all, so it must not check fields (that is ``schema_errors``) nor read files.
@@ -13,7 +14,7 @@ from typing import Any
 
 from reconciler.config.tree import Tree
 from reconciler.errors import ConfigProblem
-from reconciler.model import Identity, Location, Move, Purchase
+from reconciler.model import Adopt, Identity, Location, Move, Purchase, Removal
 
 
 def purchases(tree: Tree, document: dict[str, Any]) -> tuple[list[Purchase], list[int]]:
@@ -52,6 +53,8 @@ def purchases(tree: Tree, document: dict[str, Any]) -> tuple[list[Purchase], lis
                 invoice_profile_id=get("invoiceProfileId"),
                 location=Location(path, mark.line + 1, mark.column + 1),
                 allow_additional_subscription=bool(item.get("allowAdditionalSubscription")),
+                seat_changes=get("seatChanges", "order"),
+                auto_renew=get("autoRenew"),
             )
         )
     return built, list(range(len(items)))
@@ -171,5 +174,104 @@ def move_problems(entries: Sequence[MoveEntry], declared: set[str]) -> list[Conf
                 f"{move.source!r} is itself moved from {before.source!r} (a chain or cycle); "
                 "move each old name straight to its final name, e.g. "
                 f"{{from: {before.source}, to: {move.target}}}",
+            )
+    return problems
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An ``import:`` or ``removed:`` entry while it is checked: which list, its index,
+    and where its address stands."""
+
+    record: Adopt | Removal
+    index: int
+
+    @property
+    def address(self) -> str:
+        return self.record.target if isinstance(self.record, Adopt) else self.record.address
+
+    @property
+    def where(self) -> Location:
+        assert self.record.location is not None
+        return self.record.location
+
+    def field(self, name: str) -> str:
+        listed = "import" if isinstance(self.record, Adopt) else "removed"
+        return f"{listed}[{self.index}].{name}"
+
+
+def entries(tree: Tree, document: dict[str, Any]) -> list[Entry]:
+    """The file's ``import:`` and ``removed:`` entries, each located at its address."""
+    built = []
+    for index, item in enumerate(document.get("import", [])):
+        at = tree.mark(("import", index, "to"))
+        assert at is not None
+        where = Location(tree.path, at.line + 1, at.column + 1)
+        built.append(Entry(Adopt(item["to"], tuple(item["subscriptions"]), where), index))
+    for index, item in enumerate(document.get("removed", [])):
+        at = tree.mark(("removed", index, "address"))
+        assert at is not None
+        where = Location(tree.path, at.line + 1, at.column + 1)
+        built.append(Entry(Removal(item["address"], item["cancel"], where), index))
+    return built
+
+
+def entry_problems(
+    found: Sequence[Entry], declared: set[str], moves: Sequence[MoveEntry]
+) -> list[ConfigProblem]:
+    """A problem for each ``import:`` or ``removed:`` entry that cannot be carried out as
+    written: an import into an address not declared, a subscription imported twice, a
+    removal of an address still declared, renamed by ``moved:`` or removed twice."""
+    problems: list[ConfigProblem] = []
+
+    def problem(entry: Entry, field: str, message: str) -> None:
+        where = entry.where
+        problems.append(
+            ConfigProblem(where.path, where.line, where.column, entry.field(field), message)
+        )
+
+    owner: dict[int, Entry] = {}
+    removed: dict[str, Entry] = {}
+    renamed = {m.move.source: m.move for m in moves}
+    for entry in found:
+        record = entry.record
+        if isinstance(record, Adopt):
+            if record.target not in declared:
+                problem(
+                    entry,
+                    "to",
+                    f"{record.target!r} is not declared; 'to' must name a declared purchase",
+                )
+            for subscription in record.subscriptions:
+                first = owner.setdefault(subscription, entry)
+                if first is not entry:
+                    problem(
+                        entry,
+                        "subscriptions",
+                        f"subscription {subscription} is also imported into {first.address!r} "
+                        f"({first.where.path}:{first.where.line}); a subscription has one owner",
+                    )
+            continue
+        if record.address in declared:
+            problem(
+                entry,
+                "address",
+                f"{record.address!r} is still declared; remove its purchase, or this entry",
+            )
+        move = renamed.get(record.address)
+        if move is not None:
+            problem(
+                entry,
+                "address",
+                f"{record.address!r} is moved to {move.target!r} by 'moved:'; it cannot also be "
+                "removed",
+            )
+        first_removal = removed.setdefault(record.address, entry)
+        if first_removal is not entry:
+            problem(
+                entry,
+                "address",
+                f"{record.address!r} is removed twice: here and in "
+                f"{first_removal.where.path}:{first_removal.where.line}",
             )
     return problems

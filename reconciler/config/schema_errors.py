@@ -224,8 +224,11 @@ class SchemaErrors:
 
 
 def _is_integer_field(path: NodePath) -> bool:
-    """Whether ``path`` is the version or an integer field of the defaults or of a purchase."""
+    """Whether ``path`` is the version, an integer field of the defaults or of a purchase,
+    or an imported subscription id."""
     owner = path[:-1]
+    if len(path) == 4 and path[0] == "import" and path[2] == "subscriptions":
+        return True  # a subscription id
     return path == ("version",) or (
         bool(path)
         and path[-1] in INTEGER_FIELDS

@@ -33,7 +33,7 @@ Pure: no I/O, no clock; must not decide what a pending checkout's orders prove
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from reconciler.api.records import Subscription
@@ -43,6 +43,7 @@ from reconciler.model import (
     CheckoutRecord,
     Identity,
     RecordedPurchase,
+    UpdateField,
 )
 from reconciler.observe.readings import SeatKey, seat_key, subscription_key
 
@@ -282,6 +283,14 @@ def _seats(
         )
     elif unreadable:
         doubtful = "some subscriptions of its customer tenant could not be read"
+    # A subscription this address cancelled stays listed, suspended: its seats are gone.
+    cancelled = {
+        u.change.subscription for u in purchase.updates if u.change.field is UpdateField.CANCEL
+    }
+    owned = tuple(
+        replace(s, status="cancelled") if s.id in cancelled and s.status not in HOLDING else s
+        for s in owned
+    )
     strange = [s for s in owned if s.status not in HOLDING and s.status not in GONE]
     held = None
     if strange:

@@ -196,6 +196,22 @@ def _pending(facts: Address, pending: PendingOperation) -> Change:
 def _undeclared(facts: Address, recorded: RecordedPurchase, seen: AddressSeats | None) -> Change:
     before = seen.seats if (facts.online and seen is not None) else recorded.quantity
     owned = seen.subscription_ids if seen is not None else recorded.subscriptions
+    removal = facts.removal
+    holding = seen.holding if (facts.online and seen is not None) else ()
+    if before == 0 and not holding and (removal is None or removal.cancel):
+        # Cancelled (by a `removed:` entry applied earlier): kept as the record of it.
+        done = "; the `removed:` entry may be deleted" if removal is not None else ""
+        return Change(
+            facts.address,
+            Action.NOOP,
+            0,
+            None,
+            0,
+            recorded.identity,
+            subscriptions=owned,
+            reason=f"cancelled, no seats left{done}",
+            cloud=facts.online and seen is not None,
+        )
     base = Change(
         facts.address,
         Action.ORPHAN,
@@ -207,7 +223,6 @@ def _undeclared(facts: Address, recorded: RecordedPurchase, seen: AddressSeats |
         reason="recorded but no longer declared; nothing is cancelled unless a `removed:` "
         "entry says so",
     )
-    removal = facts.removal
     if removal is None:
         return base
     if not removal.cancel:
@@ -377,6 +392,8 @@ def _decrease(
             window_ends=_renewal(seen),
             cloud=True,
         )
+    cancelled = {s.subscription for s in steps if s.field is UpdateField.CANCEL}
+    steps += [s for s in _renewal_steps(desired, seen) if s.subscription not in cancelled]
     note = "prorated credit: seats removed inside Microsoft's cancellation window"
     if outside:
         note = (
