@@ -76,8 +76,12 @@ class StormClient:
             self._counts.unrecorded += 1
         self._client.checkout(verified)
 
-    def read_subscriptions(self, tenant: int, *, statuses: int | None = None) -> Any:
-        return self._client.read_subscriptions(tenant, statuses=statuses)
+    def read_subscriptions(
+        self, tenant: int, *, statuses: int | None = None, skip_unreadable: bool = False
+    ) -> Any:
+        return self._client.read_subscriptions(
+            tenant, statuses=statuses, skip_unreadable=skip_unreadable
+        )
 
     def read_processed_orders(self, tenant: int) -> Any:
         return self._client.read_processed_orders(tenant)

@@ -16,10 +16,12 @@ import jsonschema
 import pytest
 import yaml
 
+from reconciler.api.client import CrayonClient
+from reconciler.api.settings import ApiSettings
 from reconciler.simulator import Simulator
 from tests.support.paths import ROOT, schema
 from tests.support.records import BASIC, E3, PREMIUM, TENANT
-from tests.support.simulator import Project, make_project
+from tests.support.simulator import PROJECT_DECLARATIONS, Project, make_project
 
 PLAN_SCHEMA = schema("plan")
 STATE_SCHEMA = schema("state")
@@ -320,3 +322,30 @@ def test_an_import_that_cannot_write_its_file_leaves_orphans_never_purchases(
     assert "purchase" not in plan.stdout.replace("to purchase", "")
     assert "Plan: 0 to purchase (+0 seats)" in plan.stdout
     assert project.buys() == before
+
+
+def test_an_unreadable_subscription_holds_back_buying_for_its_tenant_only(
+    project: Project,
+) -> None:
+    """One item of the list cannot be read: it is named, the tenant's recorded seats stay
+    as they are, and nothing new is bought for that tenant (the item may be the seats)."""
+    head, _, _ = PROJECT_DECLARATIONS.partition("  - name: acme/premium")
+    (project.decl / "acme.yaml").write_text(head, encoding="utf-8")
+    project.ok("apply", str(project.decl), "--auto-approve")
+    (project.decl / "acme.yaml").write_text(PROJECT_DECLARATIONS, encoding="utf-8")
+    with CrayonClient(ApiSettings.from_env(project.sim.env())) as client:
+        items = client.list_subscriptions(TENANT)
+    broken = {**items[0], "Id": 999999, "Quantity": "lots"}
+    project.sim.fail_next("subscriptions", 200, body={"Items": [*items, broken], "TotalHits": 2})
+    before = project.buys()
+    held = project.run("apply", str(project.decl), "--auto-approve")
+    assert held.exit_code == 1, held.stdout + held.stderr
+    shown = held.stdout + held.stderr
+    assert "could not be read" in shown
+    assert "item 1 (id 999999)" in shown
+    assert project.buys() == before  # premium and e3 are not bought
+    assert project.sim.active_seats(TENANT, BASIC.product) == 5
+    assert "acme/basic" in project.state_document()["purchases"]
+    # Once the list reads again, they are bought.
+    project.ok("apply", str(project.decl), "--auto-approve")
+    assert project.sim.active_seats(TENANT, PREMIUM.product) == 3

@@ -19,6 +19,7 @@ from reconciler.cli.common import (
     make_client,
     seat_limit,
     state_options,
+    warn_legacy_fields,
 )
 from reconciler.cli.plan import check_targets
 from reconciler.errors import ReconcilerError
@@ -144,6 +145,7 @@ def _apply(o: _ApplyOptions, view: ApplyView) -> int:
     # A saved plan remembers its declarations, so it applies from any directory.
     path = o.path or (saved.declarations_path if saved else None) or "."
     declarations = config.load(path)
+    warn_legacy_fields(declarations, o.legacy_endpoints)
     store = o.state.open()
     request = ApplyRequest(
         declarations,

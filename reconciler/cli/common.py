@@ -23,7 +23,7 @@ import click
 from reconciler import render
 from reconciler.cli import Options
 from reconciler.errors import PlanError, ReconcilerError
-from reconciler.model import is_address_segment
+from reconciler.model import Declarations, is_address_segment
 from reconciler.state import StateStore, backend_for
 from reconciler.state import open_store as _open_store
 from reconciler.state.locking import LockHolder
@@ -257,6 +257,23 @@ def confirm(yes: bool) -> Callable[[Repair], None]:
             raise click.exceptions.Abort()
 
     return ask
+
+
+def warn_legacy_fields(declarations: Declarations, legacy_endpoints: bool) -> None:
+    """Say on stderr which declared fields the legacy ``/assets`` endpoints leave out of
+    the orders they take (nothing when the current endpoints are used)."""
+    if not legacy_endpoints:
+        return
+    from reconciler.api.orders import legacy_dropped_fields
+
+    for purchase in declarations.purchases:
+        dropped = legacy_dropped_fields(purchase)
+        if dropped:
+            click.echo(
+                f"warning: {purchase.address}: {', '.join(dropped)} is not sent with "
+                "--legacy-endpoints (the /assets endpoints do not take it)",
+                err=True,
+            )
 
 
 def make_client(legacy_endpoints: bool) -> CrayonClient:

@@ -20,6 +20,7 @@ from reconciler.cli.common import (
     make_client,
     seat_limit,
     state_options,
+    warn_legacy_fields,
 )
 from reconciler.commands.plan import run_plan, verify_plan
 from reconciler.errors import ReconcilerError
@@ -148,6 +149,8 @@ def plan(
     )
     try:
         declarations = config.load(path)
+        if verify:
+            warn_legacy_fields(declarations, legacy_endpoints)
         store = state.open()
         run = run_plan(
             declarations,

@@ -64,8 +64,8 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
     multiple=True,
     metavar="ENDPOINT:STATUS[:COUNT[:RETRY_AFTER]]",
     help="Answer the next COUNT calls of ENDPOINT (token, verify, checkout, orders, "
-    "subscriptions, asset-orders, agreement-products) with STATUS, without acting on "
-    "them. Repeatable.",
+    "subscriptions, subscription, update, asset-orders, agreement-products, me) with "
+    "STATUS, without acting on them. Repeatable.",
 )
 @click.option(
     "--drop-after-checkout",
@@ -85,6 +85,20 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
     default=0,
     help="Answer the next N valid checkouts 500 without recording them (nothing bought).",
 )
+@click.option(
+    "--list-shape",
+    type=click.Choice(["envelope", "bare"]),
+    default="envelope",
+    show_default=True,
+    help="How lists are answered: {Items, TotalHits} (what Crayon's SDKs read) or a bare "
+    "JSON array (what Crayon's published API document declares).",
+)
+@click.option(
+    "--max-page-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Answer at most this many items per page, whatever pageSize asks for.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 def simulator_command(
     port: int,
@@ -96,14 +110,16 @@ def simulator_command(
     drop_after_checkout: int,
     hold_checkouts: float,
     fail_checkout_unrecorded: int,
+    list_shape: str,
+    max_page_size: int | None,
     verbose: bool,
 ) -> int:
     """Run the built-in Crayon API simulator on 127.0.0.1 until interrupted.
 
-    It answers the token, verify, checkout, processed orders, subscriptions,
-    asset orders and agreement products endpoints like the real API, with
-    programmable faults, so you can try plans and applies without buying
-    anything. POST /_admin/portal changes subscriptions as a person in the
+    It answers the token, verify, checkout, processed orders, subscriptions (the
+    list, one subscription and its update), asset orders and agreement products
+    endpoints like the real API, with programmable faults, so you can try plans and
+    applies without buying anything. POST /_admin/portal changes subscriptions as a person in the
     Cloud-iQ portal would (see docs/simulator.md).
 
     Without --catalog it knows these customer tenants: 100001, 100002, 100003,
@@ -133,6 +149,8 @@ def simulator_command(
         token_ttl_calls=token_ttl_calls,
         latency=latency / 1000,
         verbose=verbose,
+        list_shape=list_shape,
+        max_page_size=max_page_size,
     )
     if catalog:
         sim.load_catalog_file(catalog)

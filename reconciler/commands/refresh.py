@@ -17,6 +17,7 @@ Never prints, reads the environment or builds a client: the caller passes
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -70,9 +71,12 @@ def read_cloud(
     wanted = list(tenants) if tenants is not None else tenants_of(declarations, state, targets)
     subscriptions = {}
     refused: dict[int, str] = {}
+    unreadable: dict[int, tuple[str, ...]] = {}
     for tenant in wanted:
         try:
-            subscriptions[tenant] = reader.read_subscriptions(tenant)
+            # An item that cannot be read is named, and its tenant's seats are in doubt:
+            # nothing is bought for that tenant (read before buying cannot prove none).
+            listing = reader.read_subscriptions(tenant, skip_unreadable=True)
         except ApiError as exc:
             if (
                 isinstance(exc, AuthenticationError)
@@ -81,6 +85,10 @@ def read_cloud(
             ):
                 raise
             refused[tenant] = exc.api_message or str(exc)
+            continue
+        subscriptions[tenant] = listing
+        if listing.unreadable:
+            unreadable[tenant] = tuple(str(item) for item in listing.unreadable)
     orders: dict[int, list[ProcessedOrder]] = {}
     assets: dict[str, list[AssetOrder]] = {}
     for pending in state.pending.values():
@@ -100,6 +108,7 @@ def read_cloud(
         assets,
         now=_server_now(reader, clock),
         clock_skew=reader.clock_skew,
+        unreadable=unreadable,
         refused=refused,
     )
     # Checkouts whose subscription the list cannot tell: ask their asset orders.
@@ -112,7 +121,7 @@ def read_cloud(
                 assets[order_id] = reader.find_asset_orders(tenant, order_id)
     if len(assets) == len(readings.asset_orders):
         return readings
-    return Readings(subscriptions, orders, assets, now=readings.now, clock_skew=readings.clock_skew)
+    return dataclasses.replace(readings, asset_orders=assets)
 
 
 #: Statuses of a list read that refuse that one tenant (unknown, or not this account's).

@@ -74,8 +74,12 @@ class Address:
         return self.cloud is not None and self.cloud.read(self.tenant)
 
 
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def seats(n: int) -> str:
-    return f"{n} seat" if n == 1 else f"{n} seats"
+    return count(n, "seat")
 
 
 def conflict(
@@ -333,8 +337,9 @@ def _guard(facts: Address, desired: Purchase, action: Action, before: int) -> Ch
         return conflict(
             desired,
             before,
-            f"Cloud-iQ may already hold seats of this identity: {len(unreadable)} "
-            f"subscriptions of customer tenant {facts.tenant} could not be read "
+            "Cloud-iQ may already hold seats of this identity: "
+            f"{count(len(unreadable), 'subscription')} of customer tenant {facts.tenant} "
+            f"could not be read "
             f"({'; '.join(unreadable[:3])}), so buying could add a second subscription",
         )
     extra = cloud.unowned(desired.identity)
