@@ -30,25 +30,29 @@ def test_demo_buys_every_example_seat_once_and_leaves_nothing_behind(tmp_path: P
         "$ reconciler plan examples/customers",
         "$ reconciler apply examples/customers --auto-approve",
         "$ reconciler plan examples/customers --detailed-exitcode",
-        "$ reconciler refresh examples/customers --auto-approve",
-        "$ reconciler plan examples/customers --refresh",
+        "$ reconciler show",
     ):
         assert f"\n{command}\n" in out
     assert (
         "Plan: 10 to purchase (+333 seats), 0 to increase (+0 seats), 0 conflicts, 0 pending."
         in out
     )
-    # The first checkout's answer is lost: refresh settles it from the API's records, and
-    # the second apply buys the other nine, so every seat is bought once (35 + 298).
-    assert "1 pending. 9 not started." in out
+    # The apply killed while the API held its first checkout: the next apply alone
+    # settles that checkout from Cloud-iQ and buys the other nine (35 + 298 seats, once).
+    assert "\nKilled\n" in out
     assert "Settled contoso/m365-business-basic: reconciler-" in out
     assert "recorded as purchased (+35)." in out
     assert "Apply complete: 9 purchased (+298 seats), 0 failed, 0 pending." in out
     assert "No changes. Declared purchases match the state." in out
-    # A portal change shows as drift and is recorded as an adjustment.
-    assert "  ~ contoso/m365-business-premium  85 recorded, 90 in Cloud-iQ (+5)" in out
+    # Seats added in the portal are planned back down, until the declaration keeps them.
+    assert "  v contoso/m365-business-premium  decrease, 90 -> 85 seats (-5)" in out
+    assert "raise `quantity` to 90 to keep them" in out
     assert "Adjusted contoso/m365-business-premium: +5 seats (85 -> 90)" in out
-    assert "10 purchases recorded (338 seats), 0 pending." in out
+    # Two seats go back inside the window; a decrease after it is a conflict.
+    assert "Apply complete: 0 purchased (+0 seats), 1 updated (-2 seats)" in out
+    assert "  ! contoso/m365-business-basic  conflict, 35 -> 30 seats" in out
+    assert "none of the 5 seats to remove are inside" in out
+    assert "10 purchases recorded (336 seats), 0 pending." in out
     assert "sim-secret" not in out + result.stderr
     assert "sim-password" not in out + result.stderr
     assert os.getcwd() == cwd
@@ -139,7 +143,7 @@ def test_demo_runs_the_whole_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = run("demo")
 
     assert result.exit_code == 0, result.output
-    # The first checkout's answer is lost and refresh settles it: 35 + 298 seats, once.
+    # The killed apply's checkout is settled by the next apply: 35 + 298 seats, once.
     assert "Settled contoso/m365-business-basic: " in result.stdout
     assert "Apply complete: 9 purchased (+298 seats), 0 failed, 0 pending." in result.stdout
     assert "Demo complete" in result.stdout

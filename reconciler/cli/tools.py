@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 
 import click
 
@@ -182,71 +177,14 @@ def simulator_command(
 
 @click.command()
 def demo() -> int:
-    """Try the whole cycle safely: validate, plan, apply, refresh, plan again.
+    """Try the whole cycle safely: plan, a killed apply recovered by the next one, seats
+    added in the portal, seats lowered inside and outside the cancellation window.
 
     Copies the bundled examples/ to a temporary directory, starts the simulator
     on a free loopback port, and runs each command as you would type it. Nothing
     is bought for real and nothing is left running.
     """
-    from reconciler import resources, simulator  # deferred: only this command needs them
-    from reconciler.cli import cli
+    from reconciler.cli.demo import run_demo  # deferred: only this command needs it
 
-    def drop_first_checkout(sim: simulator.Simulator) -> str:
-        sim.drop_after_checkout(1)
-        return (
-            "The simulator takes the first checkout, then drops the connection before "
-            "answering: its outcome is unknown to apply."
-        )
-
-    def portal_change(sim: simulator.Simulator) -> str:
-        premium = next(s for s in sim.subscriptions if s.product == "CFQ7TTC0LH18:0001")
-        sim.portal_set_quantity(premium.id, premium.quantity + 5)
-        return (
-            f"Meanwhile someone adds 5 seats to subscription {premium.id} "
-            "(contoso/m365-business-premium) by hand in the Cloud-iQ portal."
-        )
-
-    # examples/ci holds CI templates (YAML too), not declarations.
-    steps: list[tuple[list[str], int, Callable[[simulator.Simulator], str] | None]] = [
-        (["init"], 0, None),
-        (["validate", "examples/customers"], 0, None),
-        (["plan", "examples/customers"], 0, None),
-        (["apply", "examples/customers", "--auto-approve"], 1, drop_first_checkout),
-        (["refresh", "examples/customers", "--auto-approve"], 0, None),
-        (["apply", "examples/customers", "--auto-approve"], 0, None),
-        (["plan", "examples/customers", "--detailed-exitcode"], 0, None),
-        (["plan", "examples/customers", "--refresh"], 0, portal_change),
-        (["refresh", "examples/customers", "--auto-approve"], 0, None),
-        (["show"], 0, None),
-    ]
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    with (
-        tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp,
-        simulator.Simulator() as sim,
-    ):
-        shutil.copytree(resources.examples_dir(), Path(tmp) / "examples")
-        os.environ.update(sim.env())
-        os.environ.pop("RECONCILER_STATE", None)
-        os.chdir(tmp)
-        try:
-            click.echo(f"# In {tmp}, with the simulator on {sim.url} and its credentials exported:")
-            for args, expected, before in steps:
-                if before is not None:
-                    click.echo(f"\n# {before(sim)}")
-                click.echo(f"\n$ reconciler {' '.join(args)}")
-                code = cli.main(args, standalone_mode=False)
-                if code != expected:
-                    raise ReconcilerError(
-                        f"demo step `reconciler {' '.join(args)}` exited {code}, not {expected}"
-                    )
-        finally:
-            os.chdir(saved_cwd)
-            os.environ.clear()
-            os.environ.update(saved_env)
-    click.echo(
-        "\nDemo complete: every declared seat bought once. The checkout whose answer was lost "
-        "was settled by `reconciler refresh` from the API's records (not bought again), and "
-        "the seats added in the portal were shown as drift and recorded as an adjustment; "
-        "raise contoso/m365-business-premium to 90 seats in the declarations to adopt them."
-    )
+    run_demo()
     return 0

@@ -488,8 +488,9 @@ def _late_decrease(
             f"{seats(outside)} were added outside this repository: raise `quantity` to "
             f"{seen.seats} to keep them"
         )
+    inside = f"only {free} of the {need}" if free else f"none of the {need}"
     parts.append(
-        f"{held}, {desired.quantity} declared; only {free} of the {need} to remove are inside "
+        f"{held}, {desired.quantity} declared; {inside} seats to remove are inside "
         "Microsoft's 7-day cancellation window"
     )
     renewal = _renewal(seen)
