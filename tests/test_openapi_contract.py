@@ -23,7 +23,7 @@ from reconciler.model import TAG_KEYS, Identity, Purchase
 from reconciler.simulator import LIST_SHAPES, Simulator
 from tests.support.crayon_openapi import Contract, Traffic
 
-CONTRACT = Contract.load()
+DOCUMENT = Contract.load()
 TENANT = 111111
 
 
@@ -36,7 +36,7 @@ def traffic(monkeypatch: pytest.MonkeyPatch) -> Traffic:
 
 def checked(traffic: Traffic, sim: Simulator) -> set[tuple[str, str]]:
     """Every documented exchange with ``sim`` checked; returns the operations seen."""
-    problems, seen = CONTRACT.check(traffic.to(sim.url))
+    problems, seen = DOCUMENT.check(traffic.to(sim.url))
     assert problems == []
     return seen
 
@@ -45,8 +45,8 @@ def checked(traffic: Traffic, sim: Simulator) -> set[tuple[str, str]]:
 
 
 def test_the_copy_is_crayons_document() -> None:
-    assert CONTRACT.document["info"] == {"title": "Crayon Group Customer API", "version": "v1"}
-    assert CONTRACT.document["servers"] == [{"url": "https://api.crayon.com/api/v1"}]
+    assert DOCUMENT.document["info"] == {"title": "Crayon Group Customer API", "version": "v1"}
+    assert DOCUMENT.document["servers"] == [{"url": "https://api.crayon.com/api/v1"}]
 
 
 @pytest.mark.parametrize(
@@ -66,14 +66,14 @@ def test_the_copy_is_crayons_document() -> None:
     ],
 )
 def test_operations_are_found_ignoring_case(method: str, path: str, operation: str) -> None:
-    found = CONTRACT.operation(method, path)
+    found = DOCUMENT.operation(method, path)
     assert found is not None
     assert found["operationId"] == operation
 
 
 def test_the_purchaserequest_endpoints_are_not_in_the_2021_document() -> None:
-    assert CONTRACT.operation("POST", "/api/v1/purchaserequest/verify") is None
-    assert CONTRACT.operation("GET", "/api/v1/purchaserequest/orders/") is None
+    assert DOCUMENT.operation("POST", "/api/v1/purchaserequest/verify") is None
+    assert DOCUMENT.operation("GET", "/api/v1/purchaserequest/orders/") is None
 
 
 @pytest.mark.parametrize(
@@ -103,13 +103,13 @@ def test_the_purchaserequest_endpoints_are_not_in_the_2021_document() -> None:
 def test_the_checker_finds_what_the_document_forbids(
     schema: str, value: dict[str, Any], problem: str
 ) -> None:
-    found = CONTRACT.problems(CONTRACT.schema(schema), value)
+    found = DOCUMENT.problems(DOCUMENT.schema(schema), value)
     assert any(problem in p for p in found), found
 
 
 def test_the_checker_reads_names_ignoring_case() -> None:
     token = {"AccessToken": "t", "ExpiresIn": 3600, "TokenType": "Bearer", "Error": None}
-    assert CONTRACT.problems(CONTRACT.schema("Token"), token) == []
+    assert DOCUMENT.problems(DOCUMENT.schema("Token"), token) == []
 
 
 # --------------------------------------------------------------------------- declarations
@@ -148,14 +148,14 @@ def test_every_legacy_order_fits_asset_order() -> None:
     problems = []
     for declared in every_declaration():
         body = legacy_order(build_order(declared, 3, "reconciler-contract"))
-        problems += CONTRACT.request_problems("POST", "/api/v1/assets/verify", body)
+        problems += DOCUMENT.request_problems("POST", "/api/v1/assets/verify", body)
     assert problems == []
 
 
 def test_without_legacy_order_a_declared_attestation_breaks_the_document() -> None:
     # The check above can fail: the purchaserequest body with an attestation does.
     body = build_order(purchase(PRODUCTS[0], CYCLES[0], attestation_accepted=True), 3, "r")
-    [problem] = CONTRACT.request_problems("POST", "/api/v1/assets/verify", body)
+    [problem] = DOCUMENT.request_problems("POST", "/api/v1/assets/verify", body)
     assert "'attestationAccepted' was unexpected" in problem
 
 
