@@ -22,7 +22,13 @@ import datetime
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from reconciler.api.records import ApiReader, AssetOrder, CatalogEntry, ProcessedOrder
+from reconciler.api.records import (
+    ApiReader,
+    AssetOrder,
+    CatalogEntry,
+    ProcessedOrder,
+    Subscription,
+)
 from reconciler.errors import ApiError, AuthenticationError, FailureKind
 from reconciler.model import Declarations, Identity, State, targeted
 from reconciler.observe import (
@@ -69,26 +75,7 @@ def read_cloud(
     not this account's) is named in ``Readings.refused``; any other failure raises
     ``ApiError``."""
     wanted = list(tenants) if tenants is not None else tenants_of(declarations, state, targets)
-    subscriptions = {}
-    refused: dict[int, str] = {}
-    unreadable: dict[int, tuple[str, ...]] = {}
-    for tenant in wanted:
-        try:
-            # An item that cannot be read is named, and its tenant's seats are in doubt:
-            # nothing is bought for that tenant (read before buying cannot prove none).
-            listing = reader.read_subscriptions(tenant, skip_unreadable=True)
-        except ApiError as exc:
-            if (
-                isinstance(exc, AuthenticationError)
-                or exc.kind is not FailureKind.DEFINITIVE
-                or exc.status not in _REFUSED_READS
-            ):
-                raise
-            refused[tenant] = exc.api_message or str(exc)
-            continue
-        subscriptions[tenant] = listing
-        if listing.unreadable:
-            unreadable[tenant] = tuple(str(item) for item in listing.unreadable)
+    subscriptions, unreadable, refused = _read_lists(reader, wanted)
     orders: dict[int, list[ProcessedOrder]] = {}
     assets: dict[str, list[AssetOrder]] = {}
     for pending in state.pending.values():
@@ -105,7 +92,7 @@ def read_cloud(
     readings = Readings(
         subscriptions,
         orders,
-        assets,
+        dict(assets),
         now=_server_now(reader, clock),
         clock_skew=reader.clock_skew,
         unreadable=unreadable,
@@ -122,6 +109,34 @@ def read_cloud(
     if len(assets) == len(readings.asset_orders):
         return readings
     return dataclasses.replace(readings, asset_orders=assets)
+
+
+def _read_lists(
+    reader: CloudReader, tenants: Sequence[int]
+) -> tuple[dict[int, Sequence[Subscription]], dict[int, tuple[str, ...]], dict[int, str]]:
+    """Each tenant's subscriptions, the items of its list that could not be read, and
+    the tenants the API refused to list, with its reason."""
+    subscriptions: dict[int, Sequence[Subscription]] = {}
+    unreadable: dict[int, tuple[str, ...]] = {}
+    refused: dict[int, str] = {}
+    for tenant in tenants:
+        try:
+            # An item that cannot be read is named, and its tenant's seats are in doubt:
+            # nothing is bought for that tenant (read before buying cannot prove none).
+            listing = reader.read_subscriptions(tenant, skip_unreadable=True)
+        except ApiError as exc:
+            if (
+                isinstance(exc, AuthenticationError)
+                or exc.kind is not FailureKind.DEFINITIVE
+                or exc.status not in _REFUSED_READS
+            ):
+                raise
+            refused[tenant] = exc.api_message or str(exc)
+            continue
+        subscriptions[tenant] = listing
+        if listing.unreadable:
+            unreadable[tenant] = tuple(str(item) for item in listing.unreadable)
+    return subscriptions, unreadable, refused
 
 
 #: Statuses of a list read that refuse that one tenant (unknown, or not this account's).

@@ -8,7 +8,7 @@ at all, so it must not check fields (that is ``schema_errors``) nor read files.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,24 +134,12 @@ def move_problems(entries: Sequence[MoveEntry], declared: set[str]) -> list[Conf
 
     for entry in entries:
         move = entry.move
-        seen = first.setdefault(move.source, entry)
-        if seen is not entry and seen.move.location and move.location:
-            problem(
-                entry,
-                "from",
-                f"duplicate move from {move.source!r}: in {move.location.path}:"
-                f"{move.location.line} and in {seen.move.location.path}:{seen.move.location.line}",
-            )
-        into = first_to.setdefault(move.target, entry)
-        if into is not entry and into.move.location and move.location:
-            # Two recorded purchases cannot both become one address: one would be lost.
-            problem(
-                entry,
-                "to",
-                f"{move.target!r} is already the target of the move from "
-                f"{into.move.source!r} ({into.move.location.path}:{into.move.location.line}); "
-                "two purchases cannot move to one address",
-            )
+        _repeated(
+            entry,
+            first.setdefault(move.source, entry),
+            first_to.setdefault(move.target, entry),
+            problem,
+        )
         if move.target not in declared:
             problem(
                 entry, "to", f"{move.target!r} is not declared; 'to' must name a declared purchase"
@@ -275,3 +263,29 @@ def entry_problems(
                 f"{first_removal.where.path}:{first_removal.where.line}",
             )
     return problems
+
+
+def _repeated(
+    entry: MoveEntry,
+    seen: MoveEntry,
+    into: MoveEntry,
+    problem: Callable[[MoveEntry, str, str], None],
+) -> None:
+    """Problems of ``entry`` repeating the ``from`` of ``seen`` or the ``to`` of ``into``."""
+    move = entry.move
+    if seen is not entry and seen.move.location and move.location:
+        problem(
+            entry,
+            "from",
+            f"duplicate move from {move.source!r}: in {move.location.path}:"
+            f"{move.location.line} and in {seen.move.location.path}:{seen.move.location.line}",
+        )
+    if into is not entry and into.move.location and move.location:
+        # Two recorded purchases cannot both become one address: one would be lost.
+        problem(
+            entry,
+            "to",
+            f"{move.target!r} is already the target of the move from "
+            f"{into.move.source!r} ({into.move.location.path}:{into.move.location.line}); "
+            "two purchases cannot move to one address",
+        )

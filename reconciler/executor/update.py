@@ -12,6 +12,7 @@ instance seats outside the cancellation window) clears the pending entry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reconciler.api.records import SubscriptionDetail
@@ -50,74 +51,96 @@ def update(run: Run, change: Change) -> ChangeResult:
 
 def _step(run: Run, change: Change, step: SubscriptionChange) -> ChangeResult | None:
     """One PUT, exactly once; None when it took effect (and is recorded)."""
+    return _Step(run, change, step).make()
 
-    def failed(*errors: str) -> ChangeResult:
-        run.writer.remove_pending(change.address)
-        return ChangeResult(
-            change.address, change.delta, Outcome.FAILED, 0.0, step.operation, errors
-        )
 
-    def pending(*errors: str) -> ChangeResult:
-        run.halt.set()
-        return ChangeResult(
-            change.address, change.delta, Outcome.PENDING, 0.0, step.operation, errors
-        )
+@dataclass(frozen=True)
+class _Step:
+    """One PUT of one change: pending first, read and compare, send, read back."""
 
-    def done(evidence: str | None) -> None:
-        run.writer.record_update(change.address, UpdateRecord(step, run.now(), evidence))
+    run: Run
+    change: Change
+    step: SubscriptionChange
 
-    run.writer.add_pending(
-        PendingOperation(
-            change.address, change.identity, step.operation, step.seats, run.now(), update=step
-        )
-    )
-    try:
-        current = run.client.get_subscription(step.subscription)
-    except ApiError as exc:
-        run.halt_if_hopeless(exc)
-        return failed(*describe(exc))
-    found = value(current, step.field)
-    if found == step.after:
-        done(f"subscription {step.subscription} already had {step.after} when read")
-        return None
-    if found != step.before:
-        return failed(
-            f"subscription {step.subscription} has {_shown(found)}, not {step.before} as "
-            "planned: someone changed it, so nothing was sent; plan again"
-        )
-    for _ in range(1 + RESENDS):
-        try:
-            answered = put(run.client, current, step)
-        except ApiError as exc:
-            if exc.kind is not FailureKind.AMBIGUOUS:
-                run.halt_if_hopeless(exc)
-                return failed(*describe(exc))
-            try:
-                current = run.client.get_subscription(step.subscription)
-            except ApiError as again:
-                return pending(*describe(exc), *describe(again))
-            found = value(current, step.field)
-            if found == step.after:
-                done(f"read back after a lost answer: subscription {step.subscription} has {found}")
-                return None
-            if found != step.before:
-                return pending(
-                    *describe(exc),
-                    f"read back: subscription {step.subscription} has {_shown(found)}, neither "
-                    f"{step.before} nor {step.after}: someone else changed it",
-                )
-            continue  # not made: the same absolute values are safe to send again
-        if value(answered, step.field) != step.after:
-            return pending(
-                f"the API answered the update of subscription {step.subscription} with "
-                f"{_shown(value(answered, step.field))}, not {step.after}"
+    def make(self) -> ChangeResult | None:
+        run, change, step = self.run, self.change, self.step
+        run.writer.add_pending(
+            PendingOperation(
+                change.address, change.identity, step.operation, step.seats, run.now(), update=step
             )
-        done(None)
-        return None
-    return failed(
-        f"the update of subscription {step.subscription} was not made after {1 + RESENDS} "
-        "attempts whose answers were lost"
-    )
+        )
+        try:
+            current = run.client.get_subscription(step.subscription)
+        except ApiError as exc:
+            run.halt_if_hopeless(exc)
+            return self.failed(*describe(exc))
+        found = value(current, step.field)
+        if found == step.after:
+            self.done(f"subscription {step.subscription} already had {step.after} when read")
+            return None
+        if found != step.before:
+            return self.failed(
+                f"subscription {step.subscription} has {_shown(found)}, not {step.before} as "
+                "planned: someone changed it, so nothing was sent; plan again"
+            )
+        return self.send(current)
+
+    def send(self, current: SubscriptionDetail) -> ChangeResult | None:
+        """PUT ``current`` changed; after a lost answer read it back, and send again only
+        when it shows the change was not made."""
+        run, step = self.run, self.step
+        for _ in range(1 + RESENDS):
+            try:
+                answered = put(run.client, current, step)
+            except ApiError as exc:
+                if exc.kind is not FailureKind.AMBIGUOUS:
+                    run.halt_if_hopeless(exc)
+                    return self.failed(*describe(exc))
+                try:
+                    current = run.client.get_subscription(step.subscription)
+                except ApiError as again:
+                    return self.pending(*describe(exc), *describe(again))
+                found = value(current, step.field)
+                if found == step.after:
+                    self.done(
+                        f"read back after a lost answer: subscription {step.subscription} "
+                        f"has {found}"
+                    )
+                    return None
+                if found != step.before:
+                    return self.pending(
+                        *describe(exc),
+                        f"read back: subscription {step.subscription} has {_shown(found)}, "
+                        f"neither {step.before} nor {step.after}: someone else changed it",
+                    )
+                continue  # not made: the same absolute values are safe to send again
+            if value(answered, step.field) != step.after:
+                return self.pending(
+                    f"the API answered the update of subscription {step.subscription} with "
+                    f"{_shown(value(answered, step.field))}, not {step.after}"
+                )
+            self.done(None)
+            return None
+        return self.failed(
+            f"the update of subscription {step.subscription} was not made after "
+            f"{1 + RESENDS} attempts whose answers were lost"
+        )
+
+    def failed(self, *errors: str) -> ChangeResult:
+        self.run.writer.remove_pending(self.change.address)
+        return self._result(Outcome.FAILED, errors)
+
+    def pending(self, *errors: str) -> ChangeResult:
+        self.run.halt.set()
+        return self._result(Outcome.PENDING, errors)
+
+    def done(self, evidence: str | None) -> None:
+        record = UpdateRecord(self.step, self.run.now(), evidence)
+        self.run.writer.record_update(self.change.address, record)
+
+    def _result(self, outcome: Outcome, errors: tuple[str, ...]) -> ChangeResult:
+        change = self.change
+        return ChangeResult(change.address, change.delta, outcome, 0.0, self.step.operation, errors)
 
 
 def value(detail: SubscriptionDetail, field: UpdateField) -> int | None:

@@ -226,20 +226,7 @@ def _order_evidence(
             f"{lead}; the pending checkout of {', '.join(rivals)} is also {what} for tenant "
             f"{identity.customer_tenant_id}, and processed orders cannot tell them apart",
         )
-    claimed = _claimed_references(state)
-    candidates = [
-        o
-        for o in orders
-        if o.customer_tenant_id == identity.customer_tenant_id
-        and o.product_id == identity.product_id
-        and o.sku_id == identity.sku_id
-        and o.quantity == pending.quantity
-        and o.billing_cycle in (None, identity.billing_cycle)
-        and o.term_duration in (None, identity.term_duration)
-        and o.created is not None
-        and o.created >= since
-        and o.order_reference_id not in claimed
-    ]
+    candidates = _candidates(pending, orders, since, _claimed_references(state))
     succeeded = [o for o in candidates if o.succeeded]
     others = [o for o in candidates if not o.succeeded]
     # Each recorded checkout of the same product and quantity that may have made one of
@@ -260,36 +247,67 @@ def _order_evidence(
             f"{free + len(others)} of them unclaimed; only exactly one proves anything",
         )
     if others:
-        order = others[0]
-        if order.failed and order.created is not None and order.created < sent:
-            # "Not purchased" lets the next apply buy again: only an order created after
-            # this checkout was written pending can be its failure, not an earlier attempt
-            # the clock-skew allowance lets into the window.
-            return Evidence(
-                pending,
-                Proof.UNKNOWN,
-                f"{lead}; {_CITE.format(order.order_reference_id)} of {window} failed, but it "
-                "was created before this checkout was sent, so it may be an earlier attempt",
-            )
-        if order.failed:
-            error = f": {_short(order.error)}" if order.error else ""
-            return Evidence(
-                pending,
-                Proof.NOT_PURCHASED,
-                f"{_CITE.format(order.order_reference_id)} failed{error} "
-                f"(the only processed order of {window})",
-            )
-        return Evidence(
-            pending,
-            Proof.UNKNOWN,
-            f"{lead}; {_CITE.format(order.order_reference_id)} of {window} is "
-            f"{order.order_state}, not settled yet",
-        )
+        return _one_unsucceeded(pending, others[0], lead, window, sent)
     cited = " or ".join(_CITE.format(o.order_reference_id) for o in succeeded)
     return Evidence(
         pending,
         Proof.PURCHASED,
         f"{cited} succeeded (the only unclaimed processed order of {window})",
+    )
+
+
+def _candidates(
+    pending: PendingOperation,
+    orders: Sequence[ProcessedOrder],
+    since: datetime,
+    claimed: set[str],
+) -> list[ProcessedOrder]:
+    """The processed orders that may be ``pending``'s checkout's: same tenant, product,
+    quantity and terms, created since ``since`` (the API's clock) and not claimed."""
+    identity = pending.identity
+    return [
+        o
+        for o in orders
+        if o.customer_tenant_id == identity.customer_tenant_id
+        and o.product_id == identity.product_id
+        and o.sku_id == identity.sku_id
+        and o.quantity == pending.quantity
+        and o.billing_cycle in (None, identity.billing_cycle)
+        and o.term_duration in (None, identity.term_duration)
+        and o.created is not None
+        and o.created >= since
+        and o.order_reference_id not in claimed
+    ]
+
+
+def _one_unsucceeded(
+    pending: PendingOperation, order: ProcessedOrder, lead: str, window: str, sent: datetime
+) -> Evidence:
+    """What the only candidate proves when it did not succeed: failed after the checkout
+    was sent, not purchased; anything else, nothing yet."""
+    if order.failed and order.created is not None and order.created < sent:
+        # "Not purchased" lets the next apply buy again: only an order created after
+        # this checkout was written pending can be its failure, not an earlier attempt
+        # the clock-skew allowance lets into the window.
+        return Evidence(
+            pending,
+            Proof.UNKNOWN,
+            f"{lead}; {_CITE.format(order.order_reference_id)} of {window} failed, but it "
+            "was created before this checkout was sent, so it may be an earlier attempt",
+        )
+    if order.failed:
+        error = f": {_short(order.error)}" if order.error else ""
+        return Evidence(
+            pending,
+            Proof.NOT_PURCHASED,
+            f"{_CITE.format(order.order_reference_id)} failed{error} "
+            f"(the only processed order of {window})",
+        )
+    return Evidence(
+        pending,
+        Proof.UNKNOWN,
+        f"{lead}; {_CITE.format(order.order_reference_id)} of {window} is "
+        f"{order.order_state}, not settled yet",
     )
 
 

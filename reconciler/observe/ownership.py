@@ -168,27 +168,9 @@ def _order_links(
                         )
                     )
                 continue
-            key = seat_key(purchase.identity)
-            since = _time(checkout.time) - skew
-            mine = [s for s in free if subscription_key(s) == key]
-            dated = [
-                s.id
-                for s in mine
-                if s.creation_date is not None and _aware(s.creation_date) >= since
-            ]
-            # Created since the checkout was sent: the one there is (its seats may have
-            # been changed since), or the one of the checkout's seats among several.
-            sized = [s.id for s in mine if s.quantity == checkout.quantity]
-            if len(dated) > 1:
-                dated = [i for i in dated if i in sized]
-            undated = [s for s in mine if s.creation_date is None]
-            if (not dated and len(undated) > 1) or purchase.address in acknowledged:
-                # Beside a subscription of its own the address may have others: only the
-                # checkout's seats tell which.
-                undated = [s for s in undated if s.quantity == checkout.quantity]
-            candidates[(purchase.address, checkout.external_order_id)] = dated or [
-                s.id for s in undated
-            ]
+            candidates[(purchase.address, checkout.external_order_id)] = _made_by(
+                purchase, checkout, free, skew, purchase.address in acknowledged
+            )
     named_ids = {link.subscription for link in links}
     counts: dict[int, int] = {}
     for ids in candidates.values():
@@ -207,6 +189,30 @@ def _order_links(
                 )
             )
     return links
+
+
+def _made_by(
+    purchase: RecordedPurchase,
+    checkout: CheckoutRecord,
+    free: Sequence[Subscription],
+    skew: timedelta,
+    acknowledged: bool,
+) -> list[int]:
+    """The unowned subscriptions ``checkout`` may have made: of its identity, created
+    since it was sent (the one there is, its seats may have changed since; the one of
+    its seats among several), else undated ones, of its seats when there are several
+    or the address already has a subscription of its own."""
+    key = seat_key(purchase.identity)
+    since = _time(checkout.time) - skew
+    mine = [s for s in free if subscription_key(s) == key]
+    dated = [s.id for s in mine if s.creation_date is not None and _aware(s.creation_date) >= since]
+    sized = [s.id for s in mine if s.quantity == checkout.quantity]
+    if len(dated) > 1:
+        dated = [i for i in dated if i in sized]
+    undated = [s for s in mine if s.creation_date is None]
+    if (not dated and len(undated) > 1) or acknowledged:
+        undated = [s for s in undated if s.quantity == checkout.quantity]
+    return dated or [s.id for s in undated]
 
 
 def _takeovers(

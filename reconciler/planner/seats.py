@@ -17,93 +17,36 @@ Pure; no I/O, no clock (the read's time comes with the observations).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from reconciler.model import (
-    HOLDING_STATUSES,
     Action,
-    Adopt,
     Change,
     PendingOperation,
     Purchase,
     RecordedPurchase,
-    Removal,
     SubscriptionChange,
     UpdateField,
     describe_subscriptions,
 )
+from reconciler.planner.facts import (
+    HOLDING,
+    Address,
+    conflict,
+    count,
+    seats,
+)
+from reconciler.planner.window import (
+    cancel,
+    decrease,
+    offline_decrease,
+    renewal_steps,
+)
 
 if TYPE_CHECKING:  # an offline plan loads nothing of observe or the API's records
-    from reconciler.api.records import Subscription
-    from reconciler.observe.cloud import Observations
     from reconciler.observe.ownership import AddressSeats
 
-HOLDING = HOLDING_STATUSES
-
-
-#: Microsoft's cancellation window: seats can be removed this long after they were
-#: bought (or the term renewed); afterwards only at the end of the term.
-WINDOW = timedelta(hours=168)
-
-
-@dataclass(frozen=True)
-class Address:
-    """Everything known of one address."""
-
-    address: str
-    desired: Purchase | None
-    recorded: RecordedPurchase | None
-    pending: PendingOperation | None
-    cloud: Observations | None
-    removal: Removal | None = None
-    adoption: Adopt | None = None
-
-    @property
-    def tenant(self) -> int:
-        for entry in (self.desired, self.recorded, self.pending):
-            if entry is not None:
-                return entry.identity.customer_tenant_id
-        raise AssertionError("an address is declared, recorded or pending")
-
-    @property
-    def online(self) -> bool:
-        """Whether Cloud-iQ was read for this address's tenant."""
-        return self.cloud is not None and self.cloud.read(self.tenant)
-
-
-def count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def seats(n: int) -> str:
-    return count(n, "seat")
-
-
-def conflict(
-    desired: Purchase,
-    before: int,
-    reason: str,
-    *,
-    subscriptions: tuple[int, ...] = (),
-    window_ends: str | None = None,
-    cloud: bool = False,
-) -> Change:
-    return Change(
-        desired.address,
-        Action.CONFLICT,
-        before,
-        desired.quantity,
-        0,
-        desired.identity,
-        desired,
-        reason=reason,
-        subscriptions=subscriptions,
-        window_ends=window_ends,
-        cloud=cloud,
-    )
+__all__ = ["Address", "change_of", "conflict", "seats"]
 
 
 def change_of(facts: Address, seen: AddressSeats | None = None) -> Change:
@@ -113,17 +56,12 @@ def change_of(facts: Address, seen: AddressSeats | None = None) -> Change:
     if facts.pending is not None:
         return _pending(facts, facts.pending)
     desired, recorded = facts.desired, facts.recorded
-    refused = facts.cloud.refused.get(facts.tenant) if facts.cloud is not None else None
-    if refused is not None and desired is not None:
-        return conflict(
-            desired,
-            recorded.quantity if recorded else 0,
-            f"Cloud-iQ refused to list the subscriptions of customer tenant {facts.tenant}: "
-            f"{refused}; nothing is bought or changed for it until it can be read",
-        )
     if desired is None:
         assert recorded is not None  # every address is declared, recorded or pending
         return _undeclared(facts, recorded, seen)
+    refused = _refused(facts, desired)
+    if refused is not None:
+        return refused
     if recorded is None:
         if facts.adoption is not None:
             return _adopt(facts, desired, 0, ())
@@ -137,6 +75,27 @@ def change_of(facts: Address, seen: AddressSeats | None = None) -> Change:
             recorded.quantity,
             f"identity changed ({details}); declare it under a new name instead",
         )
+    return _declared(facts, desired, recorded, seen)
+
+
+def _refused(facts: Address, desired: Purchase) -> Change | None:
+    """A conflict when the API refused to list the address's customer tenant."""
+    refused = facts.cloud.refused.get(facts.tenant) if facts.cloud is not None else None
+    if refused is None:
+        return None
+    recorded = facts.recorded
+    return conflict(
+        desired,
+        recorded.quantity if recorded else 0,
+        f"Cloud-iQ refused to list the subscriptions of customer tenant {facts.tenant}: "
+        f"{refused}; nothing is bought or changed for it until it can be read",
+    )
+
+
+def _declared(
+    facts: Address, desired: Purchase, recorded: RecordedPurchase, seen: AddressSeats | None
+) -> Change:
+    """The change of an address declared and recorded under the same identity."""
     online = facts.online and seen is not None and seen.doubtful is None
     if facts.online and seen is not None and seen.held is not None:
         return conflict(
@@ -151,14 +110,13 @@ def change_of(facts: Address, seen: AddressSeats | None = None) -> Change:
         if fresh:
             return _adopt(facts, desired, seen.seats, seen.subscription_ids)
     before = seen.seats if (online and seen is not None) else recorded.quantity
-    owned = seen.subscription_ids if seen is not None else recorded.subscriptions
     if desired.quantity > before:
         return _buy(facts, desired, Action.INCREASE, before, seen if online else None)
     if desired.quantity < before:
         if not online or seen is None:
-            return _offline_decrease(facts, desired, before, seen)
-        return _decrease(facts, desired, recorded, seen)
-    steps = _renewal_steps(desired, seen) if online and seen is not None else ()
+            return offline_decrease(facts, desired, before, seen)
+        return decrease(facts, desired, recorded, seen)
+    steps = renewal_steps(desired, seen) if online and seen is not None else ()
     return Change(
         desired.address,
         Action.UPDATE if steps else Action.NOOP,
@@ -167,7 +125,7 @@ def change_of(facts: Address, seen: AddressSeats | None = None) -> Change:
         0,
         desired.identity,
         desired,
-        subscriptions=owned,
+        subscriptions=seen.subscription_ids if seen is not None else recorded.subscriptions,
         steps=steps,
         cloud=online,
     )
@@ -241,53 +199,7 @@ def _undeclared(facts: Address, recorded: RecordedPurchase, seen: AddressSeats |
             reason="forgotten (`removed:` with `cancel: false`); its subscriptions stay as "
             "they are",
         )
-    return _cancel(facts, base, seen)
-
-
-def _cancel(facts: Address, base: Change, seen: AddressSeats | None) -> Change:
-    def refuse(reason: str) -> Change:
-        return Change(
-            base.address,
-            Action.CONFLICT,
-            base.before,
-            None,
-            0,
-            base.identity,
-            subscriptions=base.subscriptions,
-            reason=f"`removed:` asks to cancel it, but {reason}",
-        )
-
-    if not facts.online or seen is None:
-        return refuse("Cloud-iQ was not read, so its subscriptions are not known")
-    if seen.doubtful is not None or seen.held is not None:
-        return refuse(seen.doubtful or seen.held or "")
-    if seen.unseen:
-        orders = ", ".join(c.external_order_id for c in seen.unseen)
-        return refuse(f"Cloud-iQ does not list the subscription of checkout {orders} yet")
-    now = _now(facts)
-    steps, ends, late = [], [], []
-    for sub in seen.holding:
-        opened = _term_start(sub)
-        if now is not None and opened is not None and now - opened < WINDOW:
-            steps.append(SubscriptionChange(sub.id, UpdateField.CANCEL, sub.quantity, 0))
-            ends.append(opened + WINDOW)
-        else:
-            late.append(sub)
-    if late:
-        return refuse(_too_late(late, "cancelled"))
-    return Change(
-        base.address,
-        Action.CANCEL,
-        base.before,
-        None,
-        -base.before,
-        base.identity,
-        subscriptions=base.subscriptions,
-        steps=tuple(steps),
-        window_ends=_show(min(ends)) if ends else None,
-        cloud=True,
-        note="prorated credit: cancelled inside Microsoft's cancellation window",
-    )
+    return cancel(facts, base, seen)
 
 
 def _buy(
@@ -365,166 +277,6 @@ def _guard(facts: Address, desired: Purchase, action: Action, before: int) -> Ch
     return conflict(desired, before, reason)
 
 
-def _offline_decrease(
-    facts: Address, desired: Purchase, before: int, seen: AddressSeats | None
-) -> Change:
-    why = (
-        seen.doubtful
-        if seen is not None and seen.doubtful is not None
-        else "Cloud-iQ was not read (no credentials, or --refresh=false)"
-    )
-    return conflict(
-        desired,
-        before,
-        f"decrease from {before} to {seats(desired.quantity)}, but {why}; seats are "
-        "lowered only from what Cloud-iQ shows: plan again with Cloud-iQ's credentials",
-    )
-
-
-def _decrease(
-    facts: Address, desired: Purchase, recorded: RecordedPurchase, seen: AddressSeats
-) -> Change:
-    before = seen.seats
-    need = before - desired.quantity
-    steps, ends = _reductions(facts, recorded, seen, need)
-    outside = _added_outside(facts, seen)
-    if sum(-s.seats for s in steps) < need:
-        return conflict(
-            desired,
-            before,
-            _late_decrease(facts, desired, seen, need, steps, outside),
-            subscriptions=seen.subscription_ids,
-            window_ends=_renewal(seen),
-            cloud=True,
-        )
-    cancelled = {s.subscription for s in steps if s.field is UpdateField.CANCEL}
-    steps += [s for s in _renewal_steps(desired, seen) if s.subscription not in cancelled]
-    note = "prorated credit: seats removed inside Microsoft's cancellation window"
-    if outside:
-        note = (
-            f"{seats(outside)} were added outside this repository (in Cloud-iQ): this "
-            f"lowers them back to the declared {desired.quantity}; raise `quantity` to "
-            f"{before} to keep them. {note}"
-        )
-    return Change(
-        desired.address,
-        Action.DECREASE,
-        before,
-        desired.quantity,
-        -need,
-        desired.identity,
-        desired,
-        subscriptions=seen.subscription_ids,
-        steps=tuple(steps),
-        window_ends=_show(min(ends)) if ends else None,
-        cloud=True,
-        note=note,
-    )
-
-
-def _reductions(
-    facts: Address, recorded: RecordedPurchase, seen: AddressSeats, need: int
-) -> tuple[list[SubscriptionChange], list[datetime]]:
-    """PUTs that remove up to ``need`` seats, newest subscription first, each taking
-    only seats inside the window (a subscription taken down to 0 is cancelled)."""
-    now = _now(facts)
-    steps: list[SubscriptionChange] = []
-    ends: list[datetime] = []
-    if now is None:
-        return steps, ends
-    for sub in seen.holding:
-        if need <= 0:
-            break
-        free, closes = _reducible(sub, recorded, now, facts.cloud)
-        take = min(need, free)
-        if take <= 0 or closes is None:
-            continue
-        if take == sub.quantity:
-            steps.append(SubscriptionChange(sub.id, UpdateField.CANCEL, sub.quantity, 0))
-        else:
-            after = sub.quantity - take
-            steps.append(SubscriptionChange(sub.id, UpdateField.QUANTITY, sub.quantity, after))
-        ends.append(closes)
-        need -= take
-    return steps, ends
-
-
-def _reducible(
-    sub: Subscription, recorded: RecordedPurchase, now: datetime, cloud: Observations | None
-) -> tuple[int, datetime | None]:
-    """How many of ``sub``'s seats can be removed now, and when that window closes: all
-    of them inside the window of its purchase (or renewal); else those this tool added
-    to it inside the window."""
-    opened = _term_start(sub)
-    if opened is not None and now - opened < WINDOW:
-        return sub.quantity, opened + WINDOW
-    skew = cloud.clock_skew if cloud is not None and cloud.clock_skew else timedelta(0)
-    added, closes = 0, None
-    for update in recorded.updates:
-        change = update.change
-        if change.subscription != sub.id or change.field is not UpdateField.QUANTITY:
-            continue
-        when = _time(update.time) + skew
-        if now - when < WINDOW:
-            added += change.seats
-            if change.seats > 0:
-                closes = min(closes, when + WINDOW) if closes else when + WINDOW
-    return max(0, min(added, sub.quantity - 1)), closes
-
-
-def _late_decrease(
-    facts: Address,
-    desired: Purchase,
-    seen: AddressSeats,
-    need: int,
-    steps: Sequence[SubscriptionChange],
-    outside: int,
-) -> str:
-    free = sum(-s.seats for s in steps)
-    held = f"Cloud-iQ shows {seats(seen.seats)} ({describe_subscriptions(seen.subscription_ids)})"
-    parts = []
-    if outside:
-        parts.append(
-            f"{seats(outside)} were added outside this repository: raise `quantity` to "
-            f"{seen.seats} to keep them"
-        )
-    inside = f"only {free} of the {need}" if free else f"none of the {need}"
-    parts.append(
-        f"{held}, {desired.quantity} declared; {inside} seats to remove are inside "
-        "Microsoft's 7-day cancellation window"
-    )
-    renewal = _renewal(seen)
-    when = f" at renewal ({renewal})" if renewal else " at the end of the term"
-    parts.append(
-        f"the others can go{when}: set `autoRenew: false` to let a subscription end, or "
-        "lower `quantity` once it has renewed"
-    )
-    if _now(facts) is None:
-        parts.append("(the time of the Cloud-iQ read is unknown, so no window can be proven)")
-    return "; ".join(parts)
-
-
-def _added_outside(facts: Address, seen: AddressSeats) -> int:
-    """Seats Cloud-iQ shows beyond those recorded before this read (added in the portal)."""
-    cloud = facts.cloud
-    if cloud is None:
-        return 0
-    drift = next((d for d in cloud.drift if d.address == facts.address), None)
-    return max(0, drift.delta) if drift is not None else 0
-
-
-def _renewal_steps(desired: Purchase, seen: AddressSeats) -> tuple[SubscriptionChange, ...]:
-    wanted = desired.auto_renew
-    if wanted is None:
-        return ()
-    after = int(wanted)
-    return tuple(
-        SubscriptionChange(sub.id, UpdateField.AUTO_RENEW, 1 - after, after)
-        for sub in seen.holding
-        if sub.auto_renew is not wanted
-    )
-
-
 def _adopt(facts: Address, desired: Purchase, before: int, owned: tuple[int, ...]) -> Change:
     adoption = facts.adoption
     assert adoption is not None
@@ -580,43 +332,3 @@ def _adopt(facts: Address, desired: Purchase, before: int, owned: tuple[int, ...
         cloud=True,
         note=f"adopts {describe_subscriptions(ids)} ({seats(adopted)}); nothing is bought for them",
     )
-
-
-def _too_late(subs: Sequence[Subscription], what: str) -> str:
-    shown = ", ".join(
-        f"{s.id} (since {_show(_term_start(s)) if _term_start(s) else 'an unknown date'})"
-        for s in subs
-    )
-    return (
-        f"subscriptions {shown} are outside Microsoft's 7-day cancellation window and "
-        f"cannot be {what} now; declare the address again with `autoRenew: false` to let "
-        "them end at renewal"
-    )
-
-
-def _now(facts: Address) -> datetime | None:
-    cloud = facts.cloud
-    return _utc(cloud.now) if cloud is not None and cloud.now is not None else None
-
-
-def _term_start(sub: Subscription) -> datetime | None:
-    """When the window of ``sub``'s seats opened: its purchase, or its term's renewal."""
-    moments = [_utc(m) for m in (sub.creation_date, sub.start_date) if m is not None]
-    return max(moments) if moments else None
-
-
-def _renewal(seen: AddressSeats) -> str | None:
-    ends = [_utc(s.end_date) for s in seen.holding if s.end_date is not None]
-    return _show(min(ends)) if ends else None
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _show(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
