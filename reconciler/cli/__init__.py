@@ -79,7 +79,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": (
         "reconciler.cli.tools",
         "demo",
-        "Try the whole cycle safely: validate, plan, apply, refresh, plan again.",
+        "Try the whole cycle safely, against the built-in simulator.",
     ),
 }
 

@@ -177,10 +177,11 @@ def simulator_command(
 
 @click.command()
 def demo() -> int:
-    """Try the whole cycle safely: plan, a killed apply recovered by the next one, seats
-    added in the portal, seats lowered inside and outside the cancellation window.
+    """Try the whole cycle safely, against the built-in simulator.
 
-    Copies the bundled examples/ to a temporary directory, starts the simulator
+    Plans, kills an apply while the API holds its first checkout and lets the next
+    apply recover it alone, adds seats in the portal, and lowers seats inside and
+    outside Microsoft's cancellation window. Copies the bundled examples/ to a temporary directory, starts the simulator
     on a free loopback port, and runs each command as you would type it. Nothing
     is bought for real and nothing is left running.
     """
