@@ -89,7 +89,9 @@ def test_fewer_seats_outside_the_window_are_a_conflict_saying_when_and_how() -> 
     change = changes["acme/basic"]
     assert change.action is Action.CONFLICT
     reason = change.reason or ""
-    assert "none of the 5 seats to remove are inside Microsoft's 7-day cancellation window" in reason
+    assert (
+        "none of the 5 seats to remove are inside Microsoft's 7-day cancellation window" in reason
+    )
     assert "at renewal (2027-01-25T19:00:00Z)" in reason
     assert "`autoRenew: false`" in reason
     assert change.window_ends == "2027-01-25T19:00:00Z"
