@@ -9,8 +9,8 @@ import yaml
 
 from reconciler import config
 from reconciler.model import ACTIONS, Action, Move
-from tests.support.paths import ROOT
 from tests.support.declarations import purchase
+from tests.support.paths import ROOT
 
 
 def test_moved_leaves_the_digest_of_declarations_without_moves_alone() -> None:

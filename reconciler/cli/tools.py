@@ -181,9 +181,11 @@ def demo() -> int:
 
     Plans, kills an apply while the API holds its first checkout and lets the next
     apply recover it alone, adds seats in the portal, and lowers seats inside and
-    outside Microsoft's cancellation window. Copies the bundled examples/ to a temporary directory, starts the simulator
-    on a free loopback port, and runs each command as you would type it. Nothing
-    is bought for real and nothing is left running.
+    outside Microsoft's cancellation window.
+
+    Copies the bundled examples/ to a temporary directory, starts the simulator on
+    a free loopback port, and runs each command as you would type it. Nothing is
+    bought for real and nothing is left running.
     """
     from reconciler.cli.demo import run_demo  # deferred: only this command needs it
 
