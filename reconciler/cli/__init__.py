@@ -28,8 +28,8 @@ from reconciler.errors import ApiError, ConfigError, PlanError, ReconcilerError
 #: of its help. The command modules pull in the config, state, render and
 #: planner packages (most of the start-up time), so ``reconciler --help`` lists
 #: the commands from this table and a command's module is imported only when
-#: that command runs. tests/test_startup.py checks the table against the
-#: commands themselves, so the listing stays byte-identical.
+#: that command runs. tests/test_cli.py checks the table against the commands
+#: themselves, so the listing stays byte-identical.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "init": (
         "reconciler.cli.state",
@@ -95,7 +95,8 @@ class Options:
 
 
 class _Group(click.Group):
-    """Exit codes by the contract: 0 success, 1 every error (usage errors too)."""
+    """Exit codes (docs/reference/commands.md): 0 success, 1 every error (usage errors
+    too), 130 after Ctrl-C."""
 
     def main(
         self,

@@ -31,7 +31,7 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
     "--catalog",
     type=click.Path(exists=True, dir_okay=False, path_type=str),
     help="YAML or JSON file of tenants and products to use instead of the built-in ones "
-    "(format: the README's 'The simulator' section).",
+    "(format: docs/simulator.md).",
 )
 @click.option(
     "--latency",

@@ -1,6 +1,6 @@
 """The evidence the API holds about a pending checkout, by the matching rules.
 
-Matching rules for a pending checkout (README, "Reading Cloud-iQ back"):
+Matching rules for a pending checkout (docs/reference/exactly-once.md):
 
 1. An asset order with the same externalOrderId is proof: without errors, and
    with a line of the same product, sku and quantity, the checkout was made; with
@@ -23,8 +23,8 @@ Matching rules for a pending checkout (README, "Reading Cloud-iQ back"):
    times of the pending entry are moved to the API's clock by the measured skew
    before they are compared with the orders' creation times.
 
-Pure: no I/O, no clock, no environment. It must not compare seats (``drift``
-does) nor change the state; it only says what the readings prove.
+Pure: no I/O, no clock, no environment. It must not compare seats (``ownership``
+and ``cloud`` do) nor change the state; it only says what the readings prove.
 """
 
 from __future__ import annotations

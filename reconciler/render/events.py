@@ -1,13 +1,15 @@
-"""``apply --json``: what apply does, as one JSON object per line (docs/formats.md).
+"""``apply --json``: what apply does, as one JSON object per line (docs/reference/events.md).
 
-Types, in the order a run emits them: ``version``; ``apply_start``; per move a
-``change_complete`` with outcome ``moved``; per purchase or increase a
-``change_start``, then ``change_complete`` (outcome ``purchased``),
-``change_failed`` (outcome ``failed``, or ``skipped`` when apply stopped
-starting new changes before its checkout) or ``change_pending`` (outcome
-``pending``: the checkout's outcome is unknown); last ``apply_complete``.
-``schemas/apply-events.schema.json`` describes each. Builds dicts and lines;
-never prints.
+Types, in the order a run emits them: ``version``; ``refresh`` when apply recorded
+what it read from Cloud-iQ; ``apply_start``; per state write (a forgotten address,
+a move, an adoption) a ``change_complete`` with outcome ``forgotten``, ``moved`` or
+``adopted``; per change that calls the API a ``change_start``, then
+``change_complete`` (outcome ``purchased`` or ``updated``), ``change_failed``
+(``failed``, or ``skipped`` when apply stopped starting new changes after it
+began this one) or ``change_pending`` (the outcome is unknown); per change held
+back by a conflict of its customer tenant a ``change_failed`` (``skipped``); last
+``apply_complete``. ``schemas/apply-events.schema.json`` describes each. Builds
+dicts and lines; never prints.
 """
 
 from __future__ import annotations

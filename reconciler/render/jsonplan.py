@@ -1,11 +1,11 @@
 """Plans as JSON (``plan --json``, saved plans) and back; the state as JSON (``show --json``).
 
-``schemas/plan.schema.json`` describes the form. ``format_version`` 2 (docs/formats.md
-says what changed from 1): the actions ``decrease``, ``cancel``, ``update``,
-``adopt`` and ``forget``; ``delta`` negative for fewer seats; per change the
-``subscriptions`` it owns, the ``steps`` (subscription updates) apply makes and
-``window_ends``; whether Cloud-iQ was read (``cloud``). Saved plans of format 1
-are still read.
+``schemas/plan.schema.json`` describes the form; docs/reference/plan-format.md
+says what each key means and what changed from ``format_version`` 1 to 2: the
+actions ``decrease``, ``cancel``, ``update``, ``adopt`` and ``forget``; ``delta``
+negative for fewer seats; per change the ``subscriptions`` it owns, the ``steps``
+(subscription updates) apply makes and ``window_ends``; whether Cloud-iQ was
+read (``cloud``). Saved plans of format 1 are still read.
 Returns strings and dicts; never prints or reads files.
 """
 

@@ -31,8 +31,8 @@ place (20 digits at a fixed offset in the first sector) after each line's fsync
 and the lock check, with no fsync of its own: it may lag the journal after a
 power failure, never run ahead of it. A journal that ends before that serial
 was cut short (a partial copy, upload or backup, even inside its last line) and
-is refused. What stays undetectable is in the README ("What the state's checks
-cannot detect"). Journals of the previous version (no run, no checksum, a mark
+is refused. What stays undetectable is listed in docs/reference/state-format.md
+("What the checks cannot detect"). Journals of the previous version (no run, no checksum, a mark
 without the two keys) replay with the checks they allow.
 
 Locking uses ``flock`` on ``<state>.lock``: the kernel drops it when its holder

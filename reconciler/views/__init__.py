@@ -11,8 +11,9 @@ store, a client or click.
     text       the terminal: plan, show, apply progress and results
     json       ``plan --json``, ``show --json``, ``apply --json`` event lines
     markdown   ``plan --format markdown``: the pull-request comment
-    state      the ``init`` and ``state ...`` commands' messages
-    cloud      ``refresh`` and ``import``: findings and what was written
+
+``init``, ``state ...``, ``refresh`` and ``import`` have one format each: their
+CLI modules echo what ``render.repairs`` and ``render.refresh`` word.
 
 A new format is one module with a ``plan_view`` (and, where it makes sense, an
 ``apply_view``) and one row in ``FORMATS``.
