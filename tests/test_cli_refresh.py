@@ -349,3 +349,43 @@ def test_an_unreadable_subscription_holds_back_buying_for_its_tenant_only(
     # Once the list reads again, they are bought.
     project.ok("apply", str(project.decl), "--auto-approve")
     assert project.sim.active_seats(TENANT, PREMIUM.product) == 3
+
+
+def test_seats_changed_in_the_portal_beside_a_pending_checkout_wait_for_it(
+    project: Project,
+) -> None:
+    """An address with a checkout nobody can settle yet and seats changed in the portal:
+    its drift waits for the checkout; the run goes on for every other address."""
+    project.ok("apply", str(project.decl), "--auto-approve")
+    sub = project.subscription(BASIC.product)
+    text = (project.decl / "acme.yaml").read_text(encoding="utf-8")
+    (project.decl / "acme.yaml").write_text(
+        text.replace("    quantity: 5\n", "    quantity: 8\n", 1).replace(
+            "    quantity: 3\n", "    quantity: 4\n", 1
+        ),
+        encoding="utf-8",
+    )
+    project.sim.fail_checkout_unrecorded(1)
+    project.ok("apply", str(project.decl), "--auto-approve", "--target", "acme/basic", code=1)
+    assert "acme/basic" in project.state_document()["pending"]
+    project.sim.portal_set_quantity(sub, 7)
+
+    refreshed = project.run("refresh", str(project.decl), "--auto-approve")
+    assert refreshed.exit_code == 1  # the checkout stays pending
+    assert "Traceback" not in refreshed.output
+    assert project.state_document()["purchases"]["acme/basic"].get("adjustments", []) == []
+    applied = project.run("apply", str(project.decl), "--auto-approve")
+    assert applied.exit_code == 1, applied.output
+    assert "cannot adjust" not in applied.output
+    # The other address of the same tenant is not held back by a pending operation.
+    assert project.sim.active_seats(TENANT, PREMIUM.product) == 4
+
+
+def test_plan_says_what_cloud_iq_shows_of_a_pending_checkout(project: Project) -> None:
+    project.sim.fail_checkout_unrecorded(1)
+    project.ok("apply", str(project.decl), "--auto-approve", code=1)
+    planned = project.ok("plan", str(project.decl), code=1)
+    assert "Cloud-iQ shows: " in planned.stderr
+    assert "Cloud-iQ was not read" not in planned.stderr
+    offline = project.ok("plan", str(project.decl), "--refresh=false", code=1)
+    assert "Cloud-iQ was not read" in offline.stderr

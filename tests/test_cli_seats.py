@@ -294,3 +294,17 @@ def test_seats_down_on_postgresql(simulator: Simulator, tmp_path: Path, pg_datab
     ops = [e["op"] for e in json.loads(project.ok("state", "history", "--json").stdout)]
     assert ops.count("record_update") == 2
     assert "No changes." in project.ok("plan", str(project.decl)).stdout
+
+
+def test_apply_json_reports_a_decrease_as_an_update_of_negative_seats(bought: Project) -> None:
+    declare(bought, basic(3))
+    shown = bought.ok("apply", str(bought.decl), "--auto-approve", "--json").stdout
+    events = [json.loads(line) for line in shown.splitlines()]
+    validator = jsonschema.Draft202012Validator(schema("apply-events"))
+    for event in events:
+        validator.validate(event)
+    by_type = {e["type"]: e for e in events}
+    assert by_type["apply_start"]["changes"] == 1
+    done = by_type["change_complete"]
+    assert (done["action"], done["outcome"], done["seats"]) == ("decrease", "updated", -2)
+    assert by_type["apply_complete"]["outcome"] == "applied"

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from reconciler.model import PendingOperation, SubscriptionChange, UpdateField
 from reconciler.state import JsonFileStateStore
 from tests.support.cli import assert_no_traceback, init, run
 from tests.support.declarations import declare, purchase
-from tests.support.records import TENANT
-from tests.support.states import add_pending, record, state_json
+from tests.support.records import BASIC, TENANT
+from tests.support.states import add_pending, read_state_file, record, state_json
 from tests.support.times import T0
 
 
@@ -552,3 +553,37 @@ def test_state_rm_warns_nothing_when_the_declarations_do_not_load(
 
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "before", "after", "seats"),
+    [("quantity", 10, 7, 7), ("quantity", 10, 12, 12), ("autoRenew", 1, 0, 10)],
+)
+@pytest.mark.parametrize("made", [True, False])
+def test_state_resolve_of_a_pending_update_records_that_update(
+    state: Path, field: str, before: int, after: int, seats: int, made: bool
+) -> None:
+    record(state, "acme/basic", 10, order="order-1")
+    step = SubscriptionChange(500001, UpdateField(field), before, after)
+    with JsonFileStateStore(state).lock("test") as writer:
+        writer.link_subscriptions("acme/basic", [(500001, "order-1")])
+        writer.add_pending(
+            PendingOperation("acme/basic", BASIC, step.operation, step.seats, T0, update=step)
+        )
+
+    flag = "--purchased" if made else "--not-purchased"
+    result = run("state", "resolve", "acme/basic", flag, "--state", str(state))
+
+    assert result.exit_code == 0, result.output
+    assert step.operation in result.stdout
+    entry = read_state_file(state)["purchases"]["acme/basic"]
+    assert read_state_file(state)["pending"] == {}
+    assert [c["externalOrderId"] for c in entry["checkouts"]] == ["order-1"]  # nothing bought
+    if made:
+        assert "recorded as made" in result.stdout
+        assert entry["quantity"] == seats
+        assert [u["subscription"] for u in entry["updates"]] == [500001]
+    else:
+        assert "recorded as not made" in result.stdout
+        assert entry["quantity"] == 10
+        assert entry.get("updates", []) == []

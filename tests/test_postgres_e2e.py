@@ -1080,3 +1080,12 @@ def test_two_workspaces_whose_crc32_collide_lock_independently(pg_database: str)
             pytest.fail("locked twice")
         assert lock_message(f"{pg_database} (workspace {first})", os.getpid()) in str(caught.value)
     assert one.locked_by() is None
+
+
+@pytest.mark.parametrize("value", ["ten", "1.5", "-3", "9" * 30])
+def test_a_connect_timeout_that_is_not_whole_seconds_is_an_error(
+    pg_database: str, value: str
+) -> None:
+    result = reconciler("init", "--state", pg_database, env={"PGCONNECT_TIMEOUT": value})
+    assert result.exit_code == 1
+    assert "PGCONNECT_TIMEOUT must be a whole number of seconds" in result.output

@@ -82,7 +82,8 @@ def validate(paths: tuple[str, ...]) -> int:
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when nothing is to be done, 2 when purchases, increases or moves are planned.",
+    help="Exit 0 when nothing is to be done, 2 when changes are planned (anything apply "
+    "would buy, update or write), 1 on errors, conflicts and pending operations.",
 )
 @click.option(
     "--verify",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.errors import NoHistoryError, RepairRefused
-from reconciler.model import CheckoutRecord, Declarations, State
+from reconciler.model import CheckoutRecord, Declarations, State, UpdateRecord
 from reconciler.outcomes import Repair, RepairKind, Resolution
 from reconciler.state import StateStore
 from reconciler.state.base import KeepsHistory
@@ -88,12 +88,18 @@ def import_seats(
 
 
 def resolve(store: StateStore, address: str, *, purchased: bool) -> Resolution:
-    """Settle the pending checkout at ``address`` as the user found it in Cloud-iQ."""
+    """Settle the pending operation at ``address`` as the user found it in Cloud-iQ: a
+    checkout made is recorded as one, an update made as that update; not made, the
+    entry is cleared."""
     with store.lock("reconciler state resolve") as writer:
         pending = writer.state.pending.get(address)
         if pending is None:
             raise RepairRefused("no-pending", address, store.location)
-        if purchased:
+        if purchased and pending.update is not None:
+            # The subscription was changed as the update asked: record that update.
+            evidence = "resolved by hand: the update was found made in Cloud-iQ"
+            writer.record_update(address, UpdateRecord(pending.update, pending.time, evidence))
+        elif purchased:
             writer.record_checkout(
                 address,
                 pending.identity,

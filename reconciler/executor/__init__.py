@@ -2,8 +2,9 @@
 each exactly once.
 
 ``write_state`` makes the plan's moves, adoptions and forgotten addresses as
-state writes only (no API call), before anything is bought or changed; a move or
-adoption that adds seats is then bought like an increase.
+state writes only (no API call), before anything is bought or changed; a move that
+adds seats is then bought like an increase (an adoption that declares more seats
+than it adopts leaves them to the next apply, which plans them as an increase).
 
 ``apply`` runs every change that calls the API, dispatched on the change's
 executor kind: a checkout (``checkout``: verify, a durable pending entry,

@@ -212,10 +212,15 @@ def observe(declarations: Declarations, state: State, readings: Readings) -> Obs
             skew=skew,
             unreadable=bool(readings.unreadable.get(tenant)),
         )
+    # An address whose operation is still pending has seats in doubt: its drift waits
+    # until the operation settles (an adjustment beside it could count seats twice).
     drift = [
         Drift(found.address, found.identity, found.recorded, found.seats, found.subscription_ids)
-        for _, found in sorted(seats.items())
-        if found.doubtful is None and found.held is None and found.seats != found.recorded
+        for address, found in sorted(seats.items())
+        if found.doubtful is None
+        and found.held is None
+        and found.seats != found.recorded
+        and address not in settled.pending
     ]
     taken = {sid for found in seats.values() for sid in found.subscription_ids}
     return Observations(

@@ -320,6 +320,10 @@ def _adopt(facts: Address, desired: Purchase, before: int, owned: tuple[int, ...
             "a later change",
         )
     ids = tuple(s.id for s in taking)
+    note = f"adopts {describe_subscriptions(ids)} ({seats(adopted)}); nothing is bought for them"
+    more = desired.quantity - after_adoption
+    if more:
+        note += f"; the {seats(more)} declared beyond them are bought by the next apply"
     return Change(
         desired.address,
         Action.ADOPT,
@@ -330,5 +334,5 @@ def _adopt(facts: Address, desired: Purchase, before: int, owned: tuple[int, ...
         desired,
         subscriptions=(*owned, *ids),
         cloud=True,
-        note=f"adopts {describe_subscriptions(ids)} ({seats(adopted)}); nothing is bought for them",
+        note=note,
     )

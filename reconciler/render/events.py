@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import __version__
-from reconciler.model import Action, ApplyResult, Change, ChangeResult, Outcome, Plan
+from reconciler.model import ACTIONS, Action, ApplyResult, Change, ChangeResult, Outcome, Plan
 from reconciler.outcomes import RefreshRun
 
 EVENTS_FORMAT_VERSION = 1
@@ -48,7 +48,7 @@ def version_event(tool_version: str = __version__) -> dict[str, Any]:
 
 def apply_start_event(plan: Plan) -> dict[str, Any]:
     """What the run is about to do: the seats it buys and the changes it makes."""
-    changes = {c.address for c in plan.buying()} | {c.address for c in plan.moving()}
+    changes = {c.address for c in plan.changes if ACTIONS[c.action].changes}
     return {
         "type": "apply_start",
         "changes": len(changes),

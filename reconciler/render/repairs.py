@@ -46,6 +46,10 @@ def imported(address: str, quantity: int) -> str:
 
 def resolved(address: str, done: Resolution) -> str:
     order = done.pending.external_order_id
+    if done.pending.update is not None:
+        if done.purchased:
+            return f"Resolved {address}: {order} recorded as made ({seats(done.total)} in total)."
+        return f"Resolved {address}: {order} recorded as not made; the next apply plans it again."
     if done.purchased:
         return (
             f"Resolved {address}: {order} recorded as purchased "

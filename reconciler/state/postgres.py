@@ -136,7 +136,7 @@ class PostgresStateStore:
             conn: psycopg.Connection[Any] = pg.connect(
                 self._url,
                 autocommit=autocommit,
-                connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")),
+                connect_timeout=_connect_timeout(),
                 application_name="crayon-reconciler",
             )
         except pg.Error as exc:
@@ -471,3 +471,11 @@ class _Writes(Persistence):
         if row[1] != write.serial - 1:
             reason = f"the state is at serial {row[1]}, not {write.serial - 1}"
             raise PersistError(f"cannot write the state at {store.location}: {reason}", reason)
+
+
+def _connect_timeout() -> int:
+    """``PGCONNECT_TIMEOUT`` in whole seconds (default 10), as libpq reads it."""
+    text = os.environ.get("PGCONNECT_TIMEOUT", "").strip() or "10"
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise StateError(f"PGCONNECT_TIMEOUT must be a whole number of seconds, not {text[:20]!r}")
+    return int(text)

@@ -119,7 +119,9 @@ class PlanDiagnostics:
             )
         elif pending:
             entries = list(run.state.pending.values())
-            self.console.err(f"error: {render.pending_message(entries, context.flags)}")
+            seen = run.observations
+            found = {a: e.text for a, e in seen.evidence.items()} if seen is not None else None
+            self.console.err(f"error: {render.pending_message(entries, context.flags, found)}")
         refused = run.refused_by_verify
         if summary.blocked:
             conflicts = render.count(summary.count(Action.CONFLICT), "conflict")
