@@ -74,13 +74,13 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "Catalogue",
-    "CatalogueEntry",
     "DEFAULT_STATE",
     "EVENTS_FORMAT_VERSION",
     "MARKDOWN_LIMIT",
-    "Money",
     "PLAN_FORMAT_VERSION",
+    "Catalogue",
+    "CatalogueEntry",
+    "Money",
     "Verdict",
     "apply_complete_event",
     "apply_leftovers",
