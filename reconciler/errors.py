@@ -12,8 +12,9 @@ to repeat, the commands that help) carry data, and ``render.problems`` words the
     │   └── StateLockedError   another process holds the state lock
     ├── PlanError              a plan cannot be applied (stale, conflicts, pending, limits)
     │   ├── PendingError       checkouts with an unknown outcome stand in the way
-    │   ├── PreflightError     conflicts, --max-seats, the per-purchase seat limit
-    │   └── StalePlanError     a saved plan the state or declarations moved past
+    │   ├── PreflightError     conflicts, --max-seats, --max-cost, the per-purchase seat limit
+    │   ├── StalePlanError     a saved plan the state or declarations moved past
+    │   └── UnreviewedPlanError the plan made now is not the plan that was reviewed
     ├── RepairRefused          a hand repair of the state its rules refuse
     ├── NoHistoryError         a state file keeps no history of writes
     └── ApiError               the Crayon API or the way to it failed
@@ -243,3 +244,43 @@ class NoHistoryError(ReconcilerError):
     def __init__(self, location: str) -> None:
         self.location = location
         super().__init__(f"{location} keeps no history of writes")
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """One change as a reviewer saw it: the action, the seats it starts from, the
+    seats it adds (or, negative, takes away) and the seats it ends with."""
+
+    action: str
+    before: int
+    delta: int
+    after: int | None
+
+
+@dataclass(frozen=True)
+class ChangeDifference:
+    """An address whose change differs between the reviewed plan and the plan made
+    now; ``reviewed`` or ``now`` is None where that plan has no change for it."""
+
+    address: str
+    reviewed: PlannedChange | None
+    now: PlannedChange | None
+
+
+class UnreviewedPlanError(PlanError):
+    """``plan --expect``: the plan made now differs from the reviewed plan at ``path``.
+
+    ``differences`` are by address; ``targets`` is (reviewed, now) when the two plans
+    were made for other ``--target`` values.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        differences: Sequence[ChangeDifference],
+        targets: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+    ) -> None:
+        self.path = path
+        self.differences = tuple(differences)
+        self.targets = targets
+        super().__init__(f"the plan differs from the reviewed plan {path}")

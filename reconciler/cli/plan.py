@@ -21,7 +21,7 @@ from reconciler.cli.common import (
     seat_limit,
     state_options,
 )
-from reconciler.commands.plan import run_plan, verify_plan
+from reconciler.commands.plan import expect_reviewed, run_plan, verify_plan
 from reconciler.errors import ReconcilerError
 from reconciler.model import Action, Plan, State, is_target
 from reconciler.outcomes import PlanRun, VerifyErrors
@@ -88,6 +88,14 @@ def validate(paths: tuple[str, ...]) -> int:
     is_flag=True,
     help="Also ask the API's verify endpoint about each purchase (never buys); needs credentials.",
 )
+@click.option(
+    "--expect",
+    "expect",
+    type=click.Path(dir_okay=False, path_type=str),
+    metavar="REVIEWED.plan",
+    help="Exit 1, saving nothing, unless the plan's changes (addresses, actions, seats, "
+    "the seats each starts from) are exactly those of this reviewed plan (`plan --out`).",
+)
 @REFRESH
 @click.option(
     "--target",
@@ -109,6 +117,7 @@ def plan(
     out: str | None,
     detailed_exitcode: bool,
     verify: bool,
+    expect: str | None,
     refresh: bool | None,
     targets: tuple[str, ...],
     legacy_endpoints: bool,
@@ -122,9 +131,13 @@ def plan(
     the state alone and says so. Never writes the state and never buys. Exits 1
     when a change is a conflict or pending (or fails verify), after printing the
     whole plan.
+
+    With --expect, the plan made now is held against a reviewed plan: the merge of a
+    pull request applies only what its comment showed.
     """
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
+    reviewed = planfile.read(expect) if expect else None
     view = views.plan_view("json" if as_json else (fmt or "text"), console(ctx))
     offline = None
     if refresh is None:
@@ -168,6 +181,8 @@ def plan(
     if run.plan.summary.count(Action.PENDING):
         context = replace(context, holder=store.locked_by())
     view.plan(run, catalogue, context)
+    if reviewed is not None and expect is not None:
+        expect_reviewed(reviewed, run.plan, expect)
     if out:
         planfile.save(out, run.plan, declarations=path)
         view.saved(out)

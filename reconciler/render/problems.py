@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from reconciler.errors import (
     ApiError,
+    ChangeDifference,
     NoHistoryError,
     PendingError,
+    PlannedChange,
     PreflightError,
     PreflightKind,
     ReconcilerError,
     RepairRefused,
     StalePlanError,
+    UnreviewedPlanError,
 )
 from reconciler.outcomes import Repair, RepairKind
 from reconciler.render.text import pending_message
@@ -31,6 +34,8 @@ def describe(exc: ReconcilerError, *, flags: str = "") -> str:
         return _preflight(exc)
     if isinstance(exc, StalePlanError):
         return _stale(exc)
+    if isinstance(exc, UnreviewedPlanError):
+        return unreviewed(exc)
     if isinstance(exc, RepairRefused):
         return _refused(exc, flags)
     if isinstance(exc, NoHistoryError):
@@ -81,6 +86,42 @@ def _stale(exc: StalePlanError) -> str:
     if found.declarations:
         reasons.append("declarations changed")
     return f"saved plan {exc.path} is stale ({'; '.join(reasons)}); run `reconciler plan` again"
+
+
+def planned(change: PlannedChange | None) -> str:
+    """``purchase 0 -> 20 seats (+20)``; ``no change`` for an address a plan leaves alone."""
+    if change is None:
+        return "no change"
+    if change.after is None:
+        return f"{change.action} of {seats(change.before)}"
+    text = f"{change.action} {change.before} -> {seats(change.after)}"
+    return f"{text} ({change.delta:+d})" if change.delta else text
+
+
+def difference(found: ChangeDifference) -> str:
+    """``acme/basic: reviewed purchase 0 -> 20 seats (+20); now purchase 0 -> 25 seats (+25)``."""
+    return f"{found.address}: reviewed {planned(found.reviewed)}; now {planned(found.now)}"
+
+
+def _targets(targets: tuple[str, ...]) -> str:
+    return " ".join(f"--target {t}" for t in targets) or "no --target"
+
+
+def unreviewed(exc: UnreviewedPlanError) -> str:
+    """Why apply may not go ahead, each difference on its own line, and what to do."""
+    lines = [
+        f"this plan is not the reviewed plan {exc.path}; nothing may be applied without a "
+        "review of what would now be done:"
+    ]
+    if exc.targets is not None:
+        reviewed, now = (_targets(ts) for ts in exc.targets)
+        lines.append(f"  reviewed with {reviewed}; now planned with {now}")
+    lines += [f"  {difference(found)}" for found in exc.differences]
+    lines.append(
+        "Get a new review: push to the pull request (or run its plan again) so that the "
+        "comment shows this plan, have it approved, then merge again"
+    )
+    return "\n".join(lines)
 
 
 def _refused(exc: RepairRefused, flags: str) -> str:
