@@ -184,7 +184,7 @@ def plan(
     if reviewed is not None and expect is not None:
         expect_reviewed(reviewed, run.plan, expect)
     if out:
-        planfile.save(out, run.plan, declarations=path)
+        planfile.save(out, run.plan, declarations=path, catalogue=catalogue)
         view.saved(out)
     return run.exit_code(detailed=detailed_exitcode)
 
@@ -221,7 +221,7 @@ def show(ctx: click.Context, state: StateRef, as_json: bool, plan_path: str | No
         else:
             the_plan = saved.plan
             run = PlanRun(the_plan, State(the_plan.lineage, the_plan.serial))
-            views.plan_view("text", console(ctx)).plan(run, None, PlanContext())
+            views.plan_view("text", console(ctx)).plan(run, saved.catalogue, PlanContext())
         return 0
     current = state.open().load()
     if as_json:

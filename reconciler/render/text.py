@@ -25,7 +25,14 @@ from reconciler.model import (
     UpdateField,
 )
 from reconciler.outcomes import ApplyRun, VerifyErrors
-from reconciler.render.money import Catalogue, name_of
+from reconciler.render.money import (
+    Catalogue,
+    commitment_warning,
+    money_line,
+    name_of,
+    plan_cost,
+    price_line,
+)
 from reconciler.render.words import count, describe_identity, paint, seats
 
 
@@ -131,8 +138,13 @@ def plan_text(
     color: bool = False,
     verify_errors: VerifyErrors | None = None,
     catalogue: Catalogue | None = None,
+    money: bool = False,
 ) -> str:
-    """The human plan: a block per change (noops counted), then the ``Plan:`` line."""
+    """The human plan: a block per change (noops counted), then the ``Plan:`` line.
+
+    With a ``catalogue``: product names; with ``money`` too (the terminal; the
+    pull-request comment's table gives them itself) each change's price and cost, the
+    plan's money line and the warning about commitments."""
     lines: list[str] = []
     shown = [c for c in plan.changes if c.action is not Action.NOOP]
     # A plan of thousands of purchases names a few hundred identities.
@@ -147,6 +159,9 @@ def plan_text(
         if identity is None:
             identity = described[change.identity] = _identity_line(change, catalogue)
         lines.append(f"      {identity}")
+        price = price_line(change, catalogue) if catalogue is not None and money else None
+        if price is not None:
+            lines.append(f"      {price}")
         lines += [f"      {line}" for line in change_details(change)]
         for issue in (verify_errors or {}).get(change.address, ()):
             lines.append(paint(f"      verify: {issue.code}: {issue.description}", "31", color))
@@ -162,8 +177,23 @@ def plan_text(
             f"{summary.count(Action.ORPHAN)} recorded but no longer declared (never cancelled; "
             "`reconciler state rm ADDR` forgets one)."
         )
+    if catalogue is not None and money:
+        lines += money_lines(plan, catalogue)
     lines.append(plan_line(plan))
     return "\n".join(lines)
+
+
+def money_lines(plan: Plan, catalogue: Catalogue | None) -> list[str]:
+    """``Cost: +20 seats, about EUR 112.00 per month`` when a price of what the plan
+    buys is known, and the warning about commitments when it buys any."""
+    lines = []
+    money = money_line(plan_cost(plan, catalogue))
+    if money:
+        lines.append(f"Cost: {money}.")
+    warning = commitment_warning(plan)
+    if warning:
+        lines.append(f"Commitment: {warning}.")
+    return lines
 
 
 def state_text(state: State) -> str:

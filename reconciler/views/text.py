@@ -22,7 +22,11 @@ class TextPlanView(PlanDiagnostics):
     def plan(self, run: PlanRun, catalogue: Catalogue | None, context: PlanContext) -> None:
         color = self.console.color
         text = render.plan_text(
-            run.plan, color=color, verify_errors=run.verify_errors, catalogue=catalogue
+            run.plan,
+            color=color,
+            verify_errors=run.verify_errors,
+            catalogue=catalogue,
+            money=True,
         )
         if run.observations is not None:
             from reconciler.render import refresh as render_refresh
