@@ -27,6 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: this module imports nothing at run time
@@ -175,6 +176,12 @@ class PreflightKind(enum.StrEnum):
     CONFLICTS = "conflicts"
     MAX_SEATS = "max-seats"
     SEAT_LIMIT = "seat-limit"
+    #: The purchases cost more than ``--max-cost``.
+    MAX_COST = "max-cost"
+    #: ``--max-cost`` was given and a purchase's price is unknown.
+    COST_UNKNOWN = "cost-unknown"
+    #: ``--max-cost`` was given and the prices are in more than one currency.
+    CURRENCIES = "currencies"
 
 
 class PreflightError(PlanError):
@@ -182,7 +189,9 @@ class PreflightError(PlanError):
 
     ``count`` is the number of conflicts; ``seats`` the seats the plan buys;
     ``limit`` the limit it is over; ``oversized`` the changes above the
-    per-purchase limit, as (address, seats).
+    per-purchase limit, as (address, seats). For ``--max-cost``: ``max_cost``, the
+    ``cost`` found in ``currencies`` (the one currency, or every one found), and the
+    addresses whose price is ``unknown``.
     """
 
     def __init__(
@@ -193,12 +202,20 @@ class PreflightError(PlanError):
         seats: int = 0,
         limit: int = 0,
         oversized: Sequence[tuple[str, int]] = (),
+        max_cost: Decimal | None = None,
+        cost: Decimal | None = None,
+        currencies: Sequence[str] = (),
+        unknown: Sequence[str] = (),
     ) -> None:
         self.kind = kind
         self.count = count
         self.seats = seats
         self.limit = limit
         self.oversized = tuple(oversized)
+        self.max_cost = max_cost
+        self.cost = cost
+        self.currencies = tuple(currencies)
+        self.unknown = tuple(unknown)
         super().__init__(f"apply refused the plan ({kind.value}); nothing was bought")
 
 

@@ -7,12 +7,21 @@ said to be unknown and is never counted as 0.
 
 from __future__ import annotations
 
+import json
+import os
+import pty
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
-from reconciler import render
+import jsonschema
+import pytest
+
+from reconciler import render, resources
 from tests.support.fakes import FakeCatalogueEntry
 from tests.support.records import ANNUAL, BASIC, EVERY_ACTION
-from tests.support.simulator import Project
+from tests.support.simulator import PROJECT_DECLARATIONS, HarnessFactory, Project
 
 PRICES = {BASIC: FakeCatalogueEntry("Microsoft 365 Business Basic", Decimal("5.60"), "EUR")}
 
@@ -82,3 +91,131 @@ def test_show_plan_of_a_plan_made_offline_has_no_money(project: Project) -> None
 
     assert "EUR" not in shown.stdout
     assert "Cost:" not in shown.stdout
+
+
+# --- apply: the prompt, the summary, the events, --max-cost ---------------------------
+
+ANNUAL_PREMIUM = """\
+version: 1
+purchases:
+  - name: acme/premium-annual
+    customerTenantId: 111111
+    productId: CFQ7TTC0LH18
+    skuId: "0001"
+    billingCycle: monthly
+    termDuration: P1Y
+    quantity: 4
+"""
+
+
+@pytest.mark.slow  # apply asks on a pseudo-terminal, in a process of its own
+def test_the_apply_prompt_gives_seats_cost_and_the_commitment(project: Project) -> None:
+    (project.decl / "annual.yaml").write_text(ANNUAL_PREMIUM, encoding="utf-8")
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "apply", str(project.decl)],
+            env=os.environ | project.sim.env() | {"RECONCILER_STATE": project.state},
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(controller, b"no\n")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+
+    assert proc.returncode == 1
+    question = err[err.index("Cost:") :]
+    assert question.startswith(
+        "Cost: +14 seats, about EUR 239.70 per month, EUR 988.80 committed for 12 months.\n"
+        "Commitment: 1 change buys a commitment (a P1Y or P3Y term, software or a "
+        "reservation): it cannot be cancelled or reduced once Microsoft's cancellation "
+        "window (7 days for new-commerce subscriptions) has passed.\n"
+        "Do you want to buy these licences? Only 'yes' will be accepted"
+    )
+    assert project.buys() == (0, 0)
+
+
+def test_apply_summary_and_events_give_the_cost_of_what_was_bought(project: Project) -> None:
+    (project.decl / "annual.yaml").write_text(ANNUAL_PREMIUM, encoding="utf-8")
+
+    text = project.ok("apply", str(project.decl), "--auto-approve", "--target", "acme/basic")
+    events = project.ok("apply", str(project.decl), "--auto-approve", "--json")
+
+    lines = text.stdout.splitlines()
+    # Logged before anything is bought, when nobody was asked.
+    assert lines.index("Cost: +5 seats, about EUR 28.00 per month.") < lines.index(
+        "Apply complete: 1 purchased (+5 seats), 0 failed, 0 pending."
+    )
+    assert lines[-1] == "Cost of what was bought: +5 seats, about EUR 28.00 per month."
+    parsed = [json.loads(line) for line in events.stdout.splitlines()]
+    validator = jsonschema.Draft202012Validator(resources.schema("apply-events"))
+    for event in parsed:
+        validator.validate(event)
+    start = next(e for e in parsed if e["type"] == "apply_start")
+    complete = parsed[-1]
+    expected = {
+        "seats": 9,
+        "per_month": [{"amount": "211.70", "currency": "EUR"}],
+        "once": [],
+        "committed": [{"amount": "988.8", "currency": "EUR", "months": 12}],
+        "price_unknown": [],
+        "removed": 0,
+    }
+    assert start["cost"] == expected
+    assert complete["type"] == "apply_complete"
+    assert complete["cost"] == expected
+
+
+def test_max_cost_refuses_before_anything_is_sent(project: Project) -> None:
+    refused = project.ok("apply", str(project.decl), "--auto-approve", "--max-cost", "150", code=1)
+
+    assert refused.stderr.splitlines()[-1] == (
+        "error: the plan's purchases add EUR 157.30 (per month; one-time purchases once) "
+        "for 10 seats, more than --max-cost 150; nothing was bought"
+    )
+    assert project.buys() == (0, 0)
+
+    allowed = project.ok("apply", str(project.decl), "--auto-approve", "--max-cost", "157.30")
+    assert "Apply complete: 3 purchased (+10 seats)" in allowed.stdout
+
+
+def test_max_cost_refuses_an_unknown_price_never_counting_it_as_0(
+    make_harness: HarnessFactory, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        "tenants: [111111]\nproducts:\n"
+        "  - {productId: CFQ7TTC0LF8R, skuId: '0010', availabilityId: A1, name: Basic}\n",
+        encoding="utf-8",
+    )
+    declarations = tmp_path / "basic.yaml"
+    declarations.write_text(PROJECT_DECLARATIONS.split("  - name: acme/premium")[0])
+    h = make_harness(declarations)
+    h.sim.load_catalog_file(catalog)
+
+    refused = h.apply("--max-cost", "1000")
+
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines()[-1] == (
+        "error: --max-cost 1000 needs the price of every purchase, and the price of "
+        "acme/basic is unknown (Cloud-iQ's agreement products do not give it); an unknown "
+        "price is never counted as 0. Check the price in Cloud-iQ, then apply without "
+        "--max-cost or with --target for the others; nothing was bought"
+    )
+    assert h.sent() == 0
+    bought = h.apply()
+    assert bought.exit_code == 0, bought.stderr
+    assert "Cost: +5 seats, price unknown." in bought.stdout.splitlines()
+    assert "Cost of what was bought" not in bought.stdout
+
+
+def test_max_cost_takes_a_plain_amount(project: Project) -> None:
+    refused = project.ok(
+        "apply", str(project.decl), "--auto-approve", "--max-cost", "EUR 5", code=1
+    )
+
+    assert "'EUR 5' is not an amount like 500 or 1250.50" in refused.stderr

@@ -8,6 +8,8 @@ options (``flags``) to repeat in them. Returns strings; never prints.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from reconciler.errors import (
     ApiError,
     ChangeDifference,
@@ -22,6 +24,7 @@ from reconciler.errors import (
     UnreviewedPlanError,
 )
 from reconciler.outcomes import Repair, RepairKind
+from reconciler.render.money import Money
 from reconciler.render.text import pending_message
 from reconciler.render.words import count, seats
 
@@ -54,6 +57,8 @@ def _preflight(exc: PreflightError) -> str:
             f"the plan has {count(exc.count, 'conflict')}; nothing was bought or changed. "
             "Each conflict says what stands in the way and how to settle it"
         )
+    if exc.kind in _COST_KINDS:
+        return _cost(exc)
     if exc.kind is PreflightKind.MAX_SEATS:
         return (
             f"the plan buys {seats(exc.seats)}, more than --max-seats {exc.limit}; "
@@ -64,6 +69,33 @@ def _preflight(exc: PreflightError) -> str:
         f"the plan buys more than {seats(exc.limit)} in one change: {shown}; "
         f"if that is intended, confirm the total with --max-seats {exc.seats} "
         "(the limit is RECONCILER_SEAT_LIMIT); nothing was bought"
+    )
+
+
+_COST_KINDS = frozenset(
+    {PreflightKind.MAX_COST, PreflightKind.COST_UNKNOWN, PreflightKind.CURRENCIES}
+)
+
+
+def _cost(exc: PreflightError) -> str:
+    limit = f"--max-cost {exc.max_cost}"
+    if exc.kind is PreflightKind.COST_UNKNOWN:
+        return (
+            f"{limit} needs the price of every purchase, and the price of "
+            f"{', '.join(exc.unknown)} is unknown (Cloud-iQ's agreement products do not "
+            "give it); an unknown price is never counted as 0. Check the price in Cloud-iQ, "
+            "then apply without --max-cost or with --target for the others; nothing was bought"
+        )
+    if exc.kind is PreflightKind.CURRENCIES:
+        return (
+            f"the purchases are priced in {' and '.join(exc.currencies)}; {limit} is one "
+            "amount in one currency: apply each customer tenant on its own with --target; "
+            "nothing was bought"
+        )
+    spent = Money(exc.currencies[0] if exc.currencies else "", exc.cost or Decimal(0))
+    return (
+        f"the plan's purchases add {spent} (per month; one-time purchases once) for "
+        f"{seats(exc.seats)}, more than {limit}; nothing was bought"
     )
 
 

@@ -7,6 +7,7 @@ caller asks for it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from reconciler.model import (
     ACTIONS,
@@ -181,6 +182,39 @@ def plan_text(
         lines += money_lines(plan, catalogue)
     lines.append(plan_line(plan))
     return "\n".join(lines)
+
+
+def approval_lines(plan: Plan, catalogue: Catalogue | None) -> list[str]:
+    """What a person approves besides the plan: the seats and what they cost per month
+    (or that the price is unknown), and the commitments."""
+    lines = money_lines(plan, catalogue)
+    if plan.buying() and not (lines and lines[0].startswith("Cost:")):
+        lines.insert(0, f"Cost: +{seats(plan.summary.seats)}, price unknown.")
+    return lines
+
+
+def approval_question(plan: Plan, catalogue: Catalogue | None) -> str:
+    """What apply asks: ``approval_lines``, then the question."""
+    question = (
+        "Do you want to buy these licences?"
+        if plan.buying()
+        else "Do you want to make these changes?"
+    )
+    return "\n".join([*approval_lines(plan, catalogue), question])
+
+
+def done_changes(plan: Plan, result: ApplyResult) -> Plan:
+    """The part of ``plan`` apply carried out: the changes whose result is purchased or
+    updated."""
+    done = {r.address for r in result.results if r.outcome in (Outcome.PURCHASED, Outcome.UPDATED)}
+    return replace(plan, changes=tuple(c for c in plan.changes if c.address in done))
+
+
+def result_money_line(plan: Plan, result: ApplyResult, catalogue: Catalogue | None) -> str | None:
+    """``Cost of what was bought: +20 seats, about EUR 112.00 per month.``; None when no
+    price of it is known."""
+    money = money_line(plan_cost(done_changes(plan, result), catalogue))
+    return f"Cost of what was bought: {money}." if money else None
 
 
 def money_lines(plan: Plan, catalogue: Catalogue | None) -> list[str]:

@@ -72,8 +72,11 @@ class JsonApplyView:
         self.emit(render.refresh_event(run))
         self.console.err(render_refresh.refresh_result(run))
 
-    def starting(self, plan: Plan) -> None:
-        self.emit(render.apply_start_event(plan))
+    def question(self, plan: Plan, prices: Catalogue | None) -> str:
+        return render.approval_question(plan, prices)
+
+    def starting(self, plan: Plan, prices: Catalogue | None) -> None:
+        self.emit(render.apply_start_event(plan, prices))
 
     def event(self, event: Event) -> None:
         if event.kind == "started":
@@ -100,6 +103,8 @@ class JsonApplyView:
                 outcome,
                 result=run.result if run is not None else None,
                 moved=len(run.moved) if run is not None else 0,
+                plan=run.plan if run is not None else None,
+                prices=run.prices if run is not None else None,
                 elapsed_seconds=time.monotonic() - self._started,
                 errors=errors,
             )
@@ -116,6 +121,9 @@ class JsonApplyView:
             self.console.err("")
             self.console.err(render.apply_table(run.result))
             self.console.err(render.apply_summary(run.result, conflicts=len(run.conflicts)))
+            spent = render.result_money_line(run.plan, run.result, run.prices)
+            if spent:
+                self.console.err(spent)
         for line in render.apply_leftovers(run):
             self.console.err(line)
         if pending:

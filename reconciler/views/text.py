@@ -57,6 +57,8 @@ class TextApplyView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self._asked = False
+        self._prices: Catalogue | None = None
 
     def planned(self, plan: Plan) -> None:
         color = self.console.color
@@ -67,8 +69,17 @@ class TextApplyView:
 
         self.console.out(render_refresh.refresh_result(run))
 
-    def starting(self, plan: Plan) -> None:
-        pass
+    def question(self, plan: Plan, prices: Catalogue | None) -> str:
+        self._asked = True
+        return render.approval_question(plan, prices)
+
+    def starting(self, plan: Plan, prices: Catalogue | None) -> None:
+        """The cost, when nobody was asked (``--auto-approve``, a saved plan): a log
+        shows what the run is about to spend before it spends it."""
+        self._prices = prices
+        if not self._asked:
+            for line in render.approval_lines(plan, prices):
+                self.console.out(line)
 
     def event(self, event: Event) -> None:
         if event.kind == "written":
@@ -86,6 +97,9 @@ class TextApplyView:
             self.console.out("")
             self.console.out(render.apply_table(run.result))
             self.console.out(render.apply_summary(run.result, conflicts=len(run.conflicts)))
+            spent = render.result_money_line(run.plan, run.result, run.prices)
+            if spent:
+                self.console.out(spent)
         for line in render.apply_leftovers(run):
             self.console.err(line)
         if pending:
