@@ -429,7 +429,10 @@ def run(args: Sequence[str], env: Mapping[str, str]) -> str:
         number = _number(place, parsed.number, from_commit=True)
         if number is None:
             return "no pull request merged this commit; nothing posted"
-        body = review.apply_markdown(_events(parsed.events), exit_code=parsed.exit_code)
+        log = None
+        if parsed.log and Path(parsed.log).is_file():
+            log = Path(parsed.log).read_text("utf-8", "replace")
+        body = review.apply_markdown(_events(parsed.events), exit_code=parsed.exit_code, log=log)
         return upsert_note(place.forge, number, review.with_provenance(body, place.run_url, commit))
     if parsed.command == "drift-issue":
         found = Path(parsed.body).read_text(encoding="utf-8")
@@ -457,6 +460,7 @@ def _parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply-result", help="post the apply result to its pull request")
     apply.add_argument("--events", required=True, help="apply --json output")
     apply.add_argument("--exit-code", type=int, required=True)
+    apply.add_argument("--log", default=None, help="what to quote when apply did not run")
     drift = sub.add_parser("drift-issue", help="open, update or close the drift issue")
     drift.add_argument("--body", required=True, help="plan --format markdown output")
     drift.add_argument("--exit-code", type=int, required=True, help="plan --detailed-exitcode")

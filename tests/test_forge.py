@@ -266,12 +266,39 @@ def test_a_refused_apply_posts_why(github: FakeGitHub, tmp_path: Path) -> None:
     assert "- the plan buys 99 seats, more than --max-seats 10; nothing was bought" in body
 
 
-def test_an_apply_without_events_says_it_did_not_finish(gitlab: FakeGitLab, tmp_path: Path) -> None:
+def test_an_apply_that_did_not_run_quotes_why(
+    project: Project, gitlab: FakeGitLab, tmp_path: Path
+) -> None:
+    reviewed = tmp_path / "reviewed.plan"
+    project.ok("plan", str(project.decl), "--out", str(reviewed))
+    acme = project.decl / "acme.yaml"
+    acme.write_text(acme.read_text().replace("quantity: 5", "quantity: 50"), encoding="utf-8")
+    refused = project.ok("plan", str(project.decl), "--expect", str(reviewed), code=1)
+    log = tmp_path / "expect.log"
+    log.write_text(refused.stderr, encoding="utf-8")
     env = gitlab_env(gitlab, CI_MERGE_REQUEST_IID="", CI_COMMIT_SHA=gitlab.MERGE_SHA)
+    args = ["--events", str(tmp_path / "none.jsonl"), "--exit-code", "1", "--log", str(log)]
 
-    forge.run(["apply-result", "--events", str(tmp_path / "none.jsonl"), "--exit-code", "1"], env)
+    forge.run(["apply-result", *args], env)
 
-    assert "### ❌ Apply: **did not run to its end**" in gitlab.comments[0]["body"]
+    lines = gitlab.comments[0]["body"].splitlines()
+    assert lines[2] == "### ❌ Apply: **did not run**"
+    assert lines[6:9] == [
+        "```text",
+        f"error: this plan is not the reviewed plan {reviewed}; nothing may be applied "
+        "without a review of what would now be done:",
+        "  acme/basic: reviewed purchase 0 -> 5 seats (+5); now purchase 0 -> 50 seats (+50)",
+    ]
+
+
+def test_an_apply_without_events_or_log_points_at_the_job(
+    gitlab: FakeGitLab, tmp_path: Path
+) -> None:
+    env = gitlab_env(gitlab)
+
+    forge.run(["apply-result", "--events", "none", "--log", "none", "--exit-code", "1"], env)
+
+    assert "The job's log says why." in gitlab.comments[0]["body"]
 
 
 def test_a_push_no_pull_request_made_posts_nothing(github: FakeGitHub, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from reconciler.cli.common import (
     state_options,
 )
 from reconciler.commands.plan import expect_reviewed, run_plan, verify_plan
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import Action, Plan, State, is_target
 from reconciler.outcomes import PlanRun, VerifyErrors
 from reconciler.views.base import PlanContext
@@ -46,18 +46,29 @@ def check_targets(
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PATH]...")
-def validate(paths: tuple[str, ...]) -> int:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text (errors on stderr), json (one document on stdout) or github (workflow "
+    "commands that annotate each line in a pull request).",
+)
+@click.pass_context
+def validate(ctx: click.Context, paths: tuple[str, ...], fmt: str) -> int:
     """Check the declarations at each PATH (directories or YAML files; default: .).
 
     All paths are checked as one set, so a name declared under two of them is a
     duplicate. Schema and semantic checks only: reads no state and calls no API.
     """
-    declarations = config.load(*(paths or (".",)))
-    count, files = len(declarations.purchases), len(declarations.files)
-    click.echo(
-        f"OK: {count} purchase{'s' if count != 1 else ''} "
-        f"in {files} file{'s' if files != 1 else ''}"
-    )
+    view = views.validate_view(fmt, console(ctx, machine=fmt != "text"))
+    try:
+        declarations = config.load(*(paths or (".",)))
+    except ConfigError as exc:
+        view.invalid(exc.problems)
+        return 1
+    view.valid(len(declarations.purchases), len(declarations.files))
     return 0
 
 

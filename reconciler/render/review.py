@@ -9,6 +9,7 @@ dicts; never prints, reads files or talks to a forge (``reconciler.forge`` does)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -76,20 +77,33 @@ def monthly(cost: Mapping[str, Any] | None) -> str:
     return _moneys(cost["per_month"]) if cost and cost["per_month"] else ""
 
 
-def apply_markdown(events: Sequence[Mapping[str, Any]], *, exit_code: int) -> str:
+#: Lines of a log a comment quotes at most (its end).
+LOG_LINES = 60
+
+
+def apply_markdown(
+    events: Sequence[Mapping[str, Any]], *, exit_code: int, log: str | None = None
+) -> str:
     """The apply result as a pull-request comment, from ``apply --json`` events: the
-    outcome, the cost of what was bought, each change's result and every error."""
+    outcome, the cost of what was bought, each change's result and every error. When
+    apply reported nothing (it was not reached: the plan was not the reviewed one, or
+    the job failed before), the end of ``log`` says why."""
     complete = next((e for e in reversed(events) if e.get("type") == "apply_complete"), None)
     lines = [APPLY_MARKER, ""]
     if complete is None:
         lines += [
-            "### ❌ Apply: **did not run to its end**",
+            "### ❌ Apply: **did not run**",
             "",
-            f"`reconciler apply` exited {exit_code} without reporting a result; the job's "
-            "log says why. Nothing is known to have been bought by this run beyond what "
-            "the state records.",
+            f"The job ended ({exit_code}) before `reconciler apply` reported a result: "
+            "nothing was bought by it.",
             "",
         ]
+        shown = (log or "").strip("\n").splitlines()[-LOG_LINES:]
+        if shown:
+            fence = "`" * max(3, 1 + max(len(r) for r in _runs("\n".join(shown))))
+            lines += [f"{fence}text", *shown, fence, ""]
+        else:
+            lines += ["The job's log says why.", ""]
         return "\n".join(lines)
     lines += [f"### {_OUTCOME_HEADINGS.get(complete['outcome'], complete['outcome'])}", ""]
     summary = [
@@ -136,6 +150,10 @@ def apply_markdown(events: Sequence[Mapping[str, Any]], *, exit_code: int) -> st
 
 
 _RESULTS = frozenset({"change_complete", "change_failed", "change_pending"})
+
+
+def _runs(value: str) -> list[str]:
+    return re.findall(r"`+", value) or [""]
 
 
 def drift_marker(plan_markdown: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler import render
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigProblem, ReconcilerError
 from reconciler.model import Action, Event, PendingOperation, Plan
 from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
@@ -84,6 +84,15 @@ class ApplyView(Protocol):
 
     def failed(self, exc: ReconcilerError | Exception) -> None:
         """The run stopped with an error (shown on stderr by the CLI's error boundary)."""
+
+
+class ValidateView(Protocol):
+    """``reconciler validate`` in one format."""
+
+    def valid(self, purchases: int, files: int) -> None: ...
+
+    def invalid(self, problems: Sequence[ConfigProblem]) -> None:
+        """The problems, each at its place (the exit code is 1)."""
 
 
 class PlanDiagnostics:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import render
-from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.errors import ApiError, ConfigError, ConfigProblem, ReconcilerError
 from reconciler.model import Event, PendingOperation, Plan, State
 from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
@@ -147,3 +147,24 @@ class JsonApplyView:
 
 def apply_view(console: Console) -> JsonApplyView:
     return JsonApplyView(console)
+
+
+class JsonValidateView:
+    """One JSON document on stdout, valid or not."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def valid(self, purchases: int, files: int) -> None:
+        from reconciler.render.validation import validation_dict
+
+        self.console.out(dumps(validation_dict((), purchases=purchases, files=files)))
+
+    def invalid(self, problems: Sequence[ConfigProblem]) -> None:
+        from reconciler.render.validation import validation_dict
+
+        self.console.out(dumps(validation_dict(problems)))
+
+
+def validate_view(console: Console) -> JsonValidateView:
+    return JsonValidateView(console)

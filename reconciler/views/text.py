@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reconciler import render
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError, ConfigProblem, ReconcilerError
 from reconciler.model import Event, PendingOperation, Plan, State
 from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
@@ -111,3 +111,22 @@ class TextApplyView:
 
 def apply_view(console: Console) -> TextApplyView:
     return TextApplyView(console)
+
+
+class TextValidateView:
+    """``OK: ...`` on stdout; the problems, one a line, and their count on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def valid(self, purchases: int, files: int) -> None:
+        from reconciler.render.validation import valid_line
+
+        self.console.out(valid_line(purchases, files))
+
+    def invalid(self, problems: Sequence[ConfigProblem]) -> None:
+        self.console.err(str(ConfigError(problems)))
+
+
+def validate_view(console: Console) -> TextValidateView:
+    return TextValidateView(console)
