@@ -108,3 +108,15 @@ def test_annotations_escape_what_workflow_commands_would_misread() -> None:
         "::error file=a%2Cb%3Ac%25.yaml,line=1,col=2,title=reconciler validate::"
         "line one%0Aline two 100%25%0D"
     )
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    commands = run(env={"_RECONCILER_COMPLETE": "bash_complete", "COMP_WORDS": "reconciler pl",
+                        "COMP_CWORD": "1"})  # fmt: skip
+    options = run(env={"_RECONCILER_COMPLETE": "bash_complete",
+                       "COMP_WORDS": "reconciler apply --max-c", "COMP_CWORD": "2"})  # fmt: skip
+    script = run(env={"_RECONCILER_COMPLETE": "zsh_source"})
+
+    assert commands.stdout.splitlines() == ["plain,plan"]
+    assert options.stdout.splitlines() == ["plain,--max-cost"]
+    assert "#compdef reconciler" in script.stdout
