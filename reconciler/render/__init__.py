@@ -52,9 +52,11 @@ if TYPE_CHECKING:
     )
     from reconciler.render.money import Catalogue, CatalogueEntry, Money, is_commitment
     from reconciler.render.text import (
+        apply_leftovers,
         apply_progress,
         apply_summary,
         apply_table,
+        approval_lines,
         approval_question,
         money_lines,
         pending_message,
