@@ -142,13 +142,9 @@ def plan(
     the state alone and says so. Never writes the state and never buys. Exits 1
     when a change is a conflict or pending (or fails verify), after printing the
     whole plan.
-
-    With --expect, the plan made now is held against a reviewed plan: the merge of a
-    pull request applies only what its comment showed.
     """
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
-    reviewed = planfile.read(expect) if expect else None
     view = views.plan_view("json" if as_json else (fmt or "text"), console(ctx))
     offline = None
     if refresh is None:
@@ -192,8 +188,8 @@ def plan(
     if run.plan.summary.count(Action.PENDING):
         context = replace(context, holder=store.locked_by())
     view.plan(run, catalogue, context)
-    if reviewed is not None and expect is not None:
-        expect_reviewed(reviewed, run.plan, expect)
+    if expect:
+        expect_reviewed(planfile.read(expect), run.plan, expect)
     if out:
         planfile.save(out, run.plan, declarations=path, catalogue=catalogue)
         view.saved(out)

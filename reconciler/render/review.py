@@ -120,26 +120,7 @@ def apply_markdown(
     money = cost_text(complete.get("cost"))
     if money:
         lines += [f"**Bought: {text(money)}**", ""]
-    results = [e for e in events if e.get("type") in _RESULTS]
-    if results:
-        lines += [
-            "| address | action | seats | result | externalOrderId |",
-            "|---|---|---|---|---|",
-        ]
-        for event in results:
-            order = event.get("external_order_id")
-            lines.append(
-                f"| {code(event['address'])} | {text(event['action'])} | {event['seats']:+d} "
-                f"| {text(event['outcome'])} | {code(order) if order else '-'} |"
-            )
-        lines.append("")
-    errors = [(e.get("address"), message) for e in events for message in e.get("errors", ())]
-    if errors:
-        lines += ["#### What went wrong", ""]
-        for address, message in errors:
-            where = f"{code(address)}: " if address else ""
-            lines.append(f"- {where}{text(message)}")
-        lines.append("")
+    lines += _results(events) + _errors(events)
     if complete["pending"]:
         lines += [
             "A pending change's outcome is unknown: the next apply settles it once Cloud-iQ "
@@ -150,6 +131,32 @@ def apply_markdown(
 
 
 _RESULTS = frozenset({"change_complete", "change_failed", "change_pending"})
+
+
+def _results(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A table of each change's result, with the order id Cloud-iQ knows it by."""
+    results = [e for e in events if e.get("type") in _RESULTS]
+    if not results:
+        return []
+    lines = ["| address | action | seats | result | externalOrderId |", "|---|---|---|---|---|"]
+    for event in results:
+        order = event.get("external_order_id")
+        lines.append(
+            f"| {code(event['address'])} | {text(event['action'])} | {event['seats']:+d} "
+            f"| {text(event['outcome'])} | {code(order) if order else '-'} |"
+        )
+    return [*lines, ""]
+
+
+def _errors(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    found = [(e.get("address"), message) for e in events for message in e.get("errors", ())]
+    if not found:
+        return []
+    lines = ["#### What went wrong", ""]
+    for address, message in found:
+        where = f"{code(address)}: " if address else ""
+        lines.append(f"- {where}{text(message)}")
+    return [*lines, ""]
 
 
 def _runs(value: str) -> list[str]:
