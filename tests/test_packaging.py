@@ -43,15 +43,20 @@ def constraints(path: Path = ROOT / "constraints.txt") -> dict[str, str]:
     return pins
 
 
+#: The Pythons pyproject.toml's classifiers name: a pin one of them needs is needed.
+PYTHONS = ("3.11", "3.12", "3.13")
+
+
 def _applies(requirement: Requirement, extras: set[str]) -> bool:
     if requirement.marker is None:
         return True
     marker = requirement.marker
     for extra in extras or {""}:
-        environment: dict[str, str] = {str(k): str(v) for k, v in default_environment().items()}
-        environment["extra"] = extra
-        if marker.evaluate(environment):
-            return True
+        for python in PYTHONS:
+            environment = {str(k): str(v) for k, v in default_environment().items()}
+            environment |= {"extra": extra, "python_version": python}
+            if marker.evaluate(environment):
+                return True
     return False
 
 
