@@ -132,7 +132,7 @@ class Quiet:
     def refreshed(self, run: Any) -> None:
         pass
 
-    def starting(self, plan: Plan) -> None:
+    def starting(self, plan: Plan, prices: object) -> None:
         pass
 
     def event(self, event: Event) -> None:
@@ -165,7 +165,7 @@ def storm(args: argparse.Namespace) -> Counts:
                     apply_commands.ApplyPorts(
                         store=store,
                         connect=connect,
-                        approve=lambda plan: True,
+                        approve=lambda plan, prices: True,
                         listener=Quiet(),
                         build_order=build_order,
                         new_order_id=new_external_order_id,

@@ -12,8 +12,9 @@ to repeat, the commands that help) carry data, and ``render.problems`` words the
     │   └── StateLockedError   another process holds the state lock
     ├── PlanError              a plan cannot be applied (stale, conflicts, pending, limits)
     │   ├── PendingError       checkouts with an unknown outcome stand in the way
-    │   ├── PreflightError     conflicts, --max-seats, the per-purchase seat limit
-    │   └── StalePlanError     a saved plan the state or declarations moved past
+    │   ├── PreflightError     conflicts, --max-seats, --max-cost, the per-purchase seat limit
+    │   ├── StalePlanError     a saved plan the state or declarations moved past
+    │   └── UnreviewedPlanError the plan made now is not the plan that was reviewed
     ├── RepairRefused          a hand repair of the state its rules refuse
     ├── NoHistoryError         a state file keeps no history of writes
     └── ApiError               the Crayon API or the way to it failed
@@ -26,6 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: this module imports nothing at run time
@@ -174,6 +176,12 @@ class PreflightKind(enum.StrEnum):
     CONFLICTS = "conflicts"
     MAX_SEATS = "max-seats"
     SEAT_LIMIT = "seat-limit"
+    #: The purchases cost more than ``--max-cost``.
+    MAX_COST = "max-cost"
+    #: ``--max-cost`` was given and a purchase's price is unknown.
+    COST_UNKNOWN = "cost-unknown"
+    #: ``--max-cost`` was given and the prices are in more than one currency.
+    CURRENCIES = "currencies"
 
 
 class PreflightError(PlanError):
@@ -181,7 +189,9 @@ class PreflightError(PlanError):
 
     ``count`` is the number of conflicts; ``seats`` the seats the plan buys;
     ``limit`` the limit it is over; ``oversized`` the changes above the
-    per-purchase limit, as (address, seats).
+    per-purchase limit, as (address, seats). For ``--max-cost``: ``max_cost``, the
+    ``cost`` found in ``currencies`` (the one currency, or every one found), and the
+    addresses whose price is ``unknown``.
     """
 
     def __init__(
@@ -192,12 +202,20 @@ class PreflightError(PlanError):
         seats: int = 0,
         limit: int = 0,
         oversized: Sequence[tuple[str, int]] = (),
+        max_cost: Decimal | None = None,
+        cost: Decimal | None = None,
+        currencies: Sequence[str] = (),
+        unknown: Sequence[str] = (),
     ) -> None:
         self.kind = kind
         self.count = count
         self.seats = seats
         self.limit = limit
         self.oversized = tuple(oversized)
+        self.max_cost = max_cost
+        self.cost = cost
+        self.currencies = tuple(currencies)
+        self.unknown = tuple(unknown)
         super().__init__(f"apply refused the plan ({kind.value}); nothing was bought")
 
 
@@ -243,3 +261,43 @@ class NoHistoryError(ReconcilerError):
     def __init__(self, location: str) -> None:
         self.location = location
         super().__init__(f"{location} keeps no history of writes")
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """One change as a reviewer saw it: the action, the seats it starts from, the
+    seats it adds (or, negative, takes away) and the seats it ends with."""
+
+    action: str
+    before: int
+    delta: int
+    after: int | None
+
+
+@dataclass(frozen=True)
+class ChangeDifference:
+    """An address whose change differs between the reviewed plan and the plan made
+    now; ``reviewed`` or ``now`` is None where that plan has no change for it."""
+
+    address: str
+    reviewed: PlannedChange | None
+    now: PlannedChange | None
+
+
+class UnreviewedPlanError(PlanError):
+    """``plan --expect``: the plan made now differs from the reviewed plan at ``path``.
+
+    ``differences`` are by address; ``targets`` is (reviewed, now) when the two plans
+    were made for other ``--target`` values.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        differences: Sequence[ChangeDifference],
+        targets: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+    ) -> None:
+        self.path = path
+        self.differences = tuple(differences)
+        self.targets = targets
+        super().__init__(f"the plan differs from the reviewed plan {path}")

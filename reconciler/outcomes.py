@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from reconciler.model import Action, ApplyResult, Change, Identity, PendingOperation, Plan, State
 
 if TYPE_CHECKING:  # annotations only: a plain plan loads nothing of observe
-    from reconciler.observe import Drift, Evidence, Link, Observations
+    from reconciler.observe import Drift, Evidence, Link, Observations, ProductInfo
 
 
 class Issue(Protocol):
@@ -79,6 +79,8 @@ class ApplyRun:
     held_back: tuple[Change, ...] = ()
     #: What Cloud-iQ showed of each pending operation left, by address (None: not read).
     findings: Mapping[str, str] | None = None
+    #: Names and unit prices of what the run changed, by identity (None: not read).
+    prices: Mapping[Identity, ProductInfo] | None = None
 
     @property
     def pending(self) -> tuple[Change, ...]:

@@ -1,16 +1,21 @@
-"""The GitOps kit runs: the CI templates, the pre-commit hook and the plan comment.
+"""The GitOps kit holds: action.yml, the CI templates and the pre-commit hooks.
 
-The GitHub workflow passes actionlint and both templates pass check-jsonschema's
-vendored GitHub and GitLab schemas; every ``reconciler`` command line in them
-parses with the real command line; the scripts that find and update the plan
-comment by its marker run against loopback fakes of the GitHub and GitLab APIs;
-``pre-commit try-repo`` installs the hook from a local repository and runs it.
-All offline: a proxy that refuses every connection is set, so a tool that tried
-the network would fail instead of passing silently.
+action.yml and the GitHub workflows pass actionlint (the workflows against the action's
+own inputs), check-jsonschema's vendored schemas and zizmor with no finding; the GitLab
+template passes its schema. Every ``reconciler`` and ``python -m reconciler.forge``
+command line in them parses with the real command line. Their shape keeps the promises:
+actions pinned by commit, a timeout on every job, credentials only where a step needs
+them, apply in a protected environment and never on a schedule, the plan job one per
+pull request, the tool installed from a pinned commit with its constraints, no separate
+validate step. ``pre-commit try-repo`` installs the hooks from a local repository and
+runs them. All offline: a proxy that refuses every connection is set, so a tool that
+tried the network would fail instead of passing silently. (The comment and issue
+scripts are tested against fakes of the GitHub and GitLab APIs in test_forge.py.)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -19,9 +24,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,17 @@ import click
 import pytest
 import yaml
 
+from reconciler import forge
 from reconciler.cli import cli
 from tests.support.paths import ROOT
 
+ACTION = ROOT / "action.yml"
 GITHUB = ROOT / "examples" / "ci" / "github-actions.yml"
+DRIFT = ROOT / "examples" / "ci" / "github-drift.yml"
 GITLAB = ROOT / "examples" / "ci" / "gitlab-ci.yml"
 HOOKS = ROOT / ".pre-commit-hooks.yaml"
+#: The action as the templates use it: this repository, pinned to a commit.
+OUR_ACTION = re.compile(r"^example-org/crayon-reconciler@[0-9a-f]{40}$")
 #: Any connection attempt through these goes to a closed port on loopback.
 OFFLINE = {
     "HTTP_PROXY": "http://127.0.0.1:9",
@@ -65,22 +73,76 @@ def run(args: list[str], cwd: Path = ROOT, **env: str) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-# --- the templates are valid -------------------------------------------------------
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
+
+
+def github_jobs() -> dict[str, dict[str, Any]]:
+    """Every job of both GitHub workflows, by name."""
+    return {**load(GITHUB)["jobs"], **load(DRIFT)["jobs"]}
+
+
+def gitlab_jobs() -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in load(GITLAB).items() if isinstance(v, dict) and "script" in v}
+
+
+# --- the files pass the linters ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workflows_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository of declarations with both GitHub workflows, whose uses of this
+    repository's action point at a copy of action.yml at its root (``uses: ./``), so
+    actionlint checks every ``with:`` against the action's inputs."""
+    repo = tmp_path_factory.mktemp("workflows")
+    workflows = repo / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    shutil.copy(ACTION, repo / "action.yml")
+    for template in (GITHUB, DRIFT):
+        text = template.read_text(encoding="utf-8")
+        local = re.sub(r"example-org/crayon-reconciler@[0-9a-f]{40}[^\n]*", "./", text)
+        assert local != text
+        (workflows / template.name).write_text(local, encoding="utf-8")
+    _git(repo, "init", "-q")
+    return repo
 
 
 @pytest.mark.slow  # runs actionlint
-def test_github_workflow_passes_actionlint() -> None:
+def test_github_workflows_pass_actionlint_against_the_action_inputs(workflows_repo: Path) -> None:
     # Without shellcheck and pyflakes: their presence differs between machines.
-    done = run([tool("actionlint"), "-shellcheck=", "-pyflakes=", str(GITHUB)])
+    done = run([tool("actionlint"), "-shellcheck=", "-pyflakes="], cwd=workflows_repo)
 
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow  # runs actionlint
+def test_actionlint_here_refuses_an_input_the_action_does_not_have(
+    workflows_repo: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "repo"
+    shutil.copytree(workflows_repo, broken)
+    workflow = broken / ".github" / "workflows" / GITHUB.name
+    workflow.write_text(
+        workflow.read_text(encoding="utf-8").replace("max-seats:", "max-seat:"), encoding="utf-8"
+    )
+
+    done = run([tool("actionlint"), "-shellcheck=", "-pyflakes="], cwd=broken)
+
+    assert done.returncode == 1
+    assert 'input "max-seat" is not defined in action' in done.stdout
 
 
 @pytest.mark.slow  # runs check-jsonschema
 @pytest.mark.parametrize(
     ("template", "schema"),
-    [(GITHUB, "vendor.github-workflows"), (GITLAB, "vendor.gitlab-ci")],
-    ids=["github", "gitlab"],
+    [
+        (GITHUB, "vendor.github-workflows"),
+        (DRIFT, "vendor.github-workflows"),
+        (ACTION, "vendor.github-actions"),
+        (GITLAB, "vendor.gitlab-ci"),
+    ],
+    ids=["github", "github-drift", "action", "gitlab"],
 )
 def test_templates_pass_the_vendored_ci_schemas(template: Path, schema: str) -> None:
     done = run([tool("check-jsonschema"), "--builtin-schema", schema, str(template)])
@@ -89,35 +151,93 @@ def test_templates_pass_the_vendored_ci_schemas(template: Path, schema: str) -> 
     assert "ok -- validation done" in done.stdout
 
 
+@pytest.mark.slow  # runs zizmor
+@pytest.mark.parametrize("persona", ["regular", "auditor"])
+def test_zizmor_finds_nothing_in_the_action_and_the_workflows(persona: str) -> None:
+    done = run(
+        [tool("zizmor"), "--offline", "--no-progress", "--format", "json", "--persona", persona,
+         str(ACTION), str(GITHUB), str(DRIFT)],
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout) == []
+
+
+@pytest.mark.slow  # runs zizmor
+def test_zizmor_here_reports_an_action_pinned_by_tag(tmp_path: Path) -> None:
+    unpinned = tmp_path / "licences.yml"
+    unpinned.write_text(
+        re.sub(r"actions/checkout@[0-9a-f]{40}", "actions/checkout@v5", GITHUB.read_text()),
+        encoding="utf-8",
+    )
+
+    done = run([tool("zizmor"), "--offline", "--no-progress", "--format", "json", str(unpinned)])
+
+    found = json.loads(done.stdout)
+    assert {f["ident"] for f in found} == {"unpinned-uses"}
+    assert {f["determinations"]["severity"] for f in found} == {"High"}
+
+
+# --- every command line parses --------------------------------------------------------
+
+
 def _scripts() -> list[str]:
-    """Every shell script of both templates: GitHub steps' ``run``, GitLab ``script``."""
-    scripts: list[str] = []
-    github = yaml.safe_load(GITHUB.read_text(encoding="utf-8"))
-    for job in github["jobs"].values():
-        scripts += [step["run"] for step in job["steps"] if "run" in step]
-    gitlab = yaml.safe_load(GITLAB.read_text(encoding="utf-8"))
-    for job in gitlab.values():
-        if isinstance(job, dict):
-            scripts += list(job.get("script", ())) + list(job.get("before_script", ()))
+    """Every shell script: action.yml's steps, GitLab's script, before_ and after_script."""
+    scripts = [step["run"] for step in load(ACTION)["runs"]["steps"] if "run" in step]
+    for job in [load(GITLAB)[".reconciler"], *gitlab_jobs().values()]:
+        for key in ("before_script", "script", "after_script"):
+            scripts += list(job.get(key, ()))
     return scripts
 
 
-_SHELL_ENDS = {">", ">>", "|", "||", "&&", ";", "&"}
+#: What the templates' variables hold when a command line is parsed.
+SAMPLE_VALUES = {
+    "DECLARATIONS": "customers",
+    "INPUT_PATH": "customers",
+    "INPUT_LOCK_TIMEOUT": "10m",
+    "INPUT_ARTIFACT": "reviewed-plan",
+    "PLAN_EXIT_CODE": "2",
+    "APPLY_EXIT_CODE": "0",
+    "code": "0",
+}
+_SHELL_ENDS = {">", ">>", "|", "||", "&&", ";", "&", "2>"}
+_ARRAY = re.compile(r"^\$\{\w+\[@\]\}$")
+_VARIABLE = re.compile(r"^\$\{?(\w+)\}?$")
 
 
-def command_lines() -> list[list[str]]:
-    """The arguments of every ``reconciler ...`` command in the templates."""
+def _logical_lines(script: str) -> Iterator[str]:
+    yield from script.replace("\\\n", " ").splitlines()
+
+
+def _arguments(line: str, start: str) -> list[str]:
+    """The arguments after ``start`` on a shell line, variables given sample values,
+    array expansions (optional flags) left out, up to a redirection or operator."""
+    lexer = shlex.shlex(line[line.index(start) + len(start) :], posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    args: list[str] = []
+    for token in lexer:
+        if token in _SHELL_ENDS:
+            break
+        if _ARRAY.match(token):
+            continue
+        variable = _VARIABLE.match(token)
+        if variable:
+            assert variable.group(1) in SAMPLE_VALUES, f"no sample value for {token} in {line}"
+            token = SAMPLE_VALUES[variable.group(1)]
+        args.append(token)
+    # ``2>file`` reads as the argument 2 and a redirection.
+    if args and args[-1] == "2" and "2>" in line:
+        args.pop()
+    return args
+
+
+def command_lines(start: str) -> list[list[str]]:
+    """The arguments of every ``START ...`` command in the templates and action.yml."""
     found = []
     for script in _scripts():
-        for line in script.splitlines():
-            if not re.match(r"\s*reconciler\s", line):
-                continue
-            lexer = shlex.shlex(line.replace("$DECLARATIONS", "customers"), posix=True,
-                                punctuation_chars=True)  # fmt: skip
-            lexer.whitespace_split = True
-            tokens = list(lexer)
-            end = next((i for i, t in enumerate(tokens) if t in _SHELL_ENDS), len(tokens))
-            found.append(tokens[1:end])
+        for line in _logical_lines(script):
+            if re.match(rf"\s*{re.escape(start)}\s", line):
+                found.append(_arguments(line, start))
     return found
 
 
@@ -139,218 +259,236 @@ def parse(args: list[str]) -> click.Context:
     raise AssertionError(args)
 
 
-def test_every_reconciler_command_line_in_the_templates_parses(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def parse_forge(args: list[str]) -> argparse.Namespace:
+    """Parse ``python -m reconciler.forge ARGS`` with the script's own parser."""
+    try:
+        return forge._parser().parse_args(args)
+    except SystemExit as exc:
+        raise AssertionError(f"python -m reconciler.forge {' '.join(args)}") from exc
+
+
+def test_every_reconciler_command_line_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     # As the templates set it from a secret (only parsed here; nothing connects).
     monkeypatch.setenv("RECONCILER_STATE", "postgresql://reconciler@db.example.com/licences")
-    lines = command_lines()
+    lines = command_lines("reconciler")
 
-    for args in lines:
-        ctx = parse(args)
-        assert ctx.params is not None
-    assert sorted({args[0] for args in lines}) == ["apply", "init", "plan", "validate"]
-    plans = [parse(a).params for a in lines if a[0] == "plan"]
-    assert plans
-    assert all(p["fmt"] == "markdown" and p["verify"] for p in plans)
-    applies = [parse(a).params for a in lines if a[0] == "apply"]
-    assert applies
-    assert all(p["as_json"] and p["auto_approve"] for p in applies)
+    parsed = [(args[0], parse(args).params) for args in lines]
+
+    assert sorted({name for name, _ in parsed}) == ["apply", "init", "plan", "version"]
+    plans = [p for name, p in parsed if name == "plan"]
+    comments = [p for p in plans if p["fmt"] == "markdown"]
+    assert comments
+    assert all(p["detailed_exitcode"] for p in comments)
+    merges = [p for p in plans if p["expect"]]
+    assert len(merges) == 2  # action.yml and GitLab
+    assert all(p["expect"] == "reviewed.plan" and p["out"] == "merge.plan" for p in merges)
+    applies = [p for name, p in parsed if name == "apply"]
+    assert len(applies) == 2
+    assert all(p["as_json"] and p["plan_path"] == "merge.plan" for p in applies)
 
 
-def test_the_command_line_parser_of_this_test_refuses_what_the_cli_refuses() -> None:
+def test_every_forge_command_line_parses() -> None:
+    lines = command_lines("python -m reconciler.forge")
+
+    commands = sorted({parse_forge(args).command for args in lines})
+
+    assert commands == ["apply-result", "comment", "drift-issue", "outputs", "reviewed"]
+
+
+def test_the_parsers_of_this_test_refuse_what_the_command_lines_refuse() -> None:
     with pytest.raises(click.NoSuchOption):
         parse(["plan", "customers", "--formt", "markdown"])
     with pytest.raises(click.BadParameter):
         parse(["plan", "customers", "--format", "html"])
+    with pytest.raises(click.BadParameter):
+        parse(["apply", "--max-cost", "EUR 5"])
     with pytest.raises(AssertionError):
         parse(["aply", "customers"])
-
-
-def test_apply_jobs_run_one_at_a_time() -> None:
-    github = yaml.safe_load(GITHUB.read_text(encoding="utf-8"))
-    gitlab = yaml.safe_load(GITLAB.read_text(encoding="utf-8"))
-
-    assert github["jobs"]["apply"]["concurrency"] == {
-        "group": "licences-apply",
-        "cancel-in-progress": False,
-    }
-    assert gitlab["apply"]["resource_group"] == "licences-apply"
-    # Credentials and the state come from secrets, never from the file.
-    assert github["env"]["RECONCILER_STATE"] == "${{ secrets.RECONCILER_STATE }}"
-    assert github["env"]["PGPASSWORD"] == "${{ secrets.PGPASSWORD }}"
-    assert "RECONCILER_STATE" not in gitlab.get("variables", {})
-
-
-# --- the scripts that post the comment --------------------------------------------------
-
-
-class _NotesApi(ThreadingHTTPServer):
-    """Just enough of GitLab's merge-request notes API: list, create, update."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _NotesHandler)
-        self.notes: list[dict[str, Any]] = [
-            {"id": 1, "body": "Looks good to me"},
-            {"id": 2, "body": "<!-- crayon-reconciler:plan workspace=other -->\nold"},
-        ]
-        self.tokens: set[str] = set()
-
-
-class _NotesHandler(BaseHTTPRequestHandler):
-    server: _NotesApi
-    PREFIX = "/api/v4/projects/group%2Flicences/merge_requests/7/notes"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def _answer(self, status: int, data: Any) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length", "0"))
-        data: dict[str, Any] = json.loads(self.rfile.read(length))
-        return data
-
-    def do_GET(self) -> None:
-        self.server.tokens.add(self.headers.get("PRIVATE-TOKEN", ""))
-        assert self.path.startswith(self.PREFIX + "?")
-        query = dict(pair.split("=", 1) for pair in self.path.split("?", 1)[1].split("&"))
-        page = int(query["page"])
-        self._answer(200, self.server.notes[(page - 1) * 100 : page * 100])
-
-    def do_POST(self) -> None:
-        assert self.path == self.PREFIX
-        note = {"id": len(self.server.notes) + 1, "body": self._body()["body"]}
-        self.server.notes.append(note)
-        self._answer(201, note)
-
-    def do_PUT(self) -> None:
-        note_id = int(self.path.rsplit("/", 1)[1])
-        note = next(n for n in self.server.notes if n["id"] == note_id)
-        note["body"] = self._body()["body"]
-        self._answer(200, note)
-
-
-@pytest.fixture
-def notes_api() -> Iterator[_NotesApi]:
-    server = _NotesApi()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def _gitlab_note_script() -> str:
-    gitlab = yaml.safe_load(GITLAB.read_text(encoding="utf-8"))
-    (script,) = [s for s in gitlab["plan"]["script"] if "<<'PY'" in s]
-    return str(script)
-
-
-@pytest.mark.slow  # runs the job's script in a shell
-def test_gitlab_plan_job_adds_its_note_once_then_updates_it(
-    notes_api: _NotesApi, tmp_path: Path
-) -> None:
-    script = _gitlab_note_script()
-    env = {
-        # The note script talks to the fake on loopback; no proxy for it.
-        "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
-        "CI_API_V4_URL": f"http://127.0.0.1:{notes_api.server_port}/api/v4",
-        "CI_PROJECT_ID": "group/licences",
-        "CI_MERGE_REQUEST_IID": "7",
-        "PLAN_NOTE_TOKEN": "glpat-test",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }  # fmt: skip
-    first = "<!-- crayon-reconciler:plan -->\n\n### ✅ Plan: **ready to apply**\n"
-    second = "<!-- crayon-reconciler:plan -->\n\n### ❌ Plan: **cannot be applied: 1 conflict**\n"
-
-    for body in (first, second):
-        (tmp_path / "plan.md").write_text(body, encoding="utf-8")
-        done = run(["bash", "-c", script], cwd=tmp_path, **env)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    # One note of ours, updated in place; the other workspace's note untouched.
-    assert [n["body"] for n in notes_api.notes] == [
-        "Looks good to me",
-        "<!-- crayon-reconciler:plan workspace=other -->\nold",
-        second,
+    with pytest.raises(AssertionError):
+        parse_forge(["comment", "--bdy", "plan.md"])
+    assert _arguments('reconciler plan "$DECLARATIONS" "${targets[@]}" 2>x.log', "reconciler") == [
+        "plan",
+        "customers",
     ]
-    assert notes_api.tokens == {"glpat-test"}
 
 
-_GITHUB_SCRIPT_HARNESS = """
-const fs = require('fs');
-const calls = [];
-const state = JSON.parse(fs.readFileSync('comments.json', 'utf8'));
-const github = {
-  paginate: async (fn, args) => { calls.push(['list', args.issue_number]); return state; },
-  rest: { issues: {
-    listComments: 'listComments',
-    updateComment: async (a) => { calls.push(['update', a.comment_id, a.body]); },
-    createComment: async (a) => { calls.push(['create', a.issue_number, a.body]); },
-  } },
-};
-const context = { repo: { owner: 'acme', repo: 'licences' }, issue: { number: 7 } };
-(async () => {
-%s
-  console.log(JSON.stringify(calls));
-})().catch((e) => { console.error(e); process.exit(1); });
-"""
+def test_no_separate_validate_step_can_leave_an_old_comment_standing() -> None:
+    lines = command_lines("reconciler")
 
-
-@pytest.mark.slow  # runs the job's script under node
-@pytest.mark.parametrize(
-    ("comments", "expected"),
-    [
-        ([], ["create", 7]),
-        ([{"id": 5, "user": {"type": "User"}, "body": "<!-- crayon-reconciler:plan -->\nx"}],
-         ["create", 7]),
-        ([{"id": 6, "user": {"type": "Bot"}, "body": "<!-- crayon-reconciler:plan -->\nold"},
-          {"id": 8, "user": {"type": "Bot"}, "body": None}],
-         ["update", 6]),
-        ([{"id": 9, "user": {"type": "Bot"},
-           "body": "<!-- crayon-reconciler:plan workspace=eu -->\nold"}],
-         ["create", 7]),
-    ],
-    ids=["none", "a person's", "ours", "another workspace's"],
-)  # fmt: skip
-def test_github_plan_job_finds_its_comment_by_the_marker(
-    tmp_path: Path, comments: list[dict[str, Any]], expected: list[Any]
-) -> None:
-    node = shutil.which("node")
-    if node is None:
-        reason = "node is not installed; the workflow's github-script step needs it"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)  # CI never passes by skipping
-        pytest.skip(reason)
-    github = yaml.safe_load(GITHUB.read_text(encoding="utf-8"))
-    (step,) = [s for s in github["jobs"]["plan"]["steps"] if "github-script" in s.get("uses", "")]
-    body = "<!-- crayon-reconciler:plan -->\n\n### ✅ Plan: **ready to apply**\n"
-    (tmp_path / "plan.md").write_text(body, encoding="utf-8")
-    (tmp_path / "comments.json").write_text(json.dumps(comments), encoding="utf-8")
-    (tmp_path / "harness.js").write_text(
-        _GITHUB_SCRIPT_HARNESS % step["with"]["script"], encoding="utf-8"
+    assert not [args for args in lines if args[0] == "validate"]
+    # The comment is posted whatever plan exited with.
+    (step,) = [s for s in load(ACTION)["runs"]["steps"] if "forge comment" in s.get("run", "")]
+    assert "always()" in step["if"]
+    plan = load(GITLAB)["plan"]["script"]
+    assert any("|| code=$?" in line and line.startswith("reconciler plan") for line in plan)
+    assert plan.index("python -m reconciler.forge comment --body plan.md") < plan.index(
+        'test "$code" != 1'
     )
 
-    done = run([node, "harness.js"], cwd=tmp_path)
 
-    assert done.returncode == 0, done.stdout + done.stderr
-    calls = json.loads(done.stdout)
-    assert calls == [["list", 7], [*expected, body]]
+# --- the shape of the templates ------------------------------------------------------
+
+
+def _uses() -> list[str]:
+    found = [s["uses"] for s in load(ACTION)["runs"]["steps"] if "uses" in s]
+    for job in github_jobs().values():
+        found += [s["uses"] for s in job["steps"] if "uses" in s]
+    return found
+
+
+def test_every_action_is_pinned_by_commit() -> None:
+    uses = _uses()
+
+    assert uses
+    for used in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", used), used
+    assert [u for u in uses if OUR_ACTION.match(u)]
+
+
+def test_every_job_has_a_timeout() -> None:
+    for name, job in github_jobs().items():
+        assert 0 < job["timeout-minutes"] <= 60, name
+    for name, job in gitlab_jobs().items():
+        assert re.fullmatch(r"\d+m", job["timeout"]), name
+
+
+def test_the_plan_job_runs_once_per_pull_request() -> None:
+    plan = load(GITHUB)["jobs"]["plan"]
+
+    assert plan["concurrency"] == {
+        "group": "licences-plan-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": True,
+    }
+    assert load(GITLAB)["plan"]["interruptible"] is True
+
+
+def test_apply_runs_in_a_protected_environment_one_at_a_time() -> None:
+    github = load(GITHUB)["jobs"]["apply"]
+    gitlab = load(GITLAB)["apply"]
+
+    assert github["environment"] == "licences"
+    assert github["concurrency"] == {"group": "licences-apply", "cancel-in-progress": False}
+    assert gitlab["environment"]["name"] == "licences"
+    assert gitlab["resource_group"] == "licences-apply"
+    # Plan and drift never see the environment of the credentials that buy.
+    for name in ("plan", "drift"):
+        assert github_jobs()[name]["environment"] == "licences-plan"
+        assert gitlab_jobs()[name]["environment"]["name"] == "licences-plan"
+
+
+def test_credentials_reach_only_the_steps_that_need_them() -> None:
+    for workflow in (load(GITHUB), load(DRIFT)):
+        assert "env" not in workflow
+        assert workflow["permissions"] == {}
+        for job in workflow["jobs"].values():
+            assert "env" not in job
+            for step in job["steps"]:
+                assert "env" not in step
+                secrets = [v for v in step.get("with", {}).values() if "secrets." in str(v)]
+                assert not secrets or OUR_ACTION.match(step["uses"]), step
+    secret = re.compile(r"^(CRAYON_(?!API_URL)\w+|PGPASSWORD|RECONCILER_STATE)$")
+    steps = load(ACTION)["runs"]["steps"]
+    holders = [s["name"] for s in steps if any(secret.match(k) for k in s.get("env", {}))]
+    assert holders == ["Plan", "Apply what was reviewed"]
+    tokens = [s["name"] for s in steps if "GITHUB_TOKEN" in s.get("env", {})]
+    assert not set(tokens) & set(holders)
+    assert not [s for s in steps if "inputs." in s.get("run", "") or "secrets." in s.get("run", "")]
+
+
+def _gitlab_rule_matches(condition: str, context: dict[str, str]) -> bool:
+    """A GitLab ``rules: if:`` of ``$A == "x"``, ``$A == $B`` and ``&&``."""
+    for part in condition.split("&&"):
+        left, right = (side.strip() for side in part.split("=="))
+        value = {side: context.get(side[1:], "") if side.startswith("$") else side.strip('"')
+                 for side in (left, right)}  # fmt: skip
+        if value[left] != value[right]:
+            return False
+    return True
+
+
+def _gitlab_runs(job: dict[str, Any], context: dict[str, str]) -> bool:
+    for rule in job["rules"]:
+        if _gitlab_rule_matches(rule["if"], context):
+            return bool(rule.get("when", "on_success") != "never")
+    return False
+
+
+PIPELINES = {
+    "merge request": {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_DEFAULT_BRANCH": "main"},
+    "push to main": {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "main",
+                     "CI_DEFAULT_BRANCH": "main"},
+    "push to a branch": {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "feature",
+                         "CI_DEFAULT_BRANCH": "main"},
+    "schedule on main": {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main",
+                         "CI_DEFAULT_BRANCH": "main"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_gitlab_applies_only_on_a_push_to_the_default_branch(pipeline: str) -> None:
+    jobs = gitlab_jobs()
+    context = PIPELINES[pipeline]
+
+    running = {name for name, job in jobs.items() if _gitlab_runs(job, context)}
+
+    assert (
+        running
+        == {
+            "merge request": {"plan"},
+            "push to main": {"apply"},
+            "push to a branch": set(),
+            "schedule on main": {"drift"},
+        }[pipeline]
+    )
+
+
+def test_the_gitlab_note_keeps_plan_credentials_unprotected_and_apply_ones_protected() -> None:
+    header = GITLAB.read_text(encoding="utf-8").split("\nworkflow:", 1)[0]
+    text = " ".join(line.lstrip("# ") for line in header.splitlines())
+
+    assert "masked, protected and with the environment scope `licences`" in text
+    assert "the environment scope `licences-plan`, masked but NOT protected" in text
+    assert "Merge-request pipelines run on unprotected source branches" in text
+
+
+def test_the_tool_is_installed_from_a_pinned_commit_with_its_constraints() -> None:
+    (install,) = [
+        s for s in load(ACTION)["runs"]["steps"] if s.get("name", "").startswith("Install")
+    ]
+    assert (
+        '--constraint "$GITHUB_ACTION_PATH/constraints.txt" "$GITHUB_ACTION_PATH[postgres]"'
+        in (install["run"])
+    )
+    gitlab = load(GITLAB)
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", gitlab["variables"]["RECONCILER_VERSION"])
+    assert re.fullmatch(r"[0-9a-f]{40}", gitlab["variables"]["RECONCILER_COMMIT"])
+    before = gitlab[".reconciler"]["before_script"]
+    assert 'test "$(git -C /tmp/crayon-reconciler rev-parse HEAD)" = "$RECONCILER_COMMIT"' in before
+    assert any("--constraint /tmp/crayon-reconciler/constraints.txt" in line for line in before)
+    for script in _scripts():
+        assert not re.search(r"pip install[^\n]*[\"' ]crayon-reconciler", script), script
+
+
+def test_drift_runs_on_a_schedule_and_reports_to_one_issue() -> None:
+    drift: dict[Any, Any] = yaml.safe_load(DRIFT.read_text(encoding="utf-8"))
+    (step,) = [s for s in drift["jobs"]["drift"]["steps"] if OUR_ACTION.match(s.get("uses", ""))]
+
+    assert "schedule" in drift[True]  # YAML 1.1 reads the key `on` as True
+    assert step["with"]["command"] == "drift"
+    assert drift["jobs"]["drift"]["permissions"]["issues"] == "write"
+    gitlab = gitlab_jobs()["drift"]
+    assert any("--detailed-exitcode" in line for line in gitlab["script"])
+    assert (
+        'python -m reconciler.forge drift-issue --body drift.md --exit-code "$code"'
+        in (gitlab["script"])
+    )
 
 
 # --- pre-commit ----------------------------------------------------------------------
 
 
 def test_the_hook_manifest() -> None:
-    (hook,) = yaml.safe_load(HOOKS.read_text(encoding="utf-8"))
+    hook, every = yaml.safe_load(HOOKS.read_text(encoding="utf-8"))
 
     assert hook["id"] == "reconciler-validate"
     assert (hook["entry"], hook["language"], hook["pass_filenames"]) == (
@@ -365,6 +503,9 @@ def test_the_hook_manifest() -> None:
     for path in (".pre-commit-config.yaml", ".github/workflows/licences.yml", "a/.b.yaml"):
         assert exclude.search(path)
     assert not files.search("README.md")
+    assert every["id"] == "reconciler-validate-all"
+    assert (every["entry"], every["language"]) == ("reconciler validate", "python")
+    assert (every["pass_filenames"], every["always_run"]) == (False, True)
 
 
 def _git(cwd: Path, *args: str) -> None:
@@ -385,27 +526,29 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(
             ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
-    for name in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", ".pre-commit-hooks.yaml"):
         shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "build_backend", repo / "build_backend",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "hook")
     return repo
 
 
-def _try_repo(hook_repo: Path, target: Path, *files: str) -> subprocess.CompletedProcess[str]:
-    """``pre-commit try-repo`` offline: pip installs the hook repository with no index
-    and no build isolation; its build backend (hatchling) and the runtime
-    dependencies come from this test environment, put on PYTHONPATH."""
+def _try_repo(
+    hook_repo: Path, target: Path, *files: str, hook: str = "reconciler-validate"
+) -> subprocess.CompletedProcess[str]:
+    """``pre-commit try-repo`` offline: pip installs the hook repository with no index,
+    building it in isolation as a user's pip does: its build backend is in the
+    repository and needs nothing from an index. The runtime dependencies come from
+    this test environment, put on PYTHONPATH."""
     paths = sysconfig.get_paths()
     site = os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
     return run(
-        [tool("pre-commit"), "try-repo", str(hook_repo), "reconciler-validate",
-         "--files", *files],
+        [tool("pre-commit"), "try-repo", str(hook_repo), hook, "--files", *files],
         cwd=target,
         PIP_NO_INDEX="1",
-        # pip's inverted switch: 0 turns build isolation *off*.
-        PIP_NO_BUILD_ISOLATION="0",
         PYTHONPATH=site,
         VIRTUALENV_NO_PERIODIC_UPDATE="1",
         PRE_COMMIT_HOME=str(target.parent / "pre-commit-home"),
@@ -440,3 +583,50 @@ def test_pre_commit_try_repo_passes_valid_and_fails_invalid_declarations(
         "customers/acme.yaml:4:15: purchases[0].quantity: -3 is less than the minimum of 1"
         in invalid.stdout
     )
+
+
+DUPLICATE = """\
+version: 1
+purchases:
+  - name: contoso/m365-business-basic
+    customerTenantId: 100001
+    productId: CFQ7TTC0LF8R
+    skuId: "0010"
+    quantity: 1
+    billingCycle: monthly
+    termDuration: P1M
+"""
+
+
+@pytest.mark.slow  # pre-commit installs the hook into a virtual environment
+def test_validate_all_catches_a_duplicate_in_a_file_the_commit_did_not_touch(
+    hook_repo: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "declarations"
+    shutil.copytree(ROOT / "examples" / "customers", target / "customers")
+    (target / ".pre-commit-config.yaml").write_text("repos: []\n", encoding="utf-8")
+    _git(target, "init", "-q")
+    _git(target, "add", "-A")
+    _git(target, "commit", "-q", "-m", "declarations")
+    # The commit adds extra.yaml only; the name it repeats is in contoso.yaml, unchanged.
+    (target / "customers" / "extra.yaml").write_text(DUPLICATE, encoding="utf-8")
+    _git(target, "add", "-A")
+
+    changed_only = _try_repo(hook_repo, target, "customers/extra.yaml")
+    every = _try_repo(hook_repo, target, "customers/extra.yaml", hook="reconciler-validate-all")
+
+    assert changed_only.returncode == 0, changed_only.stdout + changed_only.stderr
+    assert every.returncode == 1, every.stdout + every.stderr
+    assert re.search(r"reconciler validate \(all declarations\)\.+Failed", every.stdout)
+    assert (
+        "customers/extra.yaml:3:11: purchases[0].name: duplicate name "
+        "'contoso/m365-business-basic': declared in customers/extra.yaml:3 and in "
+        "customers/contoso.yaml:19"
+    ) in every.stdout
+    # A commit of anything else runs it too (always_run), and passes once it is fixed.
+    (target / "customers" / "extra.yaml").unlink()
+    (target / "README.md").write_text("licences\n", encoding="utf-8")
+    _git(target, "add", "-A")
+    unrelated = _try_repo(hook_repo, target, "README.md", hook="reconciler-validate-all")
+    assert unrelated.returncode == 0, unrelated.stdout + unrelated.stderr
+    assert re.search(r"reconciler validate \(all declarations\)\.+Passed", unrelated.stdout)

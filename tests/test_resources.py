@@ -2,8 +2,8 @@
 them, and installed into a fresh virtual environment and run outside the checkout, it
 validates the examples with the schema it ships.
 
-Offline: the wheel is built without build isolation (hatchling from the test
-extras) and installed with ``--no-index --no-deps`` into a venv that sees the
+Offline: the wheel is built by the repository's own build backend, which needs only
+the standard library, and installed with ``--no-index --no-deps`` into a venv that sees the
 current environment's site-packages for PyYAML, jsonschema, requests and click.
 """
 

@@ -81,6 +81,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "demo",
         "Try the whole cycle safely, against the built-in simulator.",
     ),
+    "version": (
+        "reconciler.cli.tools",
+        "version_command",
+        "Show the versions of the tool, Python, its dependencies and its formats.",
+    ),
 }
 
 

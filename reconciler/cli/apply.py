@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import click
@@ -13,6 +14,7 @@ from reconciler.cli.common import (
     LEGACY,
     NO_COLOR,
     REFRESH,
+    Amount,
     StateRef,
     approve,
     console,
@@ -62,6 +64,15 @@ if TYPE_CHECKING:
     help="Refuse, before any API call, a plan buying more seats than this in total.",
 )
 @click.option(
+    "--max-cost",
+    type=Amount(),
+    default=None,
+    metavar="AMOUNT",
+    help="Refuse, before anything is sent, a plan whose purchases add more than AMOUNT per "
+    "month (one-time purchases: their price), in the catalogue's currency; refused too when "
+    "a price is unknown.",
+)
+@click.option(
     "--target",
     "targets",
     multiple=True,
@@ -82,6 +93,7 @@ def apply(
     as_json: bool,
     parallelism: int,
     max_seats: int | None,
+    max_cost: Decimal | None,
     targets: tuple[str, ...],
     refresh: bool | None,
     legacy_endpoints: bool,
@@ -111,6 +123,7 @@ def apply(
         targets,
         legacy_endpoints,
         refresh=refresh is not False,
+        max_cost=max_cost,
     )
     try:
         return _apply(options, view)
@@ -133,6 +146,7 @@ class _ApplyOptions:
     targets: tuple[str, ...]
     legacy_endpoints: bool
     refresh: bool = True
+    max_cost: Decimal | None = None
 
 
 def _apply(o: _ApplyOptions, view: ApplyView) -> int:
@@ -153,6 +167,7 @@ def _apply(o: _ApplyOptions, view: ApplyView) -> int:
         saved=saved.plan if saved else None,
         saved_path=o.plan_path,
         max_seats=o.max_seats,
+        max_cost=o.max_cost,
         seat_limit=seat_limit(),
         parallelism=o.parallelism,
         refresh=o.refresh,
@@ -161,11 +176,10 @@ def _apply(o: _ApplyOptions, view: ApplyView) -> int:
         store=store,
         connect=lambda: make_client(o.legacy_endpoints),
         # A saved plan was reviewed when it was made: applying it is the approval.
-        approve=lambda plan: (
+        approve=lambda plan, prices: (
             saved is not None
-            or approve(
-                "Do you want to buy these licences?", auto_approve=o.auto_approve, command="apply"
-            )
+            or o.auto_approve
+            or approve(view.question(plan, prices), auto_approve=False, command="apply")
         ),
         listener=view,
         build_order=build_order,

@@ -16,6 +16,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -98,6 +99,28 @@ class Duration(_FloatParam):
         if found is None:
             self.fail(f"{value!r} is not a duration like 30s, 5m or 1h", param, ctx)
         return float(found.group(1)) * _UNITS[found.group(2) or "s"]
+
+
+if TYPE_CHECKING:
+    _DecimalParam = click.ParamType[Decimal]
+else:  # click before 8.2 has no subscriptable ParamType
+    _DecimalParam = click.ParamType
+
+
+class Amount(_DecimalParam):
+    """A sum of money as a plain decimal (``500``, ``1250.50``): exact, never a float."""
+
+    name = "amount"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+            self.fail(f"{value!r} is not an amount like 500 or 1250.50", param, ctx)
+        return Decimal(text)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from reconciler.cli.common import (
     state_options,
     warn_legacy_fields,
 )
-from reconciler.commands.plan import run_plan, verify_plan
-from reconciler.errors import ReconcilerError
+from reconciler.commands.plan import expect_reviewed, run_plan, verify_plan
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import Action, Plan, State, is_target
 from reconciler.outcomes import PlanRun, VerifyErrors
 from reconciler.views.base import PlanContext
@@ -47,18 +47,29 @@ def check_targets(
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PATH]...")
-def validate(paths: tuple[str, ...]) -> int:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text (errors on stderr), json (one document on stdout) or github (workflow "
+    "commands that annotate each line in a pull request).",
+)
+@click.pass_context
+def validate(ctx: click.Context, paths: tuple[str, ...], fmt: str) -> int:
     """Check the declarations at each PATH (directories or YAML files; default: .).
 
     All paths are checked as one set, so a name declared under two of them is a
     duplicate. Schema and semantic checks only: reads no state and calls no API.
     """
-    declarations = config.load(*(paths or (".",)))
-    count, files = len(declarations.purchases), len(declarations.files)
-    click.echo(
-        f"OK: {count} purchase{'s' if count != 1 else ''} "
-        f"in {files} file{'s' if files != 1 else ''}"
-    )
+    view = views.validate_view(fmt, console(ctx, machine=fmt != "text"))
+    try:
+        declarations = config.load(*(paths or (".",)))
+    except ConfigError as exc:
+        view.invalid(exc.problems)
+        return 1
+    view.valid(len(declarations.purchases), len(declarations.files))
     return 0
 
 
@@ -90,6 +101,14 @@ def validate(paths: tuple[str, ...]) -> int:
     is_flag=True,
     help="Also ask the API's verify endpoint about each purchase (never buys); needs credentials.",
 )
+@click.option(
+    "--expect",
+    "expect",
+    type=click.Path(dir_okay=False, path_type=str),
+    metavar="REVIEWED.plan",
+    help="Exit 1, saving nothing, unless the plan's changes (addresses, actions, seats, "
+    "the seats each starts from) are exactly those of this reviewed plan (`plan --out`).",
+)
 @REFRESH
 @click.option(
     "--target",
@@ -111,6 +130,7 @@ def plan(
     out: str | None,
     detailed_exitcode: bool,
     verify: bool,
+    expect: str | None,
     refresh: bool | None,
     targets: tuple[str, ...],
     legacy_endpoints: bool,
@@ -172,8 +192,10 @@ def plan(
     if run.plan.summary.count(Action.PENDING):
         context = replace(context, holder=store.locked_by())
     view.plan(run, catalogue, context)
+    if expect:
+        expect_reviewed(planfile.read(expect), run.plan, expect)
     if out:
-        planfile.save(out, run.plan, declarations=path)
+        planfile.save(out, run.plan, declarations=path, catalogue=catalogue)
         view.saved(out)
     return run.exit_code(detailed=detailed_exitcode)
 
@@ -210,7 +232,7 @@ def show(ctx: click.Context, state: StateRef, as_json: bool, plan_path: str | No
         else:
             the_plan = saved.plan
             run = PlanRun(the_plan, State(the_plan.lineage, the_plan.serial))
-            views.plan_view("text", console(ctx)).plan(run, None, PlanContext())
+            views.plan_view("text", console(ctx)).plan(run, saved.catalogue, PlanContext())
         return 0
     current = state.open().load()
     if as_json:

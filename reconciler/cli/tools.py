@@ -191,3 +191,47 @@ def demo() -> int:
 
     run_demo()
     return 0
+
+
+#: The distributions ``version`` reports: the runtime dependencies and the extra's.
+DEPENDENCIES = ("PyYAML", "jsonschema", "requests", "click", "psycopg")
+
+
+@click.command("version")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+def version_command(as_json: bool) -> int:
+    """Show the versions of the tool, Python, its dependencies and its formats.
+
+    The formats are those of the state file, saved plans and plan --json, apply --json
+    events and the PostgreSQL schema; paste the output into a bug report.
+    """
+    import json
+    import platform
+    from importlib import metadata
+
+    from reconciler import __version__
+    from reconciler.model import STATE_VERSION
+    from reconciler.render.about import About, about_dict, about_text
+    from reconciler.render.events import EVENTS_FORMAT_VERSION
+    from reconciler.render.jsonplan import PLAN_FORMAT_VERSION
+    from reconciler.state.pgrows import MIGRATIONS
+
+    def installed(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    about = About(
+        tool=__version__,
+        python=platform.python_version(),
+        dependencies={name: installed(name) for name in DEPENDENCIES},
+        formats={
+            "state": STATE_VERSION,
+            "plan": PLAN_FORMAT_VERSION,
+            "apply_events": EVENTS_FORMAT_VERSION,
+            "postgres_schema": len(MIGRATIONS),
+        },
+    )
+    click.echo(json.dumps(about_dict(about), indent=2) if as_json else about_text(about))
+    return 0

@@ -2,21 +2,25 @@
 
 ``plan_under_lock`` plans against the locked state and refuses pending entries
 and stale saved plans; ``preflight`` refuses conflicts and plans over
-``--max-seats``; ``run_apply`` does the whole run under the lock and hands the
-plan to the executor. Asking the user for approval and every word shown are the
-caller's (``ApplyPorts``); this module never prints and raises structured errors.
+``--max-seats``; ``check_cost`` refuses a plan over ``--max-cost`` (or one whose
+price is unknown) after reading prices, before anything is sent; ``run_apply``
+does the whole run under the lock and hands the plan to the executor. Asking the
+user for approval and every word shown are the caller's (``ApplyPorts``); this
+module never prints and raises structured errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Protocol
 
 from reconciler import executor, planner
 from reconciler.commands.plan import DEFAULT_SEAT_LIMIT, OrderBuilder, oversized
-from reconciler.commands.refresh import CloudReader, read_cloud, record_findings
+from reconciler.commands.refresh import CloudReader, ProductLookup, read_cloud, record_findings
 from reconciler.errors import (
+    ApiError,
     PendingError,
     PreflightError,
     PreflightKind,
@@ -24,8 +28,18 @@ from reconciler.errors import (
     StalePlanError,
 )
 from reconciler.executor.run import Client
-from reconciler.model import ACTIONS, Action, Change, Declarations, Event, Plan, State, targeted
-from reconciler.observe import Observations, observe
+from reconciler.model import (
+    ACTIONS,
+    Action,
+    Change,
+    Declarations,
+    Event,
+    Identity,
+    Plan,
+    State,
+    targeted,
+)
+from reconciler.observe import Observations, ProductInfo, observe
 from reconciler.outcomes import ApplyRun, RefreshRun
 from reconciler.state import StateStore, StateWriter
 
@@ -37,6 +51,10 @@ class ClosableClient(Client, CloudReader, Protocol):
     def close(self) -> None: ...
 
 
+#: Product names and unit prices by identity, as apply read them (each may be unknown).
+Prices = Mapping[Identity, ProductInfo]
+
+
 class ApplyListener(Protocol):
     """What apply tells as it goes (the CLI's view)."""
 
@@ -46,8 +64,9 @@ class ApplyListener(Protocol):
     def refreshed(self, run: RefreshRun) -> None:
         """What apply recorded from Cloud-iQ before planning."""
 
-    def starting(self, plan: Plan) -> None:
-        """Nothing stands in the plan's way: the first write follows."""
+    def starting(self, plan: Plan, prices: Prices | None) -> None:
+        """Nothing stands in the plan's way: the first write follows (``prices``: what
+        its seats cost, when apply could read them)."""
 
     def event(self, event: Event) -> None:
         """A change started, finished, or a move was made (any thread)."""
@@ -63,6 +82,9 @@ class ApplyRequest:
     saved: Plan | None = None
     saved_path: str | None = None
     max_seats: int | None = None
+    #: ``--max-cost``: the most the purchases may add, per month (one-time ones once),
+    #: in the catalogue's currency.
+    max_cost: Decimal | None = None
     seat_limit: int = DEFAULT_SEAT_LIMIT
     parallelism: int = 1
     #: Read Cloud-iQ before planning: settle pending entries, record what each address
@@ -76,7 +98,8 @@ class ApplyPorts:
 
     store: StateStore
     connect: Callable[[], ClosableClient]
-    approve: Callable[[Plan], bool]
+    #: Asked with the plan and its prices (None: not read) before anything is sent.
+    approve: Callable[[Plan, Prices | None], bool]
     listener: ApplyListener
     build_order: OrderBuilder
     new_order_id: Callable[[], str]
@@ -176,6 +199,58 @@ def preflight(
         )
 
 
+def purchase_cost(plan: Plan, prices: Prices | None) -> tuple[dict[str, Decimal], tuple[str, ...]]:
+    """What the plan's purchases add, per currency (per month for a subscription, the
+    whole price once for a one-time purchase), and the buying addresses whose price is
+    unknown (never counted as 0)."""
+    totals: dict[str, Decimal] = {}
+    unknown = []
+    for change in plan.buying():
+        info = prices.get(change.identity) if prices is not None else None
+        if info is None or info.unit_price is None:
+            unknown.append(change.address)
+            continue
+        currency = (info.currency or "").upper()
+        totals[currency] = totals.get(currency, Decimal(0)) + info.unit_price * change.delta
+    return totals, tuple(unknown)
+
+
+def check_cost(plan: Plan, prices: Prices | None, max_cost: Decimal | None) -> None:
+    """Refuse, before anything is sent, a plan whose purchases add more than
+    ``max_cost``, or whose cost cannot be held against it: a price unknown, or prices
+    in more than one currency."""
+    if max_cost is None:
+        return
+    totals, unknown = purchase_cost(plan, prices)
+    if unknown:
+        raise PreflightError(PreflightKind.COST_UNKNOWN, max_cost=max_cost, unknown=unknown)
+    if len(totals) > 1:
+        raise PreflightError(
+            PreflightKind.CURRENCIES, max_cost=max_cost, currencies=tuple(sorted(totals))
+        )
+    for currency, amount in totals.items():
+        if amount > max_cost:
+            raise PreflightError(
+                PreflightKind.MAX_COST,
+                seats=plan.summary.seats,
+                max_cost=max_cost,
+                cost=amount,
+                currencies=(currency,),
+            )
+
+
+def read_prices(plan: Plan, client: ClosableClient) -> Prices | None:
+    """Names and unit prices of what the plan adds or takes away; None when the API
+    cannot give them (they only inform, unless ``--max-cost`` needs them)."""
+    identities = [c.identity for c in plan.changes if c.delta and ACTIONS[c.action].changes]
+    if not identities:
+        return None
+    try:
+        return ProductLookup(client).lookup(identities)
+    except ApiError:
+        return None
+
+
 def run_apply(request: ApplyRequest, ports: ApplyPorts) -> ApplyRun:
     """Read Cloud-iQ and record what it proves, plan under the state lock, refuse what
     must be refused, ask, then carry the plan out.
@@ -206,9 +281,12 @@ def run_apply(request: ApplyRequest, ports: ApplyPorts) -> ApplyRun:
                 return done
             if calling and client is None:
                 client = ports.connect()
-            if not ports.approve(doing):
+            prices = read_prices(doing, client) if calling and client is not None else None
+            check_cost(doing, prices, request.max_cost)
+            done = replace(done, prices=prices)
+            if not ports.approve(doing, prices):
                 return replace(done, cancelled=True)
-            ports.listener.starting(doing)
+            ports.listener.starting(doing, prices)
             written = executor.write_state(
                 doing, writer=writer, now=ports.now, on_event=ports.listener.event
             )

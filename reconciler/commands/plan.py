@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from reconciler import planner
-from reconciler.errors import ApiError
-from reconciler.model import Declarations, Plan, Purchase, State
+from reconciler.errors import ApiError, ChangeDifference, PlannedChange, UnreviewedPlanError
+from reconciler.model import Action, Change, Declarations, Plan, Purchase, State
 from reconciler.outcomes import PlanRun, VerifyErrors, orphans_of
 
 if TYPE_CHECKING:  # a plan without --verify or --refresh loads neither
@@ -86,3 +86,33 @@ def verify_plan(
 def oversized(the_plan: Plan, seat_limit: int) -> tuple[tuple[str, int], ...]:
     """The buying changes above the per-purchase sanity limit, as (address, seats)."""
     return tuple((c.address, c.delta) for c in the_plan.buying() if c.delta > seat_limit)
+
+
+def _reviewable(plan: Plan) -> dict[str, PlannedChange]:
+    """What a reviewer approves of a plan, by address: every change but the unchanged."""
+
+    def seen(change: Change) -> PlannedChange:
+        return PlannedChange(change.action.value, change.before, change.delta, change.after)
+
+    return {c.address: seen(c) for c in plan.changes if c.action is not Action.NOOP}
+
+
+def reviewed_differences(reviewed: Plan, current: Plan) -> tuple[ChangeDifference, ...]:
+    """The addresses whose change differs between ``reviewed`` and ``current``: another
+    action, other seats to add or take, other seats to start from, or a change only
+    one of them has. Empty when apply would do exactly what was reviewed."""
+    before, now = _reviewable(reviewed), _reviewable(current)
+    return tuple(
+        ChangeDifference(address, before.get(address), now.get(address))
+        for address in sorted(before.keys() | now.keys())
+        if before.get(address) != now.get(address)
+    )
+
+
+def expect_reviewed(reviewed: Plan, current: Plan, path: str) -> None:
+    """Refuse (``UnreviewedPlanError``) a plan whose changes are not exactly the reviewed
+    plan's, or that was made for other ``--target`` values."""
+    targets = (reviewed.targets, current.targets) if reviewed.targets != current.targets else None
+    differences = reviewed_differences(reviewed, current)
+    if differences or targets is not None:
+        raise UnreviewedPlanError(path, differences, targets)

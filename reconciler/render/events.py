@@ -21,6 +21,9 @@ from typing import Any
 from reconciler import __version__
 from reconciler.model import ACTIONS, Action, ApplyResult, Change, ChangeResult, Outcome, Plan
 from reconciler.outcomes import RefreshRun
+from reconciler.render.jsonplan import cost_dict
+from reconciler.render.money import Catalogue
+from reconciler.render.text import done_changes
 
 EVENTS_FORMAT_VERSION = 1
 
@@ -46,10 +49,11 @@ def version_event(tool_version: str = __version__) -> dict[str, Any]:
     return {"type": "version", "reconciler": tool_version, "format_version": EVENTS_FORMAT_VERSION}
 
 
-def apply_start_event(plan: Plan) -> dict[str, Any]:
-    """What the run is about to do: the seats it buys and the changes it makes."""
+def apply_start_event(plan: Plan, prices: Catalogue | None = None) -> dict[str, Any]:
+    """What the run is about to do: the seats it buys and the changes it makes, and with
+    ``prices``, what they cost (``cost``, as in ``plan --json``)."""
     changes = {c.address for c in plan.changes if ACTIONS[c.action].changes}
-    return {
+    event: dict[str, Any] = {
         "type": "apply_start",
         "changes": len(changes),
         "seats": plan.summary.seats,
@@ -57,6 +61,9 @@ def apply_start_event(plan: Plan) -> dict[str, Any]:
         "serial": plan.serial,
         "targets": list(plan.targets),
     }
+    if prices is not None:
+        event["cost"] = cost_dict(plan, prices)
+    return event
 
 
 def change_start_event(change: Change) -> dict[str, Any]:
@@ -118,10 +125,13 @@ def apply_complete_event(
     moved: int = 0,
     elapsed_seconds: float = 0.0,
     errors: Sequence[str] = (),
+    plan: Plan | None = None,
+    prices: Catalogue | None = None,
 ) -> dict[str, Any]:
     """The end: ``outcome`` is ``applied`` (exit 0), ``failed`` (a change failed,
     is pending or was not started; exit 1), ``cancelled`` or ``error`` (apply
-    refused or stopped before or while buying; exit 1, ``errors`` says why)."""
+    refused or stopped before or while buying; exit 1, ``errors`` says why). With the
+    ``plan`` and its ``prices``: what the changes made cost (``cost``)."""
     results = result.results if result is not None else ()
     event: dict[str, Any] = {
         "type": "apply_complete",
@@ -138,6 +148,8 @@ def apply_complete_event(
     }
     if errors or outcome == "error":
         event["errors"] = list(errors)
+    if plan is not None and prices is not None and result is not None:
+        event["cost"] = cost_dict(done_changes(plan, result), prices)
     return event
 
 

@@ -217,3 +217,37 @@ def money_line(cost: PlanCost) -> str | None:
     if cost.unknown:
         parts.append(f"price unknown for {len(cost.unknown)} of {count(cost.changes, 'change')}")
     return ", ".join(parts)
+
+
+def commitment_warning(plan: Plan) -> str | None:
+    """``1 change buys a commitment (...)``: the buying changes a customer cannot take
+    back once Microsoft's cancellation window has passed; None when there are none."""
+    committed = sum(1 for c in plan.buying() if is_commitment(c.identity))
+    if not committed:
+        return None
+    what = (
+        "1 change buys a commitment" if committed == 1 else (f"{committed} changes buy commitments")
+    )
+    pronoun = "it" if committed == 1 else "they"
+    return (
+        f"{what} (a P1Y or P3Y term, software or a reservation): {pronoun} cannot be "
+        "cancelled or reduced once Microsoft's cancellation window (7 days for "
+        "new-commerce subscriptions) has passed"
+    )
+
+
+def price_line(change: Change, catalogue: Catalogue) -> str | None:
+    """``EUR 5.60 a seat per month: +EUR 112.00 per month`` under a change that adds or
+    takes away seats; ``price unknown`` when the catalogue has no price for it."""
+    if not change.delta:
+        return None
+    cost = change_cost(change, catalogue)
+    if cost is None:
+        text = "price unknown"
+    else:
+        per = "once" if cost.one_time else "per month"
+        sign = "+" if change.delta > 0 else ""
+        text = f"{cost.unit.unit()} a seat {per}: {sign}{cost.describe()}"
+    if change.spends and is_commitment(change.identity):
+        text += " (a commitment)"
+    return text

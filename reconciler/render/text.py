@@ -7,6 +7,7 @@ caller asks for it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from reconciler.model import (
     ACTIONS,
@@ -25,7 +26,14 @@ from reconciler.model import (
     UpdateField,
 )
 from reconciler.outcomes import ApplyRun, VerifyErrors
-from reconciler.render.money import Catalogue, name_of
+from reconciler.render.money import (
+    Catalogue,
+    commitment_warning,
+    money_line,
+    name_of,
+    plan_cost,
+    price_line,
+)
 from reconciler.render.words import count, describe_identity, paint, seats
 
 
@@ -131,8 +139,13 @@ def plan_text(
     color: bool = False,
     verify_errors: VerifyErrors | None = None,
     catalogue: Catalogue | None = None,
+    money: bool = False,
 ) -> str:
-    """The human plan: a block per change (noops counted), then the ``Plan:`` line."""
+    """The human plan: a block per change (noops counted), then the ``Plan:`` line.
+
+    With a ``catalogue``: product names; with ``money`` too (the terminal; the
+    pull-request comment's table gives them itself) each change's price and cost, the
+    plan's money line and the warning about commitments."""
     lines: list[str] = []
     shown = [c for c in plan.changes if c.action is not Action.NOOP]
     # A plan of thousands of purchases names a few hundred identities.
@@ -147,6 +160,9 @@ def plan_text(
         if identity is None:
             identity = described[change.identity] = _identity_line(change, catalogue)
         lines.append(f"      {identity}")
+        price = price_line(change, catalogue) if catalogue is not None and money else None
+        if price is not None:
+            lines.append(f"      {price}")
         lines += [f"      {line}" for line in change_details(change)]
         for issue in (verify_errors or {}).get(change.address, ()):
             lines.append(paint(f"      verify: {issue.code}: {issue.description}", "31", color))
@@ -162,8 +178,56 @@ def plan_text(
             f"{summary.count(Action.ORPHAN)} recorded but no longer declared (never cancelled; "
             "`reconciler state rm ADDR` forgets one)."
         )
+    if catalogue is not None and money:
+        lines += money_lines(plan, catalogue)
     lines.append(plan_line(plan))
     return "\n".join(lines)
+
+
+def approval_lines(plan: Plan, catalogue: Catalogue | None) -> list[str]:
+    """What a person approves besides the plan: the seats and what they cost per month
+    (or that the price is unknown), and the commitments."""
+    lines = money_lines(plan, catalogue)
+    if plan.buying() and not (lines and lines[0].startswith("Cost:")):
+        lines.insert(0, f"Cost: +{seats(plan.summary.seats)}, price unknown.")
+    return lines
+
+
+def approval_question(plan: Plan, catalogue: Catalogue | None) -> str:
+    """What apply asks: ``approval_lines``, then the question."""
+    question = (
+        "Do you want to buy these licences?"
+        if plan.buying()
+        else "Do you want to make these changes?"
+    )
+    return "\n".join([*approval_lines(plan, catalogue), question])
+
+
+def done_changes(plan: Plan, result: ApplyResult) -> Plan:
+    """The part of ``plan`` apply carried out: the changes whose result is purchased or
+    updated."""
+    done = {r.address for r in result.results if r.outcome in (Outcome.PURCHASED, Outcome.UPDATED)}
+    return replace(plan, changes=tuple(c for c in plan.changes if c.address in done))
+
+
+def result_money_line(plan: Plan, result: ApplyResult, catalogue: Catalogue | None) -> str | None:
+    """``Cost of what was bought: +20 seats, about EUR 112.00 per month.``; None when no
+    price of it is known."""
+    money = money_line(plan_cost(done_changes(plan, result), catalogue))
+    return f"Cost of what was bought: {money}." if money else None
+
+
+def money_lines(plan: Plan, catalogue: Catalogue | None) -> list[str]:
+    """``Cost: +20 seats, about EUR 112.00 per month`` when a price of what the plan
+    buys is known, and the warning about commitments when it buys any."""
+    lines = []
+    money = money_line(plan_cost(plan, catalogue))
+    if money:
+        lines.append(f"Cost: {money}.")
+    warning = commitment_warning(plan)
+    if warning:
+        lines.append(f"Commitment: {warning}.")
+    return lines
 
 
 def state_text(state: State) -> str:

@@ -11,6 +11,7 @@ store, a client or click.
     text       the terminal: plan, show, apply progress and results
     json       ``plan --json``, ``show --json``, ``apply --json`` event lines
     markdown   ``plan --format markdown``: the pull-request comment
+    github     ``validate --format github``: workflow commands that annotate the diff
 
 ``init``, ``state ...``, ``refresh`` and ``import`` have one format each: their
 CLI modules echo what ``render.repairs`` and ``render.refresh`` word.
@@ -27,13 +28,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.views.base import ApplyView, Console, PlanView
+    from reconciler.views.base import ApplyView, Console, PlanView, ValidateView
 
 #: Output formats: name -> the module holding its views (imported when chosen).
 FORMATS: Mapping[str, str] = {
     "text": "reconciler.views.text",
     "json": "reconciler.views.json",
     "markdown": "reconciler.views.markdown",
+    "github": "reconciler.views.github",
 }
 
 
@@ -46,6 +48,12 @@ def plan_view(fmt: str, console: Console) -> PlanView:
 def apply_view(fmt: str, console: Console) -> ApplyView:
     """The apply view of ``fmt``; a format without one is refused by the CLI's choices."""
     make: Callable[[Console], ApplyView] = _module(fmt).apply_view
+    return make(console)
+
+
+def validate_view(fmt: str, console: Console) -> ValidateView:
+    """The validate view of ``fmt``."""
+    make: Callable[[Console], ValidateView] = _module(fmt).validate_view
     return make(console)
 
 

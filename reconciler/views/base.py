@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler import render
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigProblem, ReconcilerError
 from reconciler.model import Action, Event, PendingOperation, Plan
 from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
@@ -69,7 +69,11 @@ class ApplyView(Protocol):
     def refreshed(self, run: RefreshRun) -> None:
         """What apply recorded from Cloud-iQ before planning."""
 
-    def starting(self, plan: Plan) -> None: ...
+    def question(self, plan: Plan, prices: Catalogue | None) -> str:
+        """What apply asks before it buys: the seats, their cost, the commitments."""
+        ...
+
+    def starting(self, plan: Plan, prices: Catalogue | None) -> None: ...
 
     def event(self, event: Event) -> None: ...
 
@@ -80,6 +84,15 @@ class ApplyView(Protocol):
 
     def failed(self, exc: ReconcilerError | Exception) -> None:
         """The run stopped with an error (shown on stderr by the CLI's error boundary)."""
+
+
+class ValidateView(Protocol):
+    """``reconciler validate`` in one format."""
+
+    def valid(self, purchases: int, files: int) -> None: ...
+
+    def invalid(self, problems: Sequence[ConfigProblem]) -> None:
+        """The problems, each at its place (the exit code is 1)."""
 
 
 class PlanDiagnostics:

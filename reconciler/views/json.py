@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import render
-from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.errors import ApiError, ConfigError, ConfigProblem, ReconcilerError
 from reconciler.model import Event, PendingOperation, Plan, State
 from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
@@ -72,8 +72,11 @@ class JsonApplyView:
         self.emit(render.refresh_event(run))
         self.console.err(render_refresh.refresh_result(run))
 
-    def starting(self, plan: Plan) -> None:
-        self.emit(render.apply_start_event(plan))
+    def question(self, plan: Plan, prices: Catalogue | None) -> str:
+        return render.approval_question(plan, prices)
+
+    def starting(self, plan: Plan, prices: Catalogue | None) -> None:
+        self.emit(render.apply_start_event(plan, prices))
 
     def event(self, event: Event) -> None:
         if event.kind == "started":
@@ -100,6 +103,8 @@ class JsonApplyView:
                 outcome,
                 result=run.result if run is not None else None,
                 moved=len(run.moved) if run is not None else 0,
+                plan=run.plan if run is not None else None,
+                prices=run.prices if run is not None else None,
                 elapsed_seconds=time.monotonic() - self._started,
                 errors=errors,
             )
@@ -116,6 +121,9 @@ class JsonApplyView:
             self.console.err("")
             self.console.err(render.apply_table(run.result))
             self.console.err(render.apply_summary(run.result, conflicts=len(run.conflicts)))
+            spent = render.result_money_line(run.plan, run.result, run.prices)
+            if spent:
+                self.console.err(spent)
         for line in render.apply_leftovers(run):
             self.console.err(line)
         if pending:
@@ -139,3 +147,24 @@ class JsonApplyView:
 
 def apply_view(console: Console) -> JsonApplyView:
     return JsonApplyView(console)
+
+
+class JsonValidateView:
+    """One JSON document on stdout, valid or not."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def valid(self, purchases: int, files: int) -> None:
+        from reconciler.render.validation import validation_dict
+
+        self.console.out(dumps(validation_dict((), purchases=purchases, files=files)))
+
+    def invalid(self, problems: Sequence[ConfigProblem]) -> None:
+        from reconciler.render.validation import validation_dict
+
+        self.console.out(dumps(validation_dict(problems)))
+
+
+def validate_view(console: Console) -> JsonValidateView:
+    return JsonValidateView(console)

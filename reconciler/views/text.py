@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reconciler import render
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ConfigError, ConfigProblem, ReconcilerError
 from reconciler.model import Event, PendingOperation, Plan, State
 from reconciler.outcomes import ApplyRun, PlanRun, RefreshRun
 from reconciler.render.money import Catalogue
@@ -22,7 +22,11 @@ class TextPlanView(PlanDiagnostics):
     def plan(self, run: PlanRun, catalogue: Catalogue | None, context: PlanContext) -> None:
         color = self.console.color
         text = render.plan_text(
-            run.plan, color=color, verify_errors=run.verify_errors, catalogue=catalogue
+            run.plan,
+            color=color,
+            verify_errors=run.verify_errors,
+            catalogue=catalogue,
+            money=True,
         )
         if run.observations is not None:
             from reconciler.render import refresh as render_refresh
@@ -53,6 +57,8 @@ class TextApplyView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self._asked = False
+        self._prices: Catalogue | None = None
 
     def planned(self, plan: Plan) -> None:
         color = self.console.color
@@ -63,8 +69,17 @@ class TextApplyView:
 
         self.console.out(render_refresh.refresh_result(run))
 
-    def starting(self, plan: Plan) -> None:
-        pass
+    def question(self, plan: Plan, prices: Catalogue | None) -> str:
+        self._asked = True
+        return render.approval_question(plan, prices)
+
+    def starting(self, plan: Plan, prices: Catalogue | None) -> None:
+        """The cost, when nobody was asked (``--auto-approve``, a saved plan): a log
+        shows what the run is about to spend before it spends it."""
+        self._prices = prices
+        if not self._asked:
+            for line in render.approval_lines(plan, prices):
+                self.console.out(line)
 
     def event(self, event: Event) -> None:
         if event.kind == "written":
@@ -82,6 +97,9 @@ class TextApplyView:
             self.console.out("")
             self.console.out(render.apply_table(run.result))
             self.console.out(render.apply_summary(run.result, conflicts=len(run.conflicts)))
+            spent = render.result_money_line(run.plan, run.result, run.prices)
+            if spent:
+                self.console.out(spent)
         for line in render.apply_leftovers(run):
             self.console.err(line)
         if pending:
@@ -93,3 +111,22 @@ class TextApplyView:
 
 def apply_view(console: Console) -> TextApplyView:
     return TextApplyView(console)
+
+
+class TextValidateView:
+    """``OK: ...`` on stdout; the problems, one a line, and their count on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def valid(self, purchases: int, files: int) -> None:
+        from reconciler.render.validation import valid_line
+
+        self.console.out(valid_line(purchases, files))
+
+    def invalid(self, problems: Sequence[ConfigProblem]) -> None:
+        self.console.err(str(ConfigError(problems)))
+
+
+def validate_view(console: Console) -> TextValidateView:
+    return TextValidateView(console)
