@@ -360,7 +360,7 @@ def upsert_issue(forge: Forge, title: str, body: str) -> str:
     for issue in forge.issues():
         if first_line(issue.body) == marker:
             forge.update_issue(issue, body)
-            return f"updated issue {issue.id}"
+            return f"updated issue #{issue.id}"
     forge.create_issue(title, body)
     return "opened an issue"
 
@@ -369,7 +369,8 @@ def close_issues(forge: Forge, marker: str, comment: str) -> str:
     closed = [issue for issue in forge.issues() if first_line(issue.body) == marker]
     for issue in closed:
         forge.close_issue(issue, comment)
-    return f"closed issue {', '.join(str(i.id) for i in closed)}" if closed else "no open issue"
+    shown = ", ".join(f"#{i.id}" for i in closed)
+    return f"closed issue {shown}" if closed else "no open issue"
 
 
 def _number(place: Place, given: int | None, *, from_commit: bool) -> int | None:

@@ -335,8 +335,8 @@ def test_github_drift_opens_one_issue_updates_it_and_closes_it(
     )  # fmt: skip
 
     assert drift(DRIFT, 2, tmp_path, env) == "opened an issue"
-    assert drift(DRIFT.replace("decrease", "increase"), 2, tmp_path, env) == "updated issue 102"
-    assert drift(DRIFT, 0, tmp_path, env) == "closed issue 102"
+    assert drift(DRIFT.replace("decrease", "increase"), 2, tmp_path, env) == "updated issue #102"
+    assert drift(DRIFT, 0, tmp_path, env) == "closed issue #102"
     assert drift(DRIFT, 0, tmp_path, env) == "no open issue"
 
     issue = github.issues[2]

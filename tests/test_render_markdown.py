@@ -24,6 +24,13 @@ VISIO = Identity(100001, "CFQ7TTC0MM8R", "0002", "monthly", "P1M")
 PREMIUM = Identity(100002, "CFQ7TTC0LH18", "0001", "monthly", "P1Y")
 E3 = Identity(100002, "CFQ7TTC0LFLZ", "0002", "annual", "P1Y")
 
+E3_REFUSED = (
+    "Cloud-iQ shows 10 seats (subscription 500004), 8 declared; none of the 2 seats to "
+    "remove are inside Microsoft's 7-day cancellation window; the others can go at renewal "
+    "(2027-01-25T19:00:00Z): set `autoRenew: false` to let a subscription end, or lower "
+    "`quantity` once it has renewed"
+)
+
 #: The README's sample: a purchase, an increase, a move, a conflict, an orphan, a pending.
 SAMPLE = Plan(
     changes=tuple(
@@ -41,13 +48,12 @@ SAMPLE = Plan(
                 ),
                 Change(
                     "contoso/visio", Action.ORPHAN, 4, None, 0, VISIO,
-                    reason="recorded but no longer declared; the reconciler never cancels "
-                    "licences",
+                    reason="recorded but no longer declared; nothing is cancelled unless a "
+                    "`removed:` entry says so",
                 ),
                 Change(
                     "fabrikam/e3", Action.CONFLICT, 10, 8, 0, E3,
-                    reason="decrease from 10 to 8 seats; a purchase cannot be undone through "
-                    "checkout",
+                    reason=E3_REFUSED,
                 ),
                 Change("fabrikam/premium", Action.INCREASE, 10, 16, 6, PREMIUM),
                 Change("contoso/exchange", Action.NOOP, 7, 7, 0, CONTOSO),
@@ -221,8 +227,7 @@ def test_plan_markdown_lists_what_blocks_it_with_the_commands_that_settle_it() -
         "`reconciler state resolve` commands.",
         "The API's verify endpoint refused these orders.",
         "",
-        "- `fabrikam/e3` conflict: decrease from 10 to 8 seats; a purchase cannot be undone "
-        "through checkout",
+        f"- `fabrikam/e3` conflict: {E3_REFUSED}",
         "- `contoso/teams` pending: checkout 7d3c9a1e of 5 seats (2026-11-26T19:00:00Z) has an "
         "unknown outcome",
         "  - `reconciler state resolve contoso/teams --purchased --state prod.json`",
@@ -257,7 +262,8 @@ def test_plan_markdown_orphans_are_no_longer_declared_not_cancelled() -> None:
     at = lines.index("#### No longer declared (not cancelled)")
     assert lines[at + 2] == (
         "- `contoso/visio`: 4 seats of Visio Plan 2 `CFQ7TTC0MM8R:0002` for customer tenant "
-        "100001. The licences stay bought; `reconciler state rm contoso/visio` forgets them."
+        "100001. Nothing is cancelled: `removed: [{address: contoso/visio, cancel: false}]` "
+        "forgets it, `cancel: true` cancels its subscriptions."
     )
     assert "1 unchanged." in lines
 

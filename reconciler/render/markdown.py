@@ -265,8 +265,9 @@ def _window(change: Change) -> str:
 def _orphan(change: Change, catalogue: Catalogue | None) -> list[str]:
     return [
         f"- {code(change.address)}: {seats(change.before)} of {_product(change, catalogue)} "
-        f"for customer tenant {change.identity.customer_tenant_id}. The licences stay bought; "
-        f"`reconciler state rm {change.address}` forgets them."
+        f"for customer tenant {change.identity.customer_tenant_id}. Nothing is cancelled: "
+        f"`removed: [{{address: {change.address}, cancel: false}}]` forgets it, "
+        "`cancel: true` cancels its subscriptions."
     ]
 
 

@@ -175,8 +175,8 @@ def plan_text(
         lines.append(f"{summary.count(Action.NOOP)} unchanged.")
     if summary.count(Action.ORPHAN):
         lines.append(
-            f"{summary.count(Action.ORPHAN)} recorded but no longer declared (never cancelled; "
-            "`reconciler state rm ADDR` forgets one)."
+            f"{summary.count(Action.ORPHAN)} recorded but no longer declared (nothing is "
+            "cancelled; a `removed:` entry forgets or cancels one)."
         )
     if catalogue is not None and money:
         lines += money_lines(plan, catalogue)

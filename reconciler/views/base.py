@@ -117,7 +117,8 @@ class PlanDiagnostics:
             self.warn(
                 f"{render.count(len(run.orphans), 'recorded purchase')} no longer declared: "
                 f"{', '.join(run.orphans)}. "
-                "Licences are never cancelled; `reconciler state rm ADDR` forgets one."
+                "Nothing is cancelled unless a `removed:` entry says so (`cancel: false` "
+                "forgets the address, `cancel: true` cancels its subscriptions)."
             )
         pending = summary.count(Action.PENDING)
         if pending and context.holder is not None:
