@@ -173,7 +173,6 @@ class PendingError(PlanError):
 class PreflightKind(enum.StrEnum):
     """Why apply refused a plan before any API call."""
 
-    CONFLICTS = "conflicts"
     MAX_SEATS = "max-seats"
     SEAT_LIMIT = "seat-limit"
     #: The purchases cost more than ``--max-cost``.

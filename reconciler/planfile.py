@@ -143,24 +143,3 @@ def _catalogue(data: Mapping[str, Any]) -> dict[Identity, SavedProduct] | None:
             price["currency"] if price is not None else None,
         )
     return found
-
-
-def check_fresh(saved: Plan, current: Plan, path: str | os.PathLike[str]) -> None:
-    """Refuse a saved plan made against another state or other declarations."""
-    stale = []
-    if saved.lineage != current.lineage:
-        stale.append(f"state lineage {saved.lineage or '(none)'} -> {current.lineage or '(none)'}")
-    if saved.serial != current.serial:
-        stale.append(f"state serial {saved.serial} -> {current.serial}")
-    if saved.declarations_digest != current.declarations_digest:
-        stale.append("declarations changed")
-    if stale:
-        raise PlanError(
-            f"saved plan {path} is stale ({'; '.join(stale)}); run `reconciler plan` again"
-        )
-    if [(c.address, c.action, c.delta) for c in saved.changes] != [
-        (c.address, c.action, c.delta) for c in current.changes
-    ]:
-        raise PlanError(
-            f"saved plan {path} does not match a fresh plan; run `reconciler plan` again"
-        )

@@ -63,8 +63,9 @@ class ActionInfo:
     ``singular|plural``); ``always_summarised`` keeps it in that line at 0 and an
     empty phrase keeps it out. ``spends`` is true when apply adds seats that cost
     money; ``blocks`` when the plan cannot be applied while it is there;
-    ``changes`` when apply changes anything for it. ``attention`` orders the
-    pull-request comment's rows (lower first).
+    ``changes`` when apply changes anything for it; ``removes`` when its seats are
+    taken back (a credit, not a cost). ``attention`` orders the pull-request
+    comment's rows (lower first).
     """
 
     symbol: str
@@ -74,6 +75,7 @@ class ActionInfo:
     spends: bool = False
     blocks: bool = False
     changes: bool = False
+    removes: bool = False
     always_summarised: bool = False
     attention: int = 2
 
@@ -102,10 +104,10 @@ ACTIONS: Mapping[Action, ActionInfo] = MappingProxyType(
             always_summarised=True,
         ),
         Action.DECREASE: ActionInfo(
-            "v", "33", Executor.UPDATE, "{n} to decrease (-{seats})", changes=True
+            "v", "33", Executor.UPDATE, "{n} to decrease (-{seats})", changes=True, removes=True
         ),
         Action.CANCEL: ActionInfo(
-            "x", "31", Executor.UPDATE, "{n} to cancel (-{seats})", changes=True
+            "x", "31", Executor.UPDATE, "{n} to cancel (-{seats})", changes=True, removes=True
         ),
         Action.UPDATE: ActionInfo("*", "34", Executor.UPDATE, "{n} to update", changes=True),
         Action.FORGET: ActionInfo("/", "90", Executor.STATE, "{n} to forget", changes=True),

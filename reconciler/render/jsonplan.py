@@ -78,8 +78,6 @@ def change_dict(
     return data
 
 
-#: Actions whose seats the summary gives as seats taken away.
-_REMOVING = frozenset({Action.DECREASE, Action.CANCEL})
 #: Actions the summary always counts (the first form of the plan JSON had these).
 _ALWAYS_COUNTED = frozenset(
     {Action.PURCHASE, Action.INCREASE, Action.NOOP, Action.CONFLICT, Action.ORPHAN, Action.PENDING}
@@ -97,7 +95,7 @@ def summary_dict(summary: Summary) -> dict[str, int]:
             data[action.value] = n
         if action in BUYING_ACTIONS:
             data[f"{action.value}_seats"] = summary.seats_of(action)
-        elif action in _REMOVING and n:
+        elif ACTIONS[action].removes and n:
             data[f"{action.value}_seats"] = -summary.seats_of(action)
     data["seats"] = summary.seats
     if summary.removed_seats:

@@ -253,7 +253,7 @@ def _row(change: Change, catalogue: Catalogue | None, refused: bool) -> str:
 
 def _window(change: Change) -> str:
     """The hours left in a reduction's cancellation window, when fewer than 48."""
-    if not change.window_ends or change.action not in (Action.DECREASE, Action.CANCEL):
+    if not change.window_ends or not ACTIONS[change.action].removes:
         return ""
     ends = datetime.fromisoformat(change.window_ends.replace("Z", "+00:00"))
     left = (ends - datetime.now(UTC)).total_seconds() / 3600

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
-from reconciler.model import Action, Change, Identity, Plan
+from reconciler.model import ACTIONS, Change, Identity, Plan
 from reconciler.render.words import count
 
 #: Terms that commit to paying for every month of them, in months.
@@ -160,10 +160,7 @@ def _sums(items: Iterable[Money]) -> tuple[Money, ...]:
 
 def seat_changes(plan: Plan) -> tuple[Change, ...]:
     """The changes that add or take away seats (moves and adoptions that add some too)."""
-    return tuple(c for c in plan.changes if c.delta and (c.spends or c.action in _REMOVING))
-
-
-_REMOVING = frozenset({Action.DECREASE, Action.CANCEL})
+    return tuple(c for c in plan.changes if c.delta and (c.spends or ACTIONS[c.action].removes))
 
 
 def plan_cost(plan: Plan, catalogue: Catalogue | None) -> PlanCost:

@@ -26,7 +26,7 @@ from reconciler.errors import (
 from reconciler.outcomes import Repair, RepairKind
 from reconciler.render.money import Money
 from reconciler.render.text import pending_message
-from reconciler.render.words import count, seats
+from reconciler.render.words import seats
 
 
 def describe(exc: ReconcilerError, *, flags: str = "") -> str:
@@ -52,11 +52,6 @@ def describe(exc: ReconcilerError, *, flags: str = "") -> str:
 
 
 def _preflight(exc: PreflightError) -> str:
-    if exc.kind is PreflightKind.CONFLICTS:
-        return (
-            f"the plan has {count(exc.count, 'conflict')}; nothing was bought or changed. "
-            "Each conflict says what stands in the way and how to settle it"
-        )
     if exc.kind in _COST_KINDS:
         return _cost(exc)
     if exc.kind is PreflightKind.MAX_SEATS:
