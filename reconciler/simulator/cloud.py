@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from reconciler.simulator.catalog import CYCLE_BY_NAME, CatalogItem
@@ -37,6 +39,8 @@ from reconciler.simulator.tokens import Tokens
 from reconciler.simulator.wire import is_int
 
 FIRST_SUBSCRIPTION_ID: Final = 500001
+#: The lists that can lag behind what happened (``SimulatedCloud.set_lag``).
+LAGGING_LISTS: Final = ("subscriptions", "asset-orders", "orders")
 
 
 class UnknownSubscription(LookupError):
@@ -91,6 +95,9 @@ class SimulatedCloud:
         self._orders: list[OrderRecord] = []
         self._subscriptions: dict[int, SubscriptionRecord] = {}
         self._subscription_ids = itertools.count(FIRST_SUBSCRIPTION_ID)
+        #: Per lagging list, seconds of the simulated clock before a new record is
+        #: listed (math.inf: never, so the list hides everything).
+        self._lags: dict[str, float] = dict.fromkeys(LAGGING_LISTS, 0.0)
 
     # ----------------------------------------------------------------- catalogue
 
@@ -185,6 +192,51 @@ class SimulatedCloud:
                 self._subscription(subscription_id), subscription_id, body, self.clock.now()
             )
 
+    # ----------------------------------------------------------------- lagging lists
+
+    def set_lag(self, listing: str, seconds: float) -> None:
+        """List a new record of ``listing`` (one of ``LAGGING_LISTS``) only once the
+        clock is ``seconds`` past its creation; ``math.inf`` hides the whole list, 0
+        lists everything at once. Raises ValueError for another list or a negative
+        or NaN number of seconds."""
+        if listing not in LAGGING_LISTS:
+            raise ValueError(f"listing must be one of {', '.join(LAGGING_LISTS)}, not {listing!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"seconds must be a number, not {seconds!r}")
+        if math.isnan(seconds) or seconds < 0:
+            raise ValueError(f"seconds must be 0 or more, not {seconds!r}")
+        with self.lock:
+            self._lags[listing] = float(seconds)
+
+    def lag(self, listing: str) -> float:
+        with self.lock:
+            return self._lags[listing]
+
+    def listed_subscriptions(self) -> list[SubscriptionRecord]:
+        """The subscriptions the list shows now: those past the list's lag."""
+        with self.lock:
+            return [
+                s for s in self._subscriptions.values() if self._listed("subscriptions", s.created)
+            ]
+
+    def listed_checkouts(self) -> list[RecordedCheckout]:
+        """The checkouts whose asset orders the list shows now."""
+        with self.lock:
+            return [c for c in self._checkouts if self._listed("asset-orders", _parse(c.time))]
+
+    def listed_orders(self) -> list[OrderRecord]:
+        """The processed-order lines the list shows now."""
+        with self.lock:
+            return [o for o in self._orders if self._listed("orders", _parse(o.created))]
+
+    def _listed(self, listing: str, created: datetime) -> bool:
+        lag = self._lags[listing]
+        if lag == 0:
+            return True
+        if math.isinf(lag):
+            return False
+        return self.clock.now() - created >= timedelta(seconds=lag)
+
     # ----------------------------------------------------------------- the portal
 
     def portal_add(
@@ -245,6 +297,46 @@ class SimulatedCloud:
                     )
                 )
             return subscription
+
+    def portal_failed_order(
+        self,
+        tenant: int,
+        product: str,
+        quantity: int,
+        billing_cycle: int | str,
+        term_duration: str,
+        error: str,
+    ) -> OrderRecord:
+        """A purchase a person tried in the portal that failed: a processed order in
+        state Failed with ``error``, and no subscription, checkout or asset order.
+
+        Raises ValueError for an unknown tenant or product or a quantity below 1 (the
+        term and billing cycle are not checked: a failed order may be of any).
+        """
+        cycle = _cycle_code(billing_cycle)
+        check_quantity(quantity)
+        with self.lock:
+            if not (is_int(tenant) and tenant in self._tenants):
+                raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
+            item = self._catalog.get(product) if isinstance(product, str) else None
+            if item is None:
+                raise ValueError(f"product {product!r} is not in the catalogue")
+            order = OrderRecord(
+                reference=next(self._references),
+                tenant=tenant,
+                product_id=item.product_id,
+                sku_id=item.sku_id,
+                catalog_item_id=item.catalog_item_id,
+                name=item.name,
+                quantity=quantity,
+                billing_cycle=cycle,
+                term_duration=term_duration,
+                created=stamp(self.clock.now()),
+                state="Failed",
+                error=error,
+            )
+            self._orders.append(order)
+            return order
 
     def portal_set_quantity(self, subscription_id: int, quantity: int) -> SubscriptionRecord:
         """Change an active subscription's seats (no order, no checkout, no window check):
@@ -315,8 +407,8 @@ class SimulatedCloud:
             )
 
     def reset(self) -> None:
-        """Forget tokens, verified orders, checkouts, orders, subscriptions and traffic,
-        and set the clock back to real time; keep the catalogue."""
+        """Forget tokens, verified orders, checkouts, orders, subscriptions, traffic and
+        the lists' lags, and set the clock back to real time; keep the catalogue."""
         with self.lock:
             self.tokens.expire()
             self.clock.reset()
@@ -327,6 +419,12 @@ class SimulatedCloud:
             self._subscriptions.clear()
             self._calls.clear()
             self._requests.clear()
+            self._lags = dict.fromkeys(LAGGING_LISTS, 0.0)
+
+
+def _parse(text: str) -> datetime:
+    """A time the simulator stamped (``clock.stamp``) as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _cycle_code(billing_cycle: int | str) -> int:

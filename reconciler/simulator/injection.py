@@ -15,7 +15,8 @@ from reconciler.simulator.faults import Faults, UpdateFault
 
 
 class FaultInjection:
-    """Error statuses, delays, drops, storms, held checkouts, order errors, expired tokens."""
+    """Error statuses, garbled answers, delays, drops, storms, held checkouts, order
+    errors, expired tokens."""
 
     # Set by ``Simulator.__init__``; the cloud's lock also guards the faults.
     _cloud: SimulatedCloud
@@ -35,6 +36,12 @@ class FaultInjection:
         replaces the standard error body; ``retry_after`` is sent as the header.
         """
         self._faults.fail_next(endpoint, status, count, retry_after, body)
+
+    def garble_next(self, endpoint: str, status: int = 200, count: int = 1) -> None:
+        """Answer the next ``count`` requests to ``endpoint`` with ``status`` and a body
+        that is not JSON (cut off in the middle), without acting on them; queued with
+        ``fail_next`` in the order programmed."""
+        self._faults.garble_next(endpoint, status, count)
 
     def delay_next(self, endpoint: str, seconds: float, count: int = 1) -> None:
         """Wait ``seconds`` before answering the next ``count`` requests to ``endpoint``."""

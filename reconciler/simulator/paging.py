@@ -3,11 +3,13 @@
 ``list_reply`` checks a list request's query (customer tenant or organisation,
 ``page``, ``pageSize``, ``statuses``; names matched ignoring case), builds the
 listing's items from the ``SimulatedCloud`` under its lock (``listings`` shapes
-them) and answers one page, as ``{"Items": [...], "TotalHits": n}`` or, in the
-``bare`` list shape, as the array alone (as the published document declares
-the lists). ``max_page_size`` caps the page size below what a client asks for,
-as a server may. It checks no token and applies no fault (``server`` does both
-first), and must not import ``reconciler.api`` or ``reconciler.model``.
+them; a list that lags shows only the records past its lag,
+``SimulatedCloud.set_lag``) and answers one page, as ``{"Items": [...],
+"TotalHits": n}`` or, in the ``bare`` list shape, as the array alone (as the
+published document declares the lists). ``max_page_size`` caps the page size
+below what a client asks for, as a server may. It checks no token and applies
+no fault (``server`` does both first), and must not import ``reconciler.api``
+or ``reconciler.model``.
 """
 
 from __future__ import annotations
@@ -53,13 +55,15 @@ def list_reply(
     params = {k.casefold(): v[-1] for k, v in parse_qs(query).items()}
     builders: dict[str, _Items] = {
         "orders": lambda tenants, _: [
-            item for tenant in sorted(tenants) for item in order_items(cloud.orders, tenant)
+            item
+            for tenant in sorted(tenants)
+            for item in order_items(cloud.listed_orders(), tenant)
         ],
         "subscriptions": lambda tenants, q: subscription_items(
-            cloud.subscriptions, tenants, _statuses(q)
+            cloud.listed_subscriptions(), tenants, _statuses(q)
         ),
         "asset-orders": lambda tenants, q: asset_order_items(
-            cloud.checkouts, tenants, q.get("externalorderid")
+            cloud.listed_checkouts(), tenants, q.get("externalorderid")
         ),
         "agreement-products": lambda _, q: agreement_product_items(
             list(cloud.catalog.values()), q.get("search")

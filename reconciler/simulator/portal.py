@@ -26,7 +26,12 @@ def portal_reply(cloud: SimulatedCloud, raw: bytes) -> Reply:
     newest first, without the cancellation window's check);
     ``{"action": "cancel", "subscriptionId": N}`` cancels it. Answers 200
     with ``{"subscription": <as the subscriptions list shows it>}``, 400 for a bad
-    request, 404 for an unknown subscription. No token, no faults, no checkout.
+    request, 404 for an unknown subscription.
+    ``{"action": "failed-order", "customerTenantId": 111111, "product": ...,
+    "quantity": 5, "billingCycle": "monthly", "termDuration": "P1M", "error": "..."}``
+    (the last three optional) lists a processed order in state Failed and buys
+    nothing; it answers 200 with ``{"orderReferenceId": N}``. No token, no faults,
+    no checkout.
     """
     request = parse_json(raw)
     fields = {
@@ -34,6 +39,8 @@ def portal_reply(cloud: SimulatedCloud, raw: bytes) -> Reply:
         | {"billingCycle", "termDuration", "recordOrder"},
         "set-quantity": {"action", "subscriptionId", "quantity"},
         "cancel": {"action", "subscriptionId"},
+        "failed-order": {"action", "customerTenantId", "product", "quantity"}
+        | {"billingCycle", "termDuration", "error"},
     }
     action = request.get("action") if isinstance(request, dict) else None
     if not isinstance(action, str) or action not in fields:
@@ -54,6 +61,19 @@ def portal_reply(cloud: SimulatedCloud, raw: bytes) -> Reply:
                 request.get("termDuration", "P1M"),
                 record_order,
             )
+        elif action == "failed-order":
+            error = request.get("error", "The purchase could not be completed.")
+            if not isinstance(error, str):
+                raise ValueError("error must be text")
+            order = cloud.portal_failed_order(
+                request.get("customerTenantId"),
+                request.get("product"),
+                request.get("quantity"),
+                request.get("billingCycle", "monthly"),
+                request.get("termDuration", "P1M"),
+                error,
+            )
+            return Reply(200, {"orderReferenceId": order.reference})
         elif action == "set-quantity":
             subscription = cloud.portal_set_quantity(
                 request.get("subscriptionId"), request.get("quantity")
