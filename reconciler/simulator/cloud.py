@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Final
 
 from reconciler.simulator.catalog import CYCLE_BY_NAME, CatalogItem
 from reconciler.simulator.clock import SimulatedClock, stamp
+from reconciler.simulator.lags import ListLags
 from reconciler.simulator.listings import OrderRecord, checkout_listing_records
 from reconciler.simulator.orders import RecordedCheckout, checkout_records
 from reconciler.simulator.subscriptions import (
@@ -39,8 +38,6 @@ from reconciler.simulator.tokens import Tokens
 from reconciler.simulator.wire import is_int
 
 FIRST_SUBSCRIPTION_ID: Final = 500001
-#: The lists that can lag behind what happened (``SimulatedCloud.set_lag``).
-LAGGING_LISTS: Final = ("subscriptions", "asset-orders", "orders")
 
 
 class UnknownSubscription(LookupError):
@@ -95,9 +92,8 @@ class SimulatedCloud:
         self._orders: list[OrderRecord] = []
         self._subscriptions: dict[int, SubscriptionRecord] = {}
         self._subscription_ids = itertools.count(FIRST_SUBSCRIPTION_ID)
-        #: Per lagging list, seconds of the simulated clock before a new record is
-        #: listed (math.inf: never, so the list hides everything).
-        self._lags: dict[str, float] = dict.fromkeys(LAGGING_LISTS, 0.0)
+        #: How far each list lags behind what happened (the list endpoints ask it).
+        self.lags = ListLags(self.clock)
 
     # ----------------------------------------------------------------- catalogue
 
@@ -192,51 +188,6 @@ class SimulatedCloud:
                 self._subscription(subscription_id), subscription_id, body, self.clock.now()
             )
 
-    # ----------------------------------------------------------------- lagging lists
-
-    def set_lag(self, listing: str, seconds: float) -> None:
-        """List a new record of ``listing`` (one of ``LAGGING_LISTS``) only once the
-        clock is ``seconds`` past its creation; ``math.inf`` hides the whole list, 0
-        lists everything at once. Raises ValueError for another list or a negative
-        or NaN number of seconds."""
-        if listing not in LAGGING_LISTS:
-            raise ValueError(f"listing must be one of {', '.join(LAGGING_LISTS)}, not {listing!r}")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise ValueError(f"seconds must be a number, not {seconds!r}")
-        if math.isnan(seconds) or seconds < 0:
-            raise ValueError(f"seconds must be 0 or more, not {seconds!r}")
-        with self.lock:
-            self._lags[listing] = float(seconds)
-
-    def lag(self, listing: str) -> float:
-        with self.lock:
-            return self._lags[listing]
-
-    def listed_subscriptions(self) -> list[SubscriptionRecord]:
-        """The subscriptions the list shows now: those past the list's lag."""
-        with self.lock:
-            return [
-                s for s in self._subscriptions.values() if self._listed("subscriptions", s.created)
-            ]
-
-    def listed_checkouts(self) -> list[RecordedCheckout]:
-        """The checkouts whose asset orders the list shows now."""
-        with self.lock:
-            return [c for c in self._checkouts if self._listed("asset-orders", _parse(c.time))]
-
-    def listed_orders(self) -> list[OrderRecord]:
-        """The processed-order lines the list shows now."""
-        with self.lock:
-            return [o for o in self._orders if self._listed("orders", _parse(o.created))]
-
-    def _listed(self, listing: str, created: datetime) -> bool:
-        lag = self._lags[listing]
-        if lag == 0:
-            return True
-        if math.isinf(lag):
-            return False
-        return self.clock.now() - created >= timedelta(seconds=lag)
-
     # ----------------------------------------------------------------- the portal
 
     def portal_add(
@@ -256,11 +207,7 @@ class SimulatedCloud:
         cycle = _cycle_code(billing_cycle)
         check_quantity(quantity)
         with self.lock:
-            if not (is_int(tenant) and tenant in self._tenants):
-                raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
-            item = self._catalog.get(product) if isinstance(product, str) else None
-            if item is None:
-                raise ValueError(f"product {product!r} is not in the catalogue")
+            item = self._offered(tenant, product)
             if term_duration not in item.terms:
                 raise ValueError(f"term {term_duration!r} is not offered for {product}")
             if cycle not in item.billing_cycles:
@@ -316,11 +263,7 @@ class SimulatedCloud:
         cycle = _cycle_code(billing_cycle)
         check_quantity(quantity)
         with self.lock:
-            if not (is_int(tenant) and tenant in self._tenants):
-                raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
-            item = self._catalog.get(product) if isinstance(product, str) else None
-            if item is None:
-                raise ValueError(f"product {product!r} is not in the catalogue")
+            item = self._offered(tenant, product)
             order = OrderRecord(
                 reference=next(self._references),
                 tenant=tenant,
@@ -360,6 +303,15 @@ class SimulatedCloud:
             cancelled = dataclasses.replace(subscription, status=STATUS_CUSTOMER_CANCELLATION)
             self._subscriptions[subscription_id] = cancelled
             return cancelled
+
+    def _offered(self, tenant: int, product: str) -> CatalogItem:
+        """The catalogue item of ``product`` for ``tenant``, or ValueError."""
+        if not (is_int(tenant) and tenant in self._tenants):
+            raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
+        item = self._catalog.get(product) if isinstance(product, str) else None
+        if item is None:
+            raise ValueError(f"product {product!r} is not in the catalogue")
+        return item
 
     def _subscription(self, subscription_id: int) -> SubscriptionRecord:
         subscription = self._subscriptions.get(subscription_id) if is_int(subscription_id) else None
@@ -419,12 +371,7 @@ class SimulatedCloud:
             self._subscriptions.clear()
             self._calls.clear()
             self._requests.clear()
-            self._lags = dict.fromkeys(LAGGING_LISTS, 0.0)
-
-
-def _parse(text: str) -> datetime:
-    """A time the simulator stamped (``clock.stamp``) as an aware datetime."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+            self.lags.reset()
 
 
 def _cycle_code(billing_cycle: int | str) -> int:

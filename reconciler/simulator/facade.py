@@ -10,7 +10,6 @@ adds no behaviour of its own beyond argument checks and must not import
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -25,16 +24,18 @@ from reconciler.simulator.faults import Faults
 from reconciler.simulator.injection import FaultInjection
 from reconciler.simulator.listings import OrderRecord
 from reconciler.simulator.orders import RecordedCheckout
+from reconciler.simulator.portal import PortalChanges
 from reconciler.simulator.server import LoopbackServer
 from reconciler.simulator.subscriptions import ORGANIZATION_ID, SubscriptionRecord
 from reconciler.simulator.wire import LIST_SHAPES, check_endpoint
 
 
-class Simulator(FaultInjection):
+class Simulator(FaultInjection, PortalChanges):
     """The simulated API. Use as a context manager, or ``start()``/``stop()``.
 
-    The fault-injection methods (``fail_next``, ``storm``, ``expire_tokens``, ...)
-    come from ``FaultInjection``.
+    The fault-injection methods (``fail_next``, ``storm``, ``expire_tokens``,
+    ``lag_listing``, ...) come from ``FaultInjection``, the portal's changes
+    (``portal_add_subscription``, ...) from ``PortalChanges``.
 
     The credentials, ``token_ttl_*``, ``latency``, ``verbose``, ``list_shape``
     ("envelope": ``{"Items", "TotalHits"}``; "bare": the array alone) and
@@ -228,80 +229,6 @@ class Simulator(FaultInjection):
         if isinstance(when, str):
             when = datetime.fromisoformat(when)
         return self._cloud.clock.set(when)
-
-    # ----------------------------------------------------------------- lagging lists
-    # The real API lists a new subscription some time after the checkout's 204; the
-    # lists may lag here too, on the simulated clock. GET of one subscription by id
-    # does not lag.
-
-    def lag_listing(self, listing: str, seconds: float) -> None:
-        """List a new record of ``listing`` ("subscriptions", "asset-orders" or "orders")
-        only once the simulated clock is ``seconds`` past its creation (its checkout,
-        portal purchase or order); ``math.inf`` hides the whole list, 0 (the default)
-        lists everything at once. Records created before keep to the same rule."""
-        self._cloud.set_lag(listing, seconds)
-
-    def hide_subscriptions(self, hidden: bool = True) -> None:
-        """Hide every subscription from the subscriptions list (``False`` shows them all
-        again): ``lag_listing("subscriptions", math.inf)`` or 0."""
-        self._cloud.set_lag("subscriptions", math.inf if hidden else 0.0)
-
-    def hide_asset_orders(self, hidden: bool = True) -> None:
-        """Hide every asset order from the asset-orders list (``False`` shows them again)."""
-        self._cloud.set_lag("asset-orders", math.inf if hidden else 0.0)
-
-    # ----------------------------------------------------------------- the portal
-    # Changes a person makes by hand in the Cloud-iQ portal, without verify or
-    # checkout; ``POST /_admin/portal`` makes the same over HTTP.
-
-    def portal_add_subscription(
-        self,
-        tenant: int,
-        product: str,
-        quantity: int,
-        *,
-        billing_cycle: int | str = "monthly",
-        term_duration: str = "P1M",
-        record_order: bool = True,
-    ) -> int:
-        """Add a subscription of ``product`` ("productId:skuId"); returns its id.
-
-        ``billing_cycle`` is a catalogue name ("monthly", "annual", ...) or the
-        BillingCycleType integer. With ``record_order`` a processed order (state
-        Succeeded, no externalOrderId, no asset order) is listed for it too.
-        Raises ValueError for what the catalogue does not offer.
-        """
-        return self._cloud.portal_add(
-            tenant, product, quantity, billing_cycle, term_duration, record_order
-        ).id
-
-    def portal_failed_order(
-        self,
-        tenant: int,
-        product: str,
-        quantity: int,
-        *,
-        billing_cycle: int | str = "monthly",
-        term_duration: str = "P1M",
-        error: str = "The purchase could not be completed.",
-    ) -> int:
-        """A purchase a person tried in the portal that failed: a processed order of
-        ``product`` ("productId:skuId") in state Failed with ``error``, created now, and
-        nothing bought (no subscription, checkout or asset order); returns its order
-        reference. Raises ValueError for an unknown tenant or product."""
-        return self._cloud.portal_failed_order(
-            tenant, product, quantity, billing_cycle, term_duration, error
-        ).reference
-
-    def portal_set_quantity(self, subscription_id: int, quantity: int) -> None:
-        """Change an active subscription's seats (an increase adds seats at the simulated
-        now, a decrease takes the newest first; the portal does not check the window);
-        raises LookupError for an unknown id."""
-        self._cloud.portal_set_quantity(subscription_id, quantity)
-
-    def portal_cancel(self, subscription_id: int) -> None:
-        """Cancel a subscription (status 8, CustomerCancellation); its seats no longer count."""
-        self._cloud.portal_cancel(subscription_id)
 
     def reset(self) -> None:
         """Forget recorded traffic, purchases, tokens and pending injections; the clock
