@@ -356,7 +356,7 @@ def test_unknown_customer_tenant_is_a_conflict_of_that_tenant_only(h: Harness) -
     )
     assert "Cloud-iQ refused to list the subscriptions of customer tenant 999999" in (result.stdout)
     assert "Customer tenant 999999 was not found." in result.stdout
-    assert "nothing was bought or changed for customer 1 tenant 999999" in result.stderr
+    assert "nothing was bought or changed for 1 customer tenant 999999" in result.stderr
     assert all(c.tenant != 999999 for c in h.sim.checkouts)
     assert "northwind/exchange-online-plan-1" not in h.state_file()["purchases"]
 
@@ -997,7 +997,7 @@ def test_apply_refuses_to_buy_seats_that_exist_after_the_state_was_lost(
     assert "`reconciler import --tenant 111111`" in refused.stdout
     assert "allowAdditionalSubscription: true" in refused.stdout
     assert "the plan has 3 conflicts" in refused.stderr
-    assert "nothing was bought or changed for customer 1 tenant 111111" in refused.stderr
+    assert "nothing was bought or changed for 1 customer tenant 111111" in refused.stderr
     assert lost.buys() == before
     assert "3 conflicts" in lost.ok("plan", str(project.decl), code=1).stdout
 

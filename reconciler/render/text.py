@@ -267,7 +267,7 @@ def apply_leftovers(run: ApplyRun) -> list[str]:
         lines.append(
             f"error: the plan has {count(len(run.conflicts), 'conflict')} "
             f"({', '.join(c.address for c in run.conflicts)}); nothing was bought or changed "
-            f"for customer {count(len(tenants), 'tenant')} {', '.join(map(str, tenants))}. "
+            f"for {count(len(tenants), 'customer tenant')} {', '.join(map(str, tenants))}. "
             "Each conflict says what stands in the way and how to settle it"
         )
     if run.held_back:
