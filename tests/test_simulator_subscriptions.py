@@ -351,6 +351,25 @@ def test_update_faults_with_an_answer(
     assert api.update(number, Quantity=13).status_code == 200  # one fault, then normal
 
 
+def test_every_applied_update_is_listed_whatever_the_answer(simulator: Simulator, api: Api) -> None:
+    number = bought(simulator, 10)
+    simulator.fail_updates("unapplied")
+    simulator.fail_updates("500")
+    assert api.update(number, Quantity=12).status_code == 500  # not applied
+    assert api.update(number, Quantity=13).status_code == 500  # applied
+    assert api.update(number, Quantity=0).status_code == 400  # refused
+    assert api.update(number, AutoRenewEnabled=False).status_code == 200
+    assert api.update(number, Status=2).status_code == 200
+    assert [(u.subscription_id, u.before, u.after) for u in simulator.updates] == [
+        (number, (10, 1, True), (13, 1, True)),
+        (number, (13, 1, True), (13, 1, False)),
+        (number, (13, 1, False), (13, 2, False)),
+    ]
+    assert simulator.updates[0].time.endswith("Z")
+    simulator.reset()
+    assert simulator.updates == []
+
+
 def test_an_update_applied_then_dropped(simulator: Simulator, api: Api) -> None:
     number = bought(simulator, 10)
     simulator.drop_after_update()

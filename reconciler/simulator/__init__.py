@@ -56,7 +56,7 @@ from reconciler.simulator.catalog import (
     default_catalog,
     load_catalog,
 )
-from reconciler.simulator.cloud import RecordedCall, RecordedRequest
+from reconciler.simulator.cloud import AppliedUpdate, RecordedCall, RecordedRequest
 from reconciler.simulator.facade import Simulator, serve_forever
 from reconciler.simulator.listings import OrderRecord
 from reconciler.simulator.orders import COUNTRY_CODE, RecordedCheckout
@@ -76,6 +76,7 @@ __all__ = [
     "ENDPOINTS",
     "LIST_SHAPES",
     "ORGANIZATION_ID",
+    "AppliedUpdate",
     "CatalogError",
     "CatalogItem",
     "OrderRecord",

@@ -59,6 +59,17 @@ class RecordedCall:
 
 
 @dataclass(frozen=True)
+class AppliedUpdate:
+    """A PUT of a subscription the simulator applied: the subscription before and after
+    (seats, status, renewal), whatever answer the client then got."""
+
+    subscription_id: int
+    before: tuple[int, int, bool]
+    after: tuple[int, int, bool]
+    time: str
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """The JSON body of a verify, checkout or update request and of the answer to it."""
 
@@ -92,6 +103,7 @@ class SimulatedCloud:
         self._orders: list[OrderRecord] = []
         self._subscriptions: dict[int, SubscriptionRecord] = {}
         self._subscription_ids = itertools.count(FIRST_SUBSCRIPTION_ID)
+        self._updates: list[AppliedUpdate] = []
         #: How far each list lags behind what happened (the list endpoints ask it).
         self.lags = ListLags(self.clock)
 
@@ -175,11 +187,20 @@ class SimulatedCloud:
         """Apply a PUT of ``body`` (``subscriptions.update``'s rules); raises
         ``UnknownSubscription`` or the refusing ``Reply``."""
         with self.lock:
-            changed = update(
-                self._subscription(subscription_id), subscription_id, body, self.clock.now()
-            )
+            current = self._subscription(subscription_id)
+            now = self.clock.now()
+            changed = update(current, subscription_id, body, now)
             self._subscriptions[subscription_id] = changed
+            self._updates.append(
+                AppliedUpdate(subscription_id, _held(current), _held(changed), stamp(now))
+            )
             return changed
+
+    @property
+    def updates(self) -> list[AppliedUpdate]:
+        """Every update (PUT) applied, oldest first (a copy)."""
+        with self.lock:
+            return list(self._updates)
 
     def check_update(self, subscription_id: int, body: Any) -> SubscriptionRecord:
         """What a PUT of ``body`` would make of the subscription, changing nothing."""
@@ -369,9 +390,14 @@ class SimulatedCloud:
             self._checkouts.clear()
             self._orders.clear()
             self._subscriptions.clear()
+            self._updates.clear()
             self._calls.clear()
             self._requests.clear()
             self.lags.reset()
+
+
+def _held(subscription: SubscriptionRecord) -> tuple[int, int, bool]:
+    return (subscription.quantity, subscription.status, subscription.auto_renew)
 
 
 def _cycle_code(billing_cycle: int | str) -> int:

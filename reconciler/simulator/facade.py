@@ -19,7 +19,12 @@ from types import TracebackType
 from typing import Self
 
 from reconciler.simulator.catalog import CatalogItem, default_catalog, load_catalog
-from reconciler.simulator.cloud import RecordedCall, RecordedRequest, SimulatedCloud
+from reconciler.simulator.cloud import (
+    AppliedUpdate,
+    RecordedCall,
+    RecordedRequest,
+    SimulatedCloud,
+)
 from reconciler.simulator.faults import Faults
 from reconciler.simulator.injection import FaultInjection
 from reconciler.simulator.listings import OrderRecord
@@ -165,6 +170,12 @@ class Simulator(FaultInjection, PortalChanges):
     def checkouts(self) -> list[RecordedCheckout]:
         """Every accepted checkout line, oldest first (a copy)."""
         return self._cloud.checkouts
+
+    @property
+    def updates(self) -> list[AppliedUpdate]:
+        """Every update (PUT of a subscription) applied, oldest first (a copy): what the
+        subscription was and became, whatever answer the client got."""
+        return self._cloud.updates
 
     @property
     def calls(self) -> list[RecordedCall]:
