@@ -364,7 +364,7 @@ class World:
             TALLY.add("pending resolved honestly")
         return len(state.pending)
 
-    def violations(self, *, converged: bool = False) -> list[Violation]:
+    def violations(self, *, converged: bool = False, linked: bool = False) -> list[Violation]:
         assert self.sim.wait_idle(30), "the simulator is still handling a request"
         state = self.load()
         accepted = self.sim.checkouts
@@ -390,12 +390,14 @@ class World:
                 cancelled=self.cancelled,
                 blind=self.blind,
                 converged=converged,
+                linked=linked,
             )
         return found
 
-    def verify(self, where: str, *, converged: bool = False) -> None:
-        """Assert the invariants; duplicates and losses are counted for the summary."""
-        found = self.violations(converged=converged)
+    def verify(self, where: str, *, converged: bool = False, linked: bool = False) -> None:
+        """Assert the invariants; duplicates and losses are counted for the summary.
+        ``linked``: after ``converge``, every subscription is recorded at its address."""
+        found = self.violations(converged=converged, linked=linked)
         TALLY.add("invariant checks")
         for kind in invariants.KINDS:
             TALLY.add(f"violations found: {kind}", sum(v.kind == kind for v in found))
@@ -474,6 +476,11 @@ class World:
             self.verify(f"{where}, round {number}")
             steps += self.judge(before, f"{where}, round {number}")
             if done.exit_code == 0 and not self.store_load().pending and self.planned_nothing():
+                if any(p.unseen for p in self.store_load().purchases.values()):
+                    # Bought by the last run: record the subscriptions Cloud-iQ now lists.
+                    self.sim.advance_clock(seconds=lag)
+                    self.cli("refresh", str(self.decl), *self.state_args, "--auto-approve",
+                             "--lock-timeout", "30s")  # fmt: skip
                 return steps
             if lag:
                 self.sim.advance_clock(seconds=lag)

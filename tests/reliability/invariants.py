@@ -385,8 +385,11 @@ def check_cloud(
     cancelled: Collection[str] = (),
     blind: Collection[str] = (),
     converged: bool = False,
+    linked: bool = False,
 ) -> list[Violation]:
-    """Every violation of invariants 6 to 8 (see the module docstring).
+    """Every violation of invariants 6 to 8 (see the module docstring); with ``linked``
+    (converged, and refreshed since the last checkout) the subscriptions the state
+    records must hold the seats themselves, no checkout waiting to be seen.
 
     ``bounds``: per address, the fewest and most active seats it may have while the
     runs converge (default: 0 to its declared seats); ``frozen``: the subscriptions no
@@ -444,6 +447,15 @@ def check_cloud(
     for address in addresses:
         seats = active_seats(address)
         if converged:
+            recorded = state.purchases.get(address)
+            if linked and recorded is not None and recorded.unseen:
+                found.append(
+                    Violation(
+                        "unconverged",
+                        f"{address} records no subscription for checkouts "
+                        f"{', '.join(recorded.unseen)} (Cloud-iQ lists them)",
+                    )
+                )
             wanted = 0 if address in cancelled else declared[address].quantity
             if seats != wanted:
                 found.append(

@@ -90,7 +90,7 @@ def _kill_without_a_person(
                 if kills >= target or attempt >= in_world:
                     break
             world.converge(f"{label}, world {worlds}: the last plain applies", lag=lag)
-            world.verify(f"{label}, world {worlds}: finished", converged=True)
+            world.verify(f"{label}, world {worlds}: finished", converged=True, linked=True)
             TALLY.add(f"kill worlds ({label})")
             if lag:
                 TALLY.add("kill worlds whose subscriptions list lagged")

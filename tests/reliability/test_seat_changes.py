@@ -194,7 +194,9 @@ def _kill_worlds(
                 if kills >= target or attempt >= in_world:
                     break
             world.converge(f"seat changes, {label}, world {worlds}: the last plain applies")
-            world.verify(f"seat changes, {label}, world {worlds}: finished", converged=True)
+            world.verify(
+                f"seat changes, {label}, world {worlds}: finished", converged=True, linked=True
+            )
             TALLY.add(f"PUTs sent ({label})", _updates(world) - puts)
         finally:
             world.stop()
@@ -290,10 +292,10 @@ def test_seat_changes_through_update_faults_are_made_once_with_no_person(
                 world.verify(f"{where} ({fault})")
                 world.judge(before, f"{where} ({fault})")
                 world.converge(f"{where} ({fault}): the plain applies after it")
-                world.verify(f"{where} ({fault}): converged", converged=True)
+                world.verify(f"{where} ({fault}): converged", converged=True, linked=True)
             # Faults still queued hit the calm runs too: they must converge all the same.
             world.converge(f"seat faults, world {number}: calm")
-            world.verify(f"seat faults, world {number}: finished", converged=True)
+            world.verify(f"seat faults, world {number}: finished", converged=True, linked=True)
             failed = [
                 c
                 for c in world.sim.calls

@@ -159,6 +159,9 @@ def test_cloud_invariants_hold_for_a_consistent_world() -> None:
     # A checkout not seen yet counts with the subscription the simulator made for it.
     waiting = _owning({"acme/a": (501,)}, {"acme/b": ("o2",)})
     assert invariants.check_cloud(SUBS, MADE, DECLARED, waiting, converged=True) == []
+    # ...unless the runs are over and refreshed: then its subscription must be recorded.
+    unlinked = invariants.check_cloud(SUBS, MADE, DECLARED, waiting, converged=True, linked=True)
+    assert _kinds(unlinked) == ["unconverged"]
     frozen = invariants.snapshot(SUBS)
     assert invariants.check_cloud(SUBS, MADE, DECLARED, owning, frozen=frozen) == []
 
