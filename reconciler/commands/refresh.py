@@ -78,9 +78,7 @@ def read_cloud(
                 isinstance(exc, AuthenticationError)
                 or exc.kind is not FailureKind.DEFINITIVE
                 or exc.status not in _REFUSED_READS
-                # The list is a GET; the token request (a POST) refusing us is no
-                # refusal of this tenant, and no other tenant can be read either.
-                or exc.method != "GET"
+                or exc.method != "GET"  # the token request (a POST) refuses us, not it
             ):
                 raise
             refused[tenant] = exc.api_message or str(exc)
