@@ -129,8 +129,9 @@ class RefreshRun:
         return len(self.settled) + len(self.dropped) + len(self.adjusted) + len(self.links)
 
     def exit_code(self) -> int:
-        """0 when nothing is left pending; 1 when something is, or the run was cancelled."""
-        return 1 if self.cancelled or self.left else 0
+        """0 when nothing is left pending; 1 when something is, when the API refused to
+        list a customer tenant (nothing of it was read), or the run was cancelled."""
+        return 1 if self.cancelled or self.left or self.observations.refused else 0
 
 
 @dataclass(frozen=True)

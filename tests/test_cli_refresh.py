@@ -389,3 +389,67 @@ def test_plan_says_what_cloud_iq_shows_of_a_pending_checkout(project: Project) -
     assert "Cloud-iQ was not read" not in planned.stderr
     offline = project.ok("plan", str(project.decl), "--refresh=false", code=1)
     assert "Cloud-iQ was not read" in offline.stderr
+
+
+# --------------------------------------------------------------------------- a list that lags
+
+
+def test_a_checkout_cloud_iq_does_not_list_yet_keeps_its_seats(project: Project) -> None:
+    """Right after a 204 the new subscription may not be listed: its seats still count,
+    so nothing is bought again and nothing is recorded as gone."""
+    project.ok("apply", str(project.decl), "--auto-approve")
+    project.sim.hide_subscriptions(True)
+    before = project.buys()
+    done = project.ok("refresh", str(project.decl), "--auto-approve")
+    assert "Nothing to record" in done.stdout
+    assert project.state_document()["purchases"]["acme/basic"]["unseen"]
+    assert "No changes." in project.ok("plan", str(project.decl), "--detailed-exitcode").stdout
+    project.ok("apply", str(project.decl), "--auto-approve")
+    assert project.buys() == before
+
+    # What a user expects besides: the checkout waits as "not yet listed", linked to no
+    # subscription (Cloud-iQ does not show one, although its asset order names it), with
+    # no adjustment; once the list shows it, refresh links it and the wait ends.
+    recorded = project.state_document()["purchases"]["acme/basic"]
+    (checkout,) = recorded["checkouts"]
+    assert recorded["unseen"] == [checkout["externalOrderId"]]
+    assert recorded.get("subscriptions", []) == []
+    assert "adjustments" not in recorded
+    shown = project.ok("show").stdout
+    assert f"not yet listed by Cloud-iQ: {checkout['externalOrderId']}" in shown
+    project.sim.hide_subscriptions(False)
+    linked = project.ok("refresh", str(project.decl), "--auto-approve")
+    subscription = project.subscription(BASIC.product)
+    assert f"Recorded subscription {subscription} at acme/basic" in linked.stdout
+    recorded = project.state_document()["purchases"]["acme/basic"]
+    assert (recorded["subscriptions"], recorded.get("unseen", [])) == ([subscription], [])
+    assert "adjustments" not in recorded
+    assert "No changes." in project.ok("plan", str(project.decl), "--detailed-exitcode").stdout
+    assert project.buys() == before
+
+
+def test_a_subscription_listed_minutes_after_its_checkout_is_bought_once(
+    project: Project,
+) -> None:
+    """The list lags by ten minutes: applies and plans in between see the seats of the
+    checkouts and buy nothing; the subscriptions are linked once they are listed."""
+    project.sim.lag_listing("subscriptions", 600)
+    project.ok("apply", str(project.decl), "--auto-approve")
+    before = project.buys()
+    for _ in range(2):
+        project.sim.advance_clock(minutes=4)
+        assert "No changes." in project.ok("plan", str(project.decl)).stdout
+        project.ok("apply", str(project.decl), "--auto-approve")
+    assert project.buys() == before
+    assert all(p["unseen"] for p in project.state_document()["purchases"].values())
+    project.sim.advance_clock(minutes=3)
+    project.ok("apply", str(project.decl), "--auto-approve")  # its refresh links them
+    purchases = project.state_document()["purchases"]
+    for address, product in (
+        ("acme/basic", BASIC.product),
+        ("acme/premium", PREMIUM.product),
+        ("acme/e3", E3.product),
+    ):
+        assert purchases[address]["subscriptions"] == [project.subscription(product)]
+        assert "unseen" not in purchases[address]
+    assert project.buys() == before

@@ -9,6 +9,7 @@ after the commands, not only what the state says.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ import jsonschema
 import pytest
 
 from reconciler.simulator import Simulator
+from tests.support.cli import run
 from tests.support.paths import schema
 from tests.support.records import BASIC, TENANT
 from tests.support.simulator import Project, make_project
@@ -308,3 +310,30 @@ def test_apply_json_reports_a_decrease_as_an_update_of_negative_seats(bought: Pr
     done = by_type["change_complete"]
     assert (done["action"], done["outcome"], done["seats"]) == ("decrease", "updated", -2)
     assert by_type["apply_complete"]["outcome"] == "applied"
+
+
+def test_a_first_put_that_lands_late_never_undoes_the_next_step(bought: Project) -> None:
+    """The decrease's PUT gets no answer in time: it is still on its way, a whole
+    subscription with the renewal as it was, and lands after the read back showed it
+    not made. Had apply sent it again and gone on to turn the renewal off, the late
+    one would turn it back on while apply said done. Apply leaves it pending instead;
+    the next apply finds it made and turns the renewal off."""
+    sim = bought.sim
+    sub = subscription_of(sim)
+    declare(bought, basic(3, "autoRenew: false"))
+    sim.delay_next("update", 0.6)
+    env = {**sim.env(), "RECONCILER_STATE": bought.state, "RECONCILER_READ_TIMEOUT": "0.25"}
+    first = run("apply", str(bought.decl), "--auto-approve", env=env)
+    assert sim.wait_idle(5)
+    time.sleep(0.5)  # the late PUT has landed
+    detail = sim.subscription(sub)
+    if first.exit_code == 0:  # said done: Cloud-iQ must show it
+        assert (detail.quantity, detail.auto_renew) == (3, False), first.stdout
+    else:
+        assert "pending" in first.stdout + first.stderr
+        assert bought.state_document()["pending"]
+    apply(bought)
+    detail = sim.subscription(sub)
+    assert (detail.quantity, detail.auto_renew) == (3, False)
+    assert bought.state_document()["pending"] == {}
+    assert "No changes." in bought.ok("plan", str(bought.decl)).stdout

@@ -281,3 +281,60 @@ def test_without_processed_orders_nothing_is_proven() -> None:
     verdict, text = evidence_of(state_of(pending=[pending()]), Readings({}))
     assert verdict is Proof.UNKNOWN
     assert text == "asset orders were not read; processed orders were not read"
+
+
+@pytest.mark.parametrize("minutes", [15, 60, 60 * 24])
+def test_a_failed_order_proves_nothing_beside_an_older_succeeded_order_nothing_claims(
+    minutes: int,
+) -> None:
+    """The entry was written by a runner whose clock was ``minutes`` ahead; the run
+    reading back has a right clock (skew 0). The real order is older than the window
+    the entry's time gives, Cloud-iQ does not list its subscription yet, and a person's
+    failed attempt is the one candidate: the unclaimed succeeded order keeps it from
+    proving "not purchased" (the next apply would buy again)."""
+    real = processed_order("1001", 5, created=AT - timedelta(minutes=minutes))
+    failed = processed_order(
+        "1002", 5, state="failed", error="Payment declined", created=AT + timedelta(minutes=1)
+    )
+    readings = Readings(
+        {TENANT: []}, {TENANT: [real, failed]}, {"ord-1": []}, clock_skew=timedelta(0)
+    )
+    verdict, text = evidence_of(state_of(pending=[pending()]), readings)
+    assert verdict is Proof.UNKNOWN
+    assert text.startswith("processed order 1002 failed: Payment declined")
+    assert text.endswith(
+        "but 1 processed order (1001) of CFQ7TTC0LF8R:0010 x5 for tenant 111111 succeeded "
+        "and no recorded checkout accounts for it: this checkout may have made one (the "
+        "entry's time may come from a clock that was off), so that proves nothing"
+    )
+
+
+def test_an_older_succeeded_order_a_recorded_checkout_owns_leaves_the_failure_proven() -> None:
+    real = processed_order("1001", 5, created=AT - timedelta(days=3))
+    failed = processed_order("1002", 5, state="failed", created=AT + timedelta(minutes=1))
+    readings = Readings(
+        {TENANT: []}, {TENANT: [real, failed]}, {"ord-1": []}, clock_skew=timedelta(0)
+    )
+    earlier = RecordedPurchase(
+        "acme/other", BASIC, 5, (CheckoutRecord("ord-0", 5, "2026-11-23T19:00:00Z"),)
+    )
+    state = state_of(earlier, pending=[pending()])
+    assert evidence_of(state, readings)[0] is Proof.NOT_PURCHASED
+    cited = RecordedPurchase(
+        "acme/other",
+        BASIC,
+        5,
+        (CheckoutRecord("ord-0", 5, "2026-11-23T19:00:00Z", "processed order 1001 succeeded"),),
+    )
+    assert evidence_of(state_of(cited, pending=[pending()]), readings)[0] is Proof.NOT_PURCHASED
+    # A second unclaimed one is one too many for the one recorded checkout.
+    more = replace(
+        readings,
+        processed_orders={
+            TENANT: [real, processed_order("1003", 5, created=AT - timedelta(days=2)), failed]
+        },
+    )
+    verdict, text = evidence_of(state, more)
+    assert verdict is Proof.UNKNOWN
+    assert "2 processed orders (1001, 1003)" in text
+    assert "only 1 recorded checkout can account for them" in text

@@ -1,5 +1,6 @@
 """The simulator's subscriptions over HTTP: one subscription, its update, the
-168-hour cancellation window, the clock, and the faults of an update.
+168-hour cancellation window, the clock, the faults of an update, lists that lag
+behind what happened, failed portal orders and answers that are not JSON.
 
 Driven with plain ``requests``, as any client would: the simulator is checked
 against its own rules here, not through the reconciler's client.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -300,7 +302,9 @@ def test_the_admin_clock_endpoint(simulator: Simulator, http: requests.Session) 
     def clock(body: Any) -> requests.Response:
         return http.post(simulator.url + "/_admin/clock", data=json.dumps(body), timeout=5)
 
+    # The answer has milliseconds: "before" too, or a run in the same millisecond fails.
     before = simulator.now
+    before = before.replace(microsecond=before.microsecond // 1000 * 1000)
     moved = clock({"advance_hours": 200})
     assert moved.status_code == 200
     now = datetime.fromisoformat(moved.json()["now"])
@@ -345,6 +349,25 @@ def test_update_faults_with_an_answer(
     assert api.update(number, Quantity=12).status_code == status
     assert simulator.subscription(number).quantity == (12 if applied else 10)
     assert api.update(number, Quantity=13).status_code == 200  # one fault, then normal
+
+
+def test_every_applied_update_is_listed_whatever_the_answer(simulator: Simulator, api: Api) -> None:
+    number = bought(simulator, 10)
+    simulator.fail_updates("unapplied")
+    simulator.fail_updates("500")
+    assert api.update(number, Quantity=12).status_code == 500  # not applied
+    assert api.update(number, Quantity=13).status_code == 500  # applied
+    assert api.update(number, Quantity=0).status_code == 400  # refused
+    assert api.update(number, AutoRenewEnabled=False).status_code == 200
+    assert api.update(number, Status=2).status_code == 200
+    assert [(u.subscription_id, u.before, u.after) for u in simulator.updates] == [
+        (number, (10, 1, True), (13, 1, True)),
+        (number, (13, 1, True), (13, 1, False)),
+        (number, (13, 1, False), (13, 2, False)),
+    ]
+    assert simulator.updates[0].time.endswith("Z")
+    simulator.reset()
+    assert simulator.updates == []
 
 
 def test_an_update_applied_then_dropped(simulator: Simulator, api: Api) -> None:
@@ -392,7 +415,149 @@ def test_a_storm_hits_updates_too(simulator: Simulator, api: Api) -> None:
     assert any(k.startswith("update ") and "apply" in k for k in simulator.faults_injected)
 
 
+def test_a_garbled_answer_is_not_json_and_acts_on_nothing(simulator: Simulator, api: Api) -> None:
+    number = bought(simulator, 10)
+    simulator.garble_next("update")
+    simulator.garble_next("subscriptions", status=200, count=2)
+    answer = api.update(number, Quantity=12)
+    assert answer.status_code == 200
+    with pytest.raises(ValueError):  # noqa: PT011 (requests' JSONDecodeError, any version)
+        answer.json()
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert simulator.subscription(number).quantity == 10  # not acted on
+    for _ in range(2):
+        garbled = api.get("/api/v1/subscriptions", CustomerTenantId=TENANT)
+        assert garbled.content == b'{"Items": [{"Id": 5000'
+    assert api.get("/api/v1/subscriptions", CustomerTenantId=TENANT).json()["TotalHits"] == 1
+    with pytest.raises(ValueError, match="endpoint must be one of"):
+        simulator.garble_next("nowhere")
+
+
+# --------------------------------------------------------------------------- lists that lag
+
+
+def _listed(api: Api, path: str, **query: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = api.get(path, **query).json()["Items"]
+    return items
+
+
+def _checkout(simulator: Simulator, api: Api, external_order_id: str, quantity: int = 3) -> None:
+    order = {
+        "resellerCustomerId": TENANT,
+        "externalOrderId": external_order_id,
+        "orderLines": [
+            {
+                "productId": "CFQ7TTC0LF8R",
+                "skuId": "0010",
+                "quantity": quantity,
+                "billingCycle": 1,
+                "termDuration": "P1M",
+                "type": 3,
+            }
+        ],
+    }
+    url = simulator.url + "/api/v1/purchaserequest"
+    verified = api.http.post(url + "/verify", json=order, headers=api.headers, timeout=5).json()
+    done = api.http.post(url + "/checkout", json=verified, headers=api.headers, timeout=5)
+    assert done.status_code == 204
+
+
+def test_a_new_subscription_is_listed_once_the_clock_passes_the_lag(
+    simulator: Simulator, api: Api
+) -> None:
+    old = bought(simulator, 2)
+    simulator.advance_clock(minutes=5)
+    simulator.lag_listing("subscriptions", 60)
+    _checkout(simulator, api, "reconciler-lag")
+    (new,) = [s.id for s in simulator.subscriptions if s.id != old]
+    query = {"CustomerTenantId": TENANT}
+    assert [s["Id"] for s in _listed(api, "/api/v1/subscriptions", **query)] == [old]
+    assert api.one(new)["Quantity"] == 3  # one subscription by id does not lag
+    # The asset order and the processed order do not lag unless asked: they name it.
+    (asset,) = _listed(api, "/api/v1/assets/orders", ResellerCustomerId=TENANT)
+    assert asset["orderLines"][0]["subscriptionId"] == new
+    assert len(_listed(api, "/api/v1/purchaserequest/orders", CustomerTenantId=TENANT)) == 2
+    simulator.advance_clock(seconds=61)
+    assert [s["Id"] for s in _listed(api, "/api/v1/subscriptions", **query)] == [old, new]
+
+
+def test_hidden_lists_show_nothing_until_shown_again(simulator: Simulator, api: Api) -> None:
+    _checkout(simulator, api, "reconciler-hidden")
+    simulator.hide_subscriptions(True)
+    simulator.hide_asset_orders(True)
+    simulator.lag_listing("orders", math.inf)
+    for path, scope in (
+        ("/api/v1/subscriptions", "CustomerTenantId"),
+        ("/api/v1/assets/orders", "ResellerCustomerId"),
+        ("/api/v1/purchaserequest/orders", "CustomerTenantId"),
+    ):
+        answer = api.get(path, **{scope: TENANT}).json()
+        assert (answer["Items"], answer["TotalHits"]) == ([], 0)
+    simulator.advance_clock(hours=24 * 365)  # hidden is hidden at any time
+    assert _listed(api, "/api/v1/subscriptions", CustomerTenantId=TENANT) == []
+    simulator.hide_subscriptions(False)
+    simulator.hide_asset_orders(False)
+    simulator.lag_listing("orders", 0)
+    assert len(_listed(api, "/api/v1/subscriptions", CustomerTenantId=TENANT)) == 1
+    assert len(_listed(api, "/api/v1/assets/orders", ResellerCustomerId=TENANT)) == 1
+    assert len(_listed(api, "/api/v1/purchaserequest/orders", CustomerTenantId=TENANT)) == 1
+    simulator.hide_subscriptions()
+    simulator.reset()  # forgets the lags with everything else (and the tokens)
+    bought(simulator, 1)
+    again = Api(simulator, api.http)
+    assert len(_listed(again, "/api/v1/subscriptions", CustomerTenantId=TENANT)) == 1
+
+
+@pytest.mark.parametrize(
+    ("listing", "seconds", "message"),
+    [
+        ("nothing", 1, "listing must be one of subscriptions, asset-orders, orders"),
+        ("subscriptions", -1, "seconds must be 0 or more"),
+        ("subscriptions", math.nan, "seconds must be 0 or more"),
+        ("orders", "5", "seconds must be a number"),
+        ("orders", True, "seconds must be a number"),
+    ],
+)
+def test_lag_arguments_are_checked(
+    simulator: Simulator, listing: str, seconds: Any, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        simulator.lag_listing(listing, seconds)
+
+
 # --------------------------------------------------------------------------- the portal
+
+
+def test_a_failed_portal_order_is_listed_and_buys_nothing(
+    simulator: Simulator, api: Api, http: requests.Session
+) -> None:
+    reference = simulator.portal_failed_order(TENANT, BASIC, 5, error="Payment declined")
+    over_http = http.post(
+        simulator.url + "/_admin/portal",
+        json={"action": "failed-order", "customerTenantId": TENANT, "product": BASIC,
+              "quantity": 2, "termDuration": "P1Y", "billingCycle": "annual"},
+        timeout=5,
+    )  # fmt: skip
+    assert over_http.status_code == 200
+    assert over_http.json()["orderReferenceId"] == reference + 1
+    orders = _listed(api, "/api/v1/purchaserequest/orders", CustomerTenantId=TENANT)
+    assert [(o["Quantity"], o["OrderState"], o["Error"]) for o in orders] == [
+        (5, "Failed", "Payment declined"),
+        (2, "Failed", "The purchase could not be completed."),
+    ]
+    assert orders[1]["BillingCycle"] == "Annual"
+    assert simulator.subscriptions == []
+    assert simulator.checkouts == []
+    assert _listed(api, "/api/v1/assets/orders", ResellerCustomerId=TENANT) == []
+    with pytest.raises(ValueError, match="not in the catalogue"):
+        simulator.portal_failed_order(TENANT, "NOPE:0001", 1)
+    refused = http.post(
+        simulator.url + "/_admin/portal",
+        json={"action": "failed-order", "customerTenantId": TENANT, "product": BASIC,
+              "quantity": 1, "error": 7},
+        timeout=5,
+    )  # fmt: skip
+    assert refused.status_code == 400
 
 
 def test_portal_changes_keep_seat_batches(simulator: Simulator) -> None:

@@ -102,7 +102,8 @@ def refresh(
     processed orders. After approval it settles pending checkouts the API proves
     were made (recorded with the evidence) or failed, and records seats changed
     in the portal as adjustments. Exits 0 when nothing is left pending, 1 when
-    pending checkouts remain (each printed with what was found).
+    pending checkouts remain (each printed with what was found) or the API
+    refused to list a customer tenant.
     """
     declarations = config.load(path)
     store = state.open()
@@ -123,6 +124,8 @@ def refresh(
     )
     click.echo("")
     click.echo(render_refresh.refresh_result(run))
+    if run.observations.refused:
+        click.echo(render_refresh.refused_message(run.observations), err=True)
     if run.left:
         click.echo(render_refresh.left_message(run, state_flags=state.flags), err=True)
     return run.exit_code()

@@ -215,6 +215,12 @@ def run_import(
             readings = read_cloud(reader, declarations, writer.state, tenants=[tenant])
         finally:
             reader.close()
+        if tenant in readings.refused:
+            # Nothing of the tenant was read: "nothing to import" would be a guess.
+            raise ReconcilerError(
+                f"Cloud-iQ refused to list the subscriptions of customer tenant {tenant}: "
+                f"{readings.refused[tenant]}; nothing was imported"
+            )
         observations = observe(declarations, writer.state, readings)
         the_plan = plan_import(tenant, declarations, writer.state, observations, prefix=prefix)
         text = declarations_text(the_plan, generated_at=now(), command=command)

@@ -129,6 +129,7 @@ def _read_lists(
                 isinstance(exc, AuthenticationError)
                 or exc.kind is not FailureKind.DEFINITIVE
                 or exc.status not in _REFUSED_READS
+                or exc.method != "GET"  # the token request (a POST) refuses us, not it
             ):
                 raise
             refused[tenant] = exc.api_message or str(exc)

@@ -5,9 +5,13 @@ Per subscription, in the plan's order: record a ``pending`` entry
 value than ``from`` means someone changed it: nothing is sent, the change
 fails), PUT it whole with the one field changed, and record the result, which
 clears the pending entry. After a lost answer the subscription is read back:
-``to`` means done, ``from`` means the PUT may be sent again (its values are
-absolute), anything else stays pending for a person. A refusal (a 4xx: for
-instance seats outside the cancellation window) clears the pending entry.
+``to`` means done; ``from`` means the PUT may be sent again (its values are
+absolute) when the API answered it (a 5xx, an unreadable answer), but when no
+answer came at all (a timeout, a broken connection) it may still be on its way, a
+whole subscription that would undo whatever is changed after it lands, so the
+entry stays pending and the run stops, and the next run reads it back again;
+anything else stays pending for a person. A refusal (a 4xx: for instance seats
+outside the cancellation window) clears the pending entry.
 """
 
 from __future__ import annotations
@@ -113,7 +117,17 @@ class _Step:
                         f"read back: subscription {step.subscription} has {_shown(found)}, "
                         f"neither {step.before} nor {step.after}: someone else changed it",
                     )
-                continue  # not made: the same absolute values are safe to send again
+                if exc.status is None:
+                    # No answer: the PUT may still arrive, and carries every field as it
+                    # was; sent again and followed by this change's next step, it could
+                    # undo that step.
+                    return self.pending(
+                        *describe(exc),
+                        f"read back: subscription {step.subscription} still has "
+                        f"{step.before}, but the update got no answer and may still arrive; "
+                        "the next run reads it back",
+                    )
+                continue  # answered, not made: the same absolute values are safe to send again
             if value(answered, step.field) != step.after:
                 return self.pending(
                     f"the API answered the update of subscription {step.subscription} with "

@@ -18,10 +18,17 @@ Matching rules for a pending checkout (docs/reference/exactly-once.md):
    same product and quantity (the orders cannot tell them apart) settle nothing.
 3. "Not purchased" lets the next apply buy again, so a failed processed order
    proves it only when the API's clock was measured (its ``Date`` header) and is
-   within ``CLOCK_SKEW`` of ours, and Cloud-iQ lists no subscription of the
-   identity that no address owns (the seats the checkout may have made). The
-   times of the pending entry are moved to the API's clock by the measured skew
-   before they are compared with the orders' creation times.
+   within ``CLOCK_SKEW`` of ours, Cloud-iQ lists no subscription of the identity
+   that no address owns (the seats the checkout may have made), and no succeeded
+   processed order of the same tenant, product and quantity, created at any time,
+   is unaccounted for (neither cited by a recorded checkout's evidence nor owned
+   by a recorded checkout of the same product and quantity that cites none). The
+   times of the pending entry are moved to the API's clock by the skew measured
+   now before they are compared with the orders' creation times; the entry's own
+   time was written by whatever clock the run that sent it had, which may have
+   been off by more (another runner, a clock corrected since), so the checkout's
+   real order can lie outside the window, and only an order nothing else claims
+   at any time is sure not to be it.
 
 Pure: no I/O, no clock, no environment. It must not compare seats (``ownership``
 and ``cloud`` do) nor change the state; it only says what the readings prove.
@@ -33,7 +40,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from reconciler.api.records import AssetOrder, ProcessedOrder, Subscription
 from reconciler.model import CheckoutRecord, PendingOperation, State, UpdateField, UpdateRecord
@@ -110,7 +117,7 @@ def evidence_for(
         return Evidence(pending, Proof.UNKNOWN, f"{lead}; processed orders were not read")
     found = _order_evidence(pending, state, orders, lead, readings.clock_skew or timedelta(0))
     if found.proof is Proof.NOT_PURCHASED:
-        doubt = _doubt(readings.clock_skew, unowned)
+        doubt = _doubt(readings.clock_skew, unowned) or _unaccounted(pending, state, orders)
         if doubt is not None:
             return Evidence(pending, Proof.UNKNOWN, f"{found.text}, but {doubt}")
     return found
@@ -164,6 +171,48 @@ def _doubt(skew: timedelta | None, unowned: int) -> str | None:
             "which this checkout may have bought, so that proves nothing"
         )
     return None
+
+
+def _unaccounted(
+    pending: PendingOperation, state: State, orders: Sequence[ProcessedOrder]
+) -> str | None:
+    """Why a failed order cannot prove ``pending`` not purchased when a succeeded order of
+    its tenant, product and quantity, of any time, is claimed by no recorded checkout:
+    it may be this checkout's, sent while the clock that dated the entry was off."""
+    identity = pending.identity
+    claimed = _claimed_references(state)
+    succeeded = [
+        o
+        for o in orders
+        if o.succeeded
+        and o.customer_tenant_id == identity.customer_tenant_id
+        and o.product_id == identity.product_id
+        and o.sku_id == identity.sku_id
+        and o.quantity == pending.quantity
+        and o.billing_cycle in (None, identity.billing_cycle)
+        and o.term_duration in (None, identity.term_duration)
+        and o.order_reference_id not in claimed
+    ]
+    # Every recorded checkout of this product and quantity that cites no order owns one.
+    owners = _possible_owners(state, pending, datetime.min.replace(tzinfo=UTC), timedelta(0))
+    if len(succeeded) <= owners:
+        return None
+    shown = ", ".join(o.order_reference_id for o in succeeded)
+    them = "it" if len(succeeded) == 1 else "them"
+    if owners == 0:
+        accounted = f"no recorded checkout accounts for {them}"
+    else:
+        accounted = f"only {_plural(owners, 'recorded checkout')} can account for {them}"
+    return (
+        f"{_plural(len(succeeded), 'processed order')} ({shown}) of {identity.product} "
+        f"x{pending.quantity} for tenant {identity.customer_tenant_id} succeeded and "
+        f"{accounted}: this checkout may have made one (the entry's time may come from a "
+        "clock that was off), so that proves nothing"
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _asset_evidence(pending: PendingOperation, assets: Sequence[AssetOrder]) -> Evidence:

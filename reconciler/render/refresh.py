@@ -62,7 +62,11 @@ def summary_line(observations: Observations) -> str:
             f"{count(proven, 'pending checkout')} proven, {unsettled} not settled by the API"
         )
     tenants = count(len(observations.tenants), "customer tenant")
-    return f"Cloud-iQ ({tenants} read): {', '.join(parts)}."
+    if observations.refused:
+        tenants += f" read, {len(observations.refused)} refused"
+    else:
+        tenants += " read"
+    return f"Cloud-iQ ({tenants}): {', '.join(parts)}."
 
 
 def observations_text(
@@ -290,6 +294,16 @@ def refresh_result(run: RefreshRun, *, state_flags: str = "") -> str:
             f"{count(len(run.adjusted), 'adjustment')} recorded."
         )
     return "\n".join(lines)
+
+
+def refused_message(observations: Observations) -> str:
+    """The customer tenants the API refused to list (on stderr): nothing of them was
+    read, so nothing was recorded for them."""
+    return "\n".join(
+        f"error: Cloud-iQ refused to list the subscriptions of customer tenant {tenant}: "
+        f"{reason}; nothing was read or recorded for it"
+        for tenant, reason in sorted(observations.refused.items())
+    )
 
 
 def left_message(run: RefreshRun, *, state_flags: str = "") -> str:

@@ -27,14 +27,16 @@ stdlib-only and holds no client logic: ``CatalogError`` is a
 writes nothing to stderr unless ``verbose`` is set.
 
     facade.py        Simulator (start/stop, inspection, the clock, the portal), serve_forever
-    injection.py     FaultInjection: the fault-injection methods Simulator inherits
+    injection.py     FaultInjection: the fault-injection and list-lag methods Simulator
+                     inherits
     server.py        LoopbackServer, Dispatcher: routing, token/auth, verify, checkout,
                      one subscription and its update, ping, me
     paging.py        the list endpoints: scope and paging parameters, one page, its shape
-    portal.py        POST /_admin/portal: the portal's changes over HTTP
+    portal.py        PortalChanges (the portal_* methods) and POST /_admin/portal
     clock.py         SimulatedClock and POST /_admin/clock
     cloud.py         SimulatedCloud: catalogue, tenants, clock, tokens, verified orders,
                      checkouts, processed orders, subscriptions, calls
+    lags.py          ListLags: how far the lists lag behind what happened
     subscriptions.py SubscriptionRecord (seats in dated batches), the cancellation
                      window, the rules of an update, the subscription JSON
     tokens.py        Tokens: the bearer tokens issued (part of the SimulatedCloud)
@@ -54,7 +56,7 @@ from reconciler.simulator.catalog import (
     default_catalog,
     load_catalog,
 )
-from reconciler.simulator.cloud import RecordedCall, RecordedRequest
+from reconciler.simulator.cloud import AppliedUpdate, RecordedCall, RecordedRequest
 from reconciler.simulator.facade import Simulator, serve_forever
 from reconciler.simulator.listings import OrderRecord
 from reconciler.simulator.orders import COUNTRY_CODE, RecordedCheckout
@@ -74,6 +76,7 @@ __all__ = [
     "ENDPOINTS",
     "LIST_SHAPES",
     "ORGANIZATION_ID",
+    "AppliedUpdate",
     "CatalogError",
     "CatalogItem",
     "OrderRecord",

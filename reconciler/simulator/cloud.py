@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from reconciler.simulator.catalog import CYCLE_BY_NAME, CatalogItem
 from reconciler.simulator.clock import SimulatedClock, stamp
+from reconciler.simulator.lags import ListLags
 from reconciler.simulator.listings import OrderRecord, checkout_listing_records
 from reconciler.simulator.orders import RecordedCheckout, checkout_records
 from reconciler.simulator.subscriptions import (
@@ -55,6 +56,17 @@ class RecordedCall:
     endpoint: str
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppliedUpdate:
+    """A PUT of a subscription the simulator applied: the subscription before and after
+    (seats, status, renewal), whatever answer the client then got."""
+
+    subscription_id: int
+    before: tuple[int, int, bool]
+    after: tuple[int, int, bool]
+    time: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,9 @@ class SimulatedCloud:
         self._orders: list[OrderRecord] = []
         self._subscriptions: dict[int, SubscriptionRecord] = {}
         self._subscription_ids = itertools.count(FIRST_SUBSCRIPTION_ID)
+        self._updates: list[AppliedUpdate] = []
+        #: How far each list lags behind what happened (the list endpoints ask it).
+        self.lags = ListLags(self.clock)
 
     # ----------------------------------------------------------------- catalogue
 
@@ -172,11 +187,20 @@ class SimulatedCloud:
         """Apply a PUT of ``body`` (``subscriptions.update``'s rules); raises
         ``UnknownSubscription`` or the refusing ``Reply``."""
         with self.lock:
-            changed = update(
-                self._subscription(subscription_id), subscription_id, body, self.clock.now()
-            )
+            current = self._subscription(subscription_id)
+            now = self.clock.now()
+            changed = update(current, subscription_id, body, now)
             self._subscriptions[subscription_id] = changed
+            self._updates.append(
+                AppliedUpdate(subscription_id, _held(current), _held(changed), stamp(now))
+            )
             return changed
+
+    @property
+    def updates(self) -> list[AppliedUpdate]:
+        """Every update (PUT) applied, oldest first (a copy)."""
+        with self.lock:
+            return list(self._updates)
 
     def check_update(self, subscription_id: int, body: Any) -> SubscriptionRecord:
         """What a PUT of ``body`` would make of the subscription, changing nothing."""
@@ -204,11 +228,7 @@ class SimulatedCloud:
         cycle = _cycle_code(billing_cycle)
         check_quantity(quantity)
         with self.lock:
-            if not (is_int(tenant) and tenant in self._tenants):
-                raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
-            item = self._catalog.get(product) if isinstance(product, str) else None
-            if item is None:
-                raise ValueError(f"product {product!r} is not in the catalogue")
+            item = self._offered(tenant, product)
             if term_duration not in item.terms:
                 raise ValueError(f"term {term_duration!r} is not offered for {product}")
             if cycle not in item.billing_cycles:
@@ -246,6 +266,42 @@ class SimulatedCloud:
                 )
             return subscription
 
+    def portal_failed_order(
+        self,
+        tenant: int,
+        product: str,
+        quantity: int,
+        billing_cycle: int | str,
+        term_duration: str,
+        error: str,
+    ) -> OrderRecord:
+        """A purchase a person tried in the portal that failed: a processed order in
+        state Failed with ``error``, and no subscription, checkout or asset order.
+
+        Raises ValueError for an unknown tenant or product or a quantity below 1 (the
+        term and billing cycle are not checked: a failed order may be of any).
+        """
+        cycle = _cycle_code(billing_cycle)
+        check_quantity(quantity)
+        with self.lock:
+            item = self._offered(tenant, product)
+            order = OrderRecord(
+                reference=next(self._references),
+                tenant=tenant,
+                product_id=item.product_id,
+                sku_id=item.sku_id,
+                catalog_item_id=item.catalog_item_id,
+                name=item.name,
+                quantity=quantity,
+                billing_cycle=cycle,
+                term_duration=term_duration,
+                created=stamp(self.clock.now()),
+                state="Failed",
+                error=error,
+            )
+            self._orders.append(order)
+            return order
+
     def portal_set_quantity(self, subscription_id: int, quantity: int) -> SubscriptionRecord:
         """Change an active subscription's seats (no order, no checkout, no window check):
         an increase adds seats now, a decrease takes the newest first."""
@@ -268,6 +324,15 @@ class SimulatedCloud:
             cancelled = dataclasses.replace(subscription, status=STATUS_CUSTOMER_CANCELLATION)
             self._subscriptions[subscription_id] = cancelled
             return cancelled
+
+    def _offered(self, tenant: int, product: str) -> CatalogItem:
+        """The catalogue item of ``product`` for ``tenant``, or ValueError."""
+        if not (is_int(tenant) and tenant in self._tenants):
+            raise ValueError(f"customer tenant {tenant!r} is not in the catalogue")
+        item = self._catalog.get(product) if isinstance(product, str) else None
+        if item is None:
+            raise ValueError(f"product {product!r} is not in the catalogue")
+        return item
 
     def _subscription(self, subscription_id: int) -> SubscriptionRecord:
         subscription = self._subscriptions.get(subscription_id) if is_int(subscription_id) else None
@@ -315,8 +380,8 @@ class SimulatedCloud:
             )
 
     def reset(self) -> None:
-        """Forget tokens, verified orders, checkouts, orders, subscriptions and traffic,
-        and set the clock back to real time; keep the catalogue."""
+        """Forget tokens, verified orders, checkouts, orders, subscriptions, traffic and
+        the lists' lags, and set the clock back to real time; keep the catalogue."""
         with self.lock:
             self.tokens.expire()
             self.clock.reset()
@@ -325,8 +390,14 @@ class SimulatedCloud:
             self._checkouts.clear()
             self._orders.clear()
             self._subscriptions.clear()
+            self._updates.clear()
             self._calls.clear()
             self._requests.clear()
+            self.lags.reset()
+
+
+def _held(subscription: SubscriptionRecord) -> tuple[int, int, bool]:
+    return (subscription.quantity, subscription.status, subscription.auto_renew)
 
 
 def _cycle_code(billing_cycle: int | str) -> int:

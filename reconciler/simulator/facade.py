@@ -19,21 +19,28 @@ from types import TracebackType
 from typing import Self
 
 from reconciler.simulator.catalog import CatalogItem, default_catalog, load_catalog
-from reconciler.simulator.cloud import RecordedCall, RecordedRequest, SimulatedCloud
+from reconciler.simulator.cloud import (
+    AppliedUpdate,
+    RecordedCall,
+    RecordedRequest,
+    SimulatedCloud,
+)
 from reconciler.simulator.faults import Faults
 from reconciler.simulator.injection import FaultInjection
 from reconciler.simulator.listings import OrderRecord
 from reconciler.simulator.orders import RecordedCheckout
+from reconciler.simulator.portal import PortalChanges
 from reconciler.simulator.server import LoopbackServer
 from reconciler.simulator.subscriptions import ORGANIZATION_ID, SubscriptionRecord
 from reconciler.simulator.wire import LIST_SHAPES, check_endpoint
 
 
-class Simulator(FaultInjection):
+class Simulator(FaultInjection, PortalChanges):
     """The simulated API. Use as a context manager, or ``start()``/``stop()``.
 
-    The fault-injection methods (``fail_next``, ``storm``, ``expire_tokens``, ...)
-    come from ``FaultInjection``.
+    The fault-injection methods (``fail_next``, ``storm``, ``expire_tokens``,
+    ``lag_listing``, ...) come from ``FaultInjection``, the portal's changes
+    (``portal_add_subscription``, ...) from ``PortalChanges``.
 
     The credentials, ``token_ttl_*``, ``latency``, ``verbose``, ``list_shape``
     ("envelope": ``{"Items", "TotalHits"}``; "bare": the array alone) and
@@ -165,6 +172,12 @@ class Simulator(FaultInjection):
         return self._cloud.checkouts
 
     @property
+    def updates(self) -> list[AppliedUpdate]:
+        """Every update (PUT of a subscription) applied, oldest first (a copy): what the
+        subscription was and became, whatever answer the client got."""
+        return self._cloud.updates
+
+    @property
     def calls(self) -> list[RecordedCall]:
         """Every request answered so far, in order (a copy)."""
         return self._cloud.calls
@@ -228,44 +241,9 @@ class Simulator(FaultInjection):
             when = datetime.fromisoformat(when)
         return self._cloud.clock.set(when)
 
-    # ----------------------------------------------------------------- the portal
-    # Changes a person makes by hand in the Cloud-iQ portal, without verify or
-    # checkout; ``POST /_admin/portal`` makes the same over HTTP.
-
-    def portal_add_subscription(
-        self,
-        tenant: int,
-        product: str,
-        quantity: int,
-        *,
-        billing_cycle: int | str = "monthly",
-        term_duration: str = "P1M",
-        record_order: bool = True,
-    ) -> int:
-        """Add a subscription of ``product`` ("productId:skuId"); returns its id.
-
-        ``billing_cycle`` is a catalogue name ("monthly", "annual", ...) or the
-        BillingCycleType integer. With ``record_order`` a processed order (state
-        Succeeded, no externalOrderId, no asset order) is listed for it too.
-        Raises ValueError for what the catalogue does not offer.
-        """
-        return self._cloud.portal_add(
-            tenant, product, quantity, billing_cycle, term_duration, record_order
-        ).id
-
-    def portal_set_quantity(self, subscription_id: int, quantity: int) -> None:
-        """Change an active subscription's seats (an increase adds seats at the simulated
-        now, a decrease takes the newest first; the portal does not check the window);
-        raises LookupError for an unknown id."""
-        self._cloud.portal_set_quantity(subscription_id, quantity)
-
-    def portal_cancel(self, subscription_id: int) -> None:
-        """Cancel a subscription (status 8, CustomerCancellation); its seats no longer count."""
-        self._cloud.portal_cancel(subscription_id)
-
     def reset(self) -> None:
         """Forget recorded traffic, purchases, tokens and pending injections; the clock
-        goes back to real time."""
+        goes back to real time and no list lags."""
         with self._cloud.lock:
             self._cloud.reset()
             self._faults.reset()

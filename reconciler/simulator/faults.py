@@ -1,7 +1,8 @@
 """The simulator's programmable failures, queued until the requests they hit arrive.
 
 What a test or ``reconciler simulator --fail`` can ask for: an error status
-(with Retry-After or a custom body) instead of the answer, a slow answer, a
+(with Retry-After or a custom body) instead of the answer, an answer that is not
+JSON (``garble_next``), a slow answer, a
 checkout taken and then dropped or answered 500 (the ambiguous cases), a valid
 checkout answered 500 without being taken, the same three for a valid update
 (PUT) of a subscription, a checkout held before it is answered, order-level
@@ -56,13 +57,18 @@ class _Storm:
     chance: random.Random
 
 
+#: The body of a garbled answer: JSON cut off in the middle.
+GARBLED: Final = b'{"Items": [{"Id": 5000'
+
+
 @dataclass
 class Failure:
-    """The answer an injected failure gives instead of the real one."""
+    """The answer an injected failure gives instead of the real one (``body`` bytes are
+    sent as they are)."""
 
     status: int
     retry_after: str | None
-    body: dict[str, Any] | None
+    body: dict[str, Any] | bytes | None
 
 
 class Faults:
@@ -99,6 +105,12 @@ class Faults:
         with self._lock:
             for _ in range(count):
                 self._failures[endpoint].append(Failure(status, retry_after, body))
+
+    def garble_next(self, endpoint: str, status: int = 200, count: int = 1) -> None:
+        check_endpoint(endpoint)
+        with self._lock:
+            for _ in range(count):
+                self._failures[endpoint].append(Failure(status, None, GARBLED))
 
     def delay_next(self, endpoint: str, seconds: float, count: int = 1) -> None:
         check_endpoint(endpoint)

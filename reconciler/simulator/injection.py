@@ -1,4 +1,5 @@
-"""``FaultInjection``: the failures a test programs into the simulated API.
+"""``FaultInjection``: the failures a test programs into the simulated API, and lists
+that lag behind what happened.
 
 A mixin of ``Simulator``: each method only queues work for ``Faults`` (or
 expires the simulated cloud's tokens); ``server`` applies it to the next requests.
@@ -8,6 +9,7 @@ It adds no behaviour beyond what ``Faults`` does and must not import
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from reconciler.simulator.cloud import SimulatedCloud
@@ -15,7 +17,8 @@ from reconciler.simulator.faults import Faults, UpdateFault
 
 
 class FaultInjection:
-    """Error statuses, delays, drops, storms, held checkouts, order errors, expired tokens."""
+    """Error statuses, garbled answers, delays, drops, storms, held checkouts, order
+    errors, expired tokens."""
 
     # Set by ``Simulator.__init__``; the cloud's lock also guards the faults.
     _cloud: SimulatedCloud
@@ -35,6 +38,12 @@ class FaultInjection:
         replaces the standard error body; ``retry_after`` is sent as the header.
         """
         self._faults.fail_next(endpoint, status, count, retry_after, body)
+
+    def garble_next(self, endpoint: str, status: int = 200, count: int = 1) -> None:
+        """Answer the next ``count`` requests to ``endpoint`` with ``status`` and a body
+        that is not JSON (cut off in the middle), without acting on them; queued with
+        ``fail_next`` in the order programmed."""
+        self._faults.garble_next(endpoint, status, count)
 
     def delay_next(self, endpoint: str, seconds: float, count: int = 1) -> None:
         """Wait ``seconds`` before answering the next ``count`` requests to ``endpoint``."""
@@ -91,3 +100,24 @@ class FaultInjection:
     def expire_tokens(self) -> None:
         """Make every issued token invalid (the next API call gets 401)."""
         self._cloud.tokens.expire()
+
+    # ----------------------------------------------------------------- lagging lists
+    # The real API lists a new subscription some time after the checkout's 204; the
+    # lists may lag here too, on the simulated clock. GET of one subscription by id
+    # does not lag.
+
+    def lag_listing(self, listing: str, seconds: float) -> None:
+        """List a new record of ``listing`` ("subscriptions", "asset-orders" or "orders")
+        only once the simulated clock is ``seconds`` past its creation (its checkout,
+        portal purchase or order); ``math.inf`` hides the whole list, 0 (the default)
+        lists everything at once. Records created before keep to the same rule."""
+        self._cloud.lags.set(listing, seconds)
+
+    def hide_subscriptions(self, hidden: bool = True) -> None:
+        """Hide every subscription from the subscriptions list (``False`` shows them all
+        again): ``lag_listing("subscriptions", math.inf)`` or 0."""
+        self._cloud.lags.set("subscriptions", math.inf if hidden else 0.0)
+
+    def hide_asset_orders(self, hidden: bool = True) -> None:
+        """Hide every asset order from the asset-orders list (``False`` shows them again)."""
+        self._cloud.lags.set("asset-orders", math.inf if hidden else 0.0)

@@ -3,27 +3,32 @@
 ``list_reply`` checks a list request's query (customer tenant or organisation,
 ``page``, ``pageSize``, ``statuses``; names matched ignoring case), builds the
 listing's items from the ``SimulatedCloud`` under its lock (``listings`` shapes
-them) and answers one page, as ``{"Items": [...], "TotalHits": n}`` or, in the
-``bare`` list shape, as the array alone (as the published document declares
-the lists). ``max_page_size`` caps the page size below what a client asks for,
-as a server may. It checks no token and applies no fault (``server`` does both
-first), and must not import ``reconciler.api`` or ``reconciler.model``.
+them; a list that lags shows only the records past its lag,
+``SimulatedCloud.lags``) and answers one page, as ``{"Items": [...],
+"TotalHits": n}`` or, in the ``bare`` list shape, as the array alone (as the
+published document declares the lists). ``max_page_size`` caps the page size
+below what a client asks for, as a server may. It checks no token and applies
+no fault (``server`` does both first), and must not import ``reconciler.api``
+or ``reconciler.model``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from datetime import datetime
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qs
 
 from reconciler.simulator.cloud import SimulatedCloud
 from reconciler.simulator.listings import (
+    OrderRecord,
     agreement_product_items,
     asset_order_items,
     order_items,
     subscription_items,
 )
-from reconciler.simulator.subscriptions import ORGANIZATION_ID
+from reconciler.simulator.orders import RecordedCheckout
+from reconciler.simulator.subscriptions import ORGANIZATION_ID, SubscriptionRecord
 from reconciler.simulator.wire import Reply, error_body, object_error
 
 DEFAULT_PAGE_SIZE: Final = 50
@@ -53,13 +58,15 @@ def list_reply(
     params = {k.casefold(): v[-1] for k, v in parse_qs(query).items()}
     builders: dict[str, _Items] = {
         "orders": lambda tenants, _: [
-            item for tenant in sorted(tenants) for item in order_items(cloud.orders, tenant)
+            item
+            for tenant in sorted(tenants)
+            for item in order_items(_listed(cloud, "orders", cloud.orders), tenant)
         ],
         "subscriptions": lambda tenants, q: subscription_items(
-            cloud.subscriptions, tenants, _statuses(q)
+            _listed(cloud, "subscriptions", cloud.subscriptions), tenants, _statuses(q)
         ),
         "asset-orders": lambda tenants, q: asset_order_items(
-            cloud.checkouts, tenants, q.get("externalorderid")
+            _listed(cloud, "asset-orders", cloud.checkouts), tenants, q.get("externalorderid")
         ),
         "agreement-products": lambda _, q: agreement_product_items(
             list(cloud.catalog.values()), q.get("search")
@@ -96,6 +103,22 @@ def list_reply(
     if shape == "bare":
         return Reply(200, items)
     return Reply(200, {"Items": items, "TotalHits": len(everything)})
+
+
+_Record = TypeVar("_Record", SubscriptionRecord, RecordedCheckout, OrderRecord)
+
+
+def _listed(cloud: SimulatedCloud, listing: str, records: list[_Record]) -> list[_Record]:
+    """The ``records`` the list shows now: those past its lag (``ListLags``)."""
+    return [r for r in records if cloud.lags.listed(listing, _created(r))]
+
+
+def _created(record: SubscriptionRecord | RecordedCheckout | OrderRecord) -> datetime | str:
+    if isinstance(record, SubscriptionRecord):
+        return record.created
+    if isinstance(record, RecordedCheckout):
+        return record.time
+    return record.created
 
 
 def _positive(params: Mapping[str, str], name: str, problems: list[dict[str, Any]]) -> int | None:

@@ -483,7 +483,10 @@ def _answer(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
     if reply.status == 204:
         handler.end_headers()
         return
-    payload = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
+    if isinstance(reply.body, bytes):
+        payload = reply.body  # an injected answer that is not JSON
+    else:
+        payload = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
     if reply.status == 401:
         handler.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
     if payload:

@@ -32,7 +32,8 @@ LIST_SHAPES: Final = ("envelope", "bare")
 
 
 class Reply(Exception):
-    """Raised inside a handler to answer with ``status`` and a JSON (or no) body."""
+    """Raised inside a handler to answer with ``status`` and a JSON (or no) body; a
+    ``bytes`` body is sent as it is (an injected answer that is not JSON)."""
 
     def __init__(
         self,

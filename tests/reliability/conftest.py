@@ -1,7 +1,13 @@
 """Options, seeds, the secrets scan and the counts report of tests/reliability.
 
-``pytest tests/reliability`` is the CI run (every crash point, at least 50 kills, a
-300-purchase fault storm, fuzzing). ``--reliability-full[=FACTOR]`` (or
+``pytest tests/reliability`` is the CI run (every crash point, 80 kills of applies
+followed only by plain applies, 30 kills of applies changing seats both ways and
+applies through every kind of update fault, a 300-purchase fault storm, fuzzing).
+The summary counts what was done and what was found: kills without a person, human
+steps (a pending entry a whole apply left: for a checkout the API took and for an
+update there must be none; for a checkout that never reached the API, resolved as
+an operator would), PUT kills and faults, and every kind of violation (duplicates,
+losses, wrong quantities, unasked changes...: all must be 0). ``--reliability-full[=FACTOR]`` (or
 ``RELIABILITY_FULL=FACTOR``) multiplies the random parts by FACTOR (default 10) for
 long local runs; ``--reliability-seed N`` (or ``RELIABILITY_SEED=N``) replays a run,
 whose seed every failure and the summary print. The options exist when pytest is

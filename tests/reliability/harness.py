@@ -22,12 +22,15 @@ import base64
 import collections
 import json
 import os
+import random
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,8 @@ TIMEOUT = 90
 HOOK_KILLED = 137
 #: Bearer tokens the simulator issues.
 TOKEN = re.compile(r"sim-[0-9a-f]{32}")
+#: How often a killer looks at the simulator's counts.
+KILL_POLL = 0.002
 
 
 class Tally:
@@ -155,13 +160,20 @@ def purchases(
     return made
 
 
-def write_declarations(directory: Path, declared: Iterable[Declared], per_file: int = 100) -> None:
-    """The declarations as YAML files (``NNN.yaml``), replacing any written before."""
+def write_declarations(
+    directory: Path,
+    declared: Iterable[Declared],
+    per_file: int = 100,
+    removed: Mapping[str, bool] | None = None,
+) -> None:
+    """The declarations as YAML files (``NNN.yaml``), replacing any written before;
+    ``removed`` (address -> cancel) becomes the first file's ``removed:`` entries."""
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("*.yaml"):
         old.unlink()
-    entries = [
-        {
+    entries: list[dict[str, Any]] = []
+    for d in declared:
+        entry: dict[str, Any] = {
             "name": d.address,
             "customerTenantId": d.tenant,
             "productId": d.product_id,
@@ -170,10 +182,18 @@ def write_declarations(directory: Path, declared: Iterable[Declared], per_file: 
             "billingCycle": d.billing_cycle,
             "termDuration": d.term_duration,
         }
-        for d in declared
-    ]
+        if d.auto_renew is not None:
+            entry["autoRenew"] = d.auto_renew
+        if d.seat_changes is not None:
+            entry["seatChanges"] = d.seat_changes
+        entries.append(entry)
     for number, start in enumerate(range(0, max(len(entries), 1), per_file)):
-        document = {"version": 1, "purchases": entries[start : start + per_file]}
+        document: dict[str, Any] = {"version": 1, "purchases": entries[start : start + per_file]}
+        if number == 0 and removed:
+            document["removed"] = [
+                {"address": address, "cancel": cancel}
+                for address, cancel in sorted(removed.items())
+            ]
         (directory / f"{number:03}.yaml").write_text(
             yaml.safe_dump(document, sort_keys=False), encoding="utf-8"
         )
@@ -214,6 +234,18 @@ class World:
     forgotten: set[str] = field(default_factory=set)
     #: Addresses the operator renamed (old -> new, ``state mv``).
     renamed: dict[str, str] = field(default_factory=dict)
+    #: The most seats checkouts may have bought per address, where not its declaration.
+    limits: dict[str, int] = field(default_factory=dict)
+    #: Addresses a ``removed:`` entry cancels.
+    cancelled: set[str] = field(default_factory=set)
+    #: Per address, the fewest and most active seats it may hold in Cloud-iQ meanwhile.
+    bounds: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Subscriptions no declaration asked to change: (seats, status, renewal) to keep.
+    frozen: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
+    #: Addresses recorded by hand (``state import``) with no subscription in Cloud-iQ.
+    blind: set[str] = field(default_factory=set)
+    #: The ``removed:`` entries declared (address -> cancel).
+    removed: dict[str, bool] = field(default_factory=dict)
 
     @property
     def decl(self) -> Path:
@@ -228,9 +260,14 @@ class World:
         extra = ["--workspace", self.workspace] if self.workspace else []
         return ["--state", self.state, *extra]
 
-    def declare(self, declared: Iterable[Declared]) -> None:
+    def declare(
+        self, declared: Iterable[Declared], removed: Mapping[str, bool] | None = None
+    ) -> None:
+        """Write these declarations; ``removed`` replaces the ``removed:`` entries."""
         self.declared = {d.address: d for d in declared}
-        write_declarations(self.decl, self.declared.values())
+        if removed is not None:
+            self.removed = dict(removed)
+        write_declarations(self.decl, self.declared.values(), removed=self.removed)
 
     # -- commands --
 
@@ -281,6 +318,13 @@ class World:
             raise AssertionError(f"{label} crashed:\n{err}")
         return proc.returncode, out, err
 
+    def apply_args(self, parallelism: int) -> list[str]:
+        """The arguments of a plain apply of this world, for ``spawn``."""
+        return [
+            "apply", str(self.decl), *self.state_args, "--auto-approve",
+            "--parallelism", str(parallelism), "--lock-timeout", "30s",
+        ]  # fmt: skip
+
     def apply(self, *flags: str, expect: int | None = 0, env: Mapping[str, str] = {}) -> Result:
         return self.cli(
             "apply", str(self.decl), *self.state_args, "--auto-approve", "--lock-timeout", "30s",
@@ -320,27 +364,174 @@ class World:
             TALLY.add("pending resolved honestly")
         return len(state.pending)
 
-    def violations(self, *, converged: bool = False) -> list[Violation]:
+    def violations(self, *, converged: bool = False, linked: bool = False) -> list[Violation]:
         assert self.sim.wait_idle(30), "the simulator is still handling a request"
-        return check(
-            self.sim.checkouts,
+        state = self.load()
+        accepted = self.sim.checkouts
+        found = check(
+            accepted,
             self.declared,
-            self.load(),
+            state,
             forgotten=self.forgotten,
             renamed=self.renamed,
+            limits=self.limits,
+            cancelled=self.cancelled,
             converged=converged,
         )
+        found += invariants.check_updates(self.sim.updates, state)
+        if not self.renamed:  # a renamed address's subscriptions move with it
+            found += invariants.check_cloud(
+                self.sim.subscriptions,
+                accepted,
+                self.declared,
+                state,
+                bounds=self.bounds,
+                frozen=self.frozen,
+                cancelled=self.cancelled,
+                blind=self.blind,
+                converged=converged,
+                linked=linked,
+            )
+        return found
 
-    def verify(self, where: str, *, converged: bool = False) -> None:
-        """Assert the invariants; duplicates and losses are counted for the summary."""
-        found = self.violations(converged=converged)
+    def verify(self, where: str, *, converged: bool = False, linked: bool = False) -> None:
+        """Assert the invariants; duplicates and losses are counted for the summary.
+        ``linked``: after ``converge``, every subscription is recorded at its address."""
+        found = self.violations(converged=converged, linked=linked)
         TALLY.add("invariant checks")
         for kind in invariants.KINDS:
             TALLY.add(f"violations found: {kind}", sum(v.kind == kind for v in found))
         assert not found, f"{where}:\n" + "\n".join(str(v) for v in found)
 
+    # -- no person --
+
+    def pending_now(self) -> dict[str, str]:
+        """The pending entries, address -> externalOrderId (an update's operation id)."""
+        return {a: op.external_order_id for a, op in self.store_load().pending.items()}
+
+    def judge(self, before: Mapping[str, str], where: str) -> int:
+        """After a run that finished (not killed): every pending entry it found and left
+        is a human step. None may be an update, nor a checkout the API took: the run
+        reads Cloud-iQ and must settle those itself. A checkout the API never took is
+        settled as the operator would (``state resolve --not-purchased``) and counted
+        apart. Returns the human steps taken."""
+        assert self.sim.wait_idle(30), "the simulator is still handling a request"
+        state = self.store_load()
+        taken = {c.external_order_id for c in self.sim.checkouts}
+        steps = 0
+        # Shown in the summary even when none happened: these must stay 0.
+        TALLY.add("human steps: updates (must be 0)", 0)
+        TALLY.add("human steps: checkouts the API took (must be 0)", 0)
+        TALLY.add("runs judged for human steps (whole applies, not killed)")
+        for address, operation in sorted(before.items()):
+            left = state.pending.get(address)
+            if left is None or left.external_order_id != operation:
+                kind = (
+                    "an update"
+                    if operation.startswith("update:")
+                    else (
+                        "a checkout the API took"
+                        if operation in taken
+                        else "a checkout never taken"
+                    )
+                )
+                TALLY.add(f"pending entries a plain apply settled: {kind}")
+                continue
+            if left.is_update:
+                TALLY.add("human steps: updates (must be 0)")
+                raise AssertionError(f"{where}: apply left update {operation} pending")
+            if operation in taken:
+                TALLY.add("human steps: checkouts the API took (must be 0)")
+                raise AssertionError(
+                    f"{where}: the API took checkout {operation} of {address}, but a whole "
+                    "apply left it pending for a person"
+                )
+            TALLY.add("human steps: checkouts the API never took (resolved --not-purchased)")
+            self.cli("state", "resolve", address, "--not-purchased", *self.state_args,
+                     "--lock-timeout", "30s")  # fmt: skip
+            steps += 1
+        return steps
+
+    def planned_nothing(self) -> bool:
+        """Whether a plan (reading Cloud-iQ) has nothing left to do: a subscription bought
+        for an address that declares ``autoRenew: false`` gets its renewal turned off by
+        the apply after the one that bought it, once Cloud-iQ lists it."""
+        done = self.cli("plan", str(self.decl), *self.state_args, "--detailed-exitcode",
+                        expect=None)  # fmt: skip
+        assert done.exit_code in (0, 2), f"plan:\n{done.stdout}\n{done.stderr}"
+        return done.exit_code == 0 and "No changes." in done.stdout
+
+    def converge(self, where: str, *flags: str, rounds: int = 12, lag: float = 0.0) -> int:
+        """Plain applies (in-process) until one finishes with nothing left, checking
+        the invariants and judging human steps after each; ``lag``: the seconds the
+        subscriptions list lags, let pass on the simulated clock when a run could not
+        finish for it. Returns the human steps taken."""
+        steps = 0
+        for number in range(1, rounds + 1):
+            before = self.pending_now()
+            done = self.apply(*flags, expect=None)
+            assert done.exit_code in (0, 1), (
+                f"{where}, round {number}:\n{done.stdout}\n{done.stderr}"
+            )
+            self.verify(f"{where}, round {number}")
+            steps += self.judge(before, f"{where}, round {number}")
+            if done.exit_code == 0 and not self.store_load().pending and self.planned_nothing():
+                if any(p.unseen for p in self.store_load().purchases.values()):
+                    # Bought by the last run: record the subscriptions Cloud-iQ now lists.
+                    self.sim.advance_clock(seconds=lag)
+                    self.cli("refresh", str(self.decl), *self.state_args, "--auto-approve",
+                             "--lock-timeout", "30s")  # fmt: skip
+                return steps
+            if lag:
+                self.sim.advance_clock(seconds=lag)
+        raise AssertionError(f"{where}: not converged after {rounds} applies")
+
     def stop(self) -> None:
         self.sim.stop()
+
+
+def kill_at_random(
+    world: World,
+    chance: random.Random,
+    args: Sequence[str],
+    where: str,
+    *,
+    work: Callable[[], int],
+    steps: int,
+) -> tuple[bool, int]:
+    """Start ``reconciler ARGS`` and SIGKILL it at a random instant: anywhere in its
+    life, or once ``work()`` (the simulator's count of checkouts or updates) went up
+    by a random number below ``steps``. Returns whether it was killed (False: it
+    finished first) and its exit status."""
+    proc = world.spawn(*args)
+    started = time.monotonic()
+    before = work()
+    if chance.random() < 0.35:
+        # Anywhere in the run's life: start-up, the Cloud-iQ read and planning included.
+        deadline = started + chance.uniform(0.0, 0.7)
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(KILL_POLL)
+    else:
+        # Around the API's work: after some of it, within one change's steps.
+        wanted = before + chance.randrange(steps)
+        timeout = started + TIMEOUT
+        while work() < wanted and proc.poll() is None:
+            assert time.monotonic() < timeout, f"{where}: the apply made no progress"
+            time.sleep(KILL_POLL)
+        time.sleep(chance.uniform(0.0, 0.03))
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)  # it may still finish first
+    code, out, err = world.finish(proc, where)
+    # A run that finished exits 1 while a pending entry it cannot settle waits.
+    assert code in (0, 1, -signal.SIGKILL), f"{where}: exited {code}:\n{out}\n{err}"
+    return code == -signal.SIGKILL, code
+
+
+def apply_args(world: World, parallelism: int) -> list[str]:
+    return [
+        "apply", str(world.decl), *world.state_args, "--auto-approve",
+        "--parallelism", str(parallelism), "--lock-timeout", "30s",
+    ]  # fmt: skip
 
 
 def file_world(root: Path, outputs: Outputs, base_env: Mapping[str, str], **sim: Any) -> World:

@@ -111,6 +111,7 @@ def _prepare_import(world: World) -> list[str]:
     bought = _bought(world, 2)
     outside = Declared("bought-outside/basic", TENANTS[1], "CFQ7TTC0LF8R", "0010", 4)
     world.declare([*bought, outside])
+    world.blind.add(outside.address)  # recorded by hand: Cloud-iQ has no such subscription
     return [
         "state", "import", outside.address, "--quantity", "4", "--config", str(world.decl),
         *world.state_args, "-y",

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import harness
@@ -22,7 +22,16 @@ import invariants
 import pytest
 from invariants import Declared
 
-from reconciler.model import CheckoutRecord, Identity, PendingOperation, RecordedPurchase, State
+from reconciler.model import (
+    CheckoutRecord,
+    Identity,
+    PendingOperation,
+    RecordedPurchase,
+    State,
+    SubscriptionChange,
+    UpdateField,
+    UpdateRecord,
+)
 
 T0 = "2026-11-26T19:00:00Z"
 A = Declared("acme/a", 111111, "CFQ7TTC0LF8R", "0010", 5)
@@ -97,6 +106,163 @@ def test_forgotten_and_renamed_purchases_are_the_operator_s() -> None:
     z = Declared("acme/z", 111111, "CFQ7TTC0LF8R", "0010", 5)
     assert _kinds(invariants.check(TAKEN, {"acme/a": A, "acme/b": B}, moved)) == ["overbuy"]
     assert invariants.check(TAKEN, {"acme/z": z, "acme/b": B}, moved) == []
+
+
+@dataclass(frozen=True)
+class Sub:
+    id: int
+    tenant: int
+    product: str
+    quantity: int
+    status: int = 1
+    auto_renew: bool = True
+
+    @property
+    def active(self) -> bool:
+        return self.status == 1
+
+
+@dataclass(frozen=True)
+class Made:
+    external_order_id: str | None
+    tenant: int
+    product: str
+    quantity: int
+    subscription_id: int | None
+    billing_cycle: int = 1
+    term_duration: str = "P1M"
+
+
+MADE = [
+    Made("o1", 111111, "CFQ7TTC0LF8R:0010", 5, 501),
+    Made("o2", 111111, "CFQ7TTC0LDPB:0001", 3, 502),
+]
+SUBS = [Sub(501, 111111, "CFQ7TTC0LF8R:0010", 5), Sub(502, 111111, "CFQ7TTC0LDPB:0001", 3)]
+
+
+def _owning(subscriptions: dict[str, tuple[int, ...]], unseen: dict[str, tuple[str, ...]]) -> State:
+    purchases = {}
+    for address, identity, order, seats in (
+        ("acme/a", IDENTITY_A, "o1", 5),
+        ("acme/b", IDENTITY_B, "o2", 3),
+    ):
+        bought = _bought(address, identity, (order, seats))
+        purchases[address] = replace(
+            bought, subscriptions=subscriptions.get(address, ()), unseen=unseen.get(address, ())
+        )
+    return State("lineage", 5, purchases, {})
+
+
+def test_cloud_invariants_hold_for_a_consistent_world() -> None:
+    owning = _owning({"acme/a": (501,), "acme/b": (502,)}, {})
+    assert invariants.check_cloud(SUBS, MADE, DECLARED, owning, converged=True) == []
+    # A checkout not seen yet counts with the subscription the simulator made for it.
+    waiting = _owning({"acme/a": (501,)}, {"acme/b": ("o2",)})
+    assert invariants.check_cloud(SUBS, MADE, DECLARED, waiting, converged=True) == []
+    # ...unless the runs are over and refreshed: then its subscription must be recorded.
+    unlinked = invariants.check_cloud(SUBS, MADE, DECLARED, waiting, converged=True, linked=True)
+    assert _kinds(unlinked) == ["unconverged"]
+    frozen = invariants.snapshot(SUBS)
+    assert invariants.check_cloud(SUBS, MADE, DECLARED, owning, frozen=frozen) == []
+
+
+def test_each_kind_of_cloud_violation_is_caught() -> None:
+    owning = _owning({"acme/a": (501,), "acme/b": (502,)}, {})
+
+    def kinds(subs: list[Sub], state: State = owning, **given: object) -> list[str]:
+        return _kinds(invariants.check_cloud(subs, MADE, DECLARED, state, **given))  # type: ignore[arg-type]
+
+    fewer = [replace(SUBS[0], quantity=4), SUBS[1]]
+    assert kinds(fewer, converged=True) == ["wrong quantity"]
+    assert kinds(fewer, bounds={"acme/a": (5, 7)}) == ["wrong quantity"]
+    assert kinds(fewer, bounds={"acme/a": (4, 5)}) == []
+    assert kinds([*SUBS, Sub(503, 111111, "CFQ7TTC0LF8R:0010", 5)], converged=True) == [
+        "wrong quantity"  # a second subscription nobody owns: bought twice
+    ]
+    assert kinds(fewer, frozen=invariants.snapshot(SUBS)) == ["unasked change"]
+    renewed = [replace(SUBS[0], auto_renew=False), SUBS[1]]
+    assert kinds(renewed, frozen=invariants.snapshot(SUBS)) == ["unasked change"]
+    shared = _owning({"acme/a": (501,), "acme/b": (502, 501)}, {})
+    assert "shared subscription" in kinds(SUBS, shared)
+    assert "mismatch" in kinds(SUBS, shared)  # 501 is not acme/b's product either
+    wanting = {"acme/a": replace(A, auto_renew=False), "acme/b": B}
+    found = invariants.check_cloud(SUBS, MADE, wanting, owning, converged=True)
+    assert _kinds(found) == ["unconverged"]
+    cancelled = [replace(SUBS[0], status=2), SUBS[1]]
+    assert kinds(cancelled, converged=True) == ["wrong quantity"]
+    gone = invariants.check_cloud(
+        cancelled, MADE, {"acme/b": B}, owning, cancelled={"acme/a"}, converged=True
+    )
+    assert gone == []
+
+
+@dataclass(frozen=True)
+class Put:
+    subscription_id: int
+    before: tuple[int, int, bool]
+    after: tuple[int, int, bool]
+
+
+def test_recorded_updates_are_held_against_those_the_simulator_applied() -> None:
+    lower = SubscriptionChange(501, UpdateField.QUANTITY, 5, 3)
+    renew = SubscriptionChange(501, UpdateField.AUTO_RENEW, 1, 0)
+    cancel = SubscriptionChange(502, UpdateField.CANCEL, 3, 0)
+    puts = [
+        Put(501, (5, 1, True), (3, 1, True)),
+        Put(501, (3, 1, True), (3, 1, False)),
+        Put(502, (3, 1, True), (3, 2, True)),
+    ]
+    a = replace(
+        GOOD.purchases["acme/a"],
+        updates=(UpdateRecord(lower, T0), UpdateRecord(renew, T0)),
+    )
+    b = _bought("acme/b", IDENTITY_B, ("o2", 3))
+    recorded = State(
+        "lineage", 6, {"acme/a": a, "acme/b": replace(b, updates=(UpdateRecord(cancel, T0),))}, {}
+    )
+    assert invariants.check_updates(puts, recorded) == []
+    waiting = State(
+        "lineage",
+        6,
+        {"acme/a": a},
+        {"acme/b": PendingOperation("acme/b", IDENTITY_B, cancel.operation, -3, T0, update=cancel)},
+    )
+    assert invariants.check_updates(puts, waiting) == []
+    assert _kinds(invariants.check_updates(puts[:1] + puts[2:], recorded)) == ["unaccepted"]
+    twice = replace(
+        a, updates=(UpdateRecord(lower, T0), UpdateRecord(lower, T0), UpdateRecord(renew, T0))
+    )
+    assert "unaccepted" in _kinds(
+        invariants.check_updates(
+            puts, replace(recorded, purchases={**recorded.purchases, "acme/a": twice})
+        )
+    )
+    forgotten = State("lineage", 6, {"acme/a": a}, {})
+    assert _kinds(invariants.check_updates(puts, forgotten)) == ["loss"]
+    late = Put(501, (3, 1, False), (3, 1, False))  # a first attempt, arrived late: no change
+    assert invariants.check_updates([*puts, late], recorded) == []
+
+
+def test_limits_and_cancelled_addresses_in_the_checkout_invariants() -> None:
+    lowered = {"acme/a": replace(A, quantity=3), "acme/b": B}
+    assert _kinds(invariants.check(TAKEN, lowered, GOOD)) == ["overbuy", "overbuy"]
+    assert invariants.check(TAKEN, lowered, GOOD, limits={"acme/a": 5}) == []
+    everything = State(
+        "lineage", 4, {**GOOD.purchases, "acme/b": _bought("acme/b", IDENTITY_B, ("o2", 3))}, {}
+    )
+    gone = replace(everything.purchases["acme/a"], quantity=0)
+    after_cancel = replace(everything, purchases={**everything.purchases, "acme/a": gone})
+    kept = {"acme/b": B}
+    assert "overbuy" in _kinds(invariants.check(TAKEN, kept, after_cancel))
+    assert "unconverged" in _kinds(
+        invariants.check(TAKEN, kept, after_cancel, limits={"acme/a": 5}, converged=True)
+    )
+    assert (
+        invariants.check(
+            TAKEN, kept, after_cancel, limits={"acme/a": 5}, cancelled={"acme/a"}, converged=True
+        )
+        == []
+    )
 
 
 def test_the_secrets_scan_finds_every_encoded_form() -> None:
