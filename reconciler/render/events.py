@@ -5,7 +5,11 @@ Types, in the order a run emits them: ``version``; ``apply_start``; per move a
 ``change_start``, then ``change_complete`` (outcome ``purchased``),
 ``change_failed`` (outcome ``failed``, or ``skipped`` when apply stopped
 starting new changes before its checkout) or ``change_pending`` (outcome
-``pending``: the checkout's outcome is unknown); last ``apply_complete``.
+``pending``: the checkout's outcome is unknown); last ``apply_complete``. At
+``--parallelism`` 1 the next change's ``change_start`` may come before the previous
+change's ``change_complete`` (its verify overlaps the write recording that 204);
+``change_complete`` lines stay in address order. With more, ``concurrency`` says
+when the number of changes run at once was lowered after a 429 or raised again.
 ``schemas/apply-events.schema.json`` describes each. Builds dicts and lines;
 never prints.
 """
@@ -63,6 +67,21 @@ def change_start_event(change: Change) -> dict[str, Any]:
         "address": change.address,
         "action": change.action.value,
         "seats": change.delta,
+    }
+
+
+def concurrency_event(
+    change: Change, limit: int, *, lowered: bool, retry_after: float | None = None
+) -> dict[str, Any]:
+    """Apply now runs at most ``limit`` changes at once: ``lowered`` after the API
+    answered ``change``'s call with 429 (``retry_after``: its Retry-After in seconds,
+    or None without one), or raised again when ``change`` completed."""
+    return {
+        "type": "concurrency",
+        "address": change.address,
+        "limit": limit,
+        "reason": "throttled" if lowered else "recovered",
+        "retry_after": retry_after,
     }
 
 
