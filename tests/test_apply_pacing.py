@@ -80,21 +80,24 @@ def apply(decl: Path, state: Path, sim: Simulator, *args: str) -> list[dict[str,
 def test_at_parallelism_1_no_checkout_precedes_its_pending_write_or_the_previous_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, simulator_factory: Callable[..., Simulator]
 ) -> None:
-    """The record of each 204 is made slow (50 ms an fsync): the next verify arrives
-    while it is being made, and still no checkout arrives before (a) its own pending
-    line and (b) the line recording the previous checkout were fsynced."""
+    """The fsync of the line recording each 204 (but the last) is held until the next
+    change's verify has arrived, which it does only if the two overlap (else each
+    fsync waits out its timeout and the count below fails); and still no checkout
+    arrives before (a) its own pending line and (b) the line recording the previous
+    checkout were fsynced."""
+    count = 10
     sim = simulator_factory(latency=0.005, tenants={TENANT})
-    decl = declare(tmp_path / "decl", 12)
+    decl = declare(tmp_path / "decl", count)
     state = tmp_path / "state.json"
     assert JsonFileStateStore(state).create()
     journal = Path(str(state) + ".journal")
     lock = threading.Lock()
     durable_pending: set[str] = set()
     durable_records: set[str] = set()
-    recording: set[str] = set()  # records whose fsync is under way
     checkouts: list[str] = []
     violations: list[str] = []
-    verifies_during_a_record: list[str] = []
+    verified = threading.Semaphore(0)
+    overlapped: list[str] = []
     real_fsync = os.fsync
 
     def lines_of(data: bytes) -> tuple[set[str], set[str]]:
@@ -116,15 +119,12 @@ def test_at_parallelism_1_no_checkout_precedes_its_pending_write_or_the_previous
             return
         pending, records = lines_of(journal.read_bytes())
         fresh = records - durable_records
-        with lock:
-            recording.update(fresh)
-        if fresh:
-            time.sleep(0.05)
+        if fresh and len(records) < count and verified.acquire(timeout=5):
+            overlapped.extend(fresh)  # the next verify came while this record was made
         real_fsync(fd)
         with lock:
             durable_pending.update(pending)
             durable_records.update(records)
-            recording.difference_update(fresh)
 
     read_body = server._read_body
 
@@ -132,8 +132,8 @@ def test_at_parallelism_1_no_checkout_precedes_its_pending_write_or_the_previous
         body = read_body(handler)
         if handler.path.endswith("/verify"):
             with lock:
-                if recording:
-                    verifies_during_a_record.append(json.loads(body)["externalOrderId"])
+                if checkouts:  # a verify after the first checkout
+                    verified.release()
         elif handler.path.endswith("/checkout"):
             order = json.loads(body)["externalOrderId"]
             with lock:
@@ -150,11 +150,10 @@ def test_at_parallelism_1_no_checkout_precedes_its_pending_write_or_the_previous
 
     events = apply(decl, state, sim, "--parallelism", "1")
 
-    assert len(checkouts) == 12
+    assert len(checkouts) == count
     assert violations == []
-    # The overlap happened: verifies arrived while an earlier 204 was being recorded.
-    assert len(verifies_during_a_record) >= 6
-    assert len(JsonFileStateStore(state).load().purchases) == 12
+    assert len(overlapped) == count - 1
+    assert len(JsonFileStateStore(state).load().purchases) == count
     completes = [e["address"] for e in events if e["type"] == "change_complete"]
     assert completes == sorted(completes)
     assert not [e for e in events if e["type"] == "concurrency"]
