@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -39,12 +40,14 @@ def main() -> None:
     print(json.dumps(sim.env()), flush=True)
     sys.stdin.read()  # until the driver closes it
     calls = sim.calls
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
             {
                 "checkouts": len(sim.checkouts),
                 "calls": len(calls),
                 "throttled": sum(1 for c in calls if c.status == 429),
+                "cpu": usage.ru_utime + usage.ru_stime,
             }
         ),
         flush=True,
