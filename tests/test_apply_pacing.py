@@ -159,6 +159,64 @@ def test_at_parallelism_1_no_checkout_precedes_its_pending_write_or_the_previous
     assert not [e for e in events if e["type"] == "concurrency"]
 
 
+def test_at_parallelism_1_on_postgresql_each_checkout_follows_its_pending_row_and_the_last_record(
+    pg_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    simulator_factory: Callable[..., Simulator],
+    tmp_path: Path,
+) -> None:
+    """As above, the database seen from a second session (a row is there only once
+    its transaction committed): each checkout's own pending row, and the checkout
+    rows of every earlier one, are committed before it arrives."""
+    import psycopg
+
+    sim = simulator_factory(latency=0.005, tenants={TENANT})
+    decl = declare(tmp_path / "decl", 8)
+    init = CliRunner().invoke(cli, ["init", "--state", pg_database], catch_exceptions=False)
+    assert init.exit_code == 0, init.output
+    observer = psycopg.connect(pg_database, autocommit=True)
+    seen = threading.Lock()
+    checkouts: list[str] = []
+    violations: list[str] = []
+
+    def committed(sql: str, order_id: str) -> bool:
+        with seen:
+            row = observer.execute(sql, (order_id,)).fetchone()
+        return row is not None and row[0] == 1
+
+    read_body = server._read_body
+
+    def observed(handler: BaseHTTPRequestHandler) -> bytes:
+        body = read_body(handler)
+        if handler.path.endswith("/checkout"):
+            order = json.loads(body)["externalOrderId"]
+            pending = "SELECT count(*) FROM reconciler.pending WHERE external_order_id = %s"
+            if not committed(pending, order):
+                violations.append(f"{order}: its pending row is not committed")
+            recorded = "SELECT count(*) FROM reconciler.checkouts WHERE external_order_id = %s"
+            violations.extend(
+                f"{order}: the checkout row of {earlier} is not committed"
+                for earlier in checkouts
+                if not committed(recorded, earlier)
+            )
+            checkouts.append(order)
+        return body
+
+    monkeypatch.setattr(server, "_read_body", observed)
+    try:
+        result = CliRunner().invoke(
+            cli,
+            ["apply", str(decl), "--state", pg_database, "--auto-approve", "--parallelism", "1"],
+            env=sim.env(),
+            catch_exceptions=False,
+        )
+    finally:
+        observer.close()
+    assert result.exit_code == 0, result.output
+    assert len(checkouts) == 8
+    assert violations == []
+
+
 def test_a_failed_record_at_parallelism_1_stops_the_next_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, simulator_factory: Callable[..., Simulator]
 ) -> None:
