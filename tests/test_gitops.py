@@ -244,7 +244,9 @@ def command_lines(start: str) -> list[list[str]]:
 def parse(args: list[str]) -> click.Context:
     """Parse ``reconciler ARGS`` as the real command line would, without running it:
     unknown commands and options, bad values and missing arguments raise."""
-    ctx = click.Context(cli, info_name="reconciler")
+    # With the group's context settings (-h), as cli.main makes it: a context without
+    # them would leave each subcommand's cached help option without -h.
+    ctx = click.Context(cli, info_name="reconciler", **cli.context_settings)
     command: click.Command = cli
     rest = list(args)
     while isinstance(command, click.Group):

@@ -82,6 +82,7 @@ from reconciler.api.records import (
     ci_key,
 )
 from reconciler.api.settings import TOKEN_PATH, ApiSettings, RetryPolicy, subscription_path
+from reconciler.api.throttle import Throttle
 from reconciler.api.transport import (
     CREDENTIALS_HINT,
     ApiRequest,
@@ -165,6 +166,7 @@ class CrayonClient:
         self._tokens = _TokenHolder(clock)
         self._counter_lock = threading.Lock()
         self._retries = 0
+        self._throttle = Throttle(clock, sleep)
         self._reader = ListReader(
             _ClientPages(self), page_size=page_size, max_pages=max_pages, max_items=max_items
         )
@@ -177,6 +179,11 @@ class CrayonClient:
         """How many requests were re-sent so far (backoff retries and after-401 repeats)."""
         with self._counter_lock:
             return self._retries
+
+    def watch_throttling(self, listener: Callable[[float | None], None] | None) -> None:
+        """Call ``listener`` with the Retry-After (None without one) of every answer
+        429, on the thread that got it; None stops. Apply's adaptive limit uses it."""
+        self._throttle.listener = listener
 
     @property
     def clock_skew(self) -> timedelta | None:
@@ -374,11 +381,15 @@ class CrayonClient:
         """One API call with a token, the 401 repeat and the bounded retries."""
         started = self._clock()
         attempt = 0
+        waited_until = 0.0
         while True:
             attempt += 1
+            self._throttle.wait(waited_until)
             try:
                 return self._authorized(request)
             except ApiError as error:
+                if error.status == 429:
+                    waited_until = self._throttle.throttled(error.retry_after, self._retry)
                 self._pause_or_raise(error, attempt, started)
 
     def _authorized(self, request: ApiRequest) -> requests.Response:

@@ -28,6 +28,7 @@ from urllib.parse import quote, quote_plus, urlencode
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from reconciler import __version__
@@ -112,6 +113,10 @@ class RequestsTransport:
             (settings.client_secret, settings.password),
             basic_auth=(settings.client_id, settings.client_secret),
         )
+        #: URLs of JSON requests without parameters as requests prepares them (IDNA host,
+        #: requoted path), each prepared once; see ``_send_lean``.
+        self._prepared_urls: dict[str, str] = {}
+        self._base_headers: dict[str, str | bytes] = dict(self._session.headers)
 
     def close(self) -> None:
         if self._owns_session:
@@ -140,18 +145,21 @@ class RequestsTransport:
                 data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
         sent_at = self._wall_clock()
         try:
-            response = self._session.request(
-                request.method,
-                url,
-                params=request.params,
-                data=data,
-                headers=headers,
-                auth=auth,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                allow_redirects=False,
-                proxies=self._proxies,
-                verify=self._verify,
-            )
+            if self._owns_session and request.params is None and request.form is None:
+                response = self._send_lean(request.method, url, data, headers, auth)
+            else:
+                response = self._session.request(
+                    request.method,
+                    url,
+                    params=request.params,
+                    data=data,
+                    headers=headers,
+                    auth=auth,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    allow_redirects=False,
+                    proxies=self._proxies,
+                    verify=self._verify,
+                )
         except requests.RequestException as exc:
             failure = _transport_failure(exc)
             cause = _root_cause(exc, self.errors.redact)
@@ -167,6 +175,42 @@ class RequestsTransport:
         if 200 <= response.status_code < 300:
             return response
         raise self.errors.from_status(request, request.shown_url(settings.base_url), response)
+
+    def _send_lean(
+        self,
+        method: str,
+        url: str,
+        body: bytes | dict[str, str] | None,
+        headers: dict[str, str],
+        auth: AuthBase,
+    ) -> requests.Response:
+        """What ``Session.request`` does for a JSON request of our own session, without
+        what it does for nothing here: merging environment, cookie and hook settings and
+        a cookie jar per call (about 0.15 ms a call). The URL is prepared by requests
+        itself (once per URL), the request goes through the session's own adapter (the
+        same pool, timeouts and TLS verification), redirects are not followed, and the
+        body is read before returning, as ``Session.request`` does; its exceptions are
+        those of ``Session.request``."""
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        known = self._prepared_urls.get(url)
+        if known is None:
+            prepared.prepare_url(url, None)
+            known = self._prepared_urls[url] = prepared.url or url
+        prepared.url = known
+        prepared.headers = CaseInsensitiveDict({**self._base_headers, **headers})  # type: ignore[arg-type]
+        prepared.prepare_body(body, None)
+        prepared.hooks = {"response": []}
+        prepared.prepare_auth(auth)
+        adapter = self._session.get_adapter(known)
+        response = adapter.send(
+            prepared,
+            timeout=(self._settings.connect_timeout, self._settings.read_timeout),
+            verify=self._verify if self._verify is not None else True,
+            proxies=self._proxies or {},
+        )
+        response.content  # noqa: B018 -- read now: a broken body fails here, as requests does
+        return response
 
     def read_json(self, response: requests.Response, operation: str) -> Any:
         """The JSON of a 2xx answer. An empty or unreadable one (not JSON, nested too

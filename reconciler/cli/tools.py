@@ -41,6 +41,13 @@ def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
     help="Milliseconds added to every answer.",
 )
 @click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="N",
+    help="Take at most N requests a second; answer 429 with Retry-After above.",
+)
+@click.option(
     "--token-ttl",
     type=click.FloatRange(min=1),
     default=3600.0,
@@ -99,6 +106,7 @@ def simulator_command(
     port: int,
     catalog: str | None,
     latency: float,
+    rate_limit: float | None,
     token_ttl: float,
     token_ttl_calls: int | None,
     faults: tuple[str, ...],
@@ -143,6 +151,7 @@ def simulator_command(
         token_ttl_seconds=token_ttl,
         token_ttl_calls=token_ttl_calls,
         latency=latency / 1000,
+        rate_limit=rate_limit,
         verbose=verbose,
         list_shape=list_shape,
         max_page_size=max_page_size,

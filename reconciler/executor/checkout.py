@@ -2,7 +2,9 @@
 
 Build the order with a fresh externalOrderId, verify it, record a ``pending``
 entry durably, check out the order exactly as verify returned it, then on 204
-record the seats and clear the pending entry in one durable write. A definitive
+record the seats and clear the pending entry in one durable write (at parallelism 1
+made while the next change is verified, and durable before that change writes its
+pending entry: ``Run.record``, ``Run.settle_previous``). A definitive
 failure clears the pending entry; an ambiguous one keeps it and stops every
 change not yet started.
 """
@@ -35,6 +37,9 @@ def checkout(run: Run, change: Change) -> ChangeResult:
         return failed(*describe(exc))
     if not verified.ok:
         return failed(*(f"verify: {e.code}: {e.description}" for e in verified.errors))
+    # With overlap (parallelism 1) the previous change's 204 may still be being
+    # recorded: it is durable before this change writes or sends anything more.
+    run.settle_previous()
     if run.halt.is_set():  # an ambiguous operation elsewhere: start nothing new
         return ChangeResult(change.address, change.delta, Outcome.SKIPPED)
 
@@ -53,7 +58,6 @@ def checkout(run: Run, change: Change) -> ChangeResult:
         run.writer.remove_pending(change.address)
         run.halt_if_hopeless(exc)
         return failed(*describe(exc))
-    run.writer.record_checkout(
-        change.address, change.identity, CheckoutRecord(order_id, change.delta, run.now())
-    )
+    record = CheckoutRecord(order_id, change.delta, run.now())
+    run.record(lambda: run.writer.record_checkout(change.address, change.identity, record))
     return ChangeResult(change.address, change.delta, Outcome.PURCHASED, 0.0, order_id)

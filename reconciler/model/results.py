@@ -33,11 +33,16 @@ class ChangeResult:
 @dataclass(frozen=True)
 class Event:
     """Progress: ``started`` when a change begins, ``finished`` with its result,
-    ``moved`` when a move has been written."""
+    ``moved`` when a move has been written; ``throttled`` when the number of changes
+    apply runs at once was lowered to ``concurrency`` after the API answered
+    ``change``'s call with 429 (with ``retry_after``), ``recovered`` when it was
+    raised again as ``change`` completed."""
 
     kind: str
     change: Change
     result: ChangeResult | None = None
+    concurrency: int | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,12 @@ a move, an adoption) a ``change_complete`` with outcome ``forgotten``, ``moved``
 (``failed``, or ``skipped`` when apply stopped starting new changes after it
 began this one) or ``change_pending`` (the outcome is unknown); per change held
 back by a conflict of its customer tenant a ``change_failed`` (``skipped``); last
-``apply_complete``. ``schemas/apply-events.schema.json`` describes each. Builds
-dicts and lines; never prints.
+``apply_complete``. At ``--parallelism`` 1 the next change's ``change_start`` may
+come before the previous change's ``change_complete`` (its verify overlaps the
+write recording that 204); ``change_complete`` lines stay in address order. With
+more, ``concurrency`` says when the number of changes run at once was lowered
+after a 429 or raised again. ``schemas/apply-events.schema.json`` describes each.
+Builds dicts and lines; never prints.
 """
 
 from __future__ import annotations
@@ -72,6 +76,21 @@ def change_start_event(change: Change) -> dict[str, Any]:
         "address": change.address,
         "action": change.action.value,
         "seats": change.delta,
+    }
+
+
+def concurrency_event(
+    change: Change, limit: int, *, lowered: bool, retry_after: float | None = None
+) -> dict[str, Any]:
+    """Apply now runs at most ``limit`` changes at once: ``lowered`` after the API
+    answered ``change``'s call with 429 (``retry_after``: its Retry-After in seconds,
+    or None without one), or raised again when ``change`` completed."""
+    return {
+        "type": "concurrency",
+        "address": change.address,
+        "limit": limit,
+        "reason": "throttled" if lowered else "recovered",
+        "retry_after": retry_after,
     }
 
 

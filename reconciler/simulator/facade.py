@@ -44,7 +44,8 @@ class Simulator(FaultInjection, PortalChanges):
 
     The credentials, ``token_ttl_*``, ``latency``, ``verbose``, ``list_shape``
     ("envelope": ``{"Items", "TotalHits"}``; "bare": the array alone) and
-    ``max_page_size`` (None: any page size asked for) are read at each request,
+    ``max_page_size`` (None: any page size asked for) and ``rate_limit`` (requests a
+    second, None: no limit; above it 429 with Retry-After) are read at each request,
     so a test may change them while the simulator serves.
     """
 
@@ -64,6 +65,7 @@ class Simulator(FaultInjection, PortalChanges):
         verbose: bool = False,
         list_shape: str = "envelope",
         max_page_size: int | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         if list_shape not in LIST_SHAPES:
             shapes = ", ".join(LIST_SHAPES)
@@ -74,6 +76,8 @@ class Simulator(FaultInjection, PortalChanges):
             or max_page_size < 1
         ):
             raise ValueError(f"max_page_size must be a positive integer, not {max_page_size!r}")
+        if rate_limit is not None and not rate_limit > 0:
+            raise ValueError(f"rate_limit must be a positive number, not {rate_limit!r}")
         default_items, default_tenants = default_catalog()
         self.port = port
         self.client_id = client_id
@@ -86,6 +90,8 @@ class Simulator(FaultInjection, PortalChanges):
         self.verbose = verbose
         self.list_shape = list_shape
         self.max_page_size = max_page_size
+        #: Requests a second the API takes (None: any); above it, 429 with Retry-After.
+        self.rate_limit = rate_limit
         #: The organisation (reseller) every simulated customer tenant belongs to.
         self.organization_id = ORGANIZATION_ID
         self.url = ""

@@ -41,6 +41,7 @@ from reconciler.simulator.faults import Faults
 from reconciler.simulator.orders import camel, has_errors, order_problems, verified
 from reconciler.simulator.paging import list_reply
 from reconciler.simulator.portal import portal_reply
+from reconciler.simulator.ratelimit import RateLimiter
 from reconciler.simulator.subscriptions import ORGANIZATION_ID, subscription_detail
 from reconciler.simulator.wire import (
     Drop,
@@ -92,6 +93,8 @@ class Settings(Protocol):
     def list_shape(self) -> str: ...
     @property
     def max_page_size(self) -> int | None: ...
+    @property
+    def rate_limit(self) -> float | None: ...
 
 
 class _Server(ThreadingHTTPServer):
@@ -224,6 +227,7 @@ class Dispatcher:
         self._cloud = cloud
         self._faults = faults
         self._stopping = stopping
+        self.rate = RateLimiter()
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
@@ -277,6 +281,8 @@ class Dispatcher:
             if path.casefold().endswith("/clock"):
                 return clock_reply(self._cloud.clock, body)
             return portal_reply(self._cloud, body)
+        if endpoint != "ping":
+            self.rate.check(self._settings.rate_limit)
         delay, failure = self._faults.take(endpoint)
         if delay > 0:
             self._stopping.wait(delay)

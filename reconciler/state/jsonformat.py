@@ -617,8 +617,11 @@ def entry_line(write: Write) -> str:
     """The journal line of one write (without its newline), checked to read back.
 
     Raises ``Invalid``, ``TypeError`` or ``ValueError`` when a value is not one the
-    format allows: what is written must read back under the reader's own rules.
+    format allows: what is written must read back under the reader's own rules. A
+    write the ledger made carries its line, made and checked here (``Write.entry``).
     """
+    if write.entry is not None:
+        return write.entry
     data: dict[str, Any] = {
         "lineage": write.lineage,
         "serial": write.serial,

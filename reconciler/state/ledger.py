@@ -334,10 +334,10 @@ class Ledger:
         try:
             # Every store keeps only what the state format can hold: check it with
             # the format's own reader, so no backend accepts a record another refuses.
-            jsonformat.entry_line(write)
+            entry = jsonformat.entry_line(write)
         except (jsonformat.Invalid, TypeError, ValueError) as exc:
             raise StateError(f"cannot record {op} of {address!r}: {exc}") from None
-        return write
+        return replace(write, entry=entry)
 
 
 class PersistError(StateError):

@@ -9,7 +9,7 @@ replay them. Data only: no I/O, no rules.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.model import PendingOperation, RecordedPurchase
 
@@ -52,3 +52,6 @@ class Write:
     pending: PendingOperation | Keep | None
     time: str | None = None
     moved_from: str | None = None
+    #: The journal entry of this write, once the ledger has made and checked it
+    #: (``jsonformat.entry_line``); stores reuse it instead of encoding it again.
+    entry: str | None = field(default=None, compare=False, repr=False)

@@ -84,6 +84,13 @@ class JsonApplyView:
         elif event.kind == "written":
             self.emit(render.move_event(event.change))
             self.console.err(render.written(event.change))
+        elif event.kind in ("throttled", "recovered") and event.concurrency is not None:
+            lowered = event.kind == "throttled"
+            self.emit(
+                render.concurrency_event(
+                    event.change, event.concurrency, lowered=lowered, retry_after=event.retry_after
+                )
+            )
         elif event.kind == "finished" and event.result is not None:
             self.emit(render.change_result_event(event.change, event.result))
             self.console.err(render.apply_progress(event.result))

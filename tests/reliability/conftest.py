@@ -26,6 +26,7 @@ import secrets
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import harness
 import pytest
@@ -64,6 +65,9 @@ def _seed(config: pytest.Config) -> int:
     given = config.getoption("--reliability-seed", default=None)
     if given is None and os.environ.get("RELIABILITY_SEED"):
         given = int(os.environ["RELIABILITY_SEED"])
+    if given is None:
+        # A pytest-xdist worker takes the seed the controller chose for all of them.
+        given = getattr(config, "workerinput", {}).get("reliability_seed")
     if given is None:
         # Chosen once per session and kept on the config, so every test shares it.
         given = getattr(config, "_reliability_seed", None) or secrets.randbelow(2**31)
@@ -110,6 +114,25 @@ def pytest_runtest_makereport(
             )
         )
     return report
+
+
+# Under pytest-xdist (-n): the controller hands its seed to every worker, and each
+# worker hands its counts back, so the summary is one run's, as without workers.
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput["reliability_seed"] = _seed(node.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    for name, value in getattr(node, "workeroutput", {}).get("reliability_tally", {}).items():
+        harness.TALLY.add(name, value)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["reliability_tally"] = dict(harness.TALLY.counts)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

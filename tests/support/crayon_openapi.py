@@ -207,10 +207,14 @@ class Traffic:
         self.exchanges: list[Exchange] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        original = requests.Session.send
+        # At the adapter, where every request goes out, whichever way the client
+        # prepared it (its JSON calls skip Session.send: reconciler.api.transport).
+        original = requests.adapters.HTTPAdapter.send
 
-        def send(session: requests.Session, request: requests.PreparedRequest, **kw: Any) -> Any:
-            response = original(session, request, **kw)
+        def send(
+            adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest, **kw: Any
+        ) -> Any:
+            response = original(adapter, request, **kw)
             body: Any = None
             content_type = request.headers.get("Content-Type", "")
             if request.body and "json" in content_type:
@@ -228,7 +232,7 @@ class Traffic:
             )
             return response
 
-        monkeypatch.setattr(requests.Session, "send", send)
+        monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
 
     def to(self, base_url: str) -> Iterator[Exchange]:
         """The exchanges with the server at ``base_url``, API calls only."""
