@@ -148,13 +148,7 @@ def plan(
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
     view = views.plan_view("json" if as_json else (fmt or "text"), console(ctx))
-    offline = None
-    if refresh is None:
-        refresh = credentials_configured()
-        if not refresh:
-            offline = "no credentials (the CRAYON_* variables are not set)"
-    elif not refresh:
-        offline = "--refresh=false"
+    refresh, offline = _reads_cloud(refresh)
     cloud: Cloud | None = None
     if refresh or verify:
         # Deferred, as below: the Cloud-iQ reads, the executor and their renderers
@@ -198,6 +192,16 @@ def plan(
         planfile.save(out, run.plan, declarations=path, catalogue=catalogue)
         view.saved(out)
     return run.exit_code(detailed=detailed_exitcode)
+
+
+def _reads_cloud(refresh: bool | None) -> tuple[bool, str | None]:
+    """Whether plan reads Cloud-iQ, and why not when it does not: ``--refresh`` as
+    given, or by default whenever the credentials are set."""
+    if refresh is None:
+        if credentials_configured():
+            return True, None
+        return False, "no credentials (the CRAYON_* variables are not set)"
+    return refresh, None if refresh else "--refresh=false"
 
 
 def _verifier(legacy_endpoints: bool) -> Callable[[Plan], VerifyErrors]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler.errors import ReconcilerError
+
+if TYPE_CHECKING:
+    from reconciler.simulator import Simulator
 
 
 def _parse_fault(text: str) -> tuple[str, int, int, str | None]:
@@ -169,6 +173,14 @@ def simulator_command(
         sim.fail_checkout_unrecorded(fail_checkout_unrecorded)
     if hold_checkouts:
         sim.hold_checkouts(hold_checkouts)
+    _serve(sim, port)
+    return 0
+
+
+def _serve(sim: Simulator, port: int) -> None:
+    """Start ``sim``, print how to point the reconciler at it, and serve until Ctrl-C."""
+    from reconciler import simulator
+
     try:
         url = sim.start()
     except OSError as exc:
@@ -181,7 +193,6 @@ def simulator_command(
     gc.enable()  # a server runs until stopped: collect its cycles (``cli.main`` turned it off)
     simulator.serve_forever(sim)
     click.echo("Simulator stopped.")
-    return 0
 
 
 @click.command()

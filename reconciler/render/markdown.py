@@ -357,17 +357,7 @@ def plan_markdown(
     blockers = _blockers(plan, verify_errors, state_flags)
     if blockers:
         body.section(_blocker_title(found), blockers)
-    refused = {a for a, issues in (verify_errors or {}).items() if issues}
-    by_tenant: dict[int, list[Change]] = {}
-    for change in shown:
-        if change.action is not Action.ORPHAN:
-            by_tenant.setdefault(change.identity.customer_tenant_id, []).append(change)
-    for tenant in sorted(by_tenant):
-        rows = sorted(by_tenant[tenant], key=lambda c: (ACTIONS[c.action].attention, c.address))
-        body.section(
-            [f"#### Customer tenant {tenant}", "", *_TABLE_HEAD],
-            ((c.address, [_row(c, catalogue, c.address in refused)]) for c in rows),
-        )
+    _tenant_tables(body, shown, catalogue, verify_errors)
     orphans = [c for c in shown if c.action is Action.ORPHAN]
     body.section(
         ["#### No longer declared (not cancelled)", ""],
@@ -388,6 +378,26 @@ def plan_markdown(
             "",
         ]
     return "\n".join([*head, *body.lines, *note, *footer]) + "\n"
+
+
+def _tenant_tables(
+    body: _Body,
+    shown: Sequence[Change],
+    catalogue: Catalogue | None,
+    verify_errors: VerifyErrors | None,
+) -> None:
+    """One table per customer tenant of its changes, those needing attention first."""
+    refused = {a for a, issues in (verify_errors or {}).items() if issues}
+    by_tenant: dict[int, list[Change]] = {}
+    for change in shown:
+        if change.action is not Action.ORPHAN:
+            by_tenant.setdefault(change.identity.customer_tenant_id, []).append(change)
+    for tenant in sorted(by_tenant):
+        rows = sorted(by_tenant[tenant], key=lambda c: (ACTIONS[c.action].attention, c.address))
+        body.section(
+            [f"#### Customer tenant {tenant}", "", *_TABLE_HEAD],
+            ((c.address, [_row(c, catalogue, c.address in refused)]) for c in rows),
+        )
 
 
 def config_errors_markdown(
