@@ -27,7 +27,7 @@ from reconciler.errors import (
     Staleness,
     StalePlanError,
 )
-from reconciler.executor.run import Client
+from reconciler.executor.context import Client
 from reconciler.model import (
     ACTIONS,
     Action,

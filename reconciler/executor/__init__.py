@@ -24,7 +24,8 @@ through the client and writes no state but through the writer.
     writes     the state writes: moves, adoptions, forgotten addresses
 """
 
-from reconciler.executor.run import API_KINDS, Collaborators, apply, calling
+from reconciler.executor.context import Collaborators
+from reconciler.executor.run import API_KINDS, apply, calling
 from reconciler.executor.writes import write_state, writing
 
 __all__ = ["API_KINDS", "Collaborators", "apply", "calling", "write_state", "writing"]

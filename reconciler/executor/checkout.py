@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reconciler.errors import ApiError, FailureKind
-from reconciler.executor.run import describe
+from reconciler.executor.context import describe
 from reconciler.model import Change, ChangeResult, CheckoutRecord, Outcome, PendingOperation
 
 if TYPE_CHECKING:
-    from reconciler.executor.run import Run
+    from reconciler.executor.context import Run
 
 
 def checkout(run: Run, change: Change) -> ChangeResult:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.api.records import SubscriptionDetail
 from reconciler.errors import ApiError, FailureKind
-from reconciler.executor.run import describe
+from reconciler.executor.context import describe
 from reconciler.model import (
     Change,
     ChangeResult,
@@ -34,7 +34,7 @@ from reconciler.model import (
 
 if TYPE_CHECKING:
     from reconciler.api.records import SubscriptionUpdater
-    from reconciler.executor.run import Run
+    from reconciler.executor.context import Run
 
 #: How often an update is sent again when reading it back shows it was not made.
 RESENDS = 2
