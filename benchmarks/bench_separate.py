@@ -1,4 +1,4 @@
-"""Apply with the API in a process of its own (issue 23): the reconciler's CPU per
+"""Apply with the API in a process of its own: the reconciler's CPU per
 purchase, wall time against the latency bound at parallelism 1 and 8, throughput
 under a rate limit, and many workspaces applied at once on one PostgreSQL.
 

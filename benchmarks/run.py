@@ -49,7 +49,7 @@ for p in sorted(Path(sys.argv[1]).glob('*.yaml')):
     yaml.load(p.read_text(encoding='utf-8'), Loader=yaml.CSafeLoader)
 """
 #: The same parse with the cycle collector off, as the reconciler runs until it talks
-#: to the API: a stricter baseline, shown beside the issue's.
+#: to the API: a stricter baseline, shown beside the plain one.
 BARE_PARSE_NO_GC = "import gc; gc.disable()\n" + BARE_PARSE
 
 
@@ -218,7 +218,7 @@ def apply_rows(purchases: int, latency: float, runs: int, *, quick: bool = False
 
 def separate_rows(purchases: int, p1_purchases: int, latency: float, runs: int) -> list[Row]:
     """Apply with the API in its own process: CPU per purchase and wall / bound at
-    parallelism 8 and 1 (issue 23)."""
+    parallelism 8 and 1."""
     import bench_separate
 
     rows = []

@@ -140,12 +140,16 @@ BUYING_ACTIONS = frozenset(a for a, info in ACTIONS.items() if info.spends)
 BLOCKING_ACTIONS = frozenset(a for a, info in ACTIONS.items() if info.blocks)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Change:
     """What apply would do for one address.
 
     ``before`` is the recorded seats (0 when none), ``after`` the declared seats
     (None when the address is no longer declared), ``delta`` the seats to buy.
+
+    The planner makes one per address: ``__init__`` is written out because a frozen
+    dataclass's sets each of these fields through ``object.__setattr__``, twice as
+    slow (a test holds its parameters to the fields).
     """
 
     address: str
@@ -170,6 +174,40 @@ class Change:
     note: str | None = None
     #: Whether ``before`` is the seats Cloud-iQ showed (False: the seats recorded).
     cloud: bool = False
+
+    def __init__(
+        self,
+        address: str,
+        action: Action,
+        before: int,
+        after: int | None,
+        delta: int,
+        identity: Identity,
+        purchase: Purchase | None = None,
+        reason: str | None = None,
+        moved_from: str | None = None,
+        subscriptions: tuple[int, ...] = (),
+        steps: tuple[SubscriptionChange, ...] = (),
+        window_ends: str | None = None,
+        note: str | None = None,
+        cloud: bool = False,
+    ) -> None:
+        self.__dict__.update(
+            address=address,
+            action=action,
+            before=before,
+            after=after,
+            delta=delta,
+            identity=identity,
+            purchase=purchase,
+            reason=reason,
+            moved_from=moved_from,
+            subscriptions=subscriptions,
+            steps=steps,
+            window_ends=window_ends,
+            note=note,
+            cloud=cloud,
+        )
 
     @property
     def spends(self) -> bool:

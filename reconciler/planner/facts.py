@@ -5,9 +5,8 @@ Pure; no I/O, no clock (the read's time comes with the observations).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler.model import (
     HOLDING_STATUSES,
@@ -32,9 +31,9 @@ HOLDING = HOLDING_STATUSES
 WINDOW = timedelta(hours=168)
 
 
-@dataclass(frozen=True)
-class Address:
-    """Everything known of one address."""
+class Address(NamedTuple):
+    """Everything known of one address (a named tuple: the planner makes one per
+    address, and a tuple is made several times faster than a frozen dataclass)."""
 
     address: str
     desired: Purchase | None

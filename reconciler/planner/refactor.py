@@ -52,7 +52,7 @@ def moved_change(facts: Address, source: str, state: State) -> Change:
     assert recorded is not None  # moves_of keeps only recorded or pending sources
     at_target = replace(recorded, address=facts.address)
     seen = facts.cloud.seats.get(source) if facts.cloud is not None else None
-    change = change_of(replace(facts, recorded=at_target, pending=None), seen=seen)
+    change = change_of(facts._replace(recorded=at_target, pending=None), seen=seen)
     if change.action is Action.CONFLICT:
         return replace(change, reason=f"moved from {source}: {change.reason}")
     if change.action not in (Action.NOOP, Action.INCREASE):
