@@ -1,8 +1,9 @@
-"""The PostgreSQL state's tables: migrations and every row it reads and writes.
+"""The PostgreSQL state's tables: every row it reads and writes.
 
-The SQL of ``PostgresStateStore`` lives here so that the store itself only
-connects, locks and fences. Each function works inside the caller's
-transaction; none commits, locks or decides anything.
+The SQL of ``PostgresStateStore`` lives here (the schema's migrations in
+``pgschema``, re-exported) so that the store itself only connects, locks and
+fences. Each function works inside the caller's transaction; none commits, locks
+or decides anything.
 """
 
 from __future__ import annotations
@@ -21,165 +22,41 @@ from reconciler.model import (
     UpdateRecord,
 )
 from reconciler.state import jsonformat
+from reconciler.state.pgschema import (
+    MIGRATIONS,
+    SCHEMA,
+    migrate,
+    refuse_newer_schema,
+    schema_version,
+)
 from reconciler.state.writes import Keep, Write
 
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMA = "reconciler"
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA",
+    "apply_write",
+    "has_rows",
+    "insert_adjustments",
+    "insert_checkouts",
+    "insert_history",
+    "insert_pending",
+    "insert_purchase",
+    "insert_purchase_row",
+    "insert_updates",
+    "migrate",
+    "read_state",
+    "refuse_newer_schema",
+    "schema_version",
+]
 
-#: Versioned migrations: each applied once, in order, recorded in schema_migrations.
-MIGRATIONS: tuple[str, ...] = (
-    f"""
-    CREATE TABLE {SCHEMA}.workspaces (
-        name text PRIMARY KEY,
-        lineage text NOT NULL,
-        serial bigint NOT NULL DEFAULT 0 CHECK (serial >= 0),
-        lock_epoch bigint NOT NULL DEFAULT 0,
-        lock_holder jsonb,
-        created_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE TABLE {SCHEMA}.purchases (
-        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
-        address text NOT NULL,
-        customer_tenant_id bigint NOT NULL,
-        product_id text NOT NULL,
-        sku_id text NOT NULL,
-        billing_cycle text NOT NULL,
-        term_duration text NOT NULL,
-        type text NOT NULL,
-        quantity integer NOT NULL CHECK (quantity >= 1),
-        PRIMARY KEY (workspace, address)
-    );
-    CREATE TABLE {SCHEMA}.checkouts (
-        workspace text NOT NULL,
-        address text NOT NULL,
-        position integer NOT NULL,
-        external_order_id text NOT NULL,
-        quantity integer NOT NULL CHECK (quantity >= 1),
-        time text NOT NULL,
-        PRIMARY KEY (workspace, address, position),
-        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
-            ON DELETE CASCADE
-    );
-    CREATE TABLE {SCHEMA}.pending (
-        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
-        address text NOT NULL,
-        customer_tenant_id bigint NOT NULL,
-        product_id text NOT NULL,
-        sku_id text NOT NULL,
-        billing_cycle text NOT NULL,
-        term_duration text NOT NULL,
-        type text NOT NULL,
-        external_order_id text NOT NULL,
-        quantity integer NOT NULL CHECK (quantity >= 1),
-        time text NOT NULL,
-        PRIMARY KEY (workspace, address)
-    );
-    CREATE TABLE {SCHEMA}.history (
-        workspace text NOT NULL REFERENCES {SCHEMA}.workspaces (name) ON DELETE CASCADE,
-        serial bigint NOT NULL,
-        op text NOT NULL,
-        address text NOT NULL,
-        entry jsonb NOT NULL,
-        written_at timestamptz NOT NULL DEFAULT now(),
-        run jsonb NOT NULL,
-        PRIMARY KEY (workspace, serial)
-    );
-    """,
-    # 2: refresh. Adjustments (seats changed in the portal) in each purchase's history,
-    # the evidence of a checkout refresh settled, and purchases of 0 seats (every seat
-    # cancelled in the portal, as adjustments record).
-    f"""
-    CREATE TABLE {SCHEMA}.adjustments (
-        workspace text NOT NULL,
-        address text NOT NULL,
-        position integer NOT NULL,
-        quantity integer NOT NULL CHECK (quantity <> 0),
-        time text NOT NULL,
-        source text NOT NULL,
-        evidence text NOT NULL,
-        PRIMARY KEY (workspace, address, position),
-        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
-            ON DELETE CASCADE
-    );
-    ALTER TABLE {SCHEMA}.checkouts ADD COLUMN evidence text;
-    ALTER TABLE {SCHEMA}.purchases DROP CONSTRAINT purchases_quantity_check;
-    ALTER TABLE {SCHEMA}.purchases ADD CONSTRAINT purchases_quantity_check
-        CHECK (quantity >= 0);
-    """,
-    # 3: Cloud-iQ as the truth. The subscriptions each address owns, the checkouts whose
-    # subscription is not listed yet, the subscription a checkout made, the updates of
-    # subscriptions that took effect, and pending updates (whose seats may be fewer).
-    f"""
-    ALTER TABLE {SCHEMA}.purchases ADD COLUMN subscriptions bigint[] NOT NULL DEFAULT '{{}}';
-    ALTER TABLE {SCHEMA}.purchases ADD COLUMN unseen text[] NOT NULL DEFAULT '{{}}';
-    ALTER TABLE {SCHEMA}.checkouts ADD COLUMN subscription bigint;
-    CREATE TABLE {SCHEMA}.updates (
-        workspace text NOT NULL,
-        address text NOT NULL,
-        position integer NOT NULL,
-        subscription bigint NOT NULL,
-        field text NOT NULL,
-        before integer NOT NULL,
-        after integer NOT NULL,
-        time text NOT NULL,
-        evidence text,
-        PRIMARY KEY (workspace, address, position),
-        FOREIGN KEY (workspace, address) REFERENCES {SCHEMA}.purchases (workspace, address)
-            ON DELETE CASCADE
-    );
-    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_subscription bigint;
-    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_field text;
-    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_before integer;
-    ALTER TABLE {SCHEMA}.pending ADD COLUMN update_after integer;
-    ALTER TABLE {SCHEMA}.pending DROP CONSTRAINT pending_quantity_check;
-    ALTER TABLE {SCHEMA}.pending ADD CONSTRAINT pending_quantity_check
-        CHECK (quantity >= 1 OR update_subscription IS NOT NULL);
-    """,
-)
-
-
-def migrate(conn: psycopg.Connection[Any], display: str) -> None:
-    """Create the schema and apply every migration not applied yet (caller holds the
-    migration lock); refuse a database set up by a newer reconciler."""
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations "
-        "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    applied = {row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")}
-    for version, sql in enumerate(MIGRATIONS, 1):
-        if version in applied:
-            continue
-        conn.execute(sql)
-        conn.execute(f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (%s)", (version,))
-    newest = max(applied, default=0)
-    if newest > len(MIGRATIONS):
-        raise StateError(
-            f"the database at {display} was set up by a newer reconciler "
-            f"(schema version {newest}); upgrade to use it"
-        )
-
-
-def schema_version(conn: psycopg.Connection[Any]) -> int:
-    """The newest migration applied (0 when the schema was never created)."""
-    exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.schema_migrations",)).fetchone()
-    if exists is None or exists[0] is None:
-        return 0
-    found = conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_migrations").fetchone()
-    return int(found[0]) if found and found[0] is not None else 0
-
-
-def refuse_newer_schema(conn: psycopg.Connection[Any], display: str) -> None:
-    """Refuse a database whose schema a newer reconciler migrated past what we know."""
-    found = conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_migrations").fetchone()
-    newest = found[0] if found and found[0] is not None else 0
-    if newest > len(MIGRATIONS):
-        raise StateError(
-            f"the database at {display} was set up by a newer reconciler "
-            f"(schema version {newest}); upgrade to use it"
-        )
+#: Where each list row (checkouts, adjustments, updates) of an address was read,
+#: by table and address: its positions, in the order read, to name a refused row.
+_Positions = dict[tuple[str, str], list[int]]
+#: Rows of one list table as the state file holds them, by address.
+_Lists = dict[str, list[dict[str, Any]]]
 
 
 def insert_history(
@@ -230,10 +107,29 @@ def read_state(
     version = schema_version(conn)
     current = version >= 2
     owning = version >= 3
+    positions: _Positions = {}
+    checkouts = _read_checkouts(conn, workspace, positions, current=current, owning=owning)
+    updates = _read_updates(conn, workspace, positions) if owning else {}
+    adjustments = _read_adjustments(conn, workspace, positions) if current else {}
+    purchases = _read_purchases(conn, workspace, checkouts, adjustments, updates, owning=owning)
+    pending = _read_pending(conn, workspace, owning=owning)
+    try:
+        return jsonformat.parse_parts(lineage, serial, purchases, pending)
+    except jsonformat.Invalid as exc:
+        raise StateError(_invalid_row(exc, workspace, location, positions)) from None
+
+
+def _read_checkouts(
+    conn: psycopg.Connection[Any],
+    workspace: str,
+    positions: _Positions,
+    *,
+    current: bool,
+    owning: bool,
+) -> _Lists:
     evidence = "evidence" if current else "NULL"
     made = "subscription" if owning else "NULL"
-    checkouts: dict[str, list[dict[str, Any]]] = {}
-    positions: dict[tuple[str, str], list[int]] = {}
+    checkouts: _Lists = {}
     for address, position, order, quantity, at, said, sub in conn.execute(
         f"SELECT address, position, external_order_id, quantity, time, {evidence}, {made} "
         f"FROM {SCHEMA}.checkouts WHERE workspace = %s ORDER BY address, position",
@@ -246,28 +142,48 @@ def read_state(
             record["subscription"] = sub
         checkouts.setdefault(address, []).append(record)
         positions.setdefault(("checkouts", address), []).append(position)
-    updates: dict[str, list[dict[str, Any]]] = {}
-    if owning:
-        for address, position, sub, field, before, after, at, said in conn.execute(
-            f"SELECT address, position, subscription, field, before, after, time, evidence "
-            f"FROM {SCHEMA}.updates WHERE workspace = %s ORDER BY address, position",
-            (workspace,),
-        ):
-            update = {"subscription": sub, "field": field, "from": before, "to": after, "time": at}
-            if said is not None:
-                update["evidence"] = said
-            updates.setdefault(address, []).append(update)
-            positions.setdefault(("updates", address), []).append(position)
-    adjustments: dict[str, list[dict[str, Any]]] = {}
-    if current:
-        for address, position, delta, at, source, said in conn.execute(
-            f"SELECT address, position, quantity, time, source, evidence "
-            f"FROM {SCHEMA}.adjustments WHERE workspace = %s ORDER BY address, position",
-            (workspace,),
-        ):
-            adjustment = {"quantity": delta, "time": at, "source": source, "evidence": said}
-            adjustments.setdefault(address, []).append(adjustment)
-            positions.setdefault(("adjustments", address), []).append(position)
+    return checkouts
+
+
+def _read_updates(conn: psycopg.Connection[Any], workspace: str, positions: _Positions) -> _Lists:
+    updates: _Lists = {}
+    for address, position, sub, field, before, after, at, said in conn.execute(
+        f"SELECT address, position, subscription, field, before, after, time, evidence "
+        f"FROM {SCHEMA}.updates WHERE workspace = %s ORDER BY address, position",
+        (workspace,),
+    ):
+        update = {"subscription": sub, "field": field, "from": before, "to": after, "time": at}
+        if said is not None:
+            update["evidence"] = said
+        updates.setdefault(address, []).append(update)
+        positions.setdefault(("updates", address), []).append(position)
+    return updates
+
+
+def _read_adjustments(
+    conn: psycopg.Connection[Any], workspace: str, positions: _Positions
+) -> _Lists:
+    adjustments: _Lists = {}
+    for address, position, delta, at, source, said in conn.execute(
+        f"SELECT address, position, quantity, time, source, evidence "
+        f"FROM {SCHEMA}.adjustments WHERE workspace = %s ORDER BY address, position",
+        (workspace,),
+    ):
+        adjustment = {"quantity": delta, "time": at, "source": source, "evidence": said}
+        adjustments.setdefault(address, []).append(adjustment)
+        positions.setdefault(("adjustments", address), []).append(position)
+    return adjustments
+
+
+def _read_purchases(
+    conn: psycopg.Connection[Any],
+    workspace: str,
+    checkouts: _Lists,
+    adjustments: _Lists,
+    updates: _Lists,
+    *,
+    owning: bool,
+) -> dict[str, dict[str, Any]]:
     purchases: dict[str, dict[str, Any]] = {}
     lists = "subscriptions, unseen" if owning else "'{}'::bigint[], '{}'::text[]"
     for address, *identity, quantity, owned, unseen in conn.execute(
@@ -290,6 +206,12 @@ def read_state(
         if unseen:
             purchase["unseen"] = list(unseen)
         purchases[address] = purchase
+    return purchases
+
+
+def _read_pending(
+    conn: psycopg.Connection[Any], workspace: str, *, owning: bool
+) -> dict[str, dict[str, Any]]:
     pending: dict[str, dict[str, Any]] = {}
     changes = (
         "update_subscription, update_field, update_before, update_after"
@@ -311,17 +233,14 @@ def read_state(
         if sub is not None:
             entry["update"] = {"subscription": sub, "field": field, "from": before, "to": after}
         pending[address] = entry
-    try:
-        return jsonformat.parse_parts(lineage, serial, purchases, pending)
-    except jsonformat.Invalid as exc:
-        raise StateError(_invalid_row(exc, workspace, location, positions)) from None
+    return pending
 
 
 def _invalid_row(
     exc: jsonformat.Invalid,
     workspace: str,
     location: str,
-    positions: dict[tuple[str, str], list[int]],
+    positions: _Positions,
 ) -> str:
     """Which row of which table holds the value the state format refused, and why."""
     path = list(exc.path)
@@ -508,46 +427,7 @@ def apply_write(conn: psycopg.Connection[Any], ws: str, write: Write, run: str) 
             (ws, write.address),
         )
     elif not isinstance(write.purchase, Keep):
-        # Checkouts and adjustments only grow at an address: insert the rows after
-        # those already there (all of them at a new address).
-        before = conn.execute(
-            f"SELECT (SELECT count(*) FROM {SCHEMA}.checkouts "
-            "WHERE workspace = %s AND address = %s), "
-            f"(SELECT count(*) FROM {SCHEMA}.adjustments WHERE workspace = %s AND address = %s), "
-            f"(SELECT count(*) FROM {SCHEMA}.updates WHERE workspace = %s AND address = %s)",
-            (ws, write.address, ws, write.address, ws, write.address),
-        ).fetchone()
-        known = int(before[0]) if before else 0
-        adjusted = int(before[1]) if before else 0
-        updated = int(before[2]) if before else 0
-        purchase = write.purchase
-        if (
-            known > len(purchase.checkouts)
-            or adjusted > len(purchase.adjustments)
-            or updated > len(purchase.updates)
-        ):
-            for table in ("checkouts", "adjustments", "updates"):
-                conn.execute(
-                    f"DELETE FROM {SCHEMA}.{table} WHERE workspace = %s AND address = %s",
-                    (ws, write.address),
-                )
-            known = adjusted = updated = 0
-        insert_purchase_row(conn, ws, purchase)
-        if write.op == "link_subscriptions":
-            # Checkouts whose subscription became known: their rows get it in place.
-            with conn.cursor() as cur:
-                cur.executemany(
-                    f"UPDATE {SCHEMA}.checkouts SET subscription = %s WHERE workspace = %s "
-                    "AND address = %s AND position = %s AND subscription IS DISTINCT FROM %s",
-                    [
-                        (c.subscription, ws, write.address, n, c.subscription)
-                        for n, c in enumerate(purchase.checkouts[:known])
-                        if c.subscription is not None
-                    ],
-                )
-        insert_checkouts(conn, ws, write.address, purchase.checkouts, start=known)
-        insert_adjustments(conn, ws, write.address, purchase.adjustments, start=adjusted)
-        insert_updates(conn, ws, write.address, purchase.updates, start=updated)
+        _write_purchase(conn, ws, write, write.purchase)
     if write.pending is None:
         conn.execute(
             f"DELETE FROM {SCHEMA}.pending WHERE workspace = %s AND address = %s",
@@ -564,3 +444,48 @@ def apply_write(conn: psycopg.Connection[Any], ws: str, write: Write, run: str) 
         "VALUES (%s, %s, %s, %s, %s, %s)",
         (ws, write.serial, write.op, write.address, jsonformat.entry_line(write), run),
     )
+
+
+def _write_purchase(
+    conn: psycopg.Connection[Any], ws: str, write: Write, purchase: RecordedPurchase
+) -> None:
+    """The purchase a write leaves at its address: its row, and the list rows it adds."""
+    # Checkouts and adjustments only grow at an address: insert the rows after
+    # those already there (all of them at a new address).
+    before = conn.execute(
+        f"SELECT (SELECT count(*) FROM {SCHEMA}.checkouts "
+        "WHERE workspace = %s AND address = %s), "
+        f"(SELECT count(*) FROM {SCHEMA}.adjustments WHERE workspace = %s AND address = %s), "
+        f"(SELECT count(*) FROM {SCHEMA}.updates WHERE workspace = %s AND address = %s)",
+        (ws, write.address, ws, write.address, ws, write.address),
+    ).fetchone()
+    known = int(before[0]) if before else 0
+    adjusted = int(before[1]) if before else 0
+    updated = int(before[2]) if before else 0
+    if (
+        known > len(purchase.checkouts)
+        or adjusted > len(purchase.adjustments)
+        or updated > len(purchase.updates)
+    ):
+        for table in ("checkouts", "adjustments", "updates"):
+            conn.execute(
+                f"DELETE FROM {SCHEMA}.{table} WHERE workspace = %s AND address = %s",
+                (ws, write.address),
+            )
+        known = adjusted = updated = 0
+    insert_purchase_row(conn, ws, purchase)
+    if write.op == "link_subscriptions":
+        # Checkouts whose subscription became known: their rows get it in place.
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"UPDATE {SCHEMA}.checkouts SET subscription = %s WHERE workspace = %s "
+                "AND address = %s AND position = %s AND subscription IS DISTINCT FROM %s",
+                [
+                    (c.subscription, ws, write.address, n, c.subscription)
+                    for n, c in enumerate(purchase.checkouts[:known])
+                    if c.subscription is not None
+                ],
+            )
+    insert_checkouts(conn, ws, write.address, purchase.checkouts, start=known)
+    insert_adjustments(conn, ws, write.address, purchase.adjustments, start=adjusted)
+    insert_updates(conn, ws, write.address, purchase.updates, start=updated)
