@@ -13,8 +13,9 @@
                 JSON) and the typed, case-insensitive field reading
     reads       the pure parse_* functions from the API's JSON to records, and
                 ListReader, which pages a list endpoint to its end within bounds
-    client      CrayonClient: token, verify, checkout, reads, get/update/cancel
-                subscription; retries and 401s
+    calls       Caller: one call with the shared token, the 401 repeat and the
+                bounded retries (TokenHolder)
+    client      CrayonClient: verify, checkout, reads, get/update/cancel subscription
 
 Importing this package stays cheap: it re-exports only what needs no
 ``requests`` (settings, orders, records, reads, failures); code that talks to the
