@@ -35,7 +35,7 @@ import requests
 from requests.auth import AuthBase
 
 from reconciler.api.failures import Endpoint
-from reconciler.api.records import ci_get
+from reconciler.api.fields import ci_get
 from reconciler.api.settings import TOKEN_PATH, ApiSettings, RetryPolicy
 from reconciler.api.throttle import Throttle
 from reconciler.api.transport import (

@@ -44,6 +44,7 @@ import requests
 
 from reconciler.api.calls import Caller
 from reconciler.api.failures import Endpoint
+from reconciler.api.fields import ci_key
 from reconciler.api.orders import OrderJson, VerifiedOrder, legacy_order, read_verified
 from reconciler.api.reads import (
     MAX_ITEMS,
@@ -60,7 +61,6 @@ from reconciler.api.records import (
     ProcessedOrder,
     Subscription,
     SubscriptionDetail,
-    ci_key,
 )
 from reconciler.api.settings import ApiSettings, RetryPolicy, subscription_path
 from reconciler.api.transport import ApiRequest, RequestsTransport

@@ -48,25 +48,27 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar
 
-from reconciler.api.records import (
+from reconciler.api.fields import (
     INTEGER_TEXT,
+    Fields,
+    ci_get,
+    definitive,
+    enum_word,
+    malformed,
+    shown,
+)
+from reconciler.api.records import (
     STATUS_ACTIVE,
     ApiReader,
     AssetOrder,
     AssetOrderLine,
     CatalogEntry,
-    Fields,
     Listing,
     Price,
     ProcessedOrder,
     Subscription,
     SubscriptionDetail,
     UnreadableItem,
-    ci_get,
-    definitive,
-    enum_word,
-    malformed,
-    shown,
 )
 from reconciler.api.settings import (
     AGREEMENT_PRODUCTS_PATH,
