@@ -11,8 +11,10 @@
                 AssetOrder, CatalogEntry, Price, Listing (with its UnreadableItems),
                 the ApiReader and SubscriptionUpdater roles
     fields      load_json (bounded JSON) and the typed, case-insensitive field reading
-    reads       the pure parse_* functions from the API's JSON to records, and
-                ListReader, which pages a list endpoint to its end within bounds
+    items       one item of the API's JSON to one record; the API's codes in our names
+    reads       the pure parse_* functions from a list's JSON to records, and
+                ListReader, which reads a list endpoint to its end, parsed
+    paging      Pager: every page of a list endpoint, within bounds
     calls       Caller: one call with the shared token, the 401 repeat and the
                 bounded retries (TokenHolder)
     client      CrayonClient: verify, checkout, reads, get/update/cancel subscription
