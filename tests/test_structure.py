@@ -101,6 +101,11 @@ def _sizes() -> Iterator[tuple[str, str, int, int]]:
 #: Units allowed past their size, each with the reason.
 LARGE: dict[str, str] = {
     # One click command: its options are declarations, each a decorator of a few lines.
+    # api, simulator, schemacheck
+    "reconciler/simulator/cloud.py:SimulatedCloud": (
+        "the simulator's one record of what happened, every change under its one lock; "
+        "the rules of checkouts, updates and lists already live in their own modules"
+    ),
 }
 
 
