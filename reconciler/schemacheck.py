@@ -84,6 +84,61 @@ def _all_of(checks: list[Check]) -> Check:
     return check
 
 
+def _type_check(arg: Any) -> Check:
+    tests = [_TYPES[name] for name in ([arg] if isinstance(arg, str) else arg)]
+    if len(tests) == 1:
+        return tests[0]
+    return lambda v: any(t(v) for t in tests)
+
+
+def _value_check(keyword: str, arg: Any) -> Check:
+    if keyword == "const":
+        return lambda v: _json_equal(v, arg)
+    if keyword == "enum":
+        if all(isinstance(option, str) for option in arg):
+            options = frozenset(arg)  # only a string can equal a string
+            return lambda v: isinstance(v, str) and v in options
+        return lambda v: any(_json_equal(v, option) for option in arg)
+    if keyword == "minimum":
+        return lambda v: not _is_number(v) or v >= arg
+    if keyword == "maximum":
+        return lambda v: not _is_number(v) or v <= arg
+    if keyword == "minLength":
+        return lambda v: not isinstance(v, str) or len(v) >= arg
+    if keyword == "maxLength":
+        return lambda v: not isinstance(v, str) or len(v) <= arg
+    # pattern: searched, not matched whole, exactly as jsonschema does, or the two
+    # would disagree. A pattern must anchor itself, and in Python '$' also matches
+    # before a final newline: end it with '$(?!\n)' to refuse one.
+    search = re.compile(arg).search
+    return lambda v: not isinstance(v, str) or search(v) is not None
+
+
+def _object_check(schema: Mapping[str, Any], build: Callable[[Any], Check]) -> Check:
+    """required, properties and additionalProperties in one pass over the object;
+    ``build`` compiles the subschemas."""
+    required = tuple(schema.get("required", ()))
+    props = {name: build(sub) for name, sub in schema.get("properties", {}).items()}
+    other = build(schema["additionalProperties"]) if "additionalProperties" in schema else None
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, dict):
+            return True
+        for name in required:
+            if name not in value:
+                return False
+        for key, item in value.items():
+            prop = props.get(key)
+            if prop is not None:
+                if not prop(item):
+                    return False
+            elif other is not None and not other(item):
+                return False
+        return True
+
+    return check
+
+
 def compile_schema(root: Mapping[str, Any]) -> Check:
     """A function telling whether a document is valid against ``root``."""
     compiled: dict[str, Check] = {}
@@ -116,13 +171,13 @@ def compile_schema(root: Mapping[str, Any]) -> Check:
         if "$ref" in schema:
             checks.append(resolve(schema["$ref"]))
         if "type" in schema:
-            checks.append(type_check(schema["type"]))
+            checks.append(_type_check(schema["type"]))
         keywords = [k for k in _VALUE_KEYWORDS if k in schema]
         if "minimum" in schema and "maximum" in schema:  # one call, not two, per number
             low, high = schema["minimum"], schema["maximum"]
             checks.append(lambda v: not _is_number(v) or low <= v <= high)
             keywords = [k for k in keywords if k not in ("minimum", "maximum")]
-        checks.extend(value_check(k, schema[k]) for k in keywords)
+        checks.extend(_value_check(k, schema[k]) for k in keywords)
         if "items" in schema:
             item = build(schema["items"])
             checks.append(lambda v: not isinstance(v, list) or all(map(item, v)))
@@ -132,58 +187,7 @@ def compile_schema(root: Mapping[str, Any]) -> Check:
         if schema.get("uniqueItems") is True:
             checks.append(lambda v: not isinstance(v, list) or _unique(v))
         if _OBJECT_KEYWORDS & schema.keys():
-            checks.append(object_check(schema))
+            checks.append(_object_check(schema, build))
         return _all_of(checks)
-
-    def type_check(arg: Any) -> Check:
-        tests = [_TYPES[name] for name in ([arg] if isinstance(arg, str) else arg)]
-        if len(tests) == 1:
-            return tests[0]
-        return lambda v: any(t(v) for t in tests)
-
-    def value_check(keyword: str, arg: Any) -> Check:
-        if keyword == "const":
-            return lambda v: _json_equal(v, arg)
-        if keyword == "enum":
-            if all(isinstance(option, str) for option in arg):
-                options = frozenset(arg)  # only a string can equal a string
-                return lambda v: isinstance(v, str) and v in options
-            return lambda v: any(_json_equal(v, option) for option in arg)
-        if keyword == "minimum":
-            return lambda v: not _is_number(v) or v >= arg
-        if keyword == "maximum":
-            return lambda v: not _is_number(v) or v <= arg
-        if keyword == "minLength":
-            return lambda v: not isinstance(v, str) or len(v) >= arg
-        if keyword == "maxLength":
-            return lambda v: not isinstance(v, str) or len(v) <= arg
-        # pattern: searched, not matched whole, exactly as jsonschema does, or the two
-        # would disagree. A pattern must anchor itself, and in Python '$' also matches
-        # before a final newline: end it with '$(?!\n)' to refuse one.
-        search = re.compile(arg).search
-        return lambda v: not isinstance(v, str) or search(v) is not None
-
-    def object_check(schema: Mapping[str, Any]) -> Check:
-        """required, properties and additionalProperties in one pass over the object."""
-        required = tuple(schema.get("required", ()))
-        props = {name: build(sub) for name, sub in schema.get("properties", {}).items()}
-        other = build(schema["additionalProperties"]) if "additionalProperties" in schema else None
-
-        def check(value: Any) -> bool:
-            if not isinstance(value, dict):
-                return True
-            for name in required:
-                if name not in value:
-                    return False
-            for key, item in value.items():
-                prop = props.get(key)
-                if prop is not None:
-                    if not prop(item):
-                        return False
-                elif other is not None and not other(item):
-                    return False
-            return True
-
-        return check
 
     return build(root)

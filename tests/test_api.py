@@ -1003,9 +1003,9 @@ def test_eight_threads_buy_every_order_exactly_once(
 def test_a_fresh_token_refused_after_others_sent_with_it_is_renewed_again() -> None:
     # Another thread's request may have used the fresh token up (or got its answer but
     # not yet said so) before this one was sent: that 401 says nothing of the credentials.
-    from reconciler.api.client import _TokenHolder
+    from reconciler.api.calls import TokenHolder
 
-    holder = _TokenHolder(time.monotonic)
+    holder = TokenHolder(time.monotonic)
     token = holder.current(lambda: ("fresh", 3600.0))
     holder.sending(token)
     assert not holder.expired(token)  # only this request used it: the credentials are bad

@@ -100,12 +100,21 @@ def _sizes() -> Iterator[tuple[str, str, int, int]]:
 
 #: Units allowed past their size, each with the reason.
 LARGE: dict[str, str] = {
-    # One click command: its options are declarations, each a decorator of a few lines.
+    # cli
+    "reconciler/cli/tools.py:simulator_command": (
+        "its docstring is the command's --help, which lists the built-in tenants and "
+        "the eleven products with their prices (26 lines); the code is 40"
+    ),
     # state, config
     "reconciler/state/contract.py": "the contract suite every store runs: one class of many "
     "short test methods, with the fixtures and helpers each store's tests inherit",
     "reconciler/state/contract.py:StateStoreContract": "one test method per promise of a "
     "store, each short; one class so that a new backend inherits the whole suite at once",
+    # api, simulator, schemacheck
+    "reconciler/simulator/cloud.py:SimulatedCloud": (
+        "the simulator's one record of what happened, every change under its one lock; "
+        "the rules of checkouts, updates and lists already live in their own modules"
+    ),
 }
 
 

@@ -9,15 +9,18 @@
                 the clock skew read from every answer's Date
     records     what Cloud-iQ says: Subscription, SubscriptionDetail, ProcessedOrder,
                 AssetOrder, CatalogEntry, Price, Listing (with its UnreadableItems),
-                the ApiReader and SubscriptionUpdater roles; load_json (bounded
-                JSON) and the typed, case-insensitive field reading
-    reads       the pure parse_* functions from the API's JSON to records, and
-                ListReader, which pages a list endpoint to its end within bounds
-    client      CrayonClient: token, verify, checkout, reads, get/update/cancel
-                subscription; retries and 401s
+                the ApiReader and SubscriptionUpdater roles
+    fields      load_json (bounded JSON) and the typed, case-insensitive field reading
+    items       one item of the API's JSON to one record; the API's codes in our names
+    reads       the pure parse_* functions from a list's JSON to records, and
+                ListReader, which reads a list endpoint to its end, parsed
+    paging      Pager: every page of a list endpoint, within bounds
+    calls       Caller: one call with the shared token, the 401 repeat and the
+                bounded retries (TokenHolder)
+    client      CrayonClient: verify, checkout, reads, get/update/cancel subscription
 
 Importing this package stays cheap: it re-exports only what needs no
-``requests`` (settings, orders, records, reads, failures); code that talks to the
+``requests`` (settings, orders, records, fields, reads, failures); code that talks to the
 API imports ``reconciler.api.client``. ``DEFAULT_API_URL`` is not re-exported: it is read
 from ``reconciler.api.settings`` at call time, so patch it there.
 
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
         refuses_order,
         retry_after,
     )
+    from reconciler.api.fields import UnreadableJson, load_json
     from reconciler.api.orders import (
         ApiClient,
         LineError,
@@ -70,8 +74,6 @@ if TYPE_CHECKING:
         SubscriptionDetail,
         SubscriptionUpdater,
         UnreadableItem,
-        UnreadableJson,
-        load_json,
     )
     from reconciler.api.settings import (
         AGREEMENT_PRODUCTS_PATH,
@@ -176,8 +178,8 @@ __getattr__, __dir__ = lazy_exports(
         "SubscriptionDetail": "records",
         "SubscriptionUpdater": "records",
         "UnreadableItem": "records",
-        "UnreadableJson": "records",
-        "load_json": "records",
+        "UnreadableJson": "fields",
+        "load_json": "fields",
         "AGREEMENT_PRODUCTS_PATH": "settings",
         "ASSET_ORDERS_PATH": "settings",
         "ApiSettings": "settings",

@@ -15,9 +15,9 @@ Assumed, not documented: that the API answers such a PUT with the subscription
 no longer active, and refuses (4xx) a cancellation or a reduction outside
 Microsoft's cancellation window.
 
-Every call is an ``ApiRequest`` that goes through ``CrayonClient._request``
-(the bounded retries, the shared token and the one answer to a 401), which
-sends it through ``reconciler.api.transport`` (the HTTP seam: timeouts,
+Every call is an ``ApiRequest`` that goes through ``reconciler.api.calls.Caller``
+(the bounded retries, the shared token and the one answer to a 401, described
+there), which sends it through ``reconciler.api.transport`` (the HTTP seam: timeouts,
 headers, the clock skew read from every answer's ``Date``, and ``requests``'
 exceptions and non-2xx answers turned into ``ApiError``s classified by
 ``reconciler.api.failures``, whose docstring has the table). This module must
@@ -25,33 +25,15 @@ not print, must not log, must never turn TLS verification off, must never put a
 secret (client secret, password, access token) into a message, a repr or an
 exception, and must not classify a failure itself.
 
-A failure to get a token during a checkout or an update is never AMBIGUOUS:
-the request was not sent. ``checkout`` refuses locally (DEFINITIVE, nothing
-sent) an order whose verify answer has errors. A 2xx without the expected JSON
-body is DEFINITIVE (a checkout's 2xx body is ignored), except for an update,
-which was applied or not: its unreadable answer is AMBIGUOUS. When retries run
-out the last error stays RETRYABLE: the server never took the request or
-refused it with 429.
-
-401 Unauthorized gets a fresh token and the call repeated once; a second 401
-is DEFINITIVE, unless another call was sent with that token (it may have worked
-for it, or used it up) or another thread replaced it: then once more, at most 3
-new tokens per call. One token per
-client, renewed shortly before it expires (10% of its lifetime, at most 60 s
-early); threads share it, and a lock makes sure only one of them asks for a
-new one.
-
-Retries: at most ``RetryPolicy.max_attempts`` attempts and ``max_total`` seconds
-per call; exponential backoff with full jitter, or the server's ``Retry-After``
-(seconds or an HTTP-date) capped at ``max_delay``; a retry whose delay would
-end past ``max_total`` is not made.
+``checkout`` refuses locally (DEFINITIVE, nothing sent) an order whose verify
+answer has errors. A 2xx without the expected JSON body is DEFINITIVE (a
+checkout's 2xx body is ignored), except for an update, which was applied or not:
+its unreadable answer is AMBIGUOUS.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -59,9 +41,10 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import requests
-from requests.auth import AuthBase
 
+from reconciler.api.calls import Caller
 from reconciler.api.failures import Endpoint
+from reconciler.api.fields import ci_key
 from reconciler.api.orders import OrderJson, VerifiedOrder, legacy_order, read_verified
 from reconciler.api.reads import (
     MAX_ITEMS,
@@ -78,56 +61,12 @@ from reconciler.api.records import (
     ProcessedOrder,
     Subscription,
     SubscriptionDetail,
-    ci_get,
-    ci_key,
 )
-from reconciler.api.settings import TOKEN_PATH, ApiSettings, RetryPolicy, subscription_path
-from reconciler.api.throttle import Throttle
-from reconciler.api.transport import (
-    CREDENTIALS_HINT,
-    ApiRequest,
-    RequestsTransport,
-    basic_credentials,
-)
-from reconciler.errors import ApiError, AuthenticationError, FailureKind
+from reconciler.api.settings import ApiSettings, RetryPolicy, subscription_path
+from reconciler.api.transport import ApiRequest, RequestsTransport
+from reconciler.errors import ApiError, FailureKind
 
-SCOPE: Final = "CustomerApi"
-#: Token lifetime assumed when the token answer has no usable ExpiresIn.
-DEFAULT_TOKEN_LIFETIME: Final = 3600.0
-
-#: New tokens one call may ask for after 401s (more than one only when other
-#: threads renewed the token meanwhile).
-_MAX_RENEWALS: Final = 3
 _DEFAULT_RETRY: Final = RetryPolicy()
-
-
-class _BasicAuth(AuthBase):
-    """Basic credentials encoded as UTF-8 (RFC 7617), not Latin-1 as requests does,
-    which cannot encode most secrets outside Western Europe."""
-
-    def __init__(self, user: str, password: str) -> None:
-        self._value = basic_credentials(user, password)
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Basic {self._value}"
-        return request
-
-    def __repr__(self) -> str:
-        return "_BasicAuth(***)"
-
-
-class _BearerAuth(AuthBase):
-    """Sets the bearer token; passing auth explicitly also keeps ~/.netrc out of it."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-    def __repr__(self) -> str:
-        return "_BearerAuth(***)"
 
 
 class CrayonClient:
@@ -157,16 +96,10 @@ class CrayonClient:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
         self._settings = settings
-        self._retry = retry
-        self._sleep = sleep
-        self._clock = clock
-        self._random = random.Random()
         self._transport = RequestsTransport(settings, session, wall_clock=wall_clock)
         self._errors = self._transport.errors
-        self._tokens = _TokenHolder(clock)
-        self._counter_lock = threading.Lock()
-        self._retries = 0
-        self._throttle = Throttle(clock, sleep)
+        self._caller = Caller(settings, self._transport, retry=retry, sleep=sleep, clock=clock)
+        self._tokens = self._caller.tokens
         self._reader = ListReader(
             _ClientPages(self), page_size=page_size, max_pages=max_pages, max_items=max_items
         )
@@ -177,13 +110,12 @@ class CrayonClient:
     @property
     def retries(self) -> int:
         """How many requests were re-sent so far (backoff retries and after-401 repeats)."""
-        with self._counter_lock:
-            return self._retries
+        return self._caller.retries
 
     def watch_throttling(self, listener: Callable[[float | None], None] | None) -> None:
         """Call ``listener`` with the Retry-After (None without one) of every answer
         429, on the thread that got it; None stops. Apply's adaptive limit uses it."""
-        self._throttle.listener = listener
+        self._caller.throttle.listener = listener
 
     @property
     def clock_skew(self) -> timedelta | None:
@@ -277,24 +209,7 @@ class CrayonClient:
         Failures: see ``records.SubscriptionUpdater``; an AMBIGUOUS one is never
         repeated here.
         """
-        changes: dict[str, Any] = {}
-        if quantity is not None:
-            if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
-                raise ValueError(
-                    f"quantity must be a whole number of at least 1, not {quantity!r}; "
-                    "a subscription is cancelled with cancel_subscription, never with 0 seats"
-                )
-            changes["quantity"] = quantity
-        if auto_renew is not None:
-            if not isinstance(auto_renew, bool):
-                raise ValueError(f"auto_renew must be true or false, not {auto_renew!r}")
-            changes["autoRenewEnabled"] = auto_renew
-        if status is not None:
-            if isinstance(status, bool) or not isinstance(status, int):
-                raise ValueError(f"status must be a SubscriptionStatus integer, not {status!r}")
-            changes["status"] = status
-        if not changes:
-            raise ValueError("update_subscription needs a quantity, auto_renew or status")
+        changes = _asked_changes(quantity, auto_renew, status)
         operation = "update subscription"
         path = subscription_path(current.id)
         body = _changed(current.body, changes)
@@ -375,119 +290,9 @@ class CrayonClient:
         """The products (names, unit prices) the tenant may buy, matching ``search`` if given."""
         return self._reader.read_agreement_products(customer_tenant_id, search)
 
-    # ----------------------------------------------------------------- retries, auth
-
     def _request(self, request: ApiRequest) -> requests.Response:
         """One API call with a token, the 401 repeat and the bounded retries."""
-        started = self._clock()
-        attempt = 0
-        waited_until = 0.0
-        while True:
-            attempt += 1
-            self._throttle.wait(waited_until)
-            try:
-                return self._authorized(request)
-            except ApiError as error:
-                if error.status == 429:
-                    waited_until = self._throttle.throttled(error.retry_after, self._retry)
-                self._pause_or_raise(error, attempt, started)
-
-    def _authorized(self, request: ApiRequest) -> requests.Response:
-        """``request`` with the shared token: the one place that answers a 401."""
-        token = self._tokens.current(self._fetch_token)
-        renewals = 0
-        while True:
-            try:
-                self._tokens.sending(token)
-                response = self._transport.send(request, _BearerAuth(token))
-            except ApiError as error:
-                if error.status != 401:
-                    raise
-                # A fresh token refused too is definitive, unless another call was sent
-                # with that token (it may have worked for it, or used it up) or another
-                # thread replaced it: then it expired or was revoked, which says nothing
-                # against the credentials.
-                if renewals >= _MAX_RENEWALS or (renewals and not self._tokens.expired(token)):
-                    raise self._errors.reworded(
-                        error,
-                        f"{request.operation} refused: HTTP 401 Unauthorized even with a fresh "
-                        "token; check CRAYON_USERNAME and CRAYON_PASSWORD and that the account "
-                        "may use the API",
-                    ) from None
-            else:
-                self._tokens.prove(token)
-                return response
-            # A 401 means the server refused the request, so repeating it with a new
-            # token cannot buy twice.
-            self._tokens.discard(token)
-            self._count_retry()
-            renewals += 1
-            token = self._tokens.current(self._fetch_token)
-
-    def _pause_or_raise(self, error: ApiError, attempt: int, started: float) -> None:
-        """Sleep before the next attempt, or raise ``error`` when it may not be retried."""
-        if error.kind is not FailureKind.RETRYABLE:
-            raise error
-        policy = self._retry
-        if attempt >= policy.max_attempts:
-            raise self._errors.reworded(error, f"{error} (gave up after {attempt} attempts)")
-        if error.retry_after is not None:
-            delay = policy.capped(error.retry_after)
-        else:
-            delay = self._random.uniform(0.0, policy.ceiling(attempt))
-        elapsed = self._clock() - started
-        if elapsed + delay > policy.max_total:
-            raise self._errors.reworded(
-                error,
-                f"{error} (gave up after {attempt} attempts in {elapsed:.1f} s; "
-                f"the retry budget is {policy.max_total:g} s)",
-            )
-        self._count_retry()
-        self._sleep(delay)
-
-    def _count_retry(self) -> None:
-        with self._counter_lock:
-            self._retries += 1
-
-    def _fetch_token(self) -> tuple[str, float]:
-        """A new access token and its lifetime in seconds (called under the token lock)."""
-        settings = self._settings
-        form = {
-            "grant_type": "password",
-            "username": settings.username,
-            "password": settings.password,
-            "scope": SCOPE,
-        }
-        request = ApiRequest("token", Endpoint.TOKEN, "POST", TOKEN_PATH, form=form)
-        response = self._transport.send(
-            request, _BasicAuth(settings.client_id, settings.client_secret)
-        )
-        data = self._transport.read_json(response, "token")
-        token = ci_get(data, "AccessToken") if isinstance(data, dict) else None
-        refusal = ci_get(data, "Error") if isinstance(data, dict) else None
-        if refusal or not isinstance(token, str) or not token:
-            reason = "an error" if refusal else "no AccessToken"
-            raise self._errors.make(
-                f"the Crayon API answered the token request with {reason}; {CREDENTIALS_HINT}",
-                FailureKind.DEFINITIVE,
-                "POST",
-                response.url,
-                status=response.status_code,
-                error_code=str(refusal) if refusal else None,
-                error_class=AuthenticationError,
-            )
-        self._errors.learn(token)
-        if not (token.isascii() and token.isprintable()):
-            # It would fail in http.client's header encoding, outside our errors.
-            raise self._errors.bad_answer(
-                "token: the API answered with an access token that is not printable ASCII, "
-                "which cannot be sent in a header",
-                response,
-            )
-        expires_in = ci_get(data, "ExpiresIn")
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-            return token, DEFAULT_TOKEN_LIFETIME
-        return token, float(expires_in) if expires_in > 0 else DEFAULT_TOKEN_LIFETIME
+        return self._caller.request(request)
 
 
 class _ClientPages:
@@ -508,6 +313,32 @@ class _ClientPages:
         )
 
 
+def _asked_changes(
+    quantity: int | None, auto_renew: bool | None, status: int | None
+) -> dict[str, Any]:
+    """The fields an update sets (camelCase names), each checked; ValueError for a bad
+    one or for none at all."""
+    changes: dict[str, Any] = {}
+    if quantity is not None:
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise ValueError(
+                f"quantity must be a whole number of at least 1, not {quantity!r}; "
+                "a subscription is cancelled with cancel_subscription, never with 0 seats"
+            )
+        changes["quantity"] = quantity
+    if auto_renew is not None:
+        if not isinstance(auto_renew, bool):
+            raise ValueError(f"auto_renew must be true or false, not {auto_renew!r}")
+        changes["autoRenewEnabled"] = auto_renew
+    if status is not None:
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise ValueError(f"status must be a SubscriptionStatus integer, not {status!r}")
+        changes["status"] = status
+    if not changes:
+        raise ValueError("update_subscription needs a quantity, auto_renew or status")
+    return changes
+
+
 def _changed(body: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``body`` with ``changes`` (camelCase names) set on the keys that match
     them ignoring case; a field the body lacks gets the body's casing."""
@@ -517,51 +348,3 @@ def _changed(body: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, A
         key = ci_key(changed, name) or (name[0].upper() + name[1:] if pascal else name)
         changed[key] = value
     return changed
-
-
-class _TokenHolder:
-    """The one bearer token of a client, shared by its threads."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._access_token: str | None = None
-        self._proven_token: str | None = None
-        #: How many requests were sent with the token in use.
-        self._sends = 0
-        self._renew_at = 0.0
-
-    def current(self, fetch: Callable[[], tuple[str, float]]) -> str:
-        """The token in use, or a new one from ``fetch`` when it is about to expire."""
-        with self._lock:
-            if self._access_token is not None and self._clock() < self._renew_at:
-                return self._access_token
-            requested_at = self._clock()
-            token, lifetime = fetch()
-            self._access_token = token
-            self._sends = 0
-            self._renew_at = requested_at + lifetime - min(60.0, 0.1 * lifetime)
-            return token
-
-    def prove(self, token: str) -> None:
-        """Note that the server accepted ``token``."""
-        with self._lock:
-            self._proven_token = token
-
-    def sending(self, token: str) -> None:
-        """Note a request about to be sent with ``token``."""
-        with self._lock:
-            if token == self._access_token:
-                self._sends += 1
-
-    def expired(self, token: str) -> bool:
-        """Whether a refused ``token`` once worked, was sent with by another request
-        too, or has already been replaced."""
-        with self._lock:
-            return self._proven_token == token or self._access_token != token or self._sends > 1
-
-    def discard(self, token: str) -> None:
-        with self._lock:
-            # Another thread may already have replaced it; keep that one.
-            if self._access_token == token:
-                self._access_token = None

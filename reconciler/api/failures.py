@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Final
 
-from reconciler.api.records import UnreadableJson, as_list, ci_get, load_json
+from reconciler.api.fields import UnreadableJson, as_list, ci_get, load_json
 from reconciler.errors import ApiObjectError, FailureKind
 
 #: Statuses that refuse the request itself: repeating it gives the same answer.

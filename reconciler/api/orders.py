@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, NotRequired, Protocol, TypedDict, cast
 
-from reconciler.api.records import as_list, ci_get, text_map
+from reconciler.api.fields import as_list, ci_get, text_map
 from reconciler.model import BILLING_CYCLES, PURCHASE_TYPES, TAG_KEYS, Purchase
 
 

@@ -6,7 +6,7 @@ headers, never follows a redirect, and returns a 2xx response or raises
 ``reconciler.api.failures`` classifies and applies that classification, and
 ``ApiErrors`` builds every error with its secrets scrubbed; ``ClockSkew`` keeps
 what the ``Date`` header of every answer says of the local clock. ``read_json``
-parses an answer within ``records.load_json``'s limits. Retries, tokens and
+parses an answer within ``fields.load_json``'s limits. Retries, tokens and
 what an answer means are the client's. This module must not print, must not
 log, must never turn TLS verification off, and must never put a secret (client
 secret, password, access token) into a message, a repr or an exception.
@@ -46,7 +46,7 @@ from reconciler.api.failures import (
     status_reason,
     transport_reason,
 )
-from reconciler.api.records import UnreadableJson, load_json
+from reconciler.api.fields import UnreadableJson, load_json
 from reconciler.api.settings import CREDENTIAL_VARIABLES, ApiSettings
 from reconciler.errors import ApiError, ApiObjectError, AuthenticationError, FailureKind
 

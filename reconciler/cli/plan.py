@@ -149,19 +149,8 @@ def plan(
         raise click.UsageError("--json and --format are exclusive")
     view = views.plan_view("json" if as_json else (fmt or "text"), console(ctx))
     refresh, offline = _reads_cloud(refresh)
-    cloud: Cloud | None = None
-    if refresh or verify:
-        # Deferred, as below: the Cloud-iQ reads, the executor and their renderers
-        # are imported only by the runs that use them, so a plain plan starts sooner.
-        from reconciler.cli.refresh import Cloud
-
-        cloud = Cloud(legacy_endpoints)
-    context = PlanContext(
-        workspace=state.workspace,
-        targets=targets,
-        flags=state.flags,
-        comment_flags=state.comment_flags,
-    )
+    cloud = _cloud(legacy_endpoints) if refresh or verify else None
+    context = PlanContext(state.workspace, targets, state.flags, state.comment_flags)
     try:
         declarations = config.load(path)
         if verify:
@@ -192,6 +181,14 @@ def plan(
         planfile.save(out, run.plan, declarations=path, catalogue=catalogue)
         view.saved(out)
     return run.exit_code(detailed=detailed_exitcode)
+
+
+def _cloud(legacy_endpoints: bool) -> Cloud:
+    # Deferred: the Cloud-iQ reads, the executor and their renderers are imported
+    # only by the runs that use them, so a plain plan starts sooner.
+    from reconciler.cli.refresh import Cloud
+
+    return Cloud(legacy_endpoints)
 
 
 def _reads_cloud(refresh: bool | None) -> tuple[bool, str | None]:

@@ -131,16 +131,7 @@ def _parse_catalog(data: Any, problems: list[str]) -> tuple[list[CatalogItem], s
         return [], set()
     unknown = sorted(set(data) - {"tenants", "products"})
     problems.extend(f"{key}: unknown key" for key in unknown)
-    tenants: set[int] = set()
-    raw_tenants = data.get("tenants")
-    if not isinstance(raw_tenants, list):
-        problems.append("tenants: must be a list of customer tenant ids")
-    else:
-        for index, tenant in enumerate(raw_tenants):
-            if is_int(tenant) and tenant > 0:
-                tenants.add(tenant)
-            else:
-                problems.append(f"tenants[{index}]: must be a positive integer")
+    tenants = _parse_tenants(data.get("tenants"), problems)
     catalog: list[CatalogItem] = []
     raw_products = data.get("products")
     if not isinstance(raw_products, list):
@@ -151,52 +142,71 @@ def _parse_catalog(data: Any, problems: list[str]) -> tuple[list[CatalogItem], s
         if not isinstance(raw, dict):
             problems.append(f"{where}: must be a mapping")
             continue
-        allowed = {"productId", "skuId", "availabilityId", "name", "maxQuantity"}
-        allowed |= {"terms", "billingCycles", "types", "price", "currency"}
-        problems.extend(f"{where}.{key}: unknown key" for key in sorted(set(raw) - allowed))
-        before = len(problems)
-        strings = {}
-        for key in ("productId", "skuId", "availabilityId", "name"):
-            value = raw.get(key)
-            if not isinstance(value, str) or not value:
-                problems.append(f"{where}.{key}: must be a non-empty string")
-            strings[key] = str(value)
-        max_quantity = raw.get("maxQuantity", 300)
-        if not is_int(max_quantity) or max_quantity < 1:
-            problems.append(f"{where}.maxQuantity: must be a positive integer")
-        terms = raw.get("terms", ["P1M", "P1Y"])
-        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
-            problems.append(f"{where}.terms: must be a list of ISO-8601 durations")
-            terms = []
-        cycles: list[int] = []
-        for cycle in raw.get("billingCycles", [1, 2]) or []:
-            if isinstance(cycle, str) and cycle.casefold() in CYCLE_BY_NAME:
-                cycles.append(CYCLE_BY_NAME[cycle.casefold()])
-            elif is_int(cycle):
-                cycles.append(cycle)
-            else:
-                problems.append(f"{where}.billingCycles: unknown billing cycle {cycle!r}")
-        types = raw.get("types", [3])
-        if not isinstance(types, list) or not all(is_int(t) for t in types):
-            problems.append(f"{where}.types: must be a list of integers")
-            types = []
-        price, currency = _price(raw, where, problems)
-        if len(problems) == before:
-            catalog.append(
-                CatalogItem(
-                    product_id=strings["productId"],
-                    sku_id=strings["skuId"],
-                    availability_id=strings["availabilityId"],
-                    name=strings["name"],
-                    max_quantity=max_quantity,
-                    terms=tuple(terms),
-                    billing_cycles=tuple(cycles),
-                    types=tuple(types),
-                    price=price,
-                    currency=currency,
-                )
-            )
+        item = _parse_product(raw, where, problems)
+        if item is not None:
+            catalog.append(item)
     return catalog, tenants
+
+
+def _parse_tenants(raw_tenants: Any, problems: list[str]) -> set[int]:
+    tenants: set[int] = set()
+    if not isinstance(raw_tenants, list):
+        problems.append("tenants: must be a list of customer tenant ids")
+        return tenants
+    for index, tenant in enumerate(raw_tenants):
+        if is_int(tenant) and tenant > 0:
+            tenants.add(tenant)
+        else:
+            problems.append(f"tenants[{index}]: must be a positive integer")
+    return tenants
+
+
+def _parse_product(raw: dict[str, Any], where: str, problems: list[str]) -> CatalogItem | None:
+    """The product at ``where``, or None after adding its problems."""
+    allowed = {"productId", "skuId", "availabilityId", "name", "maxQuantity"}
+    allowed |= {"terms", "billingCycles", "types", "price", "currency"}
+    problems.extend(f"{where}.{key}: unknown key" for key in sorted(set(raw) - allowed))
+    before = len(problems)
+    strings = {}
+    for key in ("productId", "skuId", "availabilityId", "name"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not value:
+            problems.append(f"{where}.{key}: must be a non-empty string")
+        strings[key] = str(value)
+    max_quantity = raw.get("maxQuantity", 300)
+    if not is_int(max_quantity) or max_quantity < 1:
+        problems.append(f"{where}.maxQuantity: must be a positive integer")
+    terms = raw.get("terms", ["P1M", "P1Y"])
+    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+        problems.append(f"{where}.terms: must be a list of ISO-8601 durations")
+        terms = []
+    cycles: list[int] = []
+    for cycle in raw.get("billingCycles", [1, 2]) or []:
+        if isinstance(cycle, str) and cycle.casefold() in CYCLE_BY_NAME:
+            cycles.append(CYCLE_BY_NAME[cycle.casefold()])
+        elif is_int(cycle):
+            cycles.append(cycle)
+        else:
+            problems.append(f"{where}.billingCycles: unknown billing cycle {cycle!r}")
+    types = raw.get("types", [3])
+    if not isinstance(types, list) or not all(is_int(t) for t in types):
+        problems.append(f"{where}.types: must be a list of integers")
+        types = []
+    price, currency = _price(raw, where, problems)
+    if len(problems) != before:
+        return None
+    return CatalogItem(
+        product_id=strings["productId"],
+        sku_id=strings["skuId"],
+        availability_id=strings["availabilityId"],
+        name=strings["name"],
+        max_quantity=max_quantity,
+        terms=tuple(terms),
+        billing_cycles=tuple(cycles),
+        types=tuple(types),
+        price=price,
+        currency=currency,
+    )
 
 
 def _price(

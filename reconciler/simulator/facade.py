@@ -28,9 +28,9 @@ from reconciler.simulator.cloud import (
 from reconciler.simulator.faults import Faults
 from reconciler.simulator.injection import FaultInjection
 from reconciler.simulator.listings import OrderRecord
+from reconciler.simulator.loopback import LoopbackServer
 from reconciler.simulator.orders import RecordedCheckout
 from reconciler.simulator.portal import PortalChanges
-from reconciler.simulator.server import LoopbackServer
 from reconciler.simulator.subscriptions import ORGANIZATION_ID, SubscriptionRecord
 from reconciler.simulator.wire import LIST_SHAPES, check_endpoint
 

@@ -144,25 +144,7 @@ def order_problems(order: Any, *, legacy: bool = False) -> list[dict[str, Any]]:
                 problems += _unknown(line, ASSET_LINE_FIELDS, f"orderLines[{index}].")
     order = {k.casefold(): v for k, v in order.items()}
 
-    def check(data: dict[str, Any], name: str, where: str, kind: str, required: bool) -> None:
-        value = data.get(name.casefold())
-        path = f"{where}{name}"
-        if value is None:
-            if required:
-                problems.append(object_error("Required", f"{name} is required", path))
-            return
-        valid = {
-            "int": is_int(value),
-            "str": isinstance(value, str),
-            "bool": isinstance(value, bool),
-            "map": isinstance(value, dict)
-            and all(isinstance(v, str | None) for v in value.values()),
-            "obj": isinstance(value, dict),
-        }[kind]
-        if not valid:
-            problems.append(object_error("InvalidValue", f"{path} has the wrong type", path))
-
-    check(order, "resellerCustomerId", "", "int", required=True)
+    _check(problems, order, "resellerCustomerId", "", "int", required=True)
     tenant = order.get("resellercustomerid")
     if is_int(tenant) and tenant <= 0:
         problems.append(
@@ -171,8 +153,8 @@ def order_problems(order: Any, *, legacy: bool = False) -> list[dict[str, Any]]:
             )
         )
     for name in ("externalOrderId", "countryCode", "notificationEmail", "adminAccount"):
-        check(order, name, "", "str", required=False)
-    check(order, "invoiceProfileId", "", "int", required=False)
+        _check(problems, order, name, "", "str", required=False)
+    _check(problems, order, "invoiceProfileId", "", "int", required=False)
     lines = order.get("orderlines")
     if not isinstance(lines, list) or not lines:
         problems.append(
@@ -188,15 +170,41 @@ def order_problems(order: Any, *, legacy: bool = False) -> list[dict[str, Any]]:
             continue
         line = {k.casefold(): v for k, v in line.items()}
         for name in ("productId", "skuId", "termDuration"):
-            check(line, name, where, "str", required=True)
+            _check(problems, line, name, where, "str", required=True)
         for name in ("quantity", "billingCycle"):
-            check(line, name, where, "int", required=True)
+            _check(problems, line, name, where, "int", required=True)
         for name in ("type", "productVariantId"):
-            check(line, name, where, "int", required=False)
-        check(line, "attestationAccepted", where, "bool", required=False)
-        check(line, "provisioningContext", where, "map", required=False)
-        check(line, "tags", where, "obj", required=False)
+            _check(problems, line, name, where, "int", required=False)
+        _check(problems, line, "attestationAccepted", where, "bool", required=False)
+        _check(problems, line, "provisioningContext", where, "map", required=False)
+        _check(problems, line, "tags", where, "obj", required=False)
     return problems
+
+
+def _check(
+    problems: list[dict[str, Any]],
+    data: dict[str, Any],
+    name: str,
+    where: str,
+    kind: str,
+    required: bool,
+) -> None:
+    """Add the ObjectError of a missing or mistyped field ``name`` of ``data``, if any."""
+    value = data.get(name.casefold())
+    path = f"{where}{name}"
+    if value is None:
+        if required:
+            problems.append(object_error("Required", f"{name} is required", path))
+        return
+    valid = {
+        "int": is_int(value),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "map": isinstance(value, dict) and all(isinstance(v, str | None) for v in value.values()),
+        "obj": isinstance(value, dict),
+    }[kind]
+    if not valid:
+        problems.append(object_error("InvalidValue", f"{path} has the wrong type", path))
 
 
 def _key(data: dict[str, Any], name: str) -> str:

@@ -258,19 +258,7 @@ def update(
     current: SubscriptionRecord, path_id: int, body: Any, now: datetime
 ) -> SubscriptionRecord:
     """The subscription after a PUT of ``body``, or the 4xx ``Reply`` refusing it."""
-    if not isinstance(body, dict):
-        raise _refused(400, "The body must be a SubscriptionDetailed object.")
-    fields: dict[str, Any] = {}
-    for key, value in body.items():
-        folded = key.casefold()
-        if folded not in _DETAILED_BY_FOLDED:
-            raise _refused(400, f"{key} is not a field of a subscription.", key)
-        if folded in fields:
-            raise _refused(400, f"{key} is given twice.", key)
-        fields[folded] = value
-    if "id" in fields and fields["id"] != path_id:
-        message = f"The body is subscription {fields['id']!r}, the path subscription {path_id}."
-        raise _refused(400, message, "id")
+    fields = _body_fields(body, path_id)
     if not current.active:
         raise _refused(
             409,
@@ -317,6 +305,26 @@ def update(
     if quantity < current.quantity:
         _check_reduction(current, quantity, now)
     return changed.with_quantity(quantity, now)
+
+
+def _body_fields(body: Any, path_id: int) -> dict[str, Any]:
+    """The PUT body's fields by casefolded name, or the 400 ``Reply`` refusing a body
+    that is no object, has a field twice or one a subscription lacks, or names
+    another subscription than the path."""
+    if not isinstance(body, dict):
+        raise _refused(400, "The body must be a SubscriptionDetailed object.")
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        folded = key.casefold()
+        if folded not in _DETAILED_BY_FOLDED:
+            raise _refused(400, f"{key} is not a field of a subscription.", key)
+        if folded in fields:
+            raise _refused(400, f"{key} is given twice.", key)
+        fields[folded] = value
+    if "id" in fields and fields["id"] != path_id:
+        message = f"The body is subscription {fields['id']!r}, the path subscription {path_id}."
+        raise _refused(400, message, "id")
+    return fields
 
 
 def _folded(value: Any) -> Any:
