@@ -30,33 +30,8 @@ from reconciler.cli import cli
 from reconciler.executor.run import AdaptiveLimit
 from reconciler.simulator import Simulator, server
 from reconciler.state import JsonFileStateStore
+from tests.support.declarations import LICENCE_TENANT, declare_licences
 from tests.support.paths import schema
-
-TENANT = 100001
-PRODUCTS = [("CFQ7TTC0LF8R", "0010"), ("CFQ7TTC0LDPB", "0001"), ("CFQ7TTC0LH18", "0001")]
-
-
-def declare(root: Path, count: int) -> Path:
-    lines = [
-        "version: 1",
-        "defaults:",
-        f"  customerTenantId: {TENANT}",
-        "  billingCycle: monthly",
-        "  termDuration: P1M",
-        "purchases:",
-    ]
-    for i in range(count):
-        product, sku = PRODUCTS[i % len(PRODUCTS)]
-        lines += [
-            f"  - name: acme/licence-{i:03d}",
-            f"    productId: {product}",
-            f'    skuId: "{sku}"',
-            f"    quantity: {1 + i % 5}",
-        ]
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "decl.yaml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def apply(decl: Path, state: Path, sim: Simulator, *args: str) -> list[dict[str, Any]]:
@@ -86,8 +61,8 @@ def test_at_parallelism_1_no_checkout_precedes_its_pending_write_or_the_previous
     arrives before (a) its own pending line and (b) the line recording the previous
     checkout were fsynced."""
     count = 10
-    sim = simulator_factory(latency=0.005, tenants={TENANT})
-    decl = declare(tmp_path / "decl", count)
+    sim = simulator_factory(latency=0.005, tenants={LICENCE_TENANT})
+    decl = declare_licences(tmp_path / "decl", count)
     state = tmp_path / "state.json"
     assert JsonFileStateStore(state).create()
     journal = Path(str(state) + ".journal")
@@ -170,8 +145,8 @@ def test_at_parallelism_1_on_postgresql_each_checkout_follows_its_pending_row_an
     rows of every earlier one, are committed before it arrives."""
     import psycopg
 
-    sim = simulator_factory(latency=0.005, tenants={TENANT})
-    decl = declare(tmp_path / "decl", 8)
+    sim = simulator_factory(latency=0.005, tenants={LICENCE_TENANT})
+    decl = declare_licences(tmp_path / "decl", 8)
     init = CliRunner().invoke(cli, ["init", "--state", pg_database], catch_exceptions=False)
     assert init.exit_code == 0, init.output
     observer = psycopg.connect(pg_database, autocommit=True)
@@ -222,8 +197,8 @@ def test_a_failed_record_at_parallelism_1_stops_the_next_checkout(
 ) -> None:
     """The next change is verified while the previous 204 is recorded; when that write
     fails, the next checkout is never sent."""
-    sim = simulator_factory(tenants={TENANT})
-    decl = declare(tmp_path / "decl", 3)
+    sim = simulator_factory(tenants={LICENCE_TENANT})
+    decl = declare_licences(tmp_path / "decl", 3)
     state = tmp_path / "state.json"
     assert JsonFileStateStore(state).create()
     journal = Path(str(state) + ".journal")
@@ -351,8 +326,8 @@ def test_the_simulator_rate_limit_answers_429_with_retry_after_above_it(
 def test_apply_under_a_rate_limit_adapts_and_buys_everything_once(
     tmp_path: Path, simulator_factory: Callable[..., Simulator]
 ) -> None:
-    sim = simulator_factory(latency=0.01, tenants={TENANT}, rate_limit=25)
-    decl = declare(tmp_path / "decl", 40)
+    sim = simulator_factory(latency=0.01, tenants={LICENCE_TENANT}, rate_limit=25)
+    decl = declare_licences(tmp_path / "decl", 40)
     state = tmp_path / "state.json"
     assert JsonFileStateStore(state).create()
 

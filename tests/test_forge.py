@@ -448,3 +448,15 @@ def test_the_plan_comment_of_the_cli_is_what_the_script_posts(
     post(made.stdout, tmp_path, gitlab_env(gitlab))
 
     assert gitlab.comments[0]["body"].startswith(made.stdout)
+
+
+def test_help_lists_each_subcommand_on_its_own_line() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "reconciler.forge", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in ("comment", "apply-result", "drift-issue", "reviewed", "outputs"):
+        assert any(line.strip().startswith(f"{name} ") for line in shown.splitlines()), name
+    assert "``" not in shown

@@ -34,31 +34,7 @@ from reconciler.simulator import Simulator, server
 from reconciler.state import JsonFileStateStore
 from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
 from reconciler.state.writes import Write
-
-PRODUCTS = [("CFQ7TTC0LF8R", "0010"), ("CFQ7TTC0LDPB", "0001"), ("CFQ7TTC0LH18", "0001")]
-TENANT = 100001
-
-
-def declare(root: Path, count: int) -> Path:
-    lines = [
-        "version: 1",
-        "defaults:",
-        f"  customerTenantId: {TENANT}",
-        "  billingCycle: monthly",
-        "  termDuration: P1M",
-        "purchases:",
-    ]
-    for i in range(count):
-        product, sku = PRODUCTS[i % len(PRODUCTS)]
-        lines += [
-            f"  - name: acme/licence-{i:03d}",
-            f"    productId: {product}",
-            f'    skuId: "{sku}"',
-            f"    quantity: {1 + i % 5}",
-        ]
-    path = root / "decl.yaml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+from tests.support.declarations import LICENCE_TENANT, declare_licences
 
 
 class Watch:
@@ -135,8 +111,8 @@ def pending_ids_in(journal: bytes) -> set[str]:
 def test_file_state_no_checkout_is_sent_before_its_pending_line_is_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, simulator_factory: Callable[..., Simulator]
 ) -> None:
-    sim = simulator_factory(latency=0.01, tenants={TENANT})
-    decl = declare(tmp_path, 48)
+    sim = simulator_factory(latency=0.01, tenants={LICENCE_TENANT})
+    decl = declare_licences(tmp_path, 48)
     state = tmp_path / "state.json"
     assert JsonFileStateStore(state).create()
     journal = Path(str(state) + ".journal")
@@ -174,8 +150,8 @@ def test_postgres_state_no_checkout_is_sent_before_its_pending_row_is_committed(
 ) -> None:
     import psycopg
 
-    sim = simulator_factory(latency=0.01, tenants={TENANT})
-    decl = declare(tmp_path, 48)
+    sim = simulator_factory(latency=0.01, tenants={LICENCE_TENANT})
+    decl = declare_licences(tmp_path, 48)
     init = CliRunner().invoke(cli, ["init", "--state", pg_database], catch_exceptions=False)
     assert init.exit_code == 0, init.output
     watch = Watch()
@@ -209,7 +185,7 @@ def test_postgres_state_no_checkout_is_sent_before_its_pending_row_is_committed(
 
 # --------------------------------------------------------------------------- the writer alone
 
-IDENTITY = Identity(TENANT, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
+IDENTITY = Identity(LICENCE_TENANT, "CFQ7TTC0LF8R", "0010", "monthly", "P1M")
 
 
 def held_writer(first: Callable[[Sequence[Write]], None]) -> tuple[LedgerWriter, list[list[str]]]:

@@ -107,3 +107,33 @@ def renamed(decl: Path, quantity: int, *, moved: bool) -> Path:
         with path.open("a", encoding="utf-8") as handle:
             handle.write("moved:\n- from: acme/old\n  to: acme/new\n")
     return decl
+
+
+#: The customer tenant and the products ``declare_licences`` cycles through.
+LICENCE_TENANT = 100001
+LICENCE_PRODUCTS = (("CFQ7TTC0LF8R", "0010"), ("CFQ7TTC0LDPB", "0001"), ("CFQ7TTC0LH18", "0001"))
+
+
+def declare_licences(root: Path, count: int) -> Path:
+    """``root``/decl.yaml declaring ``count`` addresses acme/licence-NNN of tenant
+    ``LICENCE_TENANT``, one to five seats each, the products taken in turn."""
+    lines = [
+        "version: 1",
+        "defaults:",
+        f"  customerTenantId: {LICENCE_TENANT}",
+        "  billingCycle: monthly",
+        "  termDuration: P1M",
+        "purchases:",
+    ]
+    for i in range(count):
+        product, sku = LICENCE_PRODUCTS[i % len(LICENCE_PRODUCTS)]
+        lines += [
+            f"  - name: acme/licence-{i:03d}",
+            f"    productId: {product}",
+            f'    skuId: "{sku}"',
+            f"    quantity: {1 + i % 5}",
+        ]
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "decl.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
