@@ -453,11 +453,8 @@ def run(args: Sequence[str], env: Mapping[str, str]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m reconciler.forge",
-        description=(__doc__ or "").replace("``", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    raw, words = argparse.RawDescriptionHelpFormatter, (__doc__ or "").replace("``", "")
+    parser = argparse.ArgumentParser("python -m reconciler.forge", None, words, formatter_class=raw)
     parser.add_argument("--forge", choices=["github", "gitlab"], default=None)
     sub = parser.add_subparsers(dest="command", required=True)
     comment = sub.add_parser("comment", help="create or update the plan comment")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import api, observe, render
+from reconciler import api, observe, render, state
 
 
-@pytest.mark.parametrize("package", [api, observe, render])
+@pytest.mark.parametrize("package", [api, observe, render, state])
 def test_lazy_packages_export_exactly_what_they_import_for_type_checkers(
     package: types.ModuleType,
 ) -> None:

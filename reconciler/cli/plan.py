@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import config, planfile, render, views
+from reconciler import config, render, views
 from reconciler.cli.common import (
     LEGACY,
     NO_COLOR,
@@ -22,14 +22,14 @@ from reconciler.cli.common import (
     state_options,
     warn_legacy_fields,
 )
-from reconciler.commands.plan import expect_reviewed, run_plan, verify_plan
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.model import Action, Plan, State, is_target
-from reconciler.outcomes import PlanRun, VerifyErrors
-from reconciler.views.base import PlanContext
 
 if TYPE_CHECKING:
     from reconciler.cli.refresh import Cloud
+    from reconciler.outcomes import VerifyErrors
+    from reconciler.render.money import Catalogue
+    from reconciler.views.base import PlanView
 
 
 def check_targets(
@@ -145,6 +145,10 @@ def plan(
     when a change is a conflict or pending (or fails verify), after printing the
     whole plan.
     """
+    # Deferred: validate, in the same module, needs none of these.
+    from reconciler.commands.plan import run_plan
+    from reconciler.views.base import PlanContext
+
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("--json and --format are exclusive")
     view = views.plan_view("json" if as_json else (fmt or "text"), console(ctx))
@@ -175,12 +179,27 @@ def plan(
     if run.plan.summary.count(Action.PENDING):
         context = replace(context, holder=store.locked_by())
     view.plan(run, catalogue, context)
-    if expect:
-        expect_reviewed(planfile.read(expect), run.plan, expect)
-    if out:
-        planfile.save(out, run.plan, declarations=path, catalogue=catalogue)
-        view.saved(out)
+    _keep(run.plan, path, expect, out, catalogue, view)
     return run.exit_code(detailed=detailed_exitcode)
+
+
+def _keep(
+    the_plan: Plan,
+    path: str,
+    expect: str | None,
+    out: str | None,
+    catalogue: Catalogue | None,
+    view: PlanView,
+) -> None:
+    """``--expect``: refuse a plan other than the reviewed one; ``--out``: save it."""
+    from reconciler import planfile
+    from reconciler.commands.plan import expect_reviewed
+
+    if expect:
+        expect_reviewed(planfile.read(expect), the_plan, expect)
+    if out:
+        planfile.save(out, the_plan, declarations=path, catalogue=catalogue)
+        view.saved(out)
 
 
 def _cloud(legacy_endpoints: bool) -> Cloud:
@@ -204,6 +223,7 @@ def _reads_cloud(refresh: bool | None) -> tuple[bool, str | None]:
 def _verifier(legacy_endpoints: bool) -> Callable[[Plan], VerifyErrors]:
     def verify(the_plan: Plan) -> VerifyErrors:
         from reconciler.api.orders import build_order, new_external_order_id
+        from reconciler.commands.plan import verify_plan
 
         with make_client(legacy_endpoints) as client:
             return verify_plan(
@@ -227,6 +247,10 @@ def _verifier(legacy_endpoints: bool) -> Callable[[Plan], VerifyErrors]:
 def show(ctx: click.Context, state: StateRef, as_json: bool, plan_path: str | None) -> int:
     """Show the recorded purchases and pending operations (or a saved plan)."""
     if plan_path:
+        from reconciler import planfile
+        from reconciler.outcomes import PlanRun
+        from reconciler.views.base import PlanContext
+
         saved = planfile.read_saved(plan_path)
         if as_json:
             click.echo(saved.json())
