@@ -361,6 +361,20 @@ def test_unknown_customer_tenant_is_a_conflict_of_that_tenant_only(h: Harness) -
     assert "northwind/exchange-online-plan-1" not in h.state_file()["purchases"]
 
 
+def test_a_refused_first_tenant_leaves_the_others_read_and_bought(h: Harness) -> None:
+    """The tenants' subscriptions are read at once after the first; the first refused
+    (an unknown tenant, not bad credentials) still lets every other tenant be read."""
+    edit_purchase(h.decl, "northwind/exchange-online-plan-1", customerTenantId=1)
+
+    result = h.apply()
+
+    assert result.exit_code == 1
+    assert "Cloud-iQ refused to list the subscriptions of customer tenant 1" in result.stdout
+    assert "9 purchased (+327 seats)" in result.stdout
+    assert h.sim.count("token") == 1
+    assert all(c.tenant != 1 for c in h.sim.checkouts)
+
+
 def test_verify_line_error_fails_that_change_and_shows_the_reason(h: Harness) -> None:
     edit_purchase(h.decl, TEAMS, quantity=25)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from reconciler.api.records import (
@@ -119,18 +120,23 @@ def _read_lists(
     subscriptions: dict[int, Sequence[Subscription]] = {}
     unreadable: dict[int, tuple[str, ...]] = {}
     refused: dict[int, str] = {}
-    for tenant in tenants:
+    # The first tenant is read alone (it gets the token, or finds the credentials
+    # refused once), the others at once (reads only; each waits on the API, not the
+    # CPU); the answers are taken in order, so a failure is the first tenant's. An item
+    # that cannot be read is named, and its tenant's seats are in doubt: nothing is
+    # bought for that tenant (read before buying cannot prove none).
+    with ThreadPoolExecutor(max_workers=max(1, min(_READERS, len(tenants)))) as pool:
+        reads = []
+        for tenant in tenants:
+            reads.append(pool.submit(reader.read_subscriptions, tenant, skip_unreadable=True))
+            first = reads[0].exception() if len(reads) == 1 else None
+            if first is not None and not _refuses_tenant(first):
+                break
+    for tenant, read in zip(tenants, reads, strict=False):
         try:
-            # An item that cannot be read is named, and its tenant's seats are in doubt:
-            # nothing is bought for that tenant (read before buying cannot prove none).
-            listing = reader.read_subscriptions(tenant, skip_unreadable=True)
+            listing = read.result()
         except ApiError as exc:
-            if (
-                isinstance(exc, AuthenticationError)
-                or exc.kind is not FailureKind.DEFINITIVE
-                or exc.status not in _REFUSED_READS
-                or exc.method != "GET"  # the token request (a POST) refuses us, not it
-            ):
+            if not _refuses_tenant(exc):
                 raise
             refused[tenant] = exc.api_message or str(exc)
             continue
@@ -139,6 +145,20 @@ def _read_lists(
             unreadable[tenant] = tuple(str(item) for item in listing.unreadable)
     return subscriptions, unreadable, refused
 
+
+def _refuses_tenant(exc: BaseException) -> bool:
+    """Whether a list read's failure refuses that one tenant (not us, not the API)."""
+    return (
+        isinstance(exc, ApiError)
+        and not isinstance(exc, AuthenticationError)
+        and exc.kind is FailureKind.DEFINITIVE
+        and exc.status in _REFUSED_READS
+        and exc.method == "GET"  # the token request (a POST) refuses us, not it
+    )
+
+
+#: Tenants whose subscriptions are read at once.
+_READERS = 8
 
 #: Statuses of a list read that refuse that one tenant (unknown, or not this account's).
 _REFUSED_READS = frozenset({400, 403, 404})
