@@ -13,12 +13,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import yaml
 
-if TYPE_CHECKING:
-    from reconciler.config.tree import Tree
+
+class Where(Protocol):
+    """A place in a file, as a YAML mark gives it (0-based)."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def column(self) -> int: ...
+
+
+class Tree(Protocol):
+    """What composing needs of the file's tree (``config.tree.Tree``): its path, and
+    where to put a located problem."""
+
+    @property
+    def path(self) -> str: ...
+
+    def problem(self, mark: Where | None, path: tuple[str | int, ...], message: str) -> None: ...
 
 
 #: Nodes one file may expand to through aliases; a real declarations file is far below.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
@@ -24,7 +24,7 @@ from reconciler.config.compose import FLOW_OPENERS_GATE as FLOW_OPENERS_GATE
 from reconciler.config.compose import MAX_DEPTH as MAX_DEPTH
 from reconciler.config.compose import MAX_EXPANDED_NODES as MAX_EXPANDED_NODES
 from reconciler.config.compose import Composer as Composer
-from reconciler.config.compose import node_kind
+from reconciler.config.compose import Where, node_kind
 from reconciler.errors import ConfigProblem
 
 #: The longest integer scalar built into a number: far more than any value a field takes
@@ -69,13 +69,6 @@ def json_path(path: Sequence[str | int]) -> str:
     return text
 
 
-class _Where(Protocol):
-    """A position in the text: ``yaml.Mark`` and libyaml's marks both have one."""
-
-    line: int
-    column: int
-
-
 @dataclass
 class Tree:
     """One file's node tree, the values built from it, and what building found.
@@ -102,7 +95,7 @@ class Tree:
     #: ``1:30``), with their node and the number YAML 1.1 reads.
     odd_integers: list[tuple[NodePath, yaml.ScalarNode, int]] = field(default_factory=list)
 
-    def problem(self, mark: _Where | None, path: NodePath, message: str) -> None:
+    def problem(self, mark: Where | None, path: NodePath, message: str) -> None:
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         self.problems.append(ConfigProblem(self.path, line, column, json_path(path), message))
 
@@ -311,7 +304,7 @@ class ValueBuilder:
                 )
         return sources
 
-    def _report_once(self, key: yaml.Node, mark: _Where, path: NodePath, message: str) -> None:
+    def _report_once(self, key: yaml.Node, mark: Where, path: NodePath, message: str) -> None:
         """Report a problem with a '<<' key once, however many mappings merge its own."""
         if id(key) not in self.reported:
             self.reported.add(id(key))
