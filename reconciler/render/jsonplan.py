@@ -156,7 +156,9 @@ def plan_json(
     verify_errors: VerifyErrors | None = None,
     catalogue: Catalogue | None = None,
 ) -> str:
-    return json.dumps(plan_dict(plan, verify_errors, catalogue), indent=2, sort_keys=True)
+    """``plan --json``: one line, keys sorted (``jq`` indents it for a person). Without
+    ``indent`` the C encoder writes it, four times faster than the pure one."""
+    return json.dumps(plan_dict(plan, verify_errors, catalogue), sort_keys=True)
 
 
 def parse_change(data: Mapping[str, Any]) -> SubscriptionChange:
