@@ -304,6 +304,7 @@ def test_plan_json_is_alone_on_stdout_and_matches_the_schema(
     result = run("plan", str(every_action), "--state", str(state), "--json")
 
     data = json.loads(result.stdout)
+    assert result.stdout.count("\n") == 1  # one line, for scripts and log processors
     jsonschema.Draft202012Validator(PLAN_SCHEMA).validate(data)
     assert data["format_version"] == 2
     assert data["cloud"] == {

@@ -25,6 +25,12 @@ def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
 
+def one_line(data: Any) -> str:
+    """Keys sorted, on one line: without ``indent`` the C encoder writes it, four times
+    faster than the pure one (``jq .`` indents it for a person)."""
+    return json.dumps(data, sort_keys=True)
+
+
 class JsonPlanView(PlanDiagnostics):
     """The plan as one JSON document (``schemas/plan.schema.json``)."""
 
@@ -36,7 +42,7 @@ class JsonPlanView(PlanDiagnostics):
             from reconciler.render import refresh as render_refresh
 
             data = render_refresh.add_observations(data, run.observations)
-        self.console.out(dumps(data))
+        self.console.out(one_line(data))
         self.explain(run, context)
 
     def failure(self, exc: ReconcilerError, context: PlanContext) -> None:
