@@ -50,9 +50,11 @@ SCOPE: Final = "CustomerApi"
 #: Token lifetime assumed when the token answer has no usable ExpiresIn.
 DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 
-#: New tokens one call may ask for after 401s (more than one only when other
-#: threads renewed the token meanwhile).
-_MAX_RENEWALS: Final = 3
+#: New tokens one call may ask for after 401s. More than one only when other threads
+#: used each new token too (a fresh token refused with no other use is definitive at
+#: once); on a loaded machine one thread can lose that race several times in a row to
+#: the others of a parallel apply, so the bound is well above one or two losses.
+_MAX_RENEWALS: Final = 10
 
 
 class _BasicAuth(AuthBase):
