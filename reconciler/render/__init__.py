@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from reconciler.render.money import Catalogue, CatalogueEntry, Money, is_commitment
     from reconciler.render.text import (
         apply_leftovers,
+        apply_outcome,
         apply_progress,
         apply_summary,
         apply_table,
@@ -90,6 +91,7 @@ __all__ = [
     "Verdict",
     "apply_complete_event",
     "apply_leftovers",
+    "apply_outcome",
     "apply_progress",
     "apply_start_event",
     "apply_summary",
@@ -162,6 +164,7 @@ __getattr__, __dir__ = lazy_exports(
         "Money": "money",
         "is_commitment": "money",
         "apply_leftovers": "text",
+        "apply_outcome": "text",
         "apply_progress": "text",
         "apply_summary": "text",
         "apply_table": "text",

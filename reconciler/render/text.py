@@ -322,6 +322,16 @@ def apply_summary(result: ApplyResult, *, conflicts: int = 0) -> str:
     return line
 
 
+def apply_outcome(run: ApplyRun) -> list[str]:
+    """What apply did, after a blank line: the per-change table, the summary and what
+    was bought cost (none when apply never reached the API)."""
+    if run.result is None:
+        return []
+    lines = ["", apply_table(run.result), apply_summary(run.result, conflicts=len(run.conflicts))]
+    spent = result_money_line(run.plan, run.result, run.prices)
+    return lines if spent is None else [*lines, spent]
+
+
 def apply_leftovers(run: ApplyRun) -> list[str]:
     """What apply left undone and why (stderr): conflicts, the changes they held back,
     operations still pending."""

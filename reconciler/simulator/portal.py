@@ -128,14 +128,7 @@ def _change(cloud: SimulatedCloud, action: str, request: Any) -> SubscriptionRec
         record_order = request.get("recordOrder", True)
         if not isinstance(record_order, bool):
             raise ValueError("recordOrder must be true or false")
-        return cloud.portal_add(
-            request.get("customerTenantId"),
-            request.get("product"),
-            request.get("quantity"),
-            request.get("billingCycle", "monthly"),
-            request.get("termDuration", "P1M"),
-            record_order,
-        )
+        return cloud.portal_add(*_ordered(request), record_order)
     if action == "set-quantity":
         return cloud.portal_set_quantity(request.get("subscriptionId"), request.get("quantity"))
     return cloud.portal_cancel(request.get("subscriptionId"))
@@ -145,11 +138,16 @@ def _failed_order(cloud: SimulatedCloud, request: Any) -> int:
     error = request.get("error", FAILED_ORDER_ERROR)
     if not isinstance(error, str):
         raise ValueError("error must be text")
-    return cloud.portal_failed_order(
+    return cloud.portal_failed_order(*_ordered(request), error).reference
+
+
+def _ordered(request: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """What a person orders in the portal: tenant, product, quantity, billing cycle
+    (monthly unless said) and term (P1M unless said), checked by the cloud."""
+    return (
         request.get("customerTenantId"),
         request.get("product"),
         request.get("quantity"),
         request.get("billingCycle", "monthly"),
         request.get("termDuration", "P1M"),
-        error,
-    ).reference
+    )

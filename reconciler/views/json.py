@@ -130,13 +130,8 @@ class JsonApplyView:
     def finished(self, run: ApplyRun, pending: Sequence[PendingOperation], flags: str) -> None:
         for change in run.held_back:
             self.emit(render.held_back_event(change))
-        if run.result is not None:
-            self.console.err("")
-            self.console.err(render.apply_table(run.result))
-            self.console.err(render.apply_summary(run.result, conflicts=len(run.conflicts)))
-            spent = render.result_money_line(run.plan, run.result, run.prices)
-            if spent:
-                self.console.err(spent)
+        for line in render.apply_outcome(run):
+            self.console.err(line)
         for line in render.apply_leftovers(run):
             self.console.err(line)
         if pending:

@@ -93,13 +93,8 @@ class TextApplyView:
         self.console.err("Apply cancelled; nothing was bought.")
 
     def finished(self, run: ApplyRun, pending: Sequence[PendingOperation], flags: str) -> None:
-        if run.result is not None:
-            self.console.out("")
-            self.console.out(render.apply_table(run.result))
-            self.console.out(render.apply_summary(run.result, conflicts=len(run.conflicts)))
-            spent = render.result_money_line(run.plan, run.result, run.prices)
-            if spent:
-                self.console.out(spent)
+        for line in render.apply_outcome(run):
+            self.console.out(line)
         for line in render.apply_leftovers(run):
             self.console.err(line)
         if pending:
