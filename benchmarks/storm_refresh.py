@@ -37,7 +37,7 @@ from common import write_declarations
 from reconciler import config
 from reconciler.api.client import CrayonClient
 from reconciler.api.orders import VerifiedOrder, build_order, new_external_order_id
-from reconciler.api.reads import AssetOrder
+from reconciler.api.records import AssetOrder
 from reconciler.api.settings import ApiSettings
 from reconciler.commands import apply as apply_commands
 from reconciler.commands import refresh as refresh_commands

@@ -20,7 +20,7 @@ import responses
 
 from reconciler.api import ApiSettings, RetryPolicy
 from reconciler.api.client import CrayonClient
-from reconciler.api.reads import MAX_ITEMS, MAX_PAGES
+from reconciler.api.paging import MAX_ITEMS, MAX_PAGES
 from reconciler.errors import ApiError, FailureKind
 from reconciler.simulator import LIST_SHAPES, Simulator
 from tests.support.hostile_api import HostileApi, endless, subscription

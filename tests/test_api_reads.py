@@ -28,16 +28,18 @@ from reconciler.api import (
     new_external_order_id,
 )
 from reconciler.api.client import CrayonClient
-from reconciler.api.reads import (
+from reconciler.api.items import (
     ORDER_BILLING_CYCLES,
     SUBSCRIPTION_BILLING_CYCLES,
     parse_agreement_product,
-    parse_agreement_products,
     parse_asset_order,
-    parse_asset_orders,
     parse_processed_order,
-    parse_processed_orders,
     parse_subscription,
+)
+from reconciler.api.reads import (
+    parse_agreement_products,
+    parse_asset_orders,
+    parse_processed_orders,
     parse_subscriptions,
 )
 from reconciler.errors import ApiError, FailureKind

@@ -26,7 +26,7 @@ from reconciler.api import (
     SubscriptionUpdater,
 )
 from reconciler.api.client import CrayonClient
-from reconciler.api.reads import parse_subscription_detail
+from reconciler.api.items import parse_subscription_detail
 from reconciler.errors import ApiError, FailureKind
 from reconciler.simulator import Simulator
 

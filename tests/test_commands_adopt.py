@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from reconciler import config
-from reconciler.api.reads import Subscription
+from reconciler.api.records import Subscription
 from reconciler.commands.adopt import declarations_text, plan_import, slug
 from reconciler.errors import ReconcilerError
 from reconciler.model import Declarations, Identity, Purchase, RecordedPurchase, State

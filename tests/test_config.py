@@ -335,14 +335,14 @@ def _flow_purchases(count: int) -> str:
 def test_only_a_file_with_signs_of_deep_nesting_is_walked_event_by_event(
     monkeypatch: pytest.MonkeyPatch, count: int, walks: int
 ) -> None:
-    walk = config.tree.Composer._too_deep_events
+    walk = config.compose.Composer._too_deep_events
     calls = []
 
     def spy(parser: Any, text: str) -> bool:
         calls.append(text)
         return walk(parser, text)
 
-    monkeypatch.setattr(config.tree.Composer, "_too_deep_events", spy)
+    monkeypatch.setattr(config.compose.Composer, "_too_deep_events", spy)
 
     declarations = config.load_text(_flow_purchases(count))
 

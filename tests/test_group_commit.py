@@ -32,7 +32,8 @@ from reconciler.errors import StateError
 from reconciler.model import CheckoutRecord, Identity, PendingOperation, State
 from reconciler.simulator import Simulator, server
 from reconciler.state import JsonFileStateStore
-from reconciler.state.ledger import Ledger, LedgerWriter, PersistError, Tables
+from reconciler.state.ledger import LedgerWriter, PersistError
+from reconciler.state.rules import Ledger, Tables
 from reconciler.state.writes import Write
 from tests.support.declarations import LICENCE_TENANT, declare_licences
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from reconciler.api.reads import CatalogEntry, Price
+from reconciler.api.records import CatalogEntry, Price
 from reconciler.model import Identity
 from reconciler.observe import catalogue_for
 from tests.support.records import BASIC, PREMIUM, TENANT

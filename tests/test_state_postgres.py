@@ -7,8 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.state import open_store
-from reconciler.state import pgrows as rows
+from reconciler.state import open_store, pgschema
 from tests.support.records import BASIC
 from tests.support.times import T0
 
@@ -38,15 +37,15 @@ def test_a_database_of_schema_1_reads_and_is_upgraded_by_the_first_locked_run(
     import psycopg
 
     with psycopg.connect(pg_database, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {rows.SCHEMA}")
+        conn.execute(f"CREATE SCHEMA {pgschema.SCHEMA}")
         conn.execute(
-            f"CREATE TABLE {rows.SCHEMA}.schema_migrations "
+            f"CREATE TABLE {pgschema.SCHEMA}.schema_migrations "
             "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        conn.execute(rows.MIGRATIONS[0])
-        conn.execute(f"INSERT INTO {rows.SCHEMA}.schema_migrations (version) VALUES (1)")
+        conn.execute(pgschema.MIGRATIONS[0])
+        conn.execute(f"INSERT INTO {pgschema.SCHEMA}.schema_migrations (version) VALUES (1)")
         conn.execute(
-            f"INSERT INTO {rows.SCHEMA}.workspaces (name, lineage) VALUES ('default', 'l')"
+            f"INSERT INTO {pgschema.SCHEMA}.workspaces (name, lineage) VALUES ('default', 'l')"
         )
     store = open_store(pg_database)
     assert store.load().purchases == {}

@@ -45,14 +45,10 @@ import requests
 from reconciler.api.calls import Caller
 from reconciler.api.failures import Endpoint
 from reconciler.api.fields import ci_key
+from reconciler.api.items import parse_subscription_detail
 from reconciler.api.orders import OrderJson, VerifiedOrder, legacy_order, read_verified
-from reconciler.api.reads import (
-    MAX_ITEMS,
-    MAX_PAGES,
-    PAGE_SIZE,
-    ListReader,
-    parse_subscription_detail,
-)
+from reconciler.api.paging import MAX_ITEMS, MAX_PAGES, PAGE_SIZE
+from reconciler.api.reads import ListReader
 from reconciler.api.records import (
     STATUS_SUSPENDED,
     AssetOrder,

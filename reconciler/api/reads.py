@@ -26,8 +26,6 @@ arrives. One item is read by ``reconciler.api.items``.
 
 This module must not import ``requests``, must do no I/O of its own (the page
 source does) and must not decide how a failed call counts (``failures`` does).
-The records, the item parsers, the code tables and the paging bounds are
-re-exported here for the code that imports them from ``reads``.
 """
 
 from __future__ import annotations
@@ -37,32 +35,21 @@ from typing import Any, TypeVar
 
 from reconciler.api.fields import Fields, definitive, malformed, shown
 from reconciler.api.items import (
-    ASSET_TYPES,
-    ORDER_BILLING_CYCLES,
-    ORDER_STATES,
-    SUBSCRIPTION_BILLING_CYCLES,
-    SUBSCRIPTION_STATUSES,
     parse_agreement_product,
     parse_asset_order,
     parse_processed_order,
     parse_subscription,
-    parse_subscription_detail,
     split_part_number,
     status_code,
     subscription_status,
 )
-from reconciler.api.paging import MAX_ITEMS, MAX_PAGES, PAGE_SIZE, Pager, PageSource
+from reconciler.api.paging import Pager
 from reconciler.api.records import (
-    STATUS_ACTIVE,
-    ApiReader,
     AssetOrder,
-    AssetOrderLine,
     CatalogEntry,
     Listing,
-    Price,
     ProcessedOrder,
     Subscription,
-    SubscriptionDetail,
     UnreadableItem,
 )
 from reconciler.api.settings import (
@@ -74,35 +61,10 @@ from reconciler.api.settings import (
 from reconciler.errors import ApiError
 
 __all__ = [
-    "ASSET_TYPES",
-    "MAX_ITEMS",
-    "MAX_PAGES",
-    "ORDER_BILLING_CYCLES",
-    "ORDER_STATES",
-    "PAGE_SIZE",
-    "STATUS_ACTIVE",
-    "SUBSCRIPTION_BILLING_CYCLES",
-    "SUBSCRIPTION_STATUSES",
-    "ApiReader",
-    "AssetOrder",
-    "AssetOrderLine",
-    "CatalogEntry",
     "ListReader",
-    "Listing",
-    "PageSource",
-    "Price",
-    "ProcessedOrder",
-    "Subscription",
-    "SubscriptionDetail",
-    "UnreadableItem",
-    "parse_agreement_product",
     "parse_agreement_products",
-    "parse_asset_order",
     "parse_asset_orders",
-    "parse_processed_order",
     "parse_processed_orders",
-    "parse_subscription",
-    "parse_subscription_detail",
     "parse_subscriptions",
 ]
 

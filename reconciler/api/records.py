@@ -46,8 +46,8 @@ class Subscription:
 
     ``billing_cycle`` is one of our names ("monthly", "annual", "none",
     "one-time", "triennial") or a name no declaration has (see
-    ``reads.SUBSCRIPTION_BILLING_CYCLES``); ``status`` one of
-    ``reads.SUBSCRIPTION_STATUSES``' names or "status-N" for a value no source
+    ``items.SUBSCRIPTION_BILLING_CYCLES``); ``status`` one of
+    ``items.SUBSCRIPTION_STATUSES``' names or "status-N" for a value no source
     documents. Only ``active`` subscriptions hold seats. The dates are those the
     API gave (None when absent); the list does not always carry
     ``commitment_end_date`` (``SubscriptionDetail`` does).

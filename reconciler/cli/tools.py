@@ -234,7 +234,7 @@ def version_command(as_json: bool) -> int:
     from reconciler.render.about import About, about_dict, about_text
     from reconciler.render.events import EVENTS_FORMAT_VERSION
     from reconciler.render.jsonplan import PLAN_FORMAT_VERSION
-    from reconciler.state.pgrows import MIGRATIONS
+    from reconciler.state.pgschema import MIGRATIONS
 
     def installed(name: str) -> str | None:
         try:

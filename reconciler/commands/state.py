@@ -16,7 +16,7 @@ from reconciler.model import CheckoutRecord, Declarations, State, UpdateRecord
 from reconciler.outcomes import Repair, RepairKind, Resolution
 from reconciler.state import StateStore
 from reconciler.state.base import KeepsHistory
-from reconciler.state.jsonformat import pending_json, purchase_json
+from reconciler.state.jsonrecords import pending_json, purchase_json
 
 Confirm = Callable[[Repair], None]
 

@@ -28,19 +28,14 @@ from reconciler.config.build import (
     moves,
     purchases,
 )
+from reconciler.config.compose import FLOW_OPENERS_GATE, MAX_DEPTH, MAX_EXPANDED_NODES
 from reconciler.config.files import MAX_FILE_BYTES, SUFFIXES, discover, read_text
 from reconciler.config.schema_errors import (
     INTEGER_FIELDS,
     REQUIRED_AFTER_DEFAULTS,
     SchemaErrors,
 )
-from reconciler.config.tree import (
-    FLOW_OPENERS_GATE,
-    MAX_DEPTH,
-    MAX_EXPANDED_NODES,
-    json_path,
-    read_tree,
-)
+from reconciler.config.tree import json_path, read_tree
 from reconciler.errors import ConfigError, ConfigProblem
 from reconciler.model import Adopt, Declarations, Purchase, Removal
 

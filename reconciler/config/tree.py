@@ -20,11 +20,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.config.compose import FLOW_OPENERS_GATE as FLOW_OPENERS_GATE
-from reconciler.config.compose import MAX_DEPTH as MAX_DEPTH
-from reconciler.config.compose import MAX_EXPANDED_NODES as MAX_EXPANDED_NODES
-from reconciler.config.compose import Composer as Composer
-from reconciler.config.compose import Where, node_kind
+from reconciler.config.compose import MAX_DEPTH, Composer, Where, node_kind
 from reconciler.errors import ConfigProblem
 
 #: The longest integer scalar built into a number: far more than any value a field takes

@@ -30,7 +30,7 @@ from reconciler.model import (
 from reconciler.outcomes import VerifyErrors
 from reconciler.render.money import Catalogue, Money, name_of, plan_cost, unit_price
 from reconciler.render.verdict import verdict
-from reconciler.state.jsonformat import change_json, pending_json, purchase_json
+from reconciler.state.jsonrecords import change_json, pending_json, purchase_json
 
 PLAN_FORMAT_VERSION = 2
 

@@ -70,9 +70,10 @@ from reconciler.state import files, jsonformat, jsonrender
 from reconciler.state.base import StateWriter
 from reconciler.state.filelock import LockFile, no_file_lock_error, posix_locks
 from reconciler.state.jsonformat import JournalMark
-from reconciler.state.ledger import Persistence, PersistError, Tables, locked_writer
+from reconciler.state.ledger import Persistence, PersistError, locked_writer
 from reconciler.state.locking import OnWait
 from reconciler.state.replay import replay
+from reconciler.state.rules import Tables
 from reconciler.state.writes import Write
 
 

@@ -5,8 +5,7 @@ pending entries, and while a run writes the journal, the mark naming it); the
 journal is one checksummed line per write. Reading checks every value
 (``jsonrecords`` reads the records, ``jsonvalues`` the values) and refuses a
 journal that does not belong with its file; writing gives a journal line byte for
-byte as ``json.dumps(..., sort_keys=True)`` would. The names other modules read
-from here before the records and values had modules of their own are re-exported.
+byte as ``json.dumps(..., sort_keys=True)`` would.
 This module performs no I/O: it turns text into records and records into text.
 """
 
@@ -22,19 +21,11 @@ from typing import Any
 from reconciler.errors import StateError
 from reconciler.model import STATE_VERSION, State
 from reconciler.state.jsonrecords import (
-    adjustment_json,
-    change_json,
-    checkout_json,
     entry_line,
     parse_entry,
     parse_parts,
-    pending_json,
-    purchase_json,
-    update_json,
 )
 from reconciler.state.jsonvalues import (
-    MAX_BIGINT,
-    MAX_SEATS,
     Invalid,
     TooLarge,
     expect_object,
@@ -49,29 +40,14 @@ __all__ = [
     "ACKNOWLEDGED_OFFSET",
     "JOURNAL_KEY",
     "JOURNAL_RUN_KEY",
-    "MAX_BIGINT",
-    "MAX_SEATS",
-    "Invalid",
     "JournalMark",
     "ParsedJournal",
-    "TooLarge",
     "acknowledged_text",
-    "adjustment_json",
-    "change_json",
-    "checkout_json",
-    "entry_line",
     "journal_line",
     "new_run_id",
     "parse_document",
-    "parse_entry",
     "parse_journal",
-    "parse_json",
-    "parse_parts",
     "parse_state_file",
-    "pending_json",
-    "purchase_json",
-    "show",
-    "update_json",
 ]
 
 _DOCUMENT_KEYS = ("version", "lineage", "serial", "purchases", "pending")

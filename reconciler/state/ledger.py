@@ -9,7 +9,6 @@ what is durable.
 ``locked_writer`` is the one way a store builds its writer for a locked run: the
 store gives the state it read under the lock and a ``Persistence`` (how a batch
 becomes durable, and what to do before the first write and after the last).
-``Ledger`` and ``Tables`` are re-exported, where stores and tests have read them.
 
 This module never touches storage: stores pass their ``Persistence`` in.
 """
@@ -25,7 +24,12 @@ from reconciler.model import CheckoutRecord, Identity, PendingOperation, State, 
 from reconciler.state.rules import Ledger, Tables, Undo
 from reconciler.state.writes import Write
 
-__all__ = ["Ledger", "LedgerWriter", "PersistError", "Persistence", "Tables", "locked_writer"]
+__all__ = [
+    "LedgerWriter",
+    "PersistError",
+    "Persistence",
+    "locked_writer",
+]
 
 
 class PersistError(StateError):

@@ -1,7 +1,7 @@
 """The PostgreSQL state's tables: every row it reads and writes.
 
-The SQL of ``PostgresStateStore`` lives here (the schema's migrations in
-``pgschema``, re-exported) so that the store itself only connects, locks and
+The SQL of ``PostgresStateStore`` lives here (the schema's migrations are
+``pgschema``'s) so that the store itself only connects, locks and
 fences. Each function works inside the caller's transaction; none commits, locks
 or decides anything.
 """
@@ -21,12 +21,10 @@ from reconciler.model import (
     State,
     UpdateRecord,
 )
-from reconciler.state import jsonformat
+from reconciler.state.jsonrecords import entry_line, parse_parts
+from reconciler.state.jsonvalues import Invalid
 from reconciler.state.pgschema import (
-    MIGRATIONS,
     SCHEMA,
-    migrate,
-    refuse_newer_schema,
     schema_version,
 )
 from reconciler.state.writes import Keep, Write
@@ -35,8 +33,6 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
-    "MIGRATIONS",
-    "SCHEMA",
     "apply_write",
     "has_rows",
     "insert_adjustments",
@@ -46,10 +42,7 @@ __all__ = [
     "insert_purchase",
     "insert_purchase_row",
     "insert_updates",
-    "migrate",
     "read_state",
-    "refuse_newer_schema",
-    "schema_version",
 ]
 
 #: Where each list row (checkouts, adjustments, updates) of an address was read,
@@ -114,8 +107,8 @@ def read_state(
     purchases = _read_purchases(conn, workspace, checkouts, adjustments, updates, owning=owning)
     pending = _read_pending(conn, workspace, owning=owning)
     try:
-        return jsonformat.parse_parts(lineage, serial, purchases, pending)
-    except jsonformat.Invalid as exc:
+        return parse_parts(lineage, serial, purchases, pending)
+    except Invalid as exc:
         raise StateError(_invalid_row(exc, workspace, location, positions)) from None
 
 
@@ -237,7 +230,7 @@ def _read_pending(
 
 
 def _invalid_row(
-    exc: jsonformat.Invalid,
+    exc: Invalid,
     workspace: str,
     location: str,
     positions: _Positions,
@@ -264,7 +257,7 @@ def _invalid_row(
             numbers = positions.get((table, json.loads(address)), [])
             position = numbers[index] if index < len(numbers) else index
             row += f", position {position}"
-    field = jsonformat.Invalid(exc.message, tuple(path))
+    field = Invalid(exc.message, tuple(path))
     return (
         f"the state at {location} has a row this reconciler refuses, in table "
         f"{SCHEMA}.{table} ({row}): {field}. Was it edited by hand? Put the value right, "
@@ -442,7 +435,7 @@ def apply_write(conn: psycopg.Connection[Any], ws: str, write: Write, run: str) 
     conn.execute(
         f"INSERT INTO {SCHEMA}.history (workspace, serial, op, address, entry, run) "
         "VALUES (%s, %s, %s, %s, %s, %s)",
-        (ws, write.serial, write.op, write.address, jsonformat.entry_line(write), run),
+        (ws, write.serial, write.op, write.address, entry_line(write), run),
     )
 
 

@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Any
 from reconciler.errors import StateError
 from reconciler.model import State
 from reconciler.state import pgrows as rows
+from reconciler.state import pgschema
 from reconciler.state.base import StateWriter
-from reconciler.state.ledger import Persistence, PersistError, Tables, locked_writer
+from reconciler.state.ledger import Persistence, PersistError, locked_writer
 from reconciler.state.locking import (
     Acquired,
     Held,
@@ -53,7 +54,8 @@ from reconciler.state.locking import (
     run_description,
     wait_for_lock,
 )
-from reconciler.state.pgrows import SCHEMA
+from reconciler.state.pgschema import MIGRATIONS, SCHEMA, schema_version
+from reconciler.state.rules import Tables
 from reconciler.state.urls import mask_url, url_secrets
 from reconciler.state.writes import Write
 
@@ -174,7 +176,7 @@ class PostgresStateStore:
                     conn.execute(
                         "SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _MIGRATION_LOCK)
                     )
-                    rows.migrate(conn, self._display)
+                    pgschema.migrate(conn, self._display)
                     row = conn.execute(
                         f"SELECT serial FROM {SCHEMA}.workspaces WHERE name = %s FOR UPDATE",
                         (self._workspace,),
@@ -210,11 +212,11 @@ class PostgresStateStore:
         """Apply the migrations a state set up by an older reconciler lacks, before a
         locked run writes to it; a current schema needs no right to create anything."""
         with conn.transaction():
-            if rows.schema_version(conn) >= len(rows.MIGRATIONS):
+            if schema_version(conn) >= len(MIGRATIONS):
                 return
             # Racing runs wait here; migrate applies only what is still missing.
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _MIGRATION_LOCK))
-            rows.migrate(conn, self._display)
+            pgschema.migrate(conn, self._display)
 
     # -- reading --
 
@@ -236,7 +238,7 @@ class PostgresStateStore:
         exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.workspaces",)).fetchone()
         if exists is None or exists[0] is None:
             return None
-        rows.refuse_newer_schema(conn, self._display)
+        pgschema.refuse_newer_schema(conn, self._display)
         row: tuple[Any, ...] | None = conn.execute(
             f"SELECT lineage, serial, lock_epoch, lock_holder FROM {SCHEMA}.workspaces "
             "WHERE name = %s",

@@ -14,7 +14,7 @@ from reconciler.errors import StateError
 from reconciler.model import State
 from reconciler.state import jsonformat
 from reconciler.state.jsonformat import JournalMark
-from reconciler.state.ledger import Tables
+from reconciler.state.rules import Tables
 from reconciler.state.writes import Write
 
 

@@ -30,7 +30,8 @@ from reconciler.model import (
     State,
     UpdateRecord,
 )
-from reconciler.state import jsonformat
+from reconciler.state.jsonrecords import entry_line
+from reconciler.state.jsonvalues import Invalid
 from reconciler.state.writes import KEEP, Keep, Write
 
 _V = TypeVar("_V")
@@ -325,7 +326,7 @@ class Ledger:
         try:
             # Every store keeps only what the state format can hold: check it with
             # the format's own reader, so no backend accepts a record another refuses.
-            entry = jsonformat.entry_line(write)
-        except (jsonformat.Invalid, TypeError, ValueError) as exc:
+            entry = entry_line(write)
+        except (Invalid, TypeError, ValueError) as exc:
             raise StateError(f"cannot record {op} of {address!r}: {exc}") from None
         return replace(write, entry=entry)

@@ -53,5 +53,5 @@ class Write:
     time: str | None = None
     moved_from: str | None = None
     #: The journal entry of this write, once the ledger has made and checked it
-    #: (``jsonformat.entry_line``); stores reuse it instead of encoding it again.
+    #: (``jsonrecords.entry_line``); stores reuse it instead of encoding it again.
     entry: str | None = field(default=None, compare=False, repr=False)

@@ -20,7 +20,7 @@ from decimal import Decimal
 from reconciler.errors import StateError
 from reconciler.model import State
 from reconciler.state import StateWriter
-from reconciler.state.ledger import Persistence, PersistError, Tables, locked_writer
+from reconciler.state.ledger import Persistence, PersistError, locked_writer
 from reconciler.state.locking import (
     Acquired,
     Held,
@@ -29,6 +29,7 @@ from reconciler.state.locking import (
     run_description,
     wait_for_lock,
 )
+from reconciler.state.rules import Tables
 from reconciler.state.writes import Write
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from reconciler.api.reads import AssetOrder, AssetOrderLine, ProcessedOrder, Subscription
+from reconciler.api.records import AssetOrder, AssetOrderLine, ProcessedOrder, Subscription
 from reconciler.model import Identity
 from tests.support.records import BASIC
 from tests.support.times import AT
